@@ -1,0 +1,219 @@
+"""The checkpoint: the contract between training (``model/``) and serving (``app/``).
+
+A checkpoint is a folder with two files:
+
+- ``model.safetensors``: the weights only (no pickle, no code);
+- ``config.json``: ``format_version``, the run config that rebuilds the network, the image shape and
+  value range, the dataset and split, steps, seed, torch version, the exact training command, the
+  sha256 of the weights, and the evaluation metrics with the command that measured them.
+
+``load_checkpoint`` rebuilds the model from ``config.json``, verifies the hash and the tensor shapes,
+and raises ``CheckpointError`` naming the folder, the file and the problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from model.config import RunConfig
+from model.networks import build_model
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message names the folder, the file and the problem."""
+
+    def __init__(self, folder: Path | str, file: str, problem: str) -> None:
+        self.folder = Path(folder)
+        self.file = file
+        self.problem = problem
+        super().__init__(f"checkpoint {self.folder}: {file}: {problem}")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the rebuilt model (eval mode) and its metadata."""
+
+    path: Path
+    config: RunConfig
+    meta: dict[str, Any]
+    model: nn.Module
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def sha256(self) -> str:
+        return str(self.meta["weights_sha256"])
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold back Ctrl-C while a checkpoint is written, then deliver it."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_config(folder: Path, meta: dict[str, Any]) -> None:
+    atomic_write_bytes(folder / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+
+
+def save_checkpoint(
+    folder: Path | str, model: nn.Module, config: RunConfig, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write weights then config, each atomically, with Ctrl-C held back: never a torn folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v for k, v in model.state_dict().items()}
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "kind": config.model.kind,
+        "input_shape": list(config.model.input_shape),
+        "value_range": config.model.value_range,
+        "latent_dim": config.model.latent_dim if config.model.has_latent else None,
+        "likelihood": config.model.likelihood,
+        "config": config.to_dict(),
+        "torch_version": torch.__version__,
+        **(extra or {}),
+    }
+    with deferred_interrupt():
+        atomic_save_tensors(folder / WEIGHTS_FILE, state)
+        meta["weights_sha256"] = sha256_file(folder / WEIGHTS_FILE)
+        write_config(folder, meta)
+    return meta
+
+
+def read_meta(folder: Path | str) -> dict[str, Any]:
+    """Parse and check ``config.json`` without touching the weights."""
+    folder = Path(folder)
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(folder, CONFIG_FILE, "file is missing")
+    try:
+        meta = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(folder, CONFIG_FILE, f"not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(folder, CONFIG_FILE, "must hold a JSON object")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            folder,
+            CONFIG_FILE,
+            f"unsupported format_version {version!r} (this loader reads {FORMAT_VERSION})",
+        )
+    for key in ("config", "weights_sha256"):
+        if key not in meta:
+            raise CheckpointError(folder, CONFIG_FILE, f"missing field {key!r}")
+    return meta
+
+
+def load_checkpoint(folder: Path | str, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild, verify and load a checkpoint; the model comes back in eval mode on ``device``."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    try:
+        config = RunConfig.from_dict(meta["config"])
+        model = build_model(config.model)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(folder, CONFIG_FILE, f"invalid model config ({exc})") from exc
+
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(folder, WEIGHTS_FILE, "file is missing")
+    digest = sha256_file(weights)
+    if digest != meta["weights_sha256"]:
+        raise CheckpointError(
+            folder,
+            WEIGHTS_FILE,
+            f"sha256 mismatch: file has {digest[:12]}…, config.json expects "
+            f"{str(meta['weights_sha256'])[:12]}… (corrupt or replaced file)",
+        )
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(folder, WEIGHTS_FILE, f"unreadable safetensors ({exc})") from exc
+
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            folder,
+            WEIGHTS_FILE,
+            f"tensors do not match the config: missing {missing[:3]}, unexpected {unexpected[:3]}",
+        )
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                folder,
+                WEIGHTS_FILE,
+                f"shape mismatch for {key}: file has {tuple(state[key].shape)}, "
+                f"config.json builds {tuple(tensor.shape)}",
+            )
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return Checkpoint(path=folder, config=config, meta=meta, model=model)

@@ -1,0 +1,103 @@
+"""Configuration of a model and its training recipe.
+
+The config is plain data (dataclasses of str/int/float/list) so that it serialises to the
+checkpoint's ``config.json`` and rebuilds the exact same network on load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+Kind = Literal["dae", "vae", "photo"]
+Likelihood = Literal["bernoulli", "gaussian", "gaussian-learned", "mse"]
+NoiseKind = Literal["none", "gaussian", "salt-pepper", "mask"]
+
+
+@dataclass
+class NoiseConfig:
+    """How training inputs are corrupted. ``sigma_min == sigma_max`` is a fixed level.
+
+    Gaussian sigmas are on the model's value scale ([0, 1]); for salt-and-pepper and masking the
+    same range gives the fraction of pixels hit, drawn per sample.
+    """
+
+    kind: NoiseKind = "none"
+    sigma_min: float = 0.0
+    sigma_max: float = 0.0
+    clip: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """Architecture. Every shape derives from ``image_size``, ``channels`` and ``latent_dim``."""
+
+    kind: Kind = "dae"
+    image_size: list[int] = field(default_factory=lambda: [28, 28])  # [height, width]; photo: patch
+    channels: int = 1
+    hidden: list[int] = field(default_factory=lambda: [32, 64])
+    extra_convs: int = 0  # 3x3 convs added to each stage of encoder and decoder
+    latent_dim: int = 32
+    likelihood: Likelihood = "mse"
+    sigma: float = 0.1  # fixed decoder std for the gaussian likelihood (initial value if learned)
+    depth: int = 17  # photo denoiser: number of conv layers
+    value_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.image_size[0], self.image_size[1])
+
+    @property
+    def has_latent(self) -> bool:
+        return self.kind in ("dae", "vae")
+
+
+@dataclass
+class TrainConfig:
+    """A complete training recipe; presets fill it and command-line flags override parts."""
+
+    preset: str = ""
+    dataset: Literal["mnist", "folder"] = "mnist"
+    epochs: int = 10
+    max_steps: int = 0  # 0: no limit
+    batch_size: int = 128
+    lr: float = 1e-3
+    lr_min: float = 1e-5  # cosine decay floor
+    weight_decay: float = 0.0
+    beta: float = 1.0  # VAE KL weight
+    kl_warmup_steps: int = 0
+    val_fraction: float = 0.1
+    seed: int = 0
+    binarize: bool = False  # dynamic binarisation (Bernoulli VAE)
+    patch_size: int = 40  # photo: training patch size
+    patches_per_epoch: int = 0  # photo: patches drawn per epoch
+    grad_clip: float = 0.0
+    num_workers: int = 0
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return cls(
+            model=_build(ModelConfig, data.get("model", {})),
+            noise=_build(NoiseConfig, data.get("noise", {})),
+            train=_build(TrainConfig, data.get("train", {})),
+        )
+
+
+def _build(cls: Any, data: dict[str, Any]) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__} must be an object, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+    return cls(**data)

@@ -1,0 +1,49 @@
+"""The VAE posterior: a diagonal Gaussian q(z|x) = N(mu, diag(sigma^2))."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+class DiagonalGaussian:
+    """A batch of diagonal Gaussians over the latent, parameterised by mean and log-variance."""
+
+    def __init__(self, mean: torch.Tensor, logvar: torch.Tensor) -> None:
+        self.mean = mean
+        self.logvar = logvar.clamp(-30.0, 20.0)
+        self.std = torch.exp(0.5 * self.logvar)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A reparameterised draw z = mu + sigma * eps, so gradients flow to mu and sigma."""
+        eps = torch.randn(
+            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
+        )
+        return self.mean + self.std * eps
+
+    def sample_n(self, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``k`` draws per item: shape (k, batch, latent)."""
+        shape = (k, *self.mean.shape)
+        eps = torch.randn(shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean.unsqueeze(0) + self.std.unsqueeze(0) * eps
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def kl(self) -> torch.Tensor:
+        """KL(q || N(0, I)) in closed form, summed over the latent: one value per item."""
+        return 0.5 * torch.sum(self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar, dim=-1)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log q(z|x) summed over the latent; ``z`` broadcasts against the batch."""
+        return -0.5 * torch.sum(
+            (z - self.mean).pow(2) / self.logvar.exp() + self.logvar + LOG_2PI, dim=-1
+        )
+
+
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) summed over the last dimension."""
+    return -0.5 * torch.sum(z.pow(2) + LOG_2PI, dim=-1)

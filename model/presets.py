@@ -1,0 +1,48 @@
+"""Named training recipes: each is the complete recipe of a shipped checkpoint."""
+
+from __future__ import annotations
+
+from model.config import ModelConfig, NoiseConfig, RunConfig, TrainConfig
+
+
+def mnist_dae() -> RunConfig:
+    """One blind denoiser for Gaussian noise sigma in [0, 0.6] on MNIST digits."""
+    return RunConfig(
+        model=ModelConfig(
+            kind="dae", image_size=[28, 28], channels=1, hidden=[32, 64], extra_convs=1, latent_dim=128,
+            likelihood="mse",
+        ),
+        noise=NoiseConfig(kind="gaussian", sigma_min=0.0, sigma_max=0.6, clip=True),
+        train=TrainConfig(
+            preset="mnist-dae", dataset="mnist", epochs=15, batch_size=128, lr=2e-3, lr_min=2e-5,
+        ),
+    )
+
+
+def mnist_vae() -> RunConfig:
+    """A Bernoulli VAE on dynamically binarised MNIST, one stochastic layer."""
+    return RunConfig(
+        model=ModelConfig(
+            kind="vae", image_size=[28, 28], channels=1, hidden=[32, 64], latent_dim=32,
+            likelihood="bernoulli",
+        ),
+        noise=NoiseConfig(kind="none"),
+        train=TrainConfig(
+            preset="mnist-vae", dataset="mnist", epochs=50, batch_size=128, lr=1e-3, lr_min=1e-5,
+            beta=1.0, kl_warmup_steps=5000, binarize=True,
+        ),
+    )
+
+
+PRESETS = {"mnist-dae": mnist_dae, "mnist-vae": mnist_vae}
+
+
+def get_preset(name: str) -> RunConfig:
+    if name == "photo-denoiser":
+        from model.photo import photo_preset
+
+        return photo_preset()
+    if name not in PRESETS:
+        known = ", ".join([*PRESETS, "photo-denoiser"])
+        raise ValueError(f"unknown preset {name!r} (known: {known})")
+    return PRESETS[name]()

@@ -1,0 +1,258 @@
+"""Train a preset and write a checkpoint folder the service loads unchanged.
+
+    python -m model.train --preset mnist-dae --data-dir ../shared/datasets/mnist --out checkpoints/mnist-dae
+    torchrun --nproc_per_node=2 -m model.train --preset mnist-vae ...   # DistributedDataParallel
+
+``--out`` receives the best model (by validation loss) as ``config.json`` + ``model.safetensors``;
+``--out/.state/`` holds the last training state (weights, optimiser, step, RNG) for ``--resume``.
+Every write is atomic and Ctrl-C is held back while writing, so an interrupt never tears a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from model.checkpoint import (
+    atomic_save_tensors,
+    atomic_write_bytes,
+    deferred_interrupt,
+    save_checkpoint,
+)
+from model.config import RunConfig
+from model.networks import build_model
+from model.presets import get_preset
+from model.tasks import make_task
+
+STATE_DIR = ".state"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n")[0])
+    p.add_argument("--preset", required=True, help="mnist-dae, mnist-vae or photo-denoiser")
+    p.add_argument("--data-dir", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="checkpoint folder to write")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    p.add_argument("--resume", action="store_true", help="continue from --out/.state")
+    p.add_argument("--limit", type=int, default=0, help="train on the first N images (smoke runs)")
+    p.add_argument("--save-every", type=int, default=500, help="save training state every N steps")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    if name != "cpu":
+        raise SystemExit(f"--device must be auto, cpu or cuda, not {name!r}")
+    return torch.device("cpu")
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    cfg = get_preset(args.preset)
+    for flag, field in (
+        ("epochs", "epochs"),
+        ("max_steps", "max_steps"),
+        ("batch_size", "batch_size"),
+        ("lr", "lr"),
+        ("seed", "seed"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(cfg.train, field, value)
+    return cfg
+
+
+def save_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, info: dict[str, Any],
+               gen: torch.Generator) -> None:
+    """Weights, optimiser tensors and RNG as safetensors; the rest as JSON. No pickle."""
+    folder.mkdir(parents=True, exist_ok=True)
+    opt_state = opt.state_dict()
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, slots in opt_state["state"].items():
+        for key, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"opt.{idx}.{key}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    tensors["rng"] = gen.get_state()
+    info = {**info, "param_groups": opt_state["param_groups"], "opt_scalars": scalars}
+    with deferred_interrupt():
+        atomic_save_tensors(folder / "state.safetensors", tensors)
+        atomic_write_bytes(folder / "state.json", json.dumps(info, indent=1).encode())
+
+
+def load_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
+               gen: torch.Generator) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    if not (folder / "state.json").is_file():
+        raise SystemExit(f"--resume: no training state in {folder}")
+    info: dict[str, Any] = json.loads((folder / "state.json").read_text())
+    tensors = load_file(folder / "state.safetensors")
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, idx, slot = key.split(".", 2)
+            state.setdefault(int(idx), {})[slot] = value
+    for idx, slots in info["opt_scalars"].items():
+        state.setdefault(int(idx), {}).update(slots)
+    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    gen.set_state(tensors["rng"])
+    return info
+
+
+def lr_at(cfg: RunConfig, step: int, total: int) -> float:
+    """Linear warm-up over 200 steps, then cosine decay to ``lr_min``."""
+    t = cfg.train
+    if step < 200:
+        return t.lr * (step + 1) / 200
+    progress = min(1.0, (step - 200) / max(1, total - 200))
+    return t.lr_min + 0.5 * (t.lr - t.lr_min) * (1.0 + math.cos(math.pi * progress))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(args.device, local_rank)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    is_main = rank == 0
+    cfg = build_config(args)
+    torch.manual_seed(cfg.train.seed)
+
+    task = make_task(cfg, str(args.data_dir), device, args.limit)
+    model = build_model(cfg.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 7919 + rank)
+    steps_per_epoch = task.num_train() // (cfg.train.batch_size * world)
+    if steps_per_epoch == 0:
+        raise SystemExit("batch size larger than the training split")
+    total = cfg.train.epochs * steps_per_epoch
+    if cfg.train.max_steps:
+        total = min(total, cfg.train.max_steps)
+
+    out: Path = args.out
+    info: dict[str, Any] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [],
+                            "best_val": None, "elapsed_s": 0.0}
+    if args.resume:
+        info = load_state(out / STATE_DIR, model, opt, gen)
+    ddp: nn.Module = DistributedDataParallel(model) if world > 1 else model
+    use_amp = device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    command = "python -m model.train " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if world > 1:
+        command = f"torchrun --nproc_per_node={world} -m model.train " + command.split(" ", 3)[3]
+
+    step: int = info["step"]
+    started = time.monotonic() - info["elapsed_s"]
+    bar = tqdm(total=total, initial=step, disable=not is_main or args.no_progress,
+               dynamic_ncols=True, desc=cfg.train.preset)
+
+    def snapshot(epoch: int, batch_in_epoch: int) -> None:
+        if is_main:
+            info.update(step=step, epoch=epoch, batch_in_epoch=batch_in_epoch,
+                        elapsed_s=time.monotonic() - started)
+            save_state(out / STATE_DIR, model, opt, info, gen)
+
+    epoch = info["epoch"]
+    skip = pos = info["batch_in_epoch"]
+    try:
+        while step < total and epoch < cfg.train.epochs:
+            ddp.train()
+            seen, tick = 0, time.monotonic()
+            for i, batch in enumerate(task.batches(epoch, rank, world)):
+                if i < skip:
+                    continue
+                if step >= total:
+                    break
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(cfg, step, total)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss, parts = task.loss(ddp, batch, step, gen)
+                if not torch.isfinite(loss):
+                    raise SystemExit(f"loss became {loss.item()} at step {step}; last state kept")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.train.grad_clip:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                step += 1
+                seen += len(batch) * world
+                rate = seen / max(1e-9, time.monotonic() - tick)
+                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", img_s=f"{rate:.0f}",
+                                **{k: f"{v:.2f}" for k, v in parts.items()})
+                bar.update(1)
+                pos = i + 1
+                if step % args.save_every == 0:
+                    snapshot(epoch, i + 1)
+            skip = pos = 0
+            epoch += 1
+            if is_main:
+                model.eval()
+                metrics = task.validate(model)
+                entry = {"epoch": epoch, "step": step, "train_loss": loss.item(),
+                         "elapsed_s": round(time.monotonic() - started, 1), **metrics}
+                info["history"].append(entry)
+                bar.write(json.dumps(entry))
+                if info["best_val"] is None or metrics["val_loss"] < info["best_val"]:
+                    info["best_val"] = metrics["val_loss"]
+                    save_checkpoint(out, model, cfg, extra={
+                        "dataset": task.data_description,
+                        "training": {
+                            "command": command, "steps": step, "epochs": epoch,
+                            "seed": cfg.train.seed, "device": str(device), "world_size": world,
+                            "duration_s": round(time.monotonic() - started, 1),
+                            "best_val": metrics, "history": info["history"],
+                        },
+                        "evaluation": {"metrics": {}, "command": None},
+                    })
+            snapshot(epoch, 0)
+    except KeyboardInterrupt:
+        snapshot(epoch, pos)
+        bar.close()
+        print(f"interrupted at step {step}; state saved, continue with --resume", file=sys.stderr)
+        return 130
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+    bar.close()
+    if is_main:
+        print(f"done: {step} steps, best val {info['best_val']:.5f}, checkpoint in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny MNIST-format data set and small checkpoints made by the training code."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_idx_images(path: Path, images: np.ndarray) -> None:
+    """Write uint8 images (N, H, W) as a gzip'd IDX3 file, the format of MNIST's files."""
+    n, h, w = images.shape
+    with gzip.open(path, "wb") as fh:
+        fh.write(struct.pack(">IIII", 2051, n, h, w))
+        fh.write(images.astype(np.uint8).tobytes())
+
+
+def make_digits(n: int, seed: int) -> np.ndarray:
+    """Synthetic 28x28 'digits': random bright strokes on black, MNIST-like statistics."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, 28, 28), dtype=np.uint8)
+    for img in images:
+        for _ in range(3):
+            r0, c0 = rng.integers(4, 24, size=2)
+            r1, c1 = rng.integers(4, 24, size=2)
+            for t in np.linspace(0.0, 1.0, 30):
+                r, c = int(r0 + t * (r1 - r0)), int(c0 + t * (c1 - c0))
+                img[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] = 255
+    return images
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-mnist")
+    write_idx_images(folder / "train-images-idx3-ubyte.gz", make_digits(600, 0))
+    write_idx_images(folder / "t10k-images-idx3-ubyte.gz", make_digits(100, 1))
+    return folder
+
+
+def train_tiny(preset: str, data_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m model.train`` for a few steps on the tiny data set, as a user would."""
+    cmd = [
+        sys.executable, "-m", "model.train", "--preset", preset, "--data-dir", str(data_dir),
+        "--out", str(out), "--max-steps", "20", "--batch-size", "32", "--epochs", "2",
+        "--no-progress", "--device", "cpu", *extra,
+    ]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_mnist_dir: Path) -> Path:
+    """A checkpoint directory holding ``mnist-dae`` and ``mnist-vae`` trained for 20 steps."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    for preset in ("mnist-dae", "mnist-vae"):
+        result = train_tiny(preset, tiny_mnist_dir, root / preset)
+        assert result.returncode == 0, result.stderr[-2000:]
+    return root
