@@ -28,8 +28,8 @@ def mnist_vae() -> RunConfig:
         ),
         noise=NoiseConfig(kind="none"),
         train=TrainConfig(
-            preset="mnist-vae", dataset="mnist", epochs=50, batch_size=128, lr=1e-3, lr_min=1e-5,
-            beta=1.0, kl_warmup_steps=5000, binarize=True,
+            preset="mnist-vae", dataset="mnist", epochs=30, batch_size=128, lr=1e-3, lr_min=1e-5,
+            beta=1.0, kl_warmup_steps=2000, binarize=True,
         ),
     )
 
