@@ -1,0 +1,78 @@
+# aeserve: CPU image by default; the CUDA image comes from the same file with build arguments:
+#
+#   docker build -t aeserve:cpu .
+#   docker build -t aeserve:gpu --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
+#   docker build -t aeserve:gpu --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 \
+#                               --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
+#   docker build -t aeserve:train --target train .     # the image the compose `train` profile runs
+#
+# Stages: `deps` (venv with torch and the runtime dependencies, cached until pyproject.toml
+# changes), `build` (the package itself), `runtime` (the default target: venv + checkpoints,
+# non-root, no compilers, no tests, no training data) and `train` (runtime + training extras).
+
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS base
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# python:3.11-slim has Python; a bare CUDA base (Ubuntu 24.04: Python 3.12) gets it from apt
+# hadolint ignore=DL3008
+RUN if ! command -v python3 >/dev/null; then \
+        apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi \
+ && useradd --system --no-log-init --uid 10001 --user-group --home-dir /app aeserve
+
+FROM base AS deps
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN python3 -m venv "$VIRTUAL_ENV" \
+ && pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"
+WORKDIR /src
+# only the dependency list: this layer stays cached while app/ and model/ change
+COPY pyproject.toml ./
+RUN python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
+        > requirements.txt \
+ && pip install -r requirements.txt
+
+FROM deps AS build
+COPY README.md ./
+COPY app/ app/
+COPY model/ model/
+RUN pip install --no-deps .
+
+FROM base AS runtime
+WORKDIR /app
+COPY --from=build /opt/venv /opt/venv
+COPY deploy/healthcheck.py /usr/local/bin/aeserve-healthcheck
+# the shipped checkpoints (.dockerignore drops training state); a volume on this path replaces them
+COPY --chown=10001:10001 checkpoints/ /app/checkpoints/
+# mount point of the compose `trained` volume (a new volume takes this folder's owner)
+RUN mkdir /app/trained && chown aeserve:aeserve /app/trained
+ENV AESERVE_HOST=0.0.0.0 \
+    AESERVE_PORT=8000 \
+    AESERVE_CHECKPOINT_DIR=/app/checkpoints
+USER 10001:10001
+EXPOSE 8000
+# uvicorn drains open requests on SIGTERM; give it the time with `docker stop -t` / stop_grace_period
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "/usr/local/bin/aeserve-healthcheck"]
+CMD ["python", "-m", "app"]
+
+FROM runtime AS train
+USER 0
+COPY --from=build /src/pyproject.toml /tmp/pyproject.toml
+RUN python -c 'import tomllib; print(*tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]["optional-dependencies"]["train"], sep="\n")' \
+        > /tmp/train-requirements.txt \
+ && pip install -r /tmp/train-requirements.txt && rm /tmp/*.txt /tmp/pyproject.toml
+USER 10001:10001
+ENV MPLCONFIGDIR=/tmp/matplotlib
+HEALTHCHECK NONE
+ENTRYPOINT ["python", "-m", "model.train"]
+CMD ["--help"]
