@@ -1,0 +1,221 @@
+"""The container as a user runs it: build the image, ``docker compose up``, call the API, tear down.
+
+Needs a Docker engine with the compose plugin; skipped with the reason when none answers (set
+AESERVE_REQUIRE_DOCKER=1 to fail instead, as ``.ci/run`` does). Build arguments and the engine come
+from the environment (DOCKER_HOST, DOCKER_BUILDKIT, TORCH_INDEX_URL, BASE_IMAGE, ...), so nothing
+specific to one machine lives here or in the Dockerfile.
+
+The checkpoints served are tiny ones trained for the test and mounted read-only over the baked-in
+ones, which proves that a volume replaces them; the baked-in ones are checked in the image.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, make_digits
+
+pytestmark = [pytest.mark.container, pytest.mark.timeout(1500)]
+
+IMAGE = "aeserve:test"
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} -> {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def docker_missing() -> str | None:
+    """Why the container test cannot run here, or None when it can."""
+    if shutil.which("docker") is None:
+        return "no docker CLI on PATH"
+    if subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode != 0:
+        return "no Docker engine answers (here: ../shared/tools/container-host.sh up, then eval env)"
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
+        return "the docker compose plugin is missing"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def served_checkpoints(tiny_checkpoints: Path, dest: Path) -> Path:
+    """A world-readable copy of the tiny checkpoints (pytest's temp folders are private)."""
+    shutil.copytree(tiny_checkpoints, dest, ignore=shutil.ignore_patterns(".state"))
+    for path in [dest, *dest.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return dest
+
+
+class Stack:
+    """One compose project: the repository's docker-compose.yml plus a test override."""
+
+    def __init__(self, override: Path, port: int) -> None:
+        self.project = f"aeserve-test-{os.getpid()}"
+        self.base = [
+            "docker",
+            "compose",
+            "-p",
+            self.project,
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "-f",
+            str(override),
+        ]
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_")}
+        self.env |= {"AESERVE_IMAGE": IMAGE, "AESERVE_API_PORT": str(port)}
+        self.url = f"http://127.0.0.1:{port}"
+
+    def compose(
+        self, *args: str, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return run(*self.base, *args, env=self.env, timeout=timeout, check=check)
+
+    def container(self) -> str:
+        return self.compose("ps", "-q", "api").stdout.strip()
+
+    def inspect(self, template: str) -> str:
+        return run("docker", "inspect", "-f", template, self.container()).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoints: Path) -> Iterator[Stack]:
+    reason = docker_missing()
+    if reason:
+        if os.environ.get("AESERVE_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"AESERVE_REQUIRE_DOCKER=1 but {reason}")
+        pytest.skip(reason)
+    tmp = tmp_path_factory.mktemp("container")
+    ckpts = served_checkpoints(tiny_checkpoints, tmp / "checkpoints")
+    override = tmp / "compose.test.yml"
+    override.write_text(
+        json.dumps(
+            {
+                "services": {
+                    "api": {
+                        "volumes": [
+                            {
+                                "type": "bind",
+                                "source": str(ckpts),
+                                "target": "/app/checkpoints",
+                                "read_only": True,
+                            },
+                        ]
+                    }
+                }
+            }
+        )
+    )
+    stack = Stack(override, free_port())
+    started = time.monotonic()
+    stack.compose("build", "api", timeout=1200)
+    print(f"image build: {time.monotonic() - started:.0f} s")
+    try:
+        started = time.monotonic()
+        up = stack.compose("up", "-d", "--wait", "--wait-timeout", "240", "api", timeout=300, check=False)
+        if up.returncode != 0:
+            logs = stack.compose("logs", "--no-color", "api", check=False).stdout
+            raise AssertionError(f"compose up failed:\n{up.stderr[-2000:]}\n{logs[-4000:]}")
+        print(f"up and healthy: {time.monotonic() - started:.0f} s")
+        yield stack
+    finally:
+        stack.compose("down", "-v", "--remove-orphans", "-t", "30", timeout=180, check=False)
+
+
+def noisy_digit_png() -> bytes:
+    rng = np.random.default_rng(0)
+    digit = make_digits(1, 7)[0].astype(np.float64)
+    noisy = np.clip(digit + rng.normal(0, 0.3 * 255, digit.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noisy, mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_healthy_with_the_mounted_checkpoints(stack: Stack) -> None:
+    assert stack.inspect("{{.State.Health.Status}}") == "healthy"
+    ready = httpx.get(f"{stack.url}/readyz", timeout=10)
+    assert ready.status_code == 200
+    models = httpx.get(f"{stack.url}/v1/models", timeout=10)
+    assert models.status_code == 200
+    assert {"mnist-dae", "mnist-vae"} <= {m["name"] for m in models.json()["models"]}
+
+
+def test_denoise_through_the_published_port(stack: Stack) -> None:
+    response = httpx.post(
+        f"{stack.url}/v1/models/mnist-dae/denoise",
+        files={"image": ("digit.png", noisy_digit_png(), "image/png")},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(response.content)) as img:
+        assert img.size == (28, 28)
+
+
+def test_sample_through_the_published_port(stack: Stack) -> None:
+    response = httpx.post(f"{stack.url}/v1/models/mnist-vae/sample", json={"n": 4, "seed": 0}, timeout=30)
+    assert response.status_code == 200, response.text
+    images = response.json()["images"]
+    assert len(images) == 4
+    for item in images:
+        with Image.open(io.BytesIO(base64.b64decode(item))) as img:
+            assert img.size == (28, 28)
+    again = httpx.post(f"{stack.url}/v1/models/mnist-vae/sample", json={"n": 4, "seed": 0}, timeout=30)
+    assert again.json()["images"] == images
+
+
+def test_runs_as_non_root_on_a_read_only_root(stack: Stack) -> None:
+    assert stack.compose("exec", "-T", "api", "id", "-u").stdout.strip() != "0"
+    assert stack.inspect("{{.HostConfig.ReadonlyRootfs}}") == "true"
+    for path in ("/app/probe", "/opt/venv/probe", "/app/checkpoints/probe"):
+        denied = stack.compose("exec", "-T", "api", "touch", path, check=False)
+        assert denied.returncode != 0, f"{path} is writable"
+    assert stack.compose("exec", "-T", "api", "touch", "/tmp/probe", check=False).returncode == 0
+
+
+def test_image_bakes_the_shipped_checkpoints_only(stack: Stack) -> None:
+    script = (
+        "import json, os; print(json.dumps(sorted(os.path.relpath(os.path.join(d, f), '/app')"
+        " for d, _, fs in os.walk('/app') for f in fs)))"
+    )
+    files = json.loads(run("docker", "run", "--rm", "--entrypoint", "python", IMAGE, "-c", script).stdout)
+    shipped = {
+        f"checkpoints/{p.parent.name}/{p.name}" for p in (ROOT / "checkpoints").glob("*/*") if p.is_file()
+    }
+    assert set(files) == shipped
+    tools = run(
+        "docker", "run", "--rm", "--entrypoint", "sh", IMAGE, "-c", "command -v gcc cc make curl || true"
+    ).stdout.strip()
+    assert tools == ""
+
+
+def test_stops_gracefully_on_sigterm(stack: Stack) -> None:
+    started = time.monotonic()
+    stack.compose("stop", "-t", "30", "api", timeout=60)
+    assert time.monotonic() - started < 20, "the service did not stop on SIGTERM"
+    assert stack.inspect("{{.State.ExitCode}}") == "0"
