@@ -1,0 +1,82 @@
+"""What runs on a model's thread: tensor in, tensor out. No HTTP, no images, no event loop.
+
+Every function takes CPU tensors, moves them to the model's device, and returns CPU tensors; the
+batcher wraps each call in ``torch.inference_mode()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from model.losses import iwae_nll
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    n: int
+    seed: int
+    temperature: float
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    x: torch.Tensor
+    k: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class PhotoRequest:
+    x: torch.Tensor  # (1, C, H, W)
+    sigma: float | None
+
+
+class ModelOps:
+    """The operations of one loaded model, bound to its device."""
+
+    def __init__(self, model: nn.Module, kind: str, device: str) -> None:
+        self.model: Any = model  # DenoisingAutoencoder, VAE or PhotoDenoiser (duck-typed)
+        self.kind = kind
+        self.device = torch.device(device)
+
+    def _in(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.device, non_blocking=True)
+
+    def denoise(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.denoise(self._in(x)).float().cpu()
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """DAE: ``(z,)``; VAE: ``(mu, logvar)``."""
+        out = self.model.encode(self._in(x))
+        if self.kind == "vae":
+            return out.mean.float().cpu(), out.logvar.float().cpu()
+        return (out.float().cpu(),)
+
+    def latent(self, x: torch.Tensor) -> torch.Tensor:
+        """The deterministic code of an image: z (DAE) or the posterior mean (VAE)."""
+        out = self.model.encode(self._in(x))
+        return (out.mean if self.kind == "vae" else out).float().cpu()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(self._in(z)).float().cpu()
+
+    def sample(self, req: SampleRequest) -> torch.Tensor:
+        """Same seed, same z: z is drawn on the CPU from a seeded generator, then decoded."""
+        gen = torch.Generator().manual_seed(req.seed)
+        z = torch.randn(req.n, self.model.cfg.latent_dim, generator=gen) * req.temperature
+        return self.decode(z)
+
+    def score(self, req: ScoreRequest) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator(device=self.device).manual_seed(req.seed)
+        nll, neg_elbo = iwae_nll(self.model, self._in(req.x), req.k, chunk=100, generator=gen)
+        return nll.float().cpu(), neg_elbo.float().cpu()
+
+    def photo_denoise(self, req: PhotoRequest) -> tuple[torch.Tensor, float]:
+        from model.photo import denoise_image  # written alongside; only photo checkpoints need it
+
+        y, sigma = denoise_image(self.model, self._in(req.x), sigma=req.sigma)
+        return y.float().cpu(), float(sigma)

@@ -1,0 +1,84 @@
+"""The app factory and its lifespan: load, verify and warm every checkpoint, then serve."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.auth import require_token
+from app.errors import install_error_handlers
+from app.limits import BodySizeLimitMiddleware
+from app.metrics import Metrics, RequestMetricsMiddleware
+from app.registry import ServedModel, discover, load_one, warm_up
+from app.routers import health, images, latents, models
+from app.settings import Settings
+
+log = logging.getLogger("aeserve")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    metrics: Metrics = app.state.metrics
+    torch.set_num_threads(settings.torch_threads)
+    loaded: dict[str, ServedModel] = {}
+    app.state.models = loaded
+    try:
+        for folder in discover(settings.checkpoint_dir):
+            served = load_one(folder, settings, metrics)
+            served.batcher.start()
+            loaded[served.name] = served
+            if settings.warmup:
+                await warm_up(served)
+            else:
+                served.warm = True
+            metrics.for_model(served.name).load_seconds.set(served.load_seconds)
+            log.info(
+                "loaded %s (%s, sha256 %s…) on %s in %.2f s",
+                served.name,
+                served.kind,
+                served.checkpoint.sha256[:12],
+                served.device,
+                served.load_seconds,
+            )
+        app.state.ready = True
+        yield
+    finally:
+        app.state.ready = False
+        for served in loaded.values():
+            await served.batcher.stop()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A configured app; models load when its lifespan starts."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="aeserve",
+        version="0.1.0",
+        description="Denoise, encode, decode, sample and score with image autoencoders.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.models = {}
+    app.state.ready = False
+    install_error_handlers(app)
+    app.include_router(health.router)
+    for router in (models.router, images.router, latents.router):
+        app.include_router(router, dependencies=[Depends(require_token)])
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Accept"],
+            expose_headers=["X-Noise-Sigma", "X-Seed", "Retry-After"],
+        )
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    return app
