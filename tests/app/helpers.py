@@ -1,0 +1,59 @@
+"""Image makers and assertions shared by the service tests."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+def image_bytes(
+    size: tuple[int, int] = (28, 28), mode: str = "L", fmt: str = "PNG", seed: int = 0
+) -> bytes:
+    """A random image of ``size`` (width, height) and ``mode``, encoded as ``fmt``."""
+    rng = np.random.default_rng(seed)
+    bands = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}[mode]
+    arr = rng.integers(0, 256, size=(size[1], size[0], bands), dtype=np.uint8)
+    img = Image.fromarray(arr[..., 0] if bands == 1 else arr, mode)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def files(*images: bytes) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("image", (f"img{i}.png", data, "image/png")) for i, data in enumerate(images)]
+
+
+def decode_png(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    assert img.format == "PNG"
+    img.load()
+    return img
+
+
+def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """The response has ``status`` and the one error shape; returns the error object."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"code", "message"}
+    assert error["message"] and "Traceback" not in error["message"]
+    if code is not None:
+        assert error["code"] == code
+    return dict(error)

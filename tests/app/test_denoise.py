@@ -1,0 +1,113 @@
+"""POST /v1/models/{name}/denoise: formats, modes, sizes, several images, errors."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from tests.app.helpers import assert_error, decode_png, files, image_bytes
+
+URL = "/v1/models/mnist-dae/denoise"
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_one_png_answers_a_png_of_the_same_size_and_mode(client: TestClient, mode: str) -> None:
+    response = client.post(URL, files=files(image_bytes(mode=mode)))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    out = decode_png(response.content)
+    assert (out.size, out.mode) == ((28, 28), mode)
+
+
+def test_alpha_is_kept_unchanged(client: TestClient) -> None:
+    data = image_bytes(mode="RGBA", seed=3)
+    out = decode_png(client.post(URL, files=files(data)).content)
+    original = Image.open(io.BytesIO(data))
+    assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(original.getchannel("A")))
+
+
+def test_output_is_the_models_denoising_not_the_input(client: TestClient) -> None:
+    data = image_bytes(seed=5)
+    out = np.asarray(decode_png(client.post(URL, files=files(data)).content))
+    assert not np.array_equal(out, np.asarray(Image.open(io.BytesIO(data))))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "BMP", "TIFF"])
+def test_other_formats_are_accepted(client: TestClient, fmt: str) -> None:
+    mode = "RGB" if fmt == "JPEG" else "L"
+    data = image_bytes(mode=mode, fmt=fmt)
+    response = client.post(URL, files=[("image", ("x", data, f"image/{fmt.lower()}"))])
+    assert response.status_code == 200, response.text
+    assert decode_png(response.content).size == (28, 28)
+
+
+def test_raw_body_with_an_image_content_type(client: TestClient) -> None:
+    response = client.post(URL, content=image_bytes(), headers={"content-type": "image/png"})
+    assert response.status_code == 200
+    assert decode_png(response.content).mode == "L"
+
+
+def test_several_images_answer_json_with_base64_pngs(client: TestClient) -> None:
+    response = client.post(URL, files=files(image_bytes(seed=1), image_bytes(mode="RGB", seed=2)))
+    assert response.status_code == 200
+    images = response.json()["images"]
+    assert [(i["width"], i["height"], i["mode"]) for i in images] == [(28, 28, "L"), (28, 28, "RGB")]
+    assert decode_png(base64.b64decode(images[1]["png"])).mode == "RGB"
+
+
+def test_accept_json_gives_json_for_one_image(client: TestClient) -> None:
+    response = client.post(URL, files=files(image_bytes()), headers={"accept": "application/json"})
+    assert response.status_code == 200
+    assert len(response.json()["images"]) == 1
+
+
+def test_a_vae_denoises_through_its_posterior_mean(client: TestClient) -> None:
+    response = client.post("/v1/models/mnist-vae/denoise", files=files(image_bytes()))
+    assert response.status_code == 200
+    assert decode_png(response.content).size == (28, 28)
+
+
+def test_other_size_needs_resize_and_comes_back_in_its_own_size(client: TestClient) -> None:
+    data = image_bytes(size=(60, 44), mode="RGBA")
+    error = assert_error(client.post(URL, files=files(data)), 422, "wrong_size")
+    assert "28x28" in error["message"] and "resize=true" in error["message"]
+    response = client.post(URL, params={"resize": "true"}, files=files(data))
+    assert response.status_code == 200
+    out = decode_png(response.content)
+    assert (out.size, out.mode) == ((60, 44), "RGBA")
+
+
+def test_undecodable_bytes_are_415(client: TestClient) -> None:
+    assert_error(client.post(URL, files=files(b"not an image at all")), 415, "unsupported_media_type")
+
+
+def test_unsupported_format_is_415(client: TestClient) -> None:
+    buf = io.BytesIO()
+    Image.new("L", (28, 28)).save(buf, format="GIF")
+    assert_error(client.post(URL, files=files(buf.getvalue())), 415, "unsupported_media_type")
+
+
+def test_truncated_image_is_415(client: TestClient) -> None:
+    data = image_bytes(size=(28, 28), fmt="PNG")
+    assert_error(client.post(URL, files=files(data[: len(data) // 2])), 415)
+
+
+def test_non_image_content_type_is_415(client: TestClient) -> None:
+    response = client.post(URL, content=b"{}", headers={"content-type": "application/json"})
+    error = assert_error(response, 415, "unsupported_media_type")
+    assert "multipart" in error["message"]
+
+
+def test_multipart_without_image_field_is_422(client: TestClient) -> None:
+    response = client.post(URL, files=[("picture", ("a.png", image_bytes(), "image/png"))])
+    assert_error(response, 422, "missing_image")
+
+
+def test_photo_only_sigma_is_refused_for_a_digit_model(client: TestClient) -> None:
+    response = client.post(URL, params={"sigma": 25}, files=files(image_bytes()))
+    assert_error(response, 422)
