@@ -1,0 +1,49 @@
+"""The API token and CORS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from tests.app.helpers import assert_error
+
+
+def test_token_guards_every_v1_route_but_not_health(app_with: Callable[..., TestClient]) -> None:
+    client = app_with(api_token="s3cret")
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    for path in ("/v1/models", "/v1/models/mnist-vae"):
+        error = assert_error(client.get(path), 401, "unauthorized")
+        assert "Bearer" in error["message"]
+    response = client.post("/v1/models/mnist-vae/sample", json={"n": 1})
+    assert_error(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
+    wrong = {"Authorization": "Bearer s3cre"}
+    assert_error(client.get("/v1/models", headers=wrong), 401)
+    assert_error(client.get("/v1/models", headers={"Authorization": "Basic s3cret"}), 401)
+    good = {"Authorization": "Bearer s3cret"}
+    assert client.get("/v1/models", headers=good).status_code == 200
+    assert client.post("/v1/models/mnist-vae/sample", json={"n": 1}, headers=good).status_code == 200
+
+
+def test_unknown_model_behind_the_token_is_401_not_404(app_with: Callable[..., TestClient]) -> None:
+    client = app_with(api_token="s3cret")
+    assert_error(client.get("/v1/models/nope"), 401)
+
+
+def test_no_token_configured_means_open(client: TestClient) -> None:
+    assert client.get("/v1/models").status_code == 200
+
+
+def test_cors_is_off_by_default(client: TestClient) -> None:
+    response = client.get("/v1/models", headers={"Origin": "https://example.org"})
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_cors_origins_are_configurable(app_with: Callable[..., TestClient]) -> None:
+    client = app_with(cors_origins=["https://example.org"])
+    ok = client.get("/v1/models", headers={"Origin": "https://example.org"})
+    assert ok.headers["access-control-allow-origin"] == "https://example.org"
+    other = client.get("/v1/models", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers

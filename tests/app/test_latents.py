@@ -1,0 +1,148 @@
+"""encode, decode, sample, score and interpolate."""
+
+from __future__ import annotations
+
+import base64
+import math
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.app.helpers import assert_error, decode_png, files, image_bytes
+
+VAE = "/v1/models/mnist-vae"
+DAE = "/v1/models/mnist-dae"
+
+
+def test_encode_vae_gives_mu_sigma_logvar(client: TestClient) -> None:
+    response = client.post(f"{VAE}/encode", files=files(image_bytes(seed=1), image_bytes(seed=2)))
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert len(results) == 2
+    for item in results:
+        assert set(item) == {"mu", "sigma", "logvar"}
+        assert len(item["mu"]) == len(item["sigma"]) == len(item["logvar"]) == 32
+        for s, lv in zip(item["sigma"], item["logvar"], strict=True):
+            assert s == pytest.approx(math.exp(0.5 * lv), rel=1e-5)
+    assert results[0]["mu"] != results[1]["mu"]
+
+
+def test_encode_sample_is_a_seeded_reparameterized_draw(client: TestClient) -> None:
+    data = files(image_bytes(seed=4))
+    first = client.post(f"{VAE}/encode", params={"sample": "true", "seed": 7}, files=data).json()
+    again = client.post(f"{VAE}/encode", params={"sample": "true", "seed": 7}, files=data).json()
+    other = client.post(f"{VAE}/encode", params={"sample": "true", "seed": 8}, files=data).json()
+    item = first["results"][0]
+    assert len(item["z"]) == 32 and item["z"] != item["mu"]
+    assert item["z"] == again["results"][0]["z"]
+    assert item["z"] != other["results"][0]["z"]
+
+
+def test_encode_dae_gives_z(client: TestClient) -> None:
+    response = client.post(f"{DAE}/encode", files=files(image_bytes()))
+    assert [list(r) for r in response.json()["results"]] == [["z"]]
+    assert len(response.json()["results"][0]["z"]) == 128
+    assert_error(client.post(f"{DAE}/encode", params={"sample": "true"}, files=files(image_bytes())), 422)
+
+
+def test_decode_answers_base64_pngs_or_a_grid(client: TestClient) -> None:
+    z = [[0.0] * 32, [0.5] * 32, [-0.5] * 32]
+    images = client.post(f"{VAE}/decode", json={"z": z}).json()["images"]
+    assert len(images) == 3
+    assert decode_png(base64.b64decode(images[0])).size == (28, 28)
+    grid = client.post(f"{VAE}/decode", json={"z": z}, headers={"accept": "image/png"})
+    assert grid.headers["content-type"] == "image/png"
+    assert decode_png(grid.content).size == (2 * 28 + 2, 2 * 28 + 2)
+
+
+def test_decode_works_for_a_plain_autoencoder(client: TestClient) -> None:
+    assert len(client.post(f"{DAE}/decode", json={"z": [[0.1] * 128]}).json()["images"]) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"z": [[1, 2, 3]]}',
+        '{"z": [[NaN' + ", 0" * 31 + "]]}",
+        '{"z": [[Infinity' + ", 0" * 31 + "]]}",
+        '{"z": [[1e999' + ", 0" * 31 + "]]}",
+        '{"z": []}',
+        '{"z": "zero"}',
+        "not json",
+    ],
+)
+def test_decode_refuses_bad_latents_with_422(client: TestClient, body: str) -> None:
+    response = client.post(f"{VAE}/decode", content=body, headers={"content-type": "application/json"})
+    assert_error(response, 422)
+
+
+def test_decode_wrong_size_names_the_latent_size(client: TestClient) -> None:
+    error = assert_error(client.post(f"{VAE}/decode", json={"z": [[0.0] * 31]}), 422, "invalid_latent")
+    assert "32" in error["message"]
+
+
+def test_sample_same_seed_same_bytes_no_seed_fresh(client: TestClient) -> None:
+    body = {"n": 16, "seed": 0, "temperature": 1.0}
+    first = client.post(f"{VAE}/sample", json=body).json()
+    again = client.post(f"{VAE}/sample", json=body).json()
+    assert len(first["images"]) == 16 and first["images"] == again["images"] and first["seed"] == 0
+    fresh = [client.post(f"{VAE}/sample", json={"n": 4}).json() for _ in range(2)]
+    assert fresh[0]["seed"] != fresh[1]["seed"]
+    assert fresh[0]["images"] != fresh[1]["images"]
+
+
+def test_sample_png_grid_carries_the_seed(client: TestClient) -> None:
+    response = client.post(f"{VAE}/sample", json={"n": 4, "seed": 3}, headers={"accept": "image/png"})
+    assert response.headers["x-seed"] == "3"
+    assert decode_png(response.content).size == (58, 58)
+    again = client.post(f"{VAE}/sample", json={"n": 4, "seed": 3}, headers={"accept": "image/png"})
+    assert again.content == response.content
+
+
+def test_sample_temperature_changes_the_samples(client: TestClient) -> None:
+    cold = client.post(f"{VAE}/sample", json={"n": 2, "seed": 1, "temperature": 0.1}).json()
+    warm = client.post(f"{VAE}/sample", json={"n": 2, "seed": 1, "temperature": 1.0}).json()
+    assert cold["images"] != warm["images"]
+    assert_error(client.post(f"{VAE}/sample", json={"n": 2, "temperature": 0}), 422)
+
+
+def test_sample_on_a_plain_autoencoder_is_422_saying_so(client: TestClient) -> None:
+    error = assert_error(client.post(f"{DAE}/sample", json={"n": 2}), 422, "unsupported_operation")
+    assert "sample" in error["message"] and "denoise" in error["message"]
+
+
+def test_score_gives_nll_and_neg_elbo_in_nats(client: TestClient) -> None:
+    data = files(image_bytes(seed=1), image_bytes(seed=2))
+    body = client.post(f"{VAE}/score", params={"k": 20, "seed": 1}, files=data).json()
+    assert body["k"] == 20 and body["unit"] == "nats" and len(body["results"]) == 2
+    for item in body["results"]:
+        assert math.isfinite(item["nll"]) and item["nll"] > 0
+        assert item["nll"] <= item["neg_elbo"] + 1e-3  # the IWAE bound is tighter than the ELBO
+    again = client.post(f"{VAE}/score", params={"k": 20, "seed": 1}, files=data)
+    assert again.json()["results"] == body["results"]
+
+
+def test_score_on_a_plain_autoencoder_is_422(client: TestClient) -> None:
+    assert_error(client.post(f"{DAE}/score", files=files(image_bytes())), 422, "unsupported_operation")
+
+
+def test_interpolate_between_two_latents(client: TestClient) -> None:
+    body = {"z": [[0.0] * 32, [1.0] * 32], "steps": 5}
+    images = client.post(f"{VAE}/interpolate", json=body).json()["images"]
+    assert len(images) == 5
+    ends = client.post(f"{VAE}/decode", json={"z": body["z"]}).json()["images"]
+    assert [images[0], images[-1]] == ends
+
+
+def test_interpolate_between_two_images(client: TestClient) -> None:
+    data = files(image_bytes(seed=1), image_bytes(seed=2))
+    response = client.post(f"{DAE}/interpolate", params={"steps": 4}, files=data)
+    assert len(response.json()["images"]) == 4
+    grid = client.post(f"{DAE}/interpolate", params={"steps": 4}, files=data, headers={"accept": "image/png"})
+    assert decode_png(grid.content).size == (58, 58)
+
+
+def test_interpolate_needs_exactly_two_ends(client: TestClient) -> None:
+    assert_error(client.post(f"{VAE}/interpolate", files=files(image_bytes())), 422)
+    assert_error(client.post(f"{VAE}/interpolate", json={"z": [[0.0] * 32] * 3}), 422)
+    assert_error(client.post(f"{VAE}/interpolate", json={"z": [[0.0] * 32] * 2, "steps": 1000}), 422)
