@@ -6,9 +6,10 @@
 #                               --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
 #   docker build -t aeserve:train --target train .     # the image the compose `train` profile runs
 #
-# Stages: `deps` (venv with torch and the runtime dependencies, cached until pyproject.toml
-# changes), `build` (the package itself), `runtime` (the default target: venv + checkpoints,
-# non-root, no compilers, no tests, no training data) and `train` (runtime + training extras).
+# Stages: `reqs` (the dependency lists from pyproject.toml), `deps` (venv with torch and the
+# runtime dependencies, cached until those lists change), `build` (the package itself),
+# `runtime` (the default target: venv + checkpoints, non-root, no compilers, no tests, no
+# training data) and `train` (runtime + the training extras).
 
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -28,30 +29,38 @@ RUN if ! command -v python3 >/dev/null; then \
     fi \
  && useradd --system --no-log-init --uid 10001 --user-group --home-dir /app aeserve
 
+FROM base AS reqs
+WORKDIR /src
+COPY pyproject.toml ./
+# the dependency lists alone, so that other edits of pyproject.toml keep the install layers cached
+RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+print(*p["dependencies"], sep="\n", file=open("requirements.txt", "w")); \
+print(*p["optional-dependencies"]["train"], sep="\n", file=open("train-requirements.txt", "w"))'
+
 FROM base AS deps
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN python3 -m venv "$VIRTUAL_ENV" \
  && pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"
 WORKDIR /src
-# only the dependency list: this layer stays cached while app/ and model/ change
-COPY pyproject.toml ./
-RUN python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
-        > requirements.txt \
- && pip install -r requirements.txt
+COPY --from=reqs /src/requirements.txt ./
+RUN pip install -r requirements.txt
 
 FROM deps AS build
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY app/ app/
 COPY model/ model/
-RUN pip install --no-deps .
+# serving needs neither torch's C++ headers nor its test binaries
+RUN pip install --no-deps . \
+ && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+ && rm -rf "$site/torch/include" "$site/torch/test"
 
 FROM base AS runtime
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/healthcheck.py /usr/local/bin/aeserve-healthcheck
 # the shipped checkpoints (.dockerignore drops training state); a volume on this path replaces them
-COPY --chown=10001:10001 checkpoints/ /app/checkpoints/
+COPY checkpoints/ /app/checkpoints/
 # mount point of the compose `trained` volume (a new volume takes this folder's owner)
 RUN mkdir /app/trained && chown aeserve:aeserve /app/trained
 ENV AESERVE_HOST=0.0.0.0 \
@@ -67,10 +76,8 @@ CMD ["python", "-m", "app"]
 
 FROM runtime AS train
 USER 0
-COPY --from=build /src/pyproject.toml /tmp/pyproject.toml
-RUN python -c 'import tomllib; print(*tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]["optional-dependencies"]["train"], sep="\n")' \
-        > /tmp/train-requirements.txt \
- && pip install -r /tmp/train-requirements.txt && rm /tmp/*.txt /tmp/pyproject.toml
+COPY --from=reqs /src/train-requirements.txt /tmp/
+RUN pip install -r /tmp/train-requirements.txt && rm /tmp/train-requirements.txt
 USER 10001:10001
 ENV MPLCONFIGDIR=/tmp/matplotlib
 HEALTHCHECK NONE
