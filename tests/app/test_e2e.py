@@ -1,0 +1,231 @@
+"""End to end: ``python -m app`` as a real process on a free port, driven with httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.app.helpers import decode_png, files, image_bytes, png_claiming
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "e2e-token-0123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(checkpoints: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_")}
+    env.update(
+        AESERVE_CHECKPOINT_DIR=str(checkpoints),
+        AESERVE_PORT=str(port),
+        AESERVE_LOG_LEVEL="warning",
+        AESERVE_TORCH_THREADS="1",
+        **extra,
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoints: Path) -> Iterator[str]:
+    port = free_port()
+    env = server_env(
+        tiny_checkpoints, port,
+        AESERVE_API_TOKEN=TOKEN, AESERVE_MAX_BODY_BYTES="262144", AESERVE_QUEUE_SIZE="16",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app"], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, f"server exited: {proc.stdout.read() if proc.stdout else ''}"
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server not ready within 120 s"
+        time.sleep(0.2)
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    try:
+        # graceful stop: uvicorn drains, runs the lifespan shutdown, then re-raises SIGTERM
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text (0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_every_endpoint(server: str) -> None:
+    with httpx.Client(base_url=server, headers=AUTH, timeout=60) as http:
+        assert http.get("/healthz").json() == {"status": "ok"}
+        assert http.get("/readyz").status_code == 200
+        assert "aeserve_model_load_seconds" in http.get("/metrics").text
+        assert len(http.get("/v1/models").json()["models"]) == 2
+        assert http.get("/v1/models/mnist-dae").json()["latent_dim"] == 128
+        png = http.post("/v1/models/mnist-dae/denoise", files=files(image_bytes()))
+        assert decode_png(png.content).size == (28, 28)
+        raw = http.post(
+            "/v1/models/mnist-vae/denoise", content=image_bytes(mode="RGB"),
+            headers={"content-type": "image/png"},
+        )
+        assert decode_png(raw.content).mode == "RGB"
+        enc = http.post("/v1/models/mnist-vae/encode", params={"sample": "true", "seed": 1},
+                        files=files(image_bytes()))
+        assert set(enc.json()["results"][0]) == {"mu", "sigma", "logvar", "z"}
+        dec = http.post("/v1/models/mnist-vae/decode", json={"z": [[0.0] * 32]})
+        assert len(dec.json()["images"]) == 1
+        one = http.post("/v1/models/mnist-vae/sample", json={"n": 16, "seed": 0})
+        two = http.post("/v1/models/mnist-vae/sample", json={"n": 16, "seed": 0})
+        assert one.json()["images"] == two.json()["images"] and len(one.json()["images"]) == 16
+        score = http.post("/v1/models/mnist-vae/score", params={"k": 10}, files=files(image_bytes()))
+        assert score.json()["results"][0]["nll"] > 0
+        path = http.post("/v1/models/mnist-vae/interpolate",
+                         json={"z": [[0.0] * 32, [1.0] * 32], "steps": 3})
+        assert len(path.json()["images"]) == 3
+
+
+def test_each_error_case(server: str) -> None:
+    with httpx.Client(base_url=server, headers=AUTH, timeout=60) as http:
+        def code(response: httpx.Response) -> tuple[int, str]:
+            return response.status_code, response.json()["error"]["code"]
+
+        assert code(http.get("/v1/models/nope")) == (404, "unknown_model")
+        assert code(http.post("/v1/models/mnist-dae/sample", json={"n": 1})) == (
+            422, "unsupported_operation")
+        assert code(http.post("/v1/models/mnist-dae/denoise", files=files(b"nope"))) == (
+            415, "unsupported_media_type")
+        big = http.post("/v1/models/mnist-dae/denoise", content=b"\0" * 300_000,
+                        headers={"content-type": "image/png"})
+        assert code(big) == (413, "payload_too_large")
+        bomb = http.post("/v1/models/mnist-dae/denoise", files=files(png_claiming(30000, 30000)))
+        assert code(bomb) == (413, "too_many_pixels")
+        wrong = http.post("/v1/models/mnist-dae/denoise", files=files(image_bytes(size=(32, 32))))
+        assert code(wrong)[0] == 422 and "28x28" in wrong.json()["error"]["message"]
+        nan = http.post("/v1/models/mnist-vae/decode", content='{"z": [[NaN' + ",0" * 31 + "]]}",
+                        headers={"content-type": "application/json"})
+        assert code(nan) == (422, "invalid_latent")
+        short = http.post("/v1/models/mnist-vae/decode", json={"z": [[0.0] * 5]})
+        assert code(short) == (422, "invalid_latent")
+        assert code(http.post("/v1/models/mnist-vae/sample", json={"n": 100_000}))[0] == 422
+        k = http.post("/v1/models/mnist-vae/score", params={"k": 10**6}, files=files(image_bytes()))
+        assert code(k) == (422, "limit_exceeded")
+    anonymous = httpx.get(f"{server}/v1/models", timeout=10)
+    assert (anonymous.status_code, anonymous.json()["error"]["code"]) == (401, "unauthorized")
+    wrong_token = httpx.get(f"{server}/v1/models", headers={"Authorization": "Bearer x"}, timeout=10)
+    assert wrong_token.status_code == 401
+    assert httpx.get(f"{server}/readyz", timeout=10).status_code == 200  # open without a token
+
+
+async def _burst(server: str, model: str, n: int) -> list[httpx.Response]:
+    data = image_bytes()
+    limits = httpx.Limits(max_connections=n)
+    async with httpx.AsyncClient(base_url=server, headers=AUTH, timeout=60, limits=limits) as http:
+        return list(await asyncio.gather(*[
+            http.post(f"/v1/models/{model}/denoise", files=files(data)) for _ in range(n)
+        ]))
+
+
+def test_a_burst_of_concurrent_requests_is_batched(server: str) -> None:
+    before = httpx.get(f"{server}/metrics").text
+    responses = asyncio.run(_burst(server, "mnist-dae", 48))
+    assert {r.status_code for r in responses} <= {200, 503}
+    assert all("retry-after" in r.headers for r in responses if r.status_code == 503)
+    assert sum(r.status_code == 200 for r in responses) >= 16
+    after = httpx.get(f"{server}/metrics").text
+    rows = metric(after, "aeserve_batch_size_sum", model="mnist-dae") - metric(
+        before, "aeserve_batch_size_sum", model="mnist-dae")
+    batches = metric(after, "aeserve_batch_size_count", model="mnist-dae") - metric(
+        before, "aeserve_batch_size_count", model="mnist-dae")
+    assert rows >= 16 and batches < rows  # fewer forwards than images: requests shared batches
+    assert metric(after, "aeserve_requests_total", route="/v1/models/{name}/denoise",
+                  model="mnist-dae", status="200") >= 16
+
+
+def test_a_full_queue_answers_503_with_retry_after(server: str) -> None:
+    async def scenario() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server, headers=AUTH, timeout=120) as http:
+            waited = metric((await http.get("/metrics")).text, "aeserve_queue_wait_seconds_count",
+                            model="mnist-vae")
+            slow = asyncio.ensure_future(http.post(  # keeps the model thread busy for a while
+                "/v1/models/mnist-vae/score", params={"k": 1000},
+                files=files(*[image_bytes(seed=i) for i in range(16)]),
+            ))
+            for _ in range(600):  # until the score job has left the queue and runs
+                text = (await http.get("/metrics")).text
+                if metric(text, "aeserve_queue_wait_seconds_count", model="mnist-vae") > waited:
+                    break
+                await asyncio.sleep(0.01)
+            burst = await _burst(server, "mnist-vae", 40)
+            assert (await slow).status_code == 200
+            return burst
+
+    responses = asyncio.run(scenario())
+    refused = [r for r in responses if r.status_code == 503]
+    assert refused, "40 requests against a queue of 16 behind a busy model: some must be refused"
+    assert {r.status_code for r in responses} <= {200, 503}
+    for r in refused:
+        assert r.json()["error"]["code"] == "overloaded" and int(r.headers["retry-after"]) >= 1
+
+
+def run_app(checkpoints: Path) -> subprocess.CompletedProcess[str]:
+    env = server_env(checkpoints, free_port())
+    return subprocess.run([sys.executable, "-m", "app"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_a_corrupt_checkpoint_stops_startup_with_one_line(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints, broken)
+    weights = broken / "mnist-vae" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100:] = bytes(100)
+    weights.write_bytes(bytes(data))
+    result = run_app(broken)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert re.search(r"mnist-vae.*model\.safetensors.*sha256 mismatch", lines[0]), lines[0]
+
+
+def test_a_missing_weights_file_stops_startup_with_one_line(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints, broken)
+    (broken / "mnist-dae" / "model.safetensors").unlink()
+    result = run_app(broken)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "mnist-dae" in lines[0] and "model.safetensors" in lines[0] and "missing" in lines[0]
