@@ -229,3 +229,44 @@ def test_a_missing_weights_file_stops_startup_with_one_line(
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert "mnist-dae" in lines[0] and "model.safetensors" in lines[0] and "missing" in lines[0]
+
+
+def test_python_client_against_the_server(server: str) -> None:
+    from app.client import AeserveError, Client
+
+    with Client(server, token=TOKEN) as client:
+        assert client.ready()
+        assert [m["name"] for m in client.models()] == ["mnist-dae", "mnist-vae"]
+        assert decode_png(client.denoise("mnist-dae", image_bytes())).size == (28, 28)
+        assert len(client.denoise_many("mnist-dae", [image_bytes(), image_bytes(seed=1)])) == 2
+        codes = client.encode("mnist-vae", [image_bytes()])
+        assert len(codes[0]["mu"]) == 32
+        assert len(client.decode("mnist-vae", [codes[0]["mu"]])) == 1
+        assert client.sample("mnist-vae", n=3, seed=1) == client.sample("mnist-vae", n=3, seed=1)
+        assert len(client.interpolate("mnist-vae", [0.0] * 32, [1.0] * 32, steps=4)) == 4
+        assert client.score("mnist-vae", [image_bytes()], k=5)[0]["nll"] > 0
+        with pytest.raises(AeserveError) as err:
+            client.sample("mnist-dae", n=1)
+        assert (err.value.status, err.value.code) == (422, "unsupported_operation")
+
+
+def test_command_line_client(server: str, tmp_path: Path) -> None:
+    noisy = tmp_path / "noisy.png"
+    noisy.write_bytes(image_bytes())
+    common = ["--url", server, "--token", TOKEN]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "app.client", *args, *common], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    assert cli("denoise", str(noisy), "-o", str(tmp_path / "clean.png")).returncode == 0
+    assert decode_png((tmp_path / "clean.png").read_bytes()).size == (28, 28)
+    assert cli("sample", "-n", "4", "--seed", "0", "-o", str(tmp_path / "s.png")).returncode == 0
+    assert decode_png((tmp_path / "s.png").read_bytes()).size == (58, 58)
+    encoded = cli("encode", str(noisy))
+    assert encoded.returncode == 0
+    (tmp_path / "z.json").write_text(encoded.stdout)
+    assert cli("decode", str(tmp_path / "z.json"), "-o", str(tmp_path / "d.png")).returncode == 0
+    assert decode_png((tmp_path / "d.png").read_bytes()).size == (28, 28)
+    refused = cli("sample", "--model", "mnist-dae", "-o", str(tmp_path / "x.png"))
+    assert refused.returncode == 1 and "unsupported_operation" in refused.stderr

@@ -1,0 +1,117 @@
+"""A thin httpx client for aeserve, for scripts. ``python -m app.client --help`` for the CLI.
+
+    from app.client import Client
+    with Client("http://127.0.0.1:8000", token=None) as ae:
+        clean_png = ae.denoise("mnist-dae", open("noisy.png", "rb").read())
+        pngs = ae.sample("mnist-vae", n=16, seed=0)
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import httpx
+
+__all__ = ["AeserveError", "Client"]
+
+
+class AeserveError(Exception):
+    """An error answer from the service: HTTP status, error code, message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _files(images: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("image", (f"image{i}", data, "application/octet-stream")) for i, data in enumerate(images)]
+
+
+class Client:
+    """One connection pool to one service; every method maps to one endpoint."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None,
+                 timeout: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.is_success:
+            return response
+        try:
+            error = response.json()["error"]
+            raise AeserveError(response.status_code, error["code"], error["message"])
+        except (ValueError, KeyError, TypeError):
+            raise AeserveError(response.status_code, "http_error", response.text[:200]) from None
+
+    def _images_in(self, name: str, op: str, images: list[bytes], params: dict[str, Any],
+                   accept: str = "application/json") -> httpx.Response:
+        query = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in params.items()
+                 if v is not None}
+        return self._check(self.http.post(f"/v1/models/{name}/{op}", params=query,
+                                          files=_files(images), headers={"Accept": accept}))
+
+    # ---- service -------------------------------------------------------------------------
+    def ready(self) -> bool:
+        return self.http.get("/readyz").status_code == 200
+
+    def models(self) -> list[dict[str, Any]]:
+        return list(self._check(self.http.get("/v1/models")).json()["models"])
+
+    def model(self, name: str) -> dict[str, Any]:
+        return dict(self._check(self.http.get(f"/v1/models/{name}")).json())
+
+    # ---- operations ----------------------------------------------------------------------
+    def denoise(self, name: str, image: bytes, resize: bool = False,
+                sigma: float | None = None) -> bytes:
+        """One image in (any accepted format), one PNG out."""
+        response = self._images_in(name, "denoise", [image], {"resize": resize, "sigma": sigma},
+                                   accept="image/png")
+        return response.content
+
+    def denoise_many(self, name: str, images: list[bytes], resize: bool = False,
+                     sigma: float | None = None) -> list[bytes]:
+        body = self._images_in(name, "denoise", images, {"resize": resize, "sigma": sigma}).json()
+        return [base64.b64decode(item["png"]) for item in body["images"]]
+
+    def encode(self, name: str, images: list[bytes], resize: bool = False, sample: bool = False,
+               seed: int | None = None) -> list[dict[str, list[float]]]:
+        params = {"resize": resize, "sample": sample, "seed": seed}
+        return list(self._images_in(name, "encode", images, params).json()["results"])
+
+    def score(self, name: str, images: list[bytes], k: int | None = None,
+              seed: int | None = None) -> list[dict[str, float]]:
+        return list(self._images_in(name, "score", images, {"k": k, "seed": seed}).json()["results"])
+
+    def decode(self, name: str, z: list[list[float]]) -> list[bytes]:
+        body = self._check(self.http.post(f"/v1/models/{name}/decode", json={"z": z})).json()
+        return [base64.b64decode(png) for png in body["images"]]
+
+    def sample(self, name: str, n: int = 16, seed: int | None = None,
+               temperature: float = 1.0) -> list[bytes]:
+        payload = {"n": n, "seed": seed, "temperature": temperature}
+        body = self._check(self.http.post(f"/v1/models/{name}/sample", json=payload)).json()
+        return [base64.b64decode(png) for png in body["images"]]
+
+    def grid(self, name: str, op: str, payload: dict[str, Any]) -> bytes:
+        """``decode``/``sample``/``interpolate`` answered as one PNG grid."""
+        response = self.http.post(f"/v1/models/{name}/{op}", json=payload,
+                                  headers={"Accept": "image/png"})
+        return self._check(response).content
+
+    def interpolate(self, name: str, z0: list[float], z1: list[float], steps: int = 8) -> list[bytes]:
+        payload = {"z": [z0, z1], "steps": steps}
+        body = self._check(self.http.post(f"/v1/models/{name}/interpolate", json=payload)).json()
+        return [base64.b64decode(png) for png in body["images"]]

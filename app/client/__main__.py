@@ -1,0 +1,104 @@
+"""``python -m app.client``: denoise, sample, encode, decode from the command line.
+
+    python -m app.client denoise noisy.png -o clean.png --url http://127.0.0.1:8000
+    python -m app.client sample --model mnist-vae -n 16 --seed 0 -o samples.png
+    python -m app.client encode digit.png --model mnist-vae > latents.json
+    python -m app.client decode latents.json --model mnist-vae -o decoded.png
+
+The token comes from ``--token`` or ``AESERVE_API_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import httpx
+
+from app.client import AeserveError, Client
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=os.environ.get("AESERVE_URL", "http://127.0.0.1:8000"))
+    common.add_argument("--token", default=os.environ.get("AESERVE_API_TOKEN"))
+    common.add_argument("--timeout", type=float, default=60.0)
+    parser = argparse.ArgumentParser(prog="python -m app.client", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("denoise", parents=[common], help="denoise one image into a PNG")
+    p.add_argument("image", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--model", default="mnist-dae")
+    p.add_argument("--resize", action="store_true", help="resize to the model's size and back")
+    p.add_argument("--sigma", type=float, help="photo models: noise σ (0-255)")
+
+    p = sub.add_parser("sample", parents=[common], help="draw samples into one PNG grid")
+    p.add_argument("--model", default="mnist-vae")
+    p.add_argument("-n", type=int, default=16)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = sub.add_parser("encode", parents=[common], help="print the latent codes as JSON")
+    p.add_argument("images", type=Path, nargs="+")
+    p.add_argument("--model", default="mnist-vae")
+    p.add_argument("--resize", action="store_true")
+    p.add_argument("--sample", action="store_true", help="VAE: add a reparameterized draw")
+    p.add_argument("--seed", type=int)
+
+    p = sub.add_parser("decode", parents=[common], help="decode latents (JSON) into a PNG grid")
+    p.add_argument("latents", type=Path, help='JSON {"z": [[...]]} or the output of encode')
+    p.add_argument("--model", default="mnist-vae")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    return parser.parse_args(argv)
+
+
+def latents_from(path: Path) -> list[list[float]]:
+    """``{"z": [...]}``, a list of vectors, or ``encode``'s output (its ``z`` or ``mu``)."""
+    data = json.loads(path.read_text())
+    if isinstance(data, dict) and "z" in data:
+        return list(data["z"])
+    if isinstance(data, dict) and "results" in data:
+        return [item.get("z", item.get("mu")) for item in data["results"]]
+    if isinstance(data, list):
+        return data
+    raise ValueError(f"{path}: expected {{'z': [[...]]}}, a list of vectors or encode's output")
+
+
+def run(args: argparse.Namespace) -> None:
+    with Client(args.url, args.token, args.timeout) as client:
+        if args.command == "denoise":
+            args.output.write_bytes(client.denoise(args.model, args.image.read_bytes(),
+                                                   args.resize, args.sigma))
+        elif args.command == "sample":
+            payload = {"n": args.n, "seed": args.seed, "temperature": args.temperature}
+            args.output.write_bytes(client.grid(args.model, "sample", payload))
+        elif args.command == "encode":
+            results = client.encode(args.model, [p.read_bytes() for p in args.images],
+                                    args.resize, args.sample, args.seed)
+            json.dump({"model": args.model, "results": results}, sys.stdout)
+            sys.stdout.write("\n")
+        elif args.command == "decode":
+            args.output.write_bytes(client.grid(args.model, "decode", {"z": latents_from(args.latents)}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except AeserveError as exc:
+        print(f"aeserve: {exc}", file=sys.stderr)
+        return 1
+    except (httpx.HTTPError, OSError, ValueError) as exc:
+        print(f"aeserve client: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
