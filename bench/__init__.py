@@ -1,0 +1,1 @@
+"""The throughput benchmark (run outside CI): ``python -m bench.run``."""

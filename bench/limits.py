@@ -1,0 +1,45 @@
+"""The model's in-process limit: operations timed directly on the loaded checkpoints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.inference import ModelOps, SampleRequest
+from app.settings import Settings
+from model.checkpoint import load_checkpoint
+
+
+def _rate(fn: Callable[[], Any], items: int, seconds: float = 2.0) -> float:
+    """Items per second of ``fn`` (which handles ``items`` items per call), after a warm-up."""
+    with torch.inference_mode():
+        for _ in range(3):
+            fn()
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            fn()
+            calls += 1
+        return calls * items / (time.perf_counter() - start)
+
+
+def in_process_limits(checkpoints: Path) -> dict[str, float]:
+    """Requests per second each benchmarked operation could reach with no HTTP at all."""
+    settings = Settings()
+    torch.set_num_threads(settings.torch_threads)
+    batch = settings.max_batch_size
+    dae = load_checkpoint(checkpoints / "mnist-dae")
+    vae = load_checkpoint(checkpoints / "mnist-vae")
+    dae_ops, vae_ops = ModelOps(dae.model, "dae", "cpu"), ModelOps(vae.model, "vae", "cpu")
+    x = torch.rand(batch, 1, 28, 28)
+    return {
+        "torch_threads": settings.torch_threads,
+        "batch": batch,
+        "denoise": _rate(lambda: dae_ops.denoise(x), batch),
+        "denoise_batch1": _rate(lambda: dae_ops.denoise(x[:1]), 1),
+        "encode": _rate(lambda: vae_ops.encode(x), batch),
+        "sample": _rate(lambda: vae_ops.sample(SampleRequest(16, 0, 1.0)), 1),
+    }

@@ -1,0 +1,64 @@
+"""The benchmark's Markdown: machine, limits, and one row per operation and connection count."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def machine(workers: int) -> dict[str, Any]:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    training = subprocess.run(["pgrep", "-fc", "model.train"], capture_output=True, text=True,
+                              check=False).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+        "torch": torch.__version__,
+        "workers": workers,
+        "trainings_running": int(training or 0),
+    }
+
+
+def render(results: list[dict[str, Any]], limits: dict[str, float], info: dict[str, Any]) -> str:
+    bare = {r["connections"]: r["rps"] for r in results if r["op"] == "bare"}
+    lines = [
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['os']}, torch {info['torch']}, "
+        f"{info['workers']} uvicorn worker(s); model training processes running meanwhile: "
+        f"{info['trainings_running']}.",
+        "",
+        f"In-process limit (torch threads {limits['torch_threads']}, batch {limits['batch']}): "
+        f"denoise {limits['denoise']:.0f} img/s (batch 1: {limits['denoise_batch1']:.0f}/s), "
+        f"encode {limits['encode']:.0f} img/s, sample n=16 {limits['sample']:.0f} req/s.",
+        "",
+        "| op | conns | req/s | p50 ms | p99 ms | p99/p50 | vs bare | vs in-process | non-200 "
+        "| peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in results:
+        p50, p99 = r["p50_us"] / 1000, r["p99_us"] / 1000
+        others = {k: v for k, v in r["statuses"].items() if k != "200"}
+        if r["socket_errors"]:
+            others["socket errors"] = r["socket_errors"]
+        vs_bare = r["rps"] / bare[r["connections"]] if r["connections"] in bare else None
+        limit = limits.get(r["op"])
+        vs_limit = f"{r['rps'] / limit:.2f}" if limit else "-"
+        vs_bare_text = "-" if r["op"] == "bare" or vs_bare is None else f"{vs_bare:.2f}"
+        non_200 = ", ".join(f"{k}: {v}" for k, v in others.items()) or "-"
+        lines.append(
+            f"| {r['op']} | {r['connections']} | {r['rps']:.0f} | {p50:.2f} | {p99:.2f} | "
+            f"{p99 / p50 if p50 else 0:.1f} | "
+            f"{vs_bare_text} | {vs_limit} | {non_200} | {r['peak_rss_mib']:.0f} |"
+        )
+    return "\n".join(lines)
