@@ -7,9 +7,9 @@
 #   docker build -t aeserve:train --target train .     # the image the compose `train` profile runs
 #
 # Stages: `reqs` (the dependency lists from pyproject.toml), `deps` (venv with torch and the
-# runtime dependencies, cached until those lists change), `build` (the package itself),
-# `runtime` (the default target: venv + checkpoints, non-root, no compilers, no tests, no
-# training data) and `train` (runtime + the training extras).
+# runtime dependencies, cached until those lists change), `build` (the package as a wheel),
+# `runtime` (the default target: venv + package + checkpoints, non-root, no compilers, no tests,
+# no training data) and `train` (runtime + the training extras).
 
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -44,25 +44,28 @@ RUN python3 -m venv "$VIRTUAL_ENV" \
  && pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"
 WORKDIR /src
 COPY --from=reqs /src/requirements.txt ./
-RUN pip install -r requirements.txt
+# serving needs neither torch's C++ headers nor its test binaries
+RUN pip install -r requirements.txt \
+ && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+ && rm -rf "$site/torch/include" "$site/torch/test"
 
 FROM deps AS build
 COPY pyproject.toml README.md ./
 COPY app/ app/
 COPY model/ model/
-# serving needs neither torch's C++ headers nor its test binaries
-RUN pip install --no-deps . \
- && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
- && rm -rf "$site/torch/include" "$site/torch/test"
+RUN pip wheel --no-deps --wheel-dir /wheels .
 
 FROM base AS runtime
 WORKDIR /app
-COPY --from=build /opt/venv /opt/venv
-COPY deploy/healthcheck.py /usr/local/bin/aeserve-healthcheck
-# the shipped checkpoints (.dockerignore drops training state); a volume on this path replaces them
-COPY checkpoints/ /app/checkpoints/
 # mount point of the compose `trained` volume (a new volume takes this folder's owner)
 RUN mkdir /app/trained && chown aeserve:aeserve /app/trained
+COPY deploy/healthcheck.py /usr/local/bin/aeserve-healthcheck
+# the dependencies (a layer that stays cached), then the package alone on top
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=build /wheels/ /tmp/wheels/
+RUN pip install --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels
+# the shipped checkpoints (.dockerignore drops training state); a volume on this path replaces them
+COPY checkpoints/ /app/checkpoints/
 ENV AESERVE_HOST=0.0.0.0 \
     AESERVE_PORT=8000 \
     AESERVE_CHECKPOINT_DIR=/app/checkpoints

@@ -97,7 +97,7 @@ class Stack:
         return run(*self.base, *args, env=self.env, timeout=timeout, check=check)
 
     def container(self) -> str:
-        return self.compose("ps", "-q", "api").stdout.strip()
+        return self.compose("ps", "-a", "-q", "api").stdout.strip()
 
     def inspect(self, template: str) -> str:
         return run("docker", "inspect", "-f", template, self.container()).stdout.strip()
