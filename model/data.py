@@ -54,18 +54,18 @@ def load_image_folder(
         raise FileNotFoundError(f"no PNG/JPEG images in {folder}")
     images = []
     for path in paths:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            if size is not None:
-                img = img.resize((size[1], size[0]), Image.Resampling.BICUBIC)
-            arr = np.asarray(img, dtype=np.uint8)
+        with Image.open(path) as src:
+            img = src.convert("L" if channels == 1 else "RGB")
+        if size is not None:
+            img = img.resize((size[1], size[0]), Image.Resampling.BICUBIC)
+        arr = np.asarray(img, dtype=np.uint8)
         images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
     return images
 
 
 def load_torchvision(name: str, root: Path, train: bool) -> np.ndarray:
     """A torchvision dataset by class name (needs torchvision and, the first time, a network)."""
-    import torchvision  # noqa: PLC0415 - optional dependency
+    import torchvision
 
     cls = getattr(torchvision.datasets, name)
     ds = cls(root=str(root), train=train, download=True)
@@ -113,7 +113,7 @@ def load_splits(
             f"{(channels, *image_size)}"
         )
     perm = np.random.default_rng(SPLIT_SEED).permutation(len(train))
-    n_val = max(1, int(round(len(train) * val_fraction)))
+    n_val = max(1, round(len(train) * val_fraction))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
     if limit:
         train_idx = train_idx[:limit]
@@ -121,9 +121,9 @@ def load_splits(
     description = {
         "name": dataset,
         "path": str(data_dir),
-        "train": int(len(train_idx)),
-        "val": int(len(val_idx)),
-        "test": None if test is None else int(len(test)),
+        "train": len(train_idx),
+        "val": len(val_idx),
+        "test": None if test is None else len(test),
         "split": f"validation = first {n_val} of a permutation of train (numpy seed {SPLIT_SEED})",
     }
     return Splits(

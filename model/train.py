@@ -185,16 +185,38 @@ def main(argv: list[str] | None = None) -> int:
                         elapsed_s=time.monotonic() - started)
             save_state(out / STATE_DIR, model, opt, info, gen)
 
-    epoch = info["epoch"]
-    skip = pos = info["batch_in_epoch"]
+    def keep_best(epoch_done: float, last_loss: float) -> None:
+        model.eval()
+        metrics = task.validate(model)
+        entry = {"epoch": round(epoch_done, 3), "step": step, "train_loss": last_loss,
+                 "elapsed_s": round(time.monotonic() - started, 1), **metrics}
+        info["history"].append(entry)
+        bar.write(json.dumps(entry))
+        if info["best_val"] is None or metrics["val_loss"] < info["best_val"]:
+            info["best_val"] = metrics["val_loss"]
+            save_checkpoint(out, model, cfg, extra={
+                "dataset": task.data_description,
+                "training": {
+                    "command": command, "steps": step, "epochs": round(epoch_done, 3),
+                    "seed": cfg.train.seed, "device": str(device), "world_size": world,
+                    "duration_s": round(time.monotonic() - started, 1),
+                    "best_val": metrics, "history": info["history"],
+                },
+                "evaluation": {"metrics": {}, "command": None},
+            })
+
+    epoch: int = info["epoch"]
+    pos: int = info["batch_in_epoch"]  # batches of ``epoch`` already done
+    loss = torch.tensor(float("nan"))
     try:
         while step < total and epoch < cfg.train.epochs:
             ddp.train()
-            seen, tick = 0, time.monotonic()
+            seen, tick, stopped = 0, time.monotonic(), False
             for i, batch in enumerate(task.batches(epoch, rank, world)):
-                if i < skip:
+                if i < pos:
                     continue
                 if step >= total:
+                    stopped = True
                     break
                 for group in opt.param_groups:
                     group["lr"] = lr_at(cfg, step, total)
@@ -210,36 +232,19 @@ def main(argv: list[str] | None = None) -> int:
                 scaler.step(opt)
                 scaler.update()
                 step += 1
+                pos = i + 1
                 seen += len(batch) * world
                 rate = seen / max(1e-9, time.monotonic() - tick)
                 bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", img_s=f"{rate:.0f}",
                                 **{k: f"{v:.2f}" for k, v in parts.items()})
                 bar.update(1)
-                pos = i + 1
                 if step % args.save_every == 0:
-                    snapshot(epoch, i + 1)
-            skip = pos = 0
-            epoch += 1
+                    snapshot(epoch, pos)
+            if not stopped:
+                epoch, pos = epoch + 1, 0
             if is_main:
-                model.eval()
-                metrics = task.validate(model)
-                entry = {"epoch": epoch, "step": step, "train_loss": loss.item(),
-                         "elapsed_s": round(time.monotonic() - started, 1), **metrics}
-                info["history"].append(entry)
-                bar.write(json.dumps(entry))
-                if info["best_val"] is None or metrics["val_loss"] < info["best_val"]:
-                    info["best_val"] = metrics["val_loss"]
-                    save_checkpoint(out, model, cfg, extra={
-                        "dataset": task.data_description,
-                        "training": {
-                            "command": command, "steps": step, "epochs": epoch,
-                            "seed": cfg.train.seed, "device": str(device), "world_size": world,
-                            "duration_s": round(time.monotonic() - started, 1),
-                            "best_val": metrics, "history": info["history"],
-                        },
-                        "evaluation": {"metrics": {}, "command": None},
-                    })
-            snapshot(epoch, 0)
+                keep_best(epoch + pos / steps_per_epoch, loss.item())
+            snapshot(epoch, pos)
     except KeyboardInterrupt:
         snapshot(epoch, pos)
         bar.close()

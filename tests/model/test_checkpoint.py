@@ -1,0 +1,120 @@
+"""The checkpoint contract: bit-identical round trips, and every broken checkpoint refused clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.networks import build_model
+from model.presets import get_preset
+
+
+@pytest.fixture()
+def saved(tmp_path: Path) -> Path:
+    cfg = get_preset("mnist-vae")
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "vae", build_model(cfg.model), cfg, extra={"note": "test"})
+    return tmp_path / "vae"
+
+
+@pytest.mark.parametrize("preset", ["mnist-dae", "mnist-vae"])
+def test_save_load_gives_bit_identical_outputs(tmp_path: Path, preset: str) -> None:
+    cfg = get_preset(preset)
+    torch.manual_seed(1)
+    model = build_model(cfg.model).eval()
+    save_checkpoint(tmp_path / preset, model, cfg)
+    loaded = load_checkpoint(tmp_path / preset)
+    x = torch.rand(8, *cfg.model.input_shape)
+    with torch.no_grad():
+        assert torch.equal(model.denoise(x), loaded.model.denoise(x))  # type: ignore[operator]
+    assert not loaded.model.training
+    assert loaded.meta["input_shape"] == [1, 28, 28]
+    assert len(loaded.sha256) == 64
+
+
+def test_config_carries_what_rebuilds_the_model(saved: Path) -> None:
+    meta = json.loads((saved / "config.json").read_text())
+    assert meta["format_version"] == 1
+    assert meta["kind"] == "vae"
+    assert meta["config"]["model"]["latent_dim"] == meta["latent_dim"]
+    assert meta["torch_version"] == torch.__version__
+    assert meta["note"] == "test"
+
+
+def test_corrupt_weights_are_refused(saved: Path) -> None:
+    data = bytearray((saved / "model.safetensors").read_bytes())
+    data[-10] ^= 0xFF
+    (saved / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: sha256 mismatch"):
+        load_checkpoint(saved)
+
+
+def test_truncated_weights_are_refused(saved: Path) -> None:
+    path = saved / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: sha256 mismatch") as err:
+        load_checkpoint(saved)
+    assert str(saved) in str(err.value)
+
+
+def test_truncated_file_with_matching_hash_is_unreadable(saved: Path) -> None:
+    """Even when config.json is made to agree, a torn safetensors file is refused by its parser."""
+    path = saved / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:1000])
+    meta = json.loads((saved / "config.json").read_text())
+    from model.checkpoint import sha256_file
+
+    meta["weights_sha256"] = sha256_file(path)
+    (saved / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: unreadable safetensors"):
+        load_checkpoint(saved)
+
+
+def test_wrong_format_version_is_refused(saved: Path) -> None:
+    meta = json.loads((saved / "config.json").read_text())
+    meta["format_version"] = 99
+    (saved / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"config\.json: unsupported format_version 99"):
+        load_checkpoint(saved)
+
+
+def test_shape_mismatch_is_refused(saved: Path) -> None:
+    meta = json.loads((saved / "config.json").read_text())
+    meta["config"]["model"]["latent_dim"] = 16
+    (saved / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: shape mismatch for"):
+        load_checkpoint(saved)
+
+
+@pytest.mark.parametrize("missing", ["config.json", "model.safetensors"])
+def test_missing_file_is_refused(saved: Path, missing: str) -> None:
+    (saved / missing).unlink()
+    with pytest.raises(CheckpointError, match=rf"{missing.replace('.', '[.]')}: file is missing"):
+        load_checkpoint(saved)
+
+
+def test_invalid_json_and_unknown_fields_are_refused(saved: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(saved, other)
+    (saved / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
+        load_checkpoint(saved)
+    meta = json.loads((other / "config.json").read_text())
+    meta["config"]["model"]["wings"] = 2
+    (other / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"unknown ModelConfig field\(s\): wings"):
+        load_checkpoint(other)
+
+
+def test_no_pickle_on_the_checkpoint_path(saved: Path) -> None:
+    """The weights file is safetensors: a JSON header then raw tensor bytes, no pickle opcodes."""
+    raw = (saved / "model.safetensors").read_bytes()
+    header_len = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + header_len])
+    assert "encoder.head.weight" in header
+    assert not raw.startswith(b"\x80")  # a pickle stream would start with PROTO
