@@ -214,6 +214,14 @@ def test_image_bakes_the_shipped_checkpoints_only(stack: Stack) -> None:
     assert tools == ""
 
 
+def test_image_config_health_check_user_and_stop_signal(stack: Stack) -> None:
+    config = json.loads(run("docker", "image", "inspect", "-f", "{{json .Config}}", IMAGE).stdout)
+    assert "aeserve-healthcheck" in " ".join(config["Healthcheck"]["Test"])
+    assert config["User"] not in ("", "0", "root")
+    assert config["StopSignal"] == "SIGTERM"
+    assert "PYTHONUNBUFFERED=1" in config["Env"]
+
+
 def test_stops_gracefully_on_sigterm(stack: Stack) -> None:
     started = time.monotonic()
     stack.compose("stop", "-t", "30", "api", timeout=60)
