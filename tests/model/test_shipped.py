@@ -1,0 +1,67 @@
+"""The shipped checkpoints load, and model.evaluate reproduces the figures in their config.json.
+
+The full evaluation takes tens of minutes on a CPU; this re-measures the fixed subset that the
+evaluation also records (first 300 test images) and compares it to the recorded value. Skipped where
+the MNIST test files are not present (set AESERVE_DATASETS to the folder holding ``mnist/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from model.checkpoint import load_checkpoint
+from model.evaluate import CHECK_IMAGES
+from model.evaluate import main as evaluate
+from tests.conftest import ROOT
+
+SHIPPED = ROOT / "checkpoints"
+DATASETS = Path(os.environ.get("AESERVE_DATASETS", ROOT.parent / "shared" / "datasets"))
+MNIST = DATASETS / "mnist"
+needs_mnist = pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
+                                 reason=f"MNIST test files not found under {MNIST}")
+
+
+def shipped(name: str) -> Path:
+    path = SHIPPED / name
+    if not (path / "config.json").is_file():
+        pytest.skip(f"{path} is not shipped in this checkout")
+    return path
+
+
+@pytest.mark.parametrize("name", ["mnist-dae", "mnist-vae", "photo-denoiser"])
+def test_shipped_checkpoint_loads_with_recorded_metrics(name: str) -> None:
+    ck = load_checkpoint(shipped(name))
+    assert ck.meta["training"]["command"].startswith(("python -m model.train", "torchrun"))
+    evaluation = ck.meta["evaluation"]
+    assert evaluation["command"].startswith("python -m model.evaluate")
+    assert evaluation["metrics"]
+
+
+@needs_mnist
+def test_evaluate_reproduces_the_dae_figures(tmp_path: Path) -> None:
+    path = shipped("mnist-dae")
+    recorded = json.loads((path / "config.json").read_text())["evaluation"]["metrics"]["denoising"]
+    assert evaluate(["--checkpoint", str(path), "--data-dir", str(MNIST), "--out", str(tmp_path),
+                     "--limit", str(CHECK_IMAGES), "--bm3d-limit", "0"]) == 0
+    measured = json.loads((tmp_path / "metrics.json").read_text())["denoising"]
+    for sigma in ("0.1", "0.3", "0.5"):
+        assert measured[sigma]["model_psnr"] == pytest.approx(
+            recorded[sigma][f"model_psnr_first{CHECK_IMAGES}"], abs=0.01)
+    assert recorded["0.1"]["model_psnr"] >= 26.0 and recorded["0.3"]["model_psnr"] >= 23.0 \
+        and recorded["0.5"]["model_psnr"] >= 20.0  # the issue's bar, on the whole test split
+
+
+@needs_mnist
+def test_evaluate_reproduces_the_vae_figures(tmp_path: Path) -> None:
+    path = shipped("mnist-vae")
+    recorded = json.loads((path / "config.json").read_text())["evaluation"]["metrics"]["vae"]
+    assert evaluate(["--checkpoint", str(path), "--data-dir", str(MNIST), "--out", str(tmp_path),
+                     "--limit", str(CHECK_IMAGES), "--k", "1", "--k-big-images", "0"]) == 0
+    measured = json.loads((tmp_path / "metrics.json").read_text())["vae"]
+    assert measured["check"]["nll"] == pytest.approx(recorded["check"]["nll"], abs=0.01)
+    for figure in ("samples.png", "reconstructions.png", "interpolation.png", "loss_curves.png"):
+        assert (tmp_path / figure).stat().st_size > 0
