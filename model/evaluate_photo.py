@@ -50,6 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bm3d", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--bm3d-limit", type=int, default=0, help="BM3D on the first N images (0: all)")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--speed-size", type=int, default=1024, help="side of the timed square image")
     p.add_argument("--update-checkpoint", action="store_true",
                    help="write the metrics and this command into the checkpoint's config.json")
     return p.parse_args(argv)
@@ -165,7 +166,7 @@ def markdown(metrics: dict[str, Any]) -> str:
                 f"| {pub[bm3d_key].get(s, float('nan')):.2f} "
                 f"| {pub[dncnn_key].get(s, float('nan')):.2f} | {drunet} |")
     sp = metrics["speed_ms_per_mpx"]
-    lines += ["", f"Speed, in-process ({sp['threads']} CPU threads, 1024×1024): gray {sp['gray']:.0f} ms/MP, "
+    lines += ["", f"Speed, in-process ({sp['threads']} CPU threads, {sp['size']}×{sp['size']}): gray {sp['gray']:.0f} ms/MP, "
               f"colour {sp['rgb']:.0f} ms/MP."]
     return "\n".join(lines) + "\n"
 
@@ -191,8 +192,9 @@ def main(argv: list[str] | None = None) -> int:
             row: list[np.ndarray] = []
             metrics["sets"][name][f"{sigma:g}"] = evaluate_set(ckpt.model, images, sigma, args, row)
             rows.append(row)
-    metrics["speed_ms_per_mpx"] = {"gray": speed(ckpt.model, 1), "rgb": speed(ckpt.model, 3),
-                                   "threads": torch.get_num_threads()}
+    metrics["speed_ms_per_mpx"] = {"gray": speed(ckpt.model, 1, args.speed_size),
+                                   "rgb": speed(ckpt.model, 3, args.speed_size),
+                                   "threads": torch.get_num_threads(), "size": args.speed_size}
     command = "python -m model.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
     metrics["command"] = command
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

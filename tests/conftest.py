@@ -62,3 +62,35 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_mnist_dir: P
         result = train_tiny(preset, tiny_mnist_dir, root / preset)
         assert result.returncode == 0, result.stderr[-2000:]
     return root
+
+
+def make_photos(folder: Path, n: int, size: int, seed: int) -> Path:
+    """Gray PNG 'photographs': smooth gradients with a few flat shapes, ``size`` x ``size``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(n):
+        img = 60 + 120 * (rng.uniform() * xx + rng.uniform() * yy)
+        for _ in range(4):
+            r0, c0 = rng.integers(0, size - 8, size=2)
+            h, w = rng.integers(4, size // 2, size=2)
+            img[r0 : r0 + h, c0 : c0 + w] = rng.uniform(0, 255)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "L").save(folder / f"photo_{i:03d}.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_photo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint directory holding only ``photo-denoiser``, trained for 4 steps on 6 photos."""
+    data = make_photos(tmp_path_factory.mktemp("tiny-photos"), 6, 64, 0)
+    root = tmp_path_factory.mktemp("photo-checkpoints")
+    cmd = [
+        sys.executable, "-m", "model.train", "--preset", "photo-denoiser", "--data-dir", str(data),
+        "--out", str(root / "photo-denoiser"), "--max-steps", "4", "--batch-size", "4", "--epochs", "1",
+        "--threads", "1", "--no-progress", "--device", "cpu",
+    ]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root

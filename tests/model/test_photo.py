@@ -57,11 +57,11 @@ def test_network_keeps_any_size_and_conditions_on_the_level() -> None:
 @pytest.mark.parametrize("channels", [1, 3])
 def test_tiled_result_matches_the_whole_image(channels: int) -> None:
     net = busy_model()
-    clean = photo(channels, 200, 290)
+    clean = photo(channels, 136, 200)
     noisy = clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
     whole, _ = denoise_image(net, noisy, tile=4096)
-    tiled, _ = denoise_image(net, noisy, tile=64, overlap=48)
-    seamy, _ = denoise_image(net, noisy, tile=64, overlap=0)
+    tiled, _ = denoise_image(net, noisy, tile=96, overlap=48)  # 2 x 3 tiles
+    seamy, _ = denoise_image(net, noisy, tile=96, overlap=0)
     assert abs(psnr(whole, clean) - psnr(tiled, clean)) < 0.05
     assert psnr(whole, tiled) > 50.0
     assert psnr(whole, seamy) < psnr(whole, tiled)  # the check would see seams
@@ -79,7 +79,7 @@ def test_shipped_model_denoises_and_estimates_sigma() -> None:
     assert abs(psnr(tiled, clean) - psnr(y, clean)) < 0.05
 
 
-@pytest.mark.parametrize("size", [(1, 1), (1, 57), (61, 1), (7, 5), (3, 200), (150, 260)])
+@pytest.mark.parametrize("size", [(1, 1), (1, 57), (61, 1), (7, 5), (3, 200), (90, 150)])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_any_size_round_trips(size: tuple[int, int], channels: int) -> None:
     net = busy_model()
