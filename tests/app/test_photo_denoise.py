@@ -1,0 +1,89 @@
+"""POST /v1/models/photo-denoiser/denoise: any size and mode back, alpha kept, sigma in and out."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.main import create_app
+from app.settings import Settings
+from model.checkpoint import load_checkpoint
+from model.photo import denoise_image
+from tests.app.helpers import assert_error, decode_png, files, image_bytes
+
+URL = "/v1/models/photo-denoiser/denoise"
+
+
+@pytest.fixture(scope="module")
+def photo_client(tiny_photo_checkpoint: Path) -> Iterator[TestClient]:
+    settings = Settings(checkpoint_dir=tiny_photo_checkpoint, torch_threads=1)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+@pytest.mark.parametrize("size", [(37, 23), (1, 1), (1, 40), (40, 1), (300, 170)])
+def test_answer_keeps_size_and_mode(photo_client: TestClient, mode: str, size: tuple[int, int]) -> None:
+    response = photo_client.post(URL, files=files(image_bytes(size=size, mode=mode)))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    out = decode_png(response.content)
+    assert (out.size, out.mode) == (size, mode)
+    assert float(response.headers["X-Noise-Sigma"]) >= 0.0
+
+
+def test_alpha_is_kept_unchanged(photo_client: TestClient) -> None:
+    data = image_bytes(size=(45, 31), mode="RGBA", seed=3)
+    out = decode_png(photo_client.post(URL, files=files(data)).content)
+    original = Image.open(io.BytesIO(data))
+    assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(original.getchannel("A")))
+
+
+def test_gray_answer_is_the_in_process_result(
+    photo_client: TestClient, tiny_photo_checkpoint: Path
+) -> None:
+    data = image_bytes(size=(50, 30), mode="L", seed=4)
+    response = photo_client.post(URL, files=files(data))
+    out = np.asarray(decode_png(response.content), dtype=np.int16)
+    model = load_checkpoint(tiny_photo_checkpoint / "photo-denoiser").model
+    x = torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0)
+    y, est = denoise_image(model, x[None, None])
+    expected = np.round(y[0, 0].numpy() * 255.0).astype(np.int16)
+    assert decode_png(response.content).mode == "L"
+    assert int(np.abs(out - expected).max()) <= 1
+    assert abs(float(response.headers["X-Noise-Sigma"]) - est) < 0.01
+
+
+def test_raw_body_and_sigma_query(photo_client: TestClient) -> None:
+    response = photo_client.post(
+        URL, params={"sigma": 25}, content=image_bytes(size=(33, 20)),
+        headers={"content-type": "image/png"},
+    )
+    assert response.status_code == 200, response.text
+    assert decode_png(response.content).size == (33, 20)
+    assert "X-Noise-Sigma" in response.headers
+
+
+def test_json_form_carries_the_estimated_sigma(photo_client: TestClient) -> None:
+    response = photo_client.post(
+        URL, files=files(image_bytes(size=(20, 30), mode="RGB")),
+        headers={"accept": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    item = response.json()["images"][0]
+    assert (item["width"], item["height"], item["mode"]) == (20, 30, "RGB")
+    assert item["noise_sigma"] >= 0.0
+    assert decode_png(base64.b64decode(item["png"])).size == (20, 30)
+
+
+def test_negative_sigma_is_refused(photo_client: TestClient) -> None:
+    response = photo_client.post(URL, params={"sigma": -1}, files=files(image_bytes()))
+    assert_error(response, 422)
