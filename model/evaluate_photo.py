@@ -166,8 +166,9 @@ def markdown(metrics: dict[str, Any]) -> str:
                 f"| {pub[bm3d_key].get(s, float('nan')):.2f} "
                 f"| {pub[dncnn_key].get(s, float('nan')):.2f} | {drunet} |")
     sp = metrics["speed_ms_per_mpx"]
-    lines += ["", f"Speed, in-process ({sp['threads']} CPU threads, {sp['size']}×{sp['size']}): gray {sp['gray']:.0f} ms/MP, "
-              f"colour {sp['rgb']:.0f} ms/MP."]
+    size = f"{sp['size']}×{sp['size']}"
+    lines += ["", f"Speed, in-process ({sp['threads']} CPU threads, {size}): "
+              f"gray {sp['gray']:.0f} ms/MP, colour {sp['rgb']:.0f} ms/MP."]
     return "\n".join(lines) + "\n"
 
 
