@@ -88,18 +88,18 @@ def with_alpha(img: Image.Image, alpha: Image.Image | None) -> Image.Image:
 
 
 def to_planes(img: Image.Image) -> np.ndarray:
-    """(C, H, W) float32 in [0, 1] from an L or RGB image."""
-    arr = np.asarray(img, dtype=np.uint8)
-    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    return arr.astype(np.float32) * (1.0 / 255.0)
+    """(C, H, W) uint8 planes of an L or RGB image (scaling to floats happens on the model thread)."""
+    bands = len(img.getbands())
+    arr = np.frombuffer(bytearray(img.tobytes()), dtype=np.uint8).reshape(img.height, img.width, bands)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
 def from_planes(planes: np.ndarray) -> Image.Image:
-    """An L (one plane) or RGB (three planes) image from (C, H, W) floats in [0, 1]."""
-    arr = np.clip(planes * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
-    if arr.shape[0] == 1:
-        return Image.fromarray(arr[0], "L")
-    return Image.fromarray(np.ascontiguousarray(arr.transpose(1, 2, 0)), "RGB")
+    """An L (one plane) or RGB (three planes) image from (C, H, W) uint8."""
+    _, h, w = planes.shape
+    if planes.shape[0] == 1:
+        return Image.frombytes("L", (w, h), planes[0].tobytes())
+    return Image.frombytes("RGB", (w, h), planes.transpose(1, 2, 0).tobytes())
 
 
 def encode_png(img: Image.Image, compress_level: int = 1) -> bytes:

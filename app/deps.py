@@ -12,9 +12,14 @@ from app.registry import ServedModel
 from app.settings import Settings
 
 
-async def get_settings(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
+    """The app's settings (a plain call: hot routes skip a dependency for it)."""
     settings: Settings = request.app.state.settings
     return settings
+
+
+async def get_settings(request: Request) -> Settings:
+    return settings_of(request)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -36,18 +41,23 @@ async def get_model(request: Request, name: str) -> ServedModel:
 ModelDep = Annotated[ServedModel, Depends(get_model)]
 
 
+def model_for(request: Request, operation: str) -> ServedModel:
+    """The model named in the path, or 404; 422 when it lacks ``operation``. A plain call."""
+    served = lookup_model(request, request.path_params["name"])
+    if operation not in served.operations:
+        raise ApiError(
+            422,
+            "unsupported_operation",
+            f"model {served.name} is a {served.kind} model and cannot {operation}; "
+            f"it supports: {', '.join(served.operations)}",
+        )
+    return served
+
+
 def supporting(operation: str) -> Callable[[Request, str], Awaitable[ServedModel]]:
     """A dependency giving the named model, or 422 when it lacks ``operation``."""
 
     async def dependency(request: Request, name: str) -> ServedModel:
-        served = lookup_model(request, name)
-        if operation not in served.operations:
-            raise ApiError(
-                422,
-                "unsupported_operation",
-                f"model {name} is a {served.kind} model and cannot {operation}; "
-                f"it supports: {', '.join(served.operations)}",
-            )
-        return served
+        return model_for(request, operation)
 
     return dependency

@@ -1,7 +1,9 @@
 """What runs on a model's thread: tensor in, tensor out. No HTTP, no images, no event loop.
 
-Every function takes CPU tensors, moves them to the model's device, and returns CPU tensors; the
-batcher wraps each call in ``torch.inference_mode()``.
+Images travel as uint8 tensors: the scaling to [0, 1] floats and the quantisation back to uint8 run
+here, once per batch on the model thread, instead of per image on the event loop. Every function
+takes CPU tensors, moves them to the model's device, and returns CPU tensors; the batcher wraps
+each call in ``torch.inference_mode()``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class ScoreRequest:
 
 @dataclass(frozen=True)
 class PhotoRequest:
-    x: torch.Tensor  # (1, C, H, W)
+    x: torch.Tensor  # (1, C, H, W) uint8
     sigma: float | None
 
 
@@ -44,10 +46,17 @@ class ModelOps:
         self.device = torch.device(device)
 
     def _in(self, x: torch.Tensor) -> torch.Tensor:
-        return x.to(self.device, non_blocking=True)
+        """uint8 images -> floats in [0, 1] on the device (float input is taken as already scaled)."""
+        x = x.to(self.device, non_blocking=True)
+        return x.float().mul_(1.0 / 255.0) if x.dtype == torch.uint8 else x.float()
+
+    @staticmethod
+    def _out(y: torch.Tensor) -> torch.Tensor:
+        """[0, 1] floats -> uint8 on the CPU, rounded."""
+        return y.float().mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).cpu()
 
     def denoise(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.denoise(self._in(x)).float().cpu()
+        return self._out(self.model.denoise(self._in(x)))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """DAE: ``(z,)``; VAE: ``(mu, logvar)``."""
@@ -62,7 +71,7 @@ class ModelOps:
         return (out.mean if self.kind == "vae" else out).float().cpu()
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(self._in(z)).float().cpu()
+        return self._out(self.model.decode(z.to(self.device, non_blocking=True).float()))
 
     def sample(self, req: SampleRequest) -> torch.Tensor:
         """Same seed, same z: z is drawn on the CPU from a seeded generator, then decoded."""
@@ -79,4 +88,4 @@ class ModelOps:
         from model.photo import denoise_image  # written alongside; only photo checkpoints need it
 
         y, sigma = denoise_image(self.model, self._in(req.x), sigma=req.sigma)
-        return y.float().cpu(), float(sigma)
+        return self._out(y), float(sigma)

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import torch
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.auth import require_token
+from app.auth import TokenAuthMiddleware
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimitMiddleware
 from app.metrics import Metrics, RequestMetricsMiddleware
@@ -68,9 +68,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.models = {}
     app.state.ready = False
     install_error_handlers(app)
-    app.include_router(health.router)
-    for router in (models.router, images.router, latents.router):
-        app.include_router(router, dependencies=[Depends(require_token)])
+    for router in (images.router, latents.router, models.router, health.router):
+        app.include_router(router)  # hot routes first: routing tries them in order
+    # middleware, innermost first: body limit, token, CORS (answers preflights), metrics (counts all)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(TokenAuthMiddleware, token=settings.api_token)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -79,6 +81,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Accept"],
             expose_headers=["X-Noise-Sigma", "X-Seed", "Retry-After"],
         )
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -22,7 +22,7 @@ from app.registry import ServedModel
 class Prepared:
     """One decoded image as model rows, and what is needed to turn the output back into it."""
 
-    rows: torch.Tensor  # (R, C_model, H, W) float in [0, 1]
+    rows: torch.Tensor  # (R, C_model, H, W) uint8
     size: tuple[int, int]  # original (width, height)
     mode: str  # original mode: L, LA, RGB or RGBA
     alpha: Image.Image | None
@@ -73,7 +73,7 @@ def decode_image(
 
 def encode_image(prep: Prepared, out: torch.Tensor, compress_level: int) -> bytes:
     """Model rows -> PNG bytes in the original size and mode."""
-    planes = out[:, 0].numpy() if prep.per_channel else out[0].numpy()
+    planes = out[:, 0].numpy() if prep.per_channel else out[0].numpy()  # uint8
     img = codec.from_planes(planes)
     if img.size != prep.size:
         img = img.resize(prep.size, Image.Resampling.BICUBIC)
@@ -84,5 +84,5 @@ def encode_image(prep: Prepared, out: torch.Tensor, compress_level: int) -> byte
 
 
 def latent_images(out: torch.Tensor) -> list[Image.Image]:
-    """Decoder output (N, C, H, W) -> N images (L or RGB)."""
+    """Decoder output (N, C, H, W) uint8 -> N images (L or RGB)."""
     return [codec.from_planes(row) for row in out.numpy()]

@@ -9,8 +9,8 @@ import torch
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from app import codec
-from app.deps import SettingsDep, supporting
+from app import codec, query
+from app.deps import model_for, settings_of, supporting
 from app.errors import ApiError
 from app.inference import PhotoRequest, ScoreRequest
 from app.inputs import read_images, wants
@@ -41,17 +41,22 @@ def _one_row_batch(preps: list[Prepared]) -> torch.Tensor:
     return preps[0].rows if len(preps) == 1 else torch.cat([p.rows for p in preps])
 
 
-@router.post("/denoise", response_model=None)
-async def denoise(
-    request: Request,
-    served: Annotated[ServedModel, Depends(supporting("denoise"))],
-    settings: SettingsDep,
-    resize: Resize = False,
-    sigma: Annotated[
-        float | None, Query(ge=0, le=255, description="photo models: noise σ on the 0-255 scale")
-    ] = None,
-) -> Response | dict[str, Any]:
+RESIZE_DOC = ("resize", "boolean", "fixed-size models: resize other sizes (answer in the original)")
+
+
+@router.post(
+    "/denoise",
+    response_model=None,
+    openapi_extra=query.openapi(
+        RESIZE_DOC, ("sigma", "number", "photo models: noise σ on the 0-255 scale")
+    ),
+)
+async def denoise(request: Request) -> Response | dict[str, Any]:
     """Clean image(s): one image -> image/png; several, or Accept: application/json -> JSON."""
+    served = model_for(request, "denoise")
+    settings = settings_of(request)
+    resize = query.flag(request, "resize")
+    sigma = query.number(request, "sigma", 0.0, 255.0)
     datas = await read_images(request, settings)
     preps = await _decode_all(datas, served, resize, settings, keep_color=True)
     sigmas: list[float | None] = [None] * len(preps)
@@ -76,7 +81,7 @@ async def denoise(
         key = ("denoise", *rows.shape[1:])
         out = await served.batcher.run(served.ops.denoise, rows, key, timeout)
         assert isinstance(out, torch.Tensor)
-        outs = list(out.split([p.rows.shape[0] for p in preps]))
+        outs = [out] if len(preps) == 1 else list(out.split([p.rows.shape[0] for p in preps]))
     level = settings.png_compress_level
 
     def encode_all() -> list[bytes]:
@@ -104,16 +109,21 @@ async def denoise(
     return {"model": served.name, "images": images}
 
 
-@router.post("/encode")
-async def encode(
-    request: Request,
-    served: Annotated[ServedModel, Depends(supporting("encode"))],
-    settings: SettingsDep,
-    resize: Resize = False,
-    sample: Annotated[bool, Query(description="VAE: add a reparameterized draw z")] = False,
-    seed: Seed = None,
-) -> dict[str, Any]:
+@router.post(
+    "/encode",
+    openapi_extra=query.openapi(
+        RESIZE_DOC,
+        ("sample", "boolean", "VAE: add a reparameterized draw z"),
+        ("seed", "integer", "seed of that draw"),
+    ),
+)
+async def encode(request: Request) -> dict[str, Any]:
     """Latent code(s): ``z`` for an autoencoder; ``mu``, ``sigma``, ``logvar`` for a VAE."""
+    served = model_for(request, "encode")
+    settings = settings_of(request)
+    resize = query.flag(request, "resize")
+    sample = query.flag(request, "sample")
+    seed = query.integer(request, "seed", 0, 2**63 - 1)
     if sample and served.kind != "vae":
         raise ApiError(
             422, "invalid_request", f"sample=true needs a VAE; {served.name} is a {served.kind}"
@@ -150,12 +160,12 @@ async def encode(
 async def score(
     request: Request,
     served: Annotated[ServedModel, Depends(supporting("score"))],
-    settings: SettingsDep,
     resize: Resize = False,
     k: Annotated[int | None, Query(ge=1, description="importance samples (default 100)")] = None,
     seed: Seed = None,
 ) -> dict[str, Any]:
     """Anomaly score per image: negative ELBO and the IWAE estimate of -log p(x), in nats."""
+    settings = settings_of(request)
     k = settings.default_k if k is None else k
     if k > settings.max_k:
         raise ApiError(

@@ -56,7 +56,7 @@ async def _queued_then_merged(ops: ModelOps) -> tuple[list[int], list[torch.Tens
     gate = threading.Event()
     blocker = asyncio.ensure_future(batcher.run_alone(hold(gate), None, 30))
     await asyncio.sleep(0)  # the worker takes the gate job
-    x = torch.rand(5, 1, 28, 28)
+    x = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
     calls = [
         asyncio.ensure_future(batcher.run(denoise, x[i : i + 1], ("denoise", 1, 28, 28), 30))
         for i in range(5)
@@ -75,7 +75,8 @@ def test_queued_requests_share_one_forward_and_get_their_own_rows(ops: ModelOps)
     sizes, outs, alone = asyncio.run(_queued_then_merged(ops))
     assert sizes == [5]
     for i, out in enumerate(outs):
-        assert torch.allclose(out, alone[i : i + 1], atol=1e-5)
+        assert out.dtype == torch.uint8
+        assert (out.int() - alone[i : i + 1].int()).abs().max() <= 1  # rounding at the edge only
 
 
 async def _full_queue(ops: ModelOps) -> tuple[ApiError, float]:
