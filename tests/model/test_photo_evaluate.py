@@ -1,0 +1,61 @@
+"""model.evaluate_photo on generated images: metrics, table, figure, and the checkpoint update."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.checkpoint import load_checkpoint
+from model.evaluate_photo import main, noisy_version, psnr_8bit
+from tests.conftest import make_photos
+
+
+def colour_folder(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        arr = rng.integers(40, 200, size=(3, 1, 1)) + np.zeros((3, 30, 44))
+        arr[:, 5:20, 10:30] = rng.integers(0, 255, size=(3, 1, 1))
+        Image.fromarray(arr.transpose(1, 2, 0).astype(np.uint8), "RGB").save(folder / f"c{i}.png")
+    return folder
+
+
+def test_noise_is_fixed_per_image_and_unclipped() -> None:
+    clean = np.full((1, 20, 20), 250, dtype=np.uint8)
+    a, b = noisy_version(clean, 25.0, 3), noisy_version(clean, 25.0, 3)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, noisy_version(clean, 25.0, 4))
+    assert a.max() > 1.0  # no clipping
+    assert psnr_8bit(clean, clean / 255.0) > 90.0
+
+
+def test_evaluation_writes_metrics_and_updates_the_checkpoint(
+    tiny_photo_checkpoint: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("bm3d")
+    ckpt = tmp_path / "photo-denoiser"
+    shutil.copytree(tiny_photo_checkpoint / "photo-denoiser", ckpt)
+    gray = make_photos(tmp_path / "gray", 2, 40, 3)
+    colour = colour_folder(tmp_path / "colour", 2)
+    out = tmp_path / "eval"
+    argv = ["--checkpoint", str(ckpt), "--data-dir", str(gray), "--color-data-dir", str(colour),
+            "--out", str(out), "--sigmas", "15", "50", "--bm3d-limit", "1", "--speed-size", "64",
+            "--update-checkpoint"]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    bsd = metrics["sets"]["bsd68"]
+    assert set(bsd) == {"15", "50"} and set(metrics["sets"]["cbsd68"]) == {"25"}
+    assert bsd["15"]["images"] == 2 and bsd["15"]["bm3d_images"] == 1
+    assert bsd["15"]["bm3d"] > bsd["50"]["bm3d"]
+    assert metrics["speed_ms_per_mpx"]["gray"] > 0
+    table = (out / "table.md").read_text()
+    assert "| BSD68 (2) | 15 |" in table and "CBSD68" in table
+    assert Image.open(out / "figure.png").size[0] > 100
+    loaded = load_checkpoint(ckpt)  # weights untouched, hash still verifies
+    assert loaded.meta["evaluation"]["command"].startswith("python -m model.evaluate ")
+    assert loaded.meta["evaluation"]["metrics"]["sets"] == metrics["sets"]
