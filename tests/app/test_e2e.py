@@ -177,7 +177,7 @@ def test_a_full_queue_answers_503_with_retry_after(server: str) -> None:
                             model="mnist-vae")
             slow = asyncio.ensure_future(http.post(  # keeps the model thread busy for a while
                 "/v1/models/mnist-vae/score", params={"k": 1000},
-                files=files(*[image_bytes(seed=i) for i in range(16)]),
+                files=files(*[image_bytes(seed=i) for i in range(8)]),
             ))
             for _ in range(600):  # until the score job has left the queue and runs
                 text = (await http.get("/metrics")).text
