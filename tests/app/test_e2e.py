@@ -270,3 +270,12 @@ def test_command_line_client(server: str, tmp_path: Path) -> None:
     assert decode_png((tmp_path / "d.png").read_bytes()).size == (28, 28)
     refused = cli("sample", "--model", "mnist-dae", "-o", str(tmp_path / "x.png"))
     assert refused.returncode == 1 and "unsupported_operation" in refused.stderr
+
+
+def test_an_invalid_setting_stops_startup_with_one_line(tiny_checkpoints: Path) -> None:
+    env = server_env(tiny_checkpoints, free_port(), AESERVE_MAX_BATCH_SIZE="many")
+    result = subprocess.run([sys.executable, "-m", "app"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "AESERVE_MAX_BATCH_SIZE" in lines[0]
