@@ -76,7 +76,7 @@ def start(cmd: list[str], env: dict[str, str], ready_url: str) -> subprocess.Pop
 def wrk(url: str, body: Path, ctype: str, conns: int, seconds: float, pid: int,
         accept: str = "*/*") -> dict[str, Any]:
     env = {**os.environ, "BENCH_BODY": str(body), "BENCH_CTYPE": ctype, "BENCH_ACCEPT": accept}
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(LUA), url]
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(LUA), url]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     peak = rss_mib(pid)
     while proc.poll() is None:
@@ -138,23 +138,28 @@ def main() -> None:
                   "--workers", str(args.workers)], base_env, f"http://127.0.0.1:{port_bare}/echo"),
         "app": ([sys.executable, "-m", "app"], env, f"http://127.0.0.1:{port_app}/readyz"),
     }
-    for server, server_ops in (("bare", ["bare"]), ("app", ["denoise", "encode", "sample"])):
-        todo = [op for op in server_ops if op in ops]
-        if not todo:
-            continue
-        cmd, server_env, ready = servers[server]
-        proc = start(cmd, server_env, ready)
-        try:
-            for op in todo:
+    # both servers up at once, the operations interleaved per connection count: a ratio compares
+    # numbers taken minutes apart at most, which matters on a shared machine
+    procs = {}
+    try:
+        for server in ("bare", "app"):
+            if server == "bare" and "bare" not in ops:
+                continue
+            cmd, server_env, ready = servers[server]
+            procs[server] = start(cmd, server_env, ready)
+        for c in conns:
+            for op in ops:
                 url, payload, content_type, accept = targets[op]
-                for c in conns:
-                    print(f"{op} c={c} ...", file=sys.stderr)
-                    wrk(url, payload, content_type, c, args.warmup, proc.pid, accept)
-                    result = wrk(url, payload, content_type, c, args.duration, proc.pid, accept)
-                    results.append({"op": op, "connections": c, **result})
-        finally:
+                pid = procs["bare" if op == "bare" else "app"].pid
+                print(f"{op} c={c} ...", file=sys.stderr)
+                wrk(url, payload, content_type, c, args.warmup, pid, accept)
+                result = wrk(url, payload, content_type, c, args.duration, pid, accept)
+                results.append({"op": op, "connections": c, **result})
+    finally:
+        for proc in procs.values():
             proc.terminate()
             proc.wait(timeout=30)
+    results.sort(key=lambda r: (ops.index(r["op"]), r["connections"]))
 
     info = machine(args.workers)
     table = render(results, limits, info)
