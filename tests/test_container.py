@@ -5,8 +5,9 @@ AESERVE_REQUIRE_DOCKER=1 to fail instead, as ``.ci/run`` does). Build arguments 
 from the environment (DOCKER_HOST, DOCKER_BUILDKIT, TORCH_INDEX_URL, BASE_IMAGE, ...), so nothing
 specific to one machine lives here or in the Dockerfile.
 
-The checkpoints served are tiny ones trained for the test and mounted read-only over the baked-in
-ones, which proves that a volume replaces them; the baked-in ones are checked in the image.
+The service sees only a read-only volume mounted over the baked-in checkpoints (copies of the
+shipped MNIST ones under other names, or tiny ones trained for the test), which proves that a
+volume replaces them; the baked-in ones are checked in the image.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model.checkpoint import CheckpointError, load_checkpoint
 from tests.conftest import ROOT, make_digits
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1500)]
@@ -64,9 +66,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def served_checkpoints(tiny_checkpoints: Path, dest: Path) -> Path:
-    """A world-readable copy of the tiny checkpoints (pytest's temp folders are private)."""
-    shutil.copytree(tiny_checkpoints, dest, ignore=shutil.ignore_patterns(".state"))
+MOUNTED = {"mounted-dae": "mnist-dae", "mounted-vae": "mnist-vae"}  # served name -> source
+
+
+def usable(folder: Path) -> bool:
+    try:
+        load_checkpoint(folder)
+    except (CheckpointError, OSError):
+        return False
+    return True
+
+
+def served_checkpoints(request: pytest.FixtureRequest, dest: Path) -> Path:
+    """World-readable copies (pytest's temp folders are private) of the shipped MNIST checkpoints,
+    under other names so that the service can only find them through the volume; tiny ones trained
+    for the test when the shipped ones are missing or being rewritten by a training run."""
+    shipped = ROOT / "checkpoints"
+    if all(usable(shipped / src) for src in MOUNTED.values()):
+        source = shipped
+    else:
+        source = request.getfixturevalue("tiny_checkpoints")
+    for name, src in MOUNTED.items():
+        shutil.copytree(source / src, dest / name, ignore=shutil.ignore_patterns(".state"))
+        assert usable(dest / name), f"{source / src} changed while it was copied"
     for path in [dest, *dest.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return dest
@@ -104,14 +126,14 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoints: Path) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
     reason = docker_missing()
     if reason:
         if os.environ.get("AESERVE_REQUIRE_DOCKER") == "1":
             pytest.fail(f"AESERVE_REQUIRE_DOCKER=1 but {reason}")
         pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("container")
-    ckpts = served_checkpoints(tiny_checkpoints, tmp / "checkpoints")
+    ckpts = served_checkpoints(request, tmp / "checkpoints")
     override = tmp / "compose.test.yml"
     override.write_text(
         json.dumps(
@@ -162,12 +184,12 @@ def test_healthy_with_the_mounted_checkpoints(stack: Stack) -> None:
     assert ready.status_code == 200
     models = httpx.get(f"{stack.url}/v1/models", timeout=10)
     assert models.status_code == 200
-    assert {"mnist-dae", "mnist-vae"} <= {m["name"] for m in models.json()["models"]}
+    assert {m["name"] for m in models.json()["models"]} == set(MOUNTED)  # not the baked-in ones
 
 
 def test_denoise_through_the_published_port(stack: Stack) -> None:
     response = httpx.post(
-        f"{stack.url}/v1/models/mnist-dae/denoise",
+        f"{stack.url}/v1/models/mounted-dae/denoise",
         files={"image": ("digit.png", noisy_digit_png(), "image/png")},
         timeout=30,
     )
@@ -178,14 +200,14 @@ def test_denoise_through_the_published_port(stack: Stack) -> None:
 
 
 def test_sample_through_the_published_port(stack: Stack) -> None:
-    response = httpx.post(f"{stack.url}/v1/models/mnist-vae/sample", json={"n": 4, "seed": 0}, timeout=30)
+    response = httpx.post(f"{stack.url}/v1/models/mounted-vae/sample", json={"n": 4, "seed": 0}, timeout=30)
     assert response.status_code == 200, response.text
     images = response.json()["images"]
     assert len(images) == 4
     for item in images:
         with Image.open(io.BytesIO(base64.b64decode(item))) as img:
             assert img.size == (28, 28)
-    again = httpx.post(f"{stack.url}/v1/models/mnist-vae/sample", json={"n": 4, "seed": 0}, timeout=30)
+    again = httpx.post(f"{stack.url}/v1/models/mounted-vae/sample", json={"n": 4, "seed": 0}, timeout=30)
     assert again.json()["images"] == images
 
 
