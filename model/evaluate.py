@@ -182,11 +182,14 @@ def markdown(name: str, metrics: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if read_meta(args.checkpoint).get("kind") == "photo":
+    peek = argparse.ArgumentParser(add_help=False)  # photo models take their own flags
+    peek.add_argument("--checkpoint", type=Path)
+    checkpoint = peek.parse_known_args(argv)[0].checkpoint
+    if checkpoint is not None and read_meta(checkpoint).get("kind") == "photo":
         from model.evaluate_photo import main as photo_main
 
         return int(photo_main(argv))
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
