@@ -54,6 +54,7 @@ async def list_models(request: Request) -> dict[str, Any]:
                 "name": m.name,
                 "kind": m.kind,
                 "input_shape": m.meta["input_shape"],
+                "any_size": m.size is None,
                 "latent_dim": m.latent_dim,
                 "operations": list(m.operations),
                 "url": f"/v1/models/{m.name}",
