@@ -76,7 +76,8 @@ def start(cmd: list[str], env: dict[str, str], ready_url: str) -> subprocess.Pop
 def wrk(url: str, body: Path, ctype: str, conns: int, seconds: float, pid: int,
         accept: str = "*/*") -> dict[str, Any]:
     env = {**os.environ, "BENCH_BODY": str(body), "BENCH_CTYPE": ctype, "BENCH_ACCEPT": accept}
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(LUA), url]
+    duration = f"-d{max(1, round(seconds))}s"
+    cmd = ["wrk", "-t1", f"-c{conns}", duration, "--timeout", "10s", "-s", str(LUA), url]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     peak = rss_mib(pid)
     while proc.poll() is None:
