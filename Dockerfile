@@ -8,8 +8,8 @@
 #
 # Stages: `reqs` (the dependency lists from pyproject.toml), `deps` (venv with torch and the
 # runtime dependencies, cached until those lists change), `build` (the package as a wheel),
-# `runtime` (the default target: venv + package + checkpoints, non-root, no compilers, no tests,
-# no training data) and `train` (runtime + the training extras).
+# `train` (deps + the training extras + package) and `runtime` (the last stage, so the default
+# target: venv + package + checkpoints, non-root, no compilers, no tests, no training data).
 
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -55,6 +55,19 @@ COPY app/ app/
 COPY model/ model/
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
+# training: listed before `runtime` so that a plain `docker build .` gives the service image
+FROM deps AS train
+COPY --from=reqs /src/train-requirements.txt /tmp/
+RUN pip install -r /tmp/train-requirements.txt && rm /tmp/train-requirements.txt
+COPY --from=build /wheels/ /tmp/wheels/
+RUN pip install --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels \
+ && mkdir -p /app/trained && chown aeserve:aeserve /app/trained
+WORKDIR /app
+ENV MPLCONFIGDIR=/tmp/matplotlib
+USER 10001:10001
+ENTRYPOINT ["python", "-m", "model.train"]
+CMD ["--help"]
+
 FROM base AS runtime
 WORKDIR /app
 # mount point of the compose `trained` volume (a new volume takes this folder's owner)
@@ -76,13 +89,3 @@ STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/usr/local/bin/aeserve-healthcheck"]
 CMD ["python", "-m", "app"]
-
-FROM runtime AS train
-USER 0
-COPY --from=reqs /src/train-requirements.txt /tmp/
-RUN pip install -r /tmp/train-requirements.txt && rm /tmp/train-requirements.txt
-USER 10001:10001
-ENV MPLCONFIGDIR=/tmp/matplotlib
-HEALTHCHECK NONE
-ENTRYPOINT ["python", "-m", "model.train"]
-CMD ["--help"]
