@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--color-sigmas", type=float, nargs="+", default=[25.0])
     p.add_argument("--limit", type=int, default=0, help="first N images only")
     p.add_argument("--bm3d", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--known-sigma", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the model told the true sigma")
     p.add_argument("--bm3d-limit", type=int, default=0, help="BM3D on the first N images (0: all)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--speed-size", type=int, default=1024, help="side of the timed square image")
@@ -94,9 +96,9 @@ def evaluate_set(model: torch.nn.Module, images: list[np.ndarray], sigma: float,
         tick = time.perf_counter()
         y_blind, sigma_est = run_model(model, noisy, None)
         model_s += time.perf_counter() - tick
-        y_known, _ = run_model(model, noisy, sigma)
         blind.append(psnr_8bit(clean, y_blind))
-        known.append(psnr_8bit(clean, y_known))
+        if args.known_sigma:
+            known.append(psnr_8bit(clean, run_model(model, noisy, sigma)[0]))
         est.append(sigma_est)
         y_bm3d = None
         if i < n_bm3d:
@@ -110,7 +112,8 @@ def evaluate_set(model: torch.nn.Module, images: list[np.ndarray], sigma: float,
               + (f", BM3D {bm[-1]:.2f} dB" if i < n_bm3d else ""), file=sys.stderr, flush=True)
     result: dict[str, Any] = {
         "images": len(images), "model_blind": float(np.mean(blind)),
-        "model_known_sigma": float(np.mean(known)), "sigma_estimate_mean": float(np.mean(est)),
+        "model_known_sigma": float(np.mean(known)) if known else None,
+        "sigma_estimate_mean": float(np.mean(est)),
         "model_s_per_image": model_s / len(images),
     }
     if n_bm3d:
@@ -147,6 +150,10 @@ def save_figure(rows: list[list[np.ndarray]], path: Path, crop: int = 160) -> No
     Image.fromarray(np.concatenate(tiles, axis=1).transpose(1, 2, 0)).save(path)
 
 
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def markdown(metrics: dict[str, Any]) -> str:
     lines = ["| set | σ | model, blind (all) | model, σ given (all) | σ estimated "
              "| model, blind (BM3D subset) | BM3D measured (subset) | BM3D published "
@@ -162,7 +169,7 @@ def markdown(metrics: dict[str, Any]) -> str:
             drunet = f"{pub['DRUNet'][s]:.2f}" if "DRUNet" in pub and s in pub["DRUNet"] else "–"
             lines.append(
                 f"| {name.upper()} ({r['images']}) | {s} | {r['model_blind']:.2f} "
-                f"| {r['model_known_sigma']:.2f} | {r['sigma_estimate_mean']:.1f} | {subset} | {bm} "
+                f"| {_num(r['model_known_sigma'])} | {r['sigma_estimate_mean']:.1f} | {subset} | {bm} "
                 f"| {pub[bm3d_key].get(s, float('nan')):.2f} "
                 f"| {pub[dncnn_key].get(s, float('nan')):.2f} | {drunet} |")
     sp = metrics["speed_ms_per_mpx"]
