@@ -7,8 +7,10 @@ space whose rows are orthogonal::
 
 Orthogonal rows keep white Gaussian RGB noise white and independent across the planes, with a known
 level in each (sigma/sqrt(3), sigma/sqrt(2), sigma*sqrt(6)/4), and every plane stays in [0, 1]. The
-three planes are denoised as one batch and mapped back exactly (the transform is invertible), so a
-neutral gray stays neutral: no colour cast. Alpha is not the model's business; the service strips it
+three planes are denoised as one batch and mapped back exactly (the transform is invertible). The
+chroma planes are also denoised negated (1 - U, 1 - V) and the two results averaged, which makes the
+chroma estimate exactly odd around 1/2: a neutral image (flat U = V = 1/2) comes back exactly
+neutral, so there is no colour cast by construction. Alpha is not the model's business; the service strips it
 and puts it back unchanged.
 
 Tiles: the image is cut into ``tile`` x ``tile`` cores, each processed with ``overlap`` pixels of
@@ -22,6 +24,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model.photo_net import PhotoDenoiser
@@ -29,7 +32,8 @@ from model.photo_net import PhotoDenoiser
 SIGMA_CAP = 55.0  # levels are clamped to the training range (0-255 scale)
 OPP_NOISE_SCALE = (1.0 / math.sqrt(3.0), 1.0 / math.sqrt(2.0), math.sqrt(6.0) / 4.0)
 DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 48
+DEFAULT_OVERLAP = 48  # >= the receptive-field radius (47): tiles equal the whole image
+MARGIN = 16  # mirrored border, cropped after the network
 
 
 def rgb_to_opponent(x: torch.Tensor) -> torch.Tensor:
@@ -48,6 +52,19 @@ def opponent_to_rgb(t: torch.Tensor) -> torch.Tensor:
     g = y - (4.0 / 3.0) * v
     b = y - u + (2.0 / 3.0) * v
     return torch.stack([r, g, b])[None]
+
+
+def pad_edges(x: torch.Tensor, margin: int) -> torch.Tensor:
+    """Mirror ``margin`` pixels on every side (edge replication along a side too short to mirror).
+
+    The network's zero-padded convolutions then see real-looking content at the image border, so
+    its border artefacts land in the margin that is cropped away.
+    """
+    for dim in (-2, -1):
+        mode = "reflect" if x.shape[dim] > margin else "replicate"
+        pad = (0, 0, margin, margin) if dim == -2 else (margin, margin, 0, 0)
+        x = F.pad(x, pad, mode=mode)
+    return x
 
 
 def _network(model: nn.Module) -> PhotoDenoiser:
@@ -116,11 +133,18 @@ def denoise_image(
         raise ValueError("image holds NaN or infinite values")
     colour = x.shape[1] == 3
     planes = rgb_to_opponent(x) if colour else x
+    scales: tuple[float, ...] = OPP_NOISE_SCALE if colour else (1.0,)
+    if colour:  # chroma is also denoised negated: the average is exactly odd around 1/2
+        planes = torch.cat([planes, 1.0 - planes[1:]])
+        scales = scales + scales[1:]
     level = None
     if sigma is not None:
-        scales = torch.tensor(OPP_NOISE_SCALE if colour else (1.0,), device=device)
-        level = scales * (min(sigma, SIGMA_CAP) / 255.0)
-    out = run_tiled(net, planes, level, tile, overlap)
+        level = torch.tensor(scales, device=device) * (min(sigma, SIGMA_CAP) / 255.0)
+    h, w = planes.shape[-2:]
+    out = run_tiled(net, pad_edges(planes, MARGIN), level, tile, overlap)
+    out = out[..., MARGIN : MARGIN + h, MARGIN : MARGIN + w]
+    if colour:
+        out = torch.cat([out[:1], 0.5 * (out[1:3] + 1.0 - out[3:])])
     y = opponent_to_rgb(out) if colour else out
     sigma_est = estimate_sigma(x, y)
     return y.clamp_(0.0, 1.0), sigma_est
