@@ -156,7 +156,7 @@ def test_task_batches_and_validation(tmp_path: Path) -> None:
     assert not torch.equal(batches[0], next(iter(task.batches(1, 0, 1))))  # epochs differ
     net = PhotoDenoiser(cfg.model)
     loss, _ = task.loss(net, batches[0], 0, torch.Generator().manual_seed(0))
-    assert loss.ndim == 0 and float(loss) > 0.0
+    assert loss.ndim == 0 and float(loss.detach()) > 0.0
     metrics = task.validate(net.eval())
     assert metrics["val_loss"] == -metrics["psnr"]
     assert metrics["psnr_15"] > metrics["psnr_25"] > metrics["psnr_50"]
