@@ -2,7 +2,7 @@
 
     python -m model.evaluate --checkpoint checkpoints/photo-denoiser \
         --data-dir ../shared/datasets/bsd68 --color-data-dir ../shared/datasets/cbsd68 \
-        --out runs/eval-photo --bm3d-limit 4 --update-checkpoint
+        --out runs/eval-photo --bm3d-limit 3 --update-checkpoint
 
 Protocol: white Gaussian noise of level sigma (0-255 scale) is added to the clean 8-bit image with a
 fixed seed per (sigma, image), without clipping; the output is clipped to [0, 255] and rounded to 8
