@@ -82,17 +82,22 @@ def test_resume_continues_from_the_saved_state(tiny_mnist_dir: Path, tmp_path: P
     assert [h["step"] for h in state["history"]] == [10, 16, 25]
 
 
-def test_ctrl_c_leaves_a_whole_checkpoint_and_resume_works(tiny_mnist_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_leaves_a_whole_checkpoint_and_resume_works(
+    tiny_mnist_dir: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "model.train", "--preset", "mnist-dae", "--data-dir",
            str(tiny_mnist_dir), "--out", str(out), "--batch-size", "16", "--epochs", "1000",
            "--save-every", "5", "--no-progress", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # started with SIGINT ignored, as a shell's background job would be: training must still stop
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.monotonic() + 300
     while not (out / "config.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
     assert "continue with --resume" in err
