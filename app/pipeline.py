@@ -57,7 +57,7 @@ def decode_image(
         base = base.resize(target, Image.Resampling.LANCZOS)
     c = served.channels
     per_channel = False
-    if c == 1 and base.mode == "RGB":
+    if c == 1 and base.mode == "RGB" and served.kind != "photo":  # photo models do colour themselves
         if keep_color:
             per_channel = True
         else:

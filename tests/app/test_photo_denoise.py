@@ -62,6 +62,22 @@ def test_gray_answer_is_the_in_process_result(
     assert abs(float(response.headers["X-Noise-Sigma"]) - est) < 0.01
 
 
+def test_colour_answer_is_the_in_process_colour_result(
+    photo_client: TestClient, tiny_photo_checkpoint: Path
+) -> None:
+    """RGB reaches the model as one RGB image (its opponent-colour path), not as three gray planes."""
+    data = image_bytes(size=(40, 28), mode="RGB", seed=5)
+    response = photo_client.post(URL, files=files(data))
+    out = np.asarray(decode_png(response.content), dtype=np.int16)
+    model = load_checkpoint(tiny_photo_checkpoint / "photo-denoiser").model
+    rgb = np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0
+    x = torch.from_numpy(rgb.transpose(2, 0, 1).copy())
+    y, est = denoise_image(model, x[None])
+    expected = np.round(y[0].numpy().transpose(1, 2, 0) * 255.0).astype(np.int16)
+    assert int(np.abs(out - expected).max()) <= 1
+    assert abs(float(response.headers["X-Noise-Sigma"]) - est) < 0.01
+
+
 def test_raw_body_and_sigma_query(photo_client: TestClient) -> None:
     response = photo_client.post(
         URL, params={"sigma": 25}, content=image_bytes(size=(33, 20)),
