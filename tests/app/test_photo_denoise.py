@@ -63,17 +63,35 @@ def test_gray_answer_is_the_in_process_result(
 
 
 def test_colour_answer_is_the_in_process_colour_result(
-    photo_client: TestClient, tiny_photo_checkpoint: Path
+    tiny_photo_checkpoint: Path, tmp_path: Path
 ) -> None:
-    """RGB reaches the model as one RGB image (its opponent-colour path), not as three gray planes."""
+    """RGB reaches the model as one RGB image (its opponent-colour path), not as three gray planes.
+
+    The tiny checkpoint is close to the identity (its last layer starts at zero), where both paths
+    agree; perturbed weights make a model whose colour and per-plane answers differ.
+    """
+    from model.checkpoint import save_checkpoint
+
+    ck = load_checkpoint(tiny_photo_checkpoint / "photo-denoiser")
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in ck.model.parameters():
+            param.add_(0.1 * torch.randn(param.shape, generator=gen))
+    save_checkpoint(tmp_path / "photo-denoiser", ck.model, ck.config)
+    model = load_checkpoint(tmp_path / "photo-denoiser").model
     data = image_bytes(size=(40, 28), mode="RGB", seed=5)
-    response = photo_client.post(URL, files=files(data))
-    out = np.asarray(decode_png(response.content), dtype=np.int16)
-    model = load_checkpoint(tiny_photo_checkpoint / "photo-denoiser").model
     rgb = np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0
-    x = torch.from_numpy(rgb.transpose(2, 0, 1).copy())
-    y, est = denoise_image(model, x[None])
+    x = torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None]
+    y, est = denoise_image(model, x)
     expected = np.round(y[0].numpy().transpose(1, 2, 0) * 255.0).astype(np.int16)
+    planes = [denoise_image(model, x[:, i : i + 1])[0] for i in range(3)]
+    per_plane = np.round(torch.cat(planes, 1)[0].numpy().transpose(1, 2, 0) * 255.0)
+    assert np.abs(per_plane - expected).max() > 2  # the two paths really differ for this model
+
+    settings = Settings(checkpoint_dir=tmp_path, torch_threads=1)
+    with TestClient(create_app(settings)) as client:
+        response = client.post(URL, files=files(data))
+    out = np.asarray(decode_png(response.content), dtype=np.int16)
     assert int(np.abs(out - expected).max()) <= 1
     assert abs(float(response.headers["X-Noise-Sigma"]) - est) < 0.01
 
