@@ -129,7 +129,6 @@ def save_checkpoint(
     """Write weights then config, each atomically, with Ctrl-C held back: never a torn folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v for k, v in model.state_dict().items()}
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "kind": config.model.kind,
@@ -142,7 +141,7 @@ def save_checkpoint(
         **(extra or {}),
     }
     with deferred_interrupt():
-        atomic_save_tensors(folder / WEIGHTS_FILE, state)
+        atomic_save_tensors(folder / WEIGHTS_FILE, model.state_dict())
         meta["weights_sha256"] = sha256_file(folder / WEIGHTS_FILE)
         write_config(folder, meta)
     return meta

@@ -31,6 +31,7 @@ from model.figures import grid, loss_curves, rows_figure
 from model.losses import iwae_nll
 from model.networks import VAE
 from model.noise import add_gaussian
+from model.train import resolve_device
 
 EVAL_SEED = 2024
 CHECK_IMAGES = 300  # the small, fast subset that CI re-measures against config.json
@@ -192,8 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     ck = load_checkpoint(args.checkpoint, device)
     cfg = ck.config
     args.out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,6 @@ Validation: held-out whole images with fixed-seed noise at sigma 15, 25 and 50 (
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from torch import nn
 
 from model.config import RunConfig
 from model.data import SPLIT_SEED, load_image_folder
+from model.tasks import psnr_from_mse
 
 KNOWN_FRACTION = 0.25
 VAL_SIGMAS = (15.0, 25.0, 50.0)
@@ -32,8 +32,7 @@ VAL_SEED = 1234
 
 def psnr(clean: torch.Tensor, estimate: torch.Tensor) -> float:
     """PSNR in dB of ``estimate`` against ``clean``, both on the 0-1 scale (peak 1)."""
-    mse = float(torch.mean((clean - estimate) ** 2))
-    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+    return psnr_from_mse(float(torch.mean((clean - estimate) ** 2)))
 
 
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
