@@ -31,11 +31,13 @@ def in_process_limits(checkpoints: Path) -> dict[str, float]:
     settings = Settings()
     torch.set_num_threads(settings.torch_threads)
     batch = settings.max_batch_size
-    dae = load_checkpoint(checkpoints / "mnist-dae")
-    vae = load_checkpoint(checkpoints / "mnist-vae")
-    dae_ops, vae_ops = ModelOps(dae.model, "dae", "cpu"), ModelOps(vae.model, "vae", "cpu")
+    device = settings.resolve_device()  # the service's own device choice (AESERVE_DEVICE)
+    dae = load_checkpoint(checkpoints / "mnist-dae", device)
+    vae = load_checkpoint(checkpoints / "mnist-vae", device)
+    dae_ops, vae_ops = ModelOps(dae.model, "dae", device), ModelOps(vae.model, "vae", device)
     x = torch.rand(batch, 1, 28, 28)
     return {
+        "device": device,
         "torch_threads": settings.torch_threads,
         "batch": batch,
         "denoise": _rate(lambda: dae_ops.denoise(x), batch),

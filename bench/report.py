@@ -26,6 +26,7 @@ def machine(workers: int) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "os": platform.platform(),
         "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "workers": workers,
         "trainings_running": int(training or 0),
     }
@@ -38,7 +39,8 @@ def render(results: list[dict[str, Any]], limits: dict[str, float], info: dict[s
         f"{info['workers']} uvicorn worker(s); model training processes running meanwhile: "
         f"{info['trainings_running']}.",
         "",
-        f"In-process limit (torch threads {limits['torch_threads']}, batch {limits['batch']}): "
+        f"In-process limit (device {limits.get('device', 'cpu')}, torch threads "
+        f"{limits['torch_threads']}, batch {limits['batch']}): "
         f"denoise {limits['denoise']:.0f} img/s (batch 1: {limits['denoise_batch1']:.0f}/s), "
         f"encode {limits['encode']:.0f} img/s, sample n=16 {limits['sample']:.0f} req/s.",
         "",

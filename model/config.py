@@ -72,6 +72,7 @@ class TrainConfig:
     patch_size: int = 40  # photo: training patch size
     patches_per_epoch: int = 0  # photo: patches drawn per epoch
     grad_clip: float = 0.0
+    amp: bool = True  # mixed precision (bf16/fp16 autocast) when training on CUDA
     num_workers: int = 0
 
 

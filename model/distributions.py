@@ -25,9 +25,15 @@ class DiagonalGaussian:
         return self.mean + self.std * eps
 
     def sample_n(self, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``k`` draws per item: shape (k, batch, latent)."""
+        """``k`` draws per item: shape (k, batch, latent).
+
+        The noise is drawn on the generator's device and moved, so a CPU generator gives the same
+        draws whatever device the model runs on (evaluation figures then match across devices).
+        """
         shape = (k, *self.mean.shape)
-        eps = torch.randn(shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        where = generator.device if generator is not None else self.mean.device
+        eps = torch.randn(shape, generator=generator, device=where, dtype=self.mean.dtype)
+        eps = eps.to(self.mean.device, non_blocking=True)
         return self.mean.unsqueeze(0) + self.std.unsqueeze(0) * eps
 
     def mode(self) -> torch.Tensor:

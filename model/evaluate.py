@@ -126,7 +126,7 @@ def evaluate_denoising(ck: Checkpoint, clean: torch.Tensor, args: argparse.Names
 def evaluate_vae(model: VAE, clean: torch.Tensor, args: argparse.Namespace,
                  device: torch.device) -> dict[str, Any]:
     binary = binarize(clean, torch.Generator().manual_seed(EVAL_SEED))
-    gen = torch.Generator(device=device).manual_seed(EVAL_SEED)
+    gen = torch.Generator().manual_seed(EVAL_SEED)  # on the CPU: the same draws on any device
 
     def nll_of(x: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
         nlls, elbos = [], []
@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    # full fp32 on CUDA too, so that figures measured on a GPU reproduce on a CPU
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     ck = load_checkpoint(args.checkpoint, device)
     cfg = ck.config
     args.out.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ import torch
 from model.checkpoint import load_checkpoint, read_meta, write_config
 from model.data import load_image_folder
 from model.photo_infer import denoise_image
+from model.train import resolve_device
 
 PUBLISHED = {  # dB, from the papers (BSD68 gray, CBSD68 colour)
     "bsd68": {"BM3D": {15: 31.07, 25: 28.57, 50: 25.62}, "DnCNN-B": {15: 31.61, 25: 29.16, 50: 26.23},
@@ -54,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bm3d-limit", type=int, default=0, help="BM3D on the first N images (0: all)")
     p.add_argument("--bm3d-workers", type=int, default=1, help="BM3D worker processes")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (speed is that device's)")
     p.add_argument("--speed-size", type=int, default=1024, help="side of the timed square image")
     p.add_argument("--update-checkpoint", action="store_true",
                    help="write the metrics and this command into the checkpoint's config.json")
@@ -84,7 +86,7 @@ def run_bm3d(noisy: np.ndarray, sigma: float) -> np.ndarray:
 def run_model(model: torch.nn.Module, noisy: np.ndarray, sigma: float | None) -> tuple[np.ndarray, float]:
     x = torch.from_numpy(noisy.astype(np.float32))[None]
     y, est = denoise_image(model, x, sigma=sigma)
-    return y[0].numpy().astype(np.float64), est
+    return y[0].cpu().numpy().astype(np.float64), est
 
 
 def bm3d_job(clean: np.ndarray, sigma: float, index: int) -> tuple[float, float, np.ndarray | None]:
@@ -140,7 +142,7 @@ def speed(model: torch.nn.Module, channels: int, size: int = 1024, repeats: int 
     best = float("inf")
     for _ in range(repeats):
         tick = time.perf_counter()
-        denoise_image(model, x)
+        denoise_image(model, x)[0].cpu()  # .cpu() waits for a GPU to finish
         best = min(best, time.perf_counter() - tick)
     return 1000.0 * best / (size * size / 1e6)
 
@@ -185,7 +187,8 @@ def markdown(metrics: dict[str, Any]) -> str:
                 f"| {pub[dncnn_key].get(s, float('nan')):.2f} | {drunet} |")
     sp = metrics["speed_ms_per_mpx"]
     size = f"{sp['size']}×{sp['size']}"
-    lines += ["", f"Speed, in-process ({sp['threads']} CPU threads, {size}): "
+    where = f"{sp['threads']} CPU threads" if sp.get("device", "cpu") == "cpu" else sp["device"]
+    lines += ["", f"Speed, in-process ({where}, {size}): "
               f"gray {sp['gray']:.0f} ms/MP, colour {sp['rgb']:.0f} ms/MP."]
     return "\n".join(lines) + "\n"
 
@@ -194,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    ckpt = load_checkpoint(args.checkpoint)
+    device = resolve_device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 figures, as on a CPU
+    torch.backends.cudnn.allow_tf32 = False
+    ckpt = load_checkpoint(args.checkpoint, device)
     if ckpt.meta.get("kind") != "photo":
         raise SystemExit(f"{args.checkpoint} is not a photo denoiser")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -223,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
     metrics["speed_ms_per_mpx"] = {"gray": speed(ckpt.model, 1, args.speed_size),
                                    "rgb": speed(ckpt.model, 3, args.speed_size),
-                                   "threads": torch.get_num_threads(), "size": args.speed_size}
+                                   "threads": torch.get_num_threads(), "size": args.speed_size,
+                                   "device": str(device)}
     command = "python -m model.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
     metrics["command"] = command
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

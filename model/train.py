@@ -57,6 +57,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save-every", type=int, default=500, help="save training state every N steps")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--time-budget", type=float, default=0.0,
+                   help="seconds: after a calibration phase, cut --epochs to the whole epochs that fit "
+                   "(the checkpoint records the equivalent --epochs command)")
+    arch = p.add_argument_group("architecture overrides (default: the preset's)")
+    arch.add_argument("--hidden", type=int, nargs="+", help="channel width of each stage")
+    arch.add_argument("--extra-convs", type=int, help="3x3 convs added to each stage")
+    arch.add_argument("--latent-dim", type=int, help="size of the latent vector")
     return p.parse_args(argv)
 
 
@@ -84,7 +91,37 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, flag)
         if value is not None:
             setattr(cfg.train, field, value)
+    for flag in ("hidden", "extra_convs", "latent_dim"):
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(cfg.model, flag, value)
     return cfg
+
+
+def budget_epochs(budget_s: float, elapsed_s: float, step: int, sec_per_step: float,
+                  steps_per_epoch: int, epoch: int) -> int:
+    """The whole number of epochs a run can finish within ``budget_s`` at the measured pace."""
+    steps_left = max(0.0, budget_s - elapsed_s) * 0.95 / max(sec_per_step, 1e-9)
+    return max(epoch + 1, int((step + steps_left) // steps_per_epoch))
+
+
+def recorded_command(argv: list[str], epochs: int | None) -> list[str]:
+    """The training command as given, with a time budget replaced by the epochs it came to."""
+    if epochs is None:
+        return argv
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--time-budget", "--epochs"):
+            skip = True
+            continue
+        if arg.startswith(("--time-budget=", "--epochs=")):
+            continue
+        out.append(arg)
+    return [*out, "--epochs", str(epochs)]
 
 
 def save_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, info: dict[str, Any],
@@ -158,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     is_main = rank == 0
     cfg = build_config(args)
     torch.manual_seed(cfg.train.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
     task = make_task(cfg, str(args.data_dir), device, args.limit)
     model = build_model(cfg.model).to(device)
@@ -175,13 +214,20 @@ def main(argv: list[str] | None = None) -> int:
                             "best_val": None, "elapsed_s": 0.0}
     if args.resume:
         info = load_state(out / STATE_DIR, model, opt, gen)
+        if info.get("budget_epochs"):
+            cfg.train.epochs = info["budget_epochs"]
+            total = cfg.train.epochs * steps_per_epoch
+            if cfg.train.max_steps:
+                total = min(total, cfg.train.max_steps)
     ddp: nn.Module = DistributedDataParallel(model) if world > 1 else model
-    use_amp = device.type == "cuda"
+    use_amp = device.type == "cuda" and cfg.train.amp
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    command = "python -m model.train " + shlex.join(sys.argv[1:] if argv is None else argv)
-    if world > 1:
-        command = f"torchrun --nproc_per_node={world} -m model.train " + command.split(" ", 3)[3]
+    given = list(sys.argv[1:] if argv is None else argv)
+    launcher = f"torchrun --nproc_per_node={world} -m model.train" if world > 1 else "python -m model.train"
+
+    def command() -> str:
+        return launcher + " " + shlex.join(recorded_command(given, info.get("budget_epochs")))
 
     step: int = info["step"]
     started = time.monotonic() - info["elapsed_s"]
@@ -206,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             save_checkpoint(out, model, cfg, extra={
                 "dataset": task.data_description,
                 "training": {
-                    "command": command, "steps": step, "epochs": round(epoch_done, 3),
+                    "command": command(), "time_budget_s": args.time_budget or None,
+                "steps": step, "epochs": round(epoch_done, 3),
                     "seed": cfg.train.seed, "device": str(device), "world_size": world,
                     "duration_s": round(time.monotonic() - started, 1),
                     "best_val": metrics, "history": info["history"],
@@ -216,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 
     epoch: int = info["epoch"]
     pos: int = info["batch_in_epoch"]  # batches of ``epoch`` already done
+    calib: tuple[int, float] | None = None  # (step, time) where the pace measurement starts
     loss = torch.tensor(float("nan"))
     try:
         while step < total and epoch < cfg.train.epochs:
@@ -253,6 +301,24 @@ def main(argv: list[str] | None = None) -> int:
                 epoch, pos = epoch + 1, 0
             if is_main:
                 keep_best(epoch + pos / steps_per_epoch, loss.item())
+            if args.time_budget and "budget_epochs" not in info:
+                now = time.monotonic()
+                if calib is None:
+                    calib = (step, now)
+                elif step - calib[0] >= 300:
+                    pace = (now - calib[1]) / (step - calib[0])
+                    epochs = budget_epochs(args.time_budget, now - started, step, pace,
+                                           steps_per_epoch, epoch)
+                    if world > 1:  # every rank must stop at the same step
+                        agreed = torch.tensor([epochs], device=device)
+                        dist.broadcast(agreed, 0)
+                        epochs = int(agreed.item())
+                    cfg.train.epochs = min(cfg.train.epochs, epochs)
+                    info["budget_epochs"] = cfg.train.epochs
+                    total = min(total, cfg.train.epochs * steps_per_epoch)
+                    bar.total = total
+                    bar.write(f"time budget {args.time_budget:.0f} s: {pace * 1000:.1f} ms/step, "
+                              f"training {cfg.train.epochs} epochs ({total} steps)")
             snapshot(epoch, pos)
     except KeyboardInterrupt:
         snapshot(epoch, pos)

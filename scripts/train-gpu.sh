@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Train the shipped checkpoints on one GPU within a fixed time, then evaluate the VAE there.
+#
+#   BUDGET=330 bash scripts/train-gpu.sh        # from the repository root, data under DATA
+#
+# Several recipes train side by side on the one GPU (each small net leaves it mostly idle); each run
+# gets --time-budget, so it trains the whole epochs that fit and records the equivalent --epochs
+# command. The VAE with the best validation -ELBO becomes checkpoints/mnist-vae and is evaluated on
+# the whole test split. Everything lands in RESULTS (default runs/gpu/results.tar.gz).
+set -u
+DATA=${DATA:-../shared/datasets}
+RUNS=${RUNS:-runs/gpu}
+BUDGET=${BUDGET:-330}
+DEVICE=${DEVICE:-cuda}
+EXTRA=${EXTRA:-}          # extra flags for every run (smoke tests: --limit 2000)
+EVAL_EXTRA=${EVAL_EXTRA:-}
+PY=${PYTHON:-python3}
+RESULTS=${RESULTS:-$RUNS/results.tar.gz}
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+mkdir -p "$RUNS"
+: > "$RUNS/status"
+{ date -u; nvidia-smi -L 2>/dev/null; $PY -c 'import torch; print("torch", torch.__version__)'; } \
+    > "$RUNS/env.txt" 2>&1
+
+train() {
+    local name=$1
+    shift
+    # the hard stop is a backstop: SIGINT saves the state, and the best checkpoint stays whole
+    timeout -s INT $((${BUDGET%.*} + 90)) $PY -m model.train --no-progress --threads 2 \
+        --device "$DEVICE" --time-budget "$BUDGET" --out "$RUNS/$name" "$@" $EXTRA \
+        > "$RUNS/$name.log" 2>&1
+    echo "$name exit $?" >> "$RUNS/status"
+}
+
+MNIST=(--data-dir "$DATA/mnist" --epochs 1000)
+PHOTO=(--data-dir "$DATA/train400" --epochs 1000 --batch-size 64)
+train vae-a --preset mnist-vae "${MNIST[@]}" &
+train vae-b --preset mnist-vae "${MNIST[@]}" --hidden 64 128 --extra-convs 1 &
+train vae-c --preset mnist-vae "${MNIST[@]}" --hidden 64 128 --extra-convs 2 --latent-dim 64 &
+train photo-a --preset photo-denoiser "${PHOTO[@]}" &
+train photo-b --preset photo-denoiser "${PHOTO[@]}" --hidden 32 64 128 256 &
+wait
+
+best=$($PY - "$RUNS" <<'PYEOF'
+import json, sys
+from pathlib import Path
+runs = Path(sys.argv[1])
+scores = {}
+for d in sorted(runs.glob("vae-*")):
+    if (d / "config.json").is_file():
+        scores[d.name] = json.loads((d / "config.json").read_text())["training"]["best_val"]["val_loss"]
+print(json.dumps(scores), file=sys.stderr)
+print(min(scores, key=scores.get))
+PYEOF
+)
+echo "best vae: $best" >> "$RUNS/status"
+if [ -n "$best" ]; then
+    rm -rf checkpoints/mnist-vae
+    mkdir -p checkpoints/mnist-vae
+    cp "$RUNS/$best/config.json" "$RUNS/$best/model.safetensors" checkpoints/mnist-vae/
+    $PY -m model.evaluate --checkpoint checkpoints/mnist-vae --data-dir "$DATA/mnist" \
+        --out docs/eval/mnist-vae --device "$DEVICE" --k 1000 --k-big 5000 --k-big-images 1000 \
+        --update-checkpoint $EVAL_EXTRA > "$RUNS/eval-vae.log" 2>&1
+    echo "eval exit $?" >> "$RUNS/status"
+fi
+tar czf "$RESULTS" --exclude=.state "$RUNS"/*.log "$RUNS/status" "$RUNS/env.txt" \
+    "$RUNS"/vae-* "$RUNS"/photo-* checkpoints/mnist-vae docs/eval/mnist-vae
+cat "$RUNS/status"
