@@ -31,7 +31,9 @@ from model.checkpoint import (
     atomic_save_tensors,
     atomic_write_bytes,
     deferred_interrupt,
+    read_meta,
     save_checkpoint,
+    write_config,
 )
 from model.config import RunConfig
 from model.networks import build_model
@@ -299,8 +301,6 @@ def main(argv: list[str] | None = None) -> int:
                     snapshot(epoch, pos)
             if not stopped:
                 epoch, pos = epoch + 1, 0
-            if is_main:
-                keep_best(epoch + pos / steps_per_epoch, loss.item())
             if args.time_budget and "budget_epochs" not in info:
                 now = time.monotonic()
                 if calib is None:
@@ -319,6 +319,13 @@ def main(argv: list[str] | None = None) -> int:
                     bar.total = total
                     bar.write(f"time budget {args.time_budget:.0f} s: {pace * 1000:.1f} ms/step, "
                               f"training {cfg.train.epochs} epochs ({total} steps)")
+                    if is_main and (out / "config.json").is_file():  # the best so far: same recipe
+                        meta = read_meta(out)
+                        meta["config"]["train"]["epochs"] = cfg.train.epochs
+                        meta["training"]["command"] = command()
+                        write_config(out, meta)
+            if is_main:
+                keep_best(epoch + pos / steps_per_epoch, loss.item())
             snapshot(epoch, pos)
     except KeyboardInterrupt:
         snapshot(epoch, pos)

@@ -63,5 +63,6 @@ def test_evaluate_reproduces_the_vae_figures(tmp_path: Path) -> None:
                      "--limit", str(CHECK_IMAGES), "--k", "1", "--k-big-images", "0"]) == 0
     measured = json.loads((tmp_path / "metrics.json").read_text())["vae"]
     assert measured["check"]["nll"] == pytest.approx(recorded["check"]["nll"], abs=0.01)
+    assert recorded["images"] == 10000 and recorded["nll_k1000"] <= 86.0  # the bar
     for figure in ("samples.png", "reconstructions.png", "interpolation.png", "loss_curves.png"):
         assert (tmp_path / figure).stat().st_size > 0

@@ -129,3 +129,34 @@ def test_two_process_ddp_run_trains(tiny_mnist_dir: Path, tmp_path: Path) -> Non
     assert ck.meta["training"]["command"].startswith("torchrun --nproc_per_node=2 -m model.train")
     fresh = build_model(get_preset("mnist-dae").model)
     assert any(not torch.equal(v, fresh.state_dict()[k]) for k, v in ck.model.state_dict().items())
+
+
+def test_recorded_command_replaces_a_time_budget_with_its_epochs() -> None:
+    from model.train import budget_epochs, recorded_command
+
+    argv = ["--preset", "mnist-vae", "--epochs", "1000", "--time-budget", "280", "--device", "cuda"]
+    assert recorded_command(argv, None) == argv
+    assert recorded_command(argv, 52) == ["--preset", "mnist-vae", "--device", "cuda", "--epochs", "52"]
+    assert recorded_command(["--time-budget=9", "--epochs=3"], 4) == ["--epochs", "4"]
+    # 100 s left at 10 ms/step is 9500 steps (5 % margin): from step 500, 10000 steps = 20 epochs
+    assert budget_epochs(200.0, 100.0, 500, 0.010, 500, 1) == 20
+    assert budget_epochs(200.0, 250.0, 500, 0.010, 500, 1) == 2  # over budget: finish this epoch
+
+
+def test_time_budget_trains_whole_epochs_and_records_them(tiny_mnist_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "budget"
+    result = train_tiny("mnist-vae", tiny_mnist_dir, out, "--max-steps", "0", "--epochs", "1000",
+                        "--batch-size", "16", "--hidden", "8", "16", "--extra-convs", "0",
+                        "--latent-dim", "4", "--time-budget", "12")
+    assert result.returncode == 0, result.stderr[-2000:]
+    meta = json.loads((out / "config.json").read_text())
+    training, train_cfg = meta["training"], meta["config"]["train"]
+    epochs = train_cfg["epochs"]
+    assert 1 <= epochs < 1000  # cut to what fits, not the 1000 asked for
+    assert training["time_budget_s"] == 12
+    assert "--time-budget" not in training["command"]
+    assert training["command"].endswith(f"--epochs {epochs}")
+    assert "--hidden 8 16" in training["command"]
+    assert meta["config"]["model"]["hidden"] == [8, 16] and meta["config"]["model"]["latent_dim"] == 4
+    state = json.loads((out / ".state" / "state.json").read_text())
+    assert state["step"] == epochs * (540 // 16) and state["budget_epochs"] == epochs
