@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,10 @@ class ServedModel:
     batcher: Batcher
     load_seconds: float = 0.0
     warm: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.checkpoint.meta
 
     @property
     def name(self) -> str:
@@ -111,7 +114,7 @@ def load_one(folder: Path, settings: Settings, metrics: Metrics) -> ServedModel:
         inline_max_rows=settings.inline_max_rows,
         metrics=metrics.for_model(ckpt.name),
     )
-    served = ServedModel(ckpt, device, ModelOps(ckpt.model, kind, device), batcher, meta=ckpt.meta)
+    served = ServedModel(ckpt, device, ModelOps(ckpt.model, kind, device), batcher)
     served.load_seconds = time.perf_counter() - start
     return served
 

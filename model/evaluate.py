@@ -54,6 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def evaluation_device(name: str) -> torch.device:
+    """The device to measure on, in full fp32 (no TF32 on CUDA): GPU figures reproduce on a CPU."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return resolve_device(name)
+
+
 def psnr(x: np.ndarray, ref: np.ndarray, axis: tuple[int, ...] = (1, 2, 3)) -> np.ndarray:
     mse = np.mean((x.astype(np.float64) - ref.astype(np.float64)) ** 2, axis=axis)
     return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-12))
@@ -193,10 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    # full fp32 on CUDA too, so that figures measured on a GPU reproduce on a CPU
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    device = evaluation_device(args.device)
     ck = load_checkpoint(args.checkpoint, device)
     cfg = ck.config
     args.out.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,12 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     return cfg
 
 
+def planned_steps(cfg: RunConfig, steps_per_epoch: int) -> int:
+    """Optimiser steps the run will take: its epochs, capped by ``max_steps`` when set."""
+    total = cfg.train.epochs * steps_per_epoch
+    return min(total, cfg.train.max_steps) if cfg.train.max_steps else total
+
+
 def budget_epochs(budget_s: float, elapsed_s: float, step: int, sec_per_step: float,
                   steps_per_epoch: int, epoch: int) -> int:
     """The whole number of epochs a run can finish within ``budget_s`` at the measured pace."""
@@ -207,9 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     steps_per_epoch = task.num_train() // (cfg.train.batch_size * world)
     if steps_per_epoch == 0:
         raise SystemExit("batch size larger than the training split")
-    total = cfg.train.epochs * steps_per_epoch
-    if cfg.train.max_steps:
-        total = min(total, cfg.train.max_steps)
+    total = planned_steps(cfg, steps_per_epoch)
 
     out: Path = args.out
     info: dict[str, Any] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [],
@@ -218,9 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         info = load_state(out / STATE_DIR, model, opt, gen)
         if info.get("budget_epochs"):
             cfg.train.epochs = info["budget_epochs"]
-            total = cfg.train.epochs * steps_per_epoch
-            if cfg.train.max_steps:
-                total = min(total, cfg.train.max_steps)
+            total = planned_steps(cfg, steps_per_epoch)
     ddp: nn.Module = DistributedDataParallel(model) if world > 1 else model
     use_amp = device.type == "cuda" and cfg.train.amp
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -255,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dataset": task.data_description,
                 "training": {
                     "command": command(), "time_budget_s": args.time_budget or None,
-                "steps": step, "epochs": round(epoch_done, 3),
+                    "steps": step, "epochs": round(epoch_done, 3),
                     "seed": cfg.train.seed, "device": str(device), "world_size": world,
                     "duration_s": round(time.monotonic() - started, 1),
                     "best_val": metrics, "history": info["history"],
@@ -315,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                         epochs = int(agreed.item())
                     cfg.train.epochs = min(cfg.train.epochs, epochs)
                     info["budget_epochs"] = cfg.train.epochs
-                    total = min(total, cfg.train.epochs * steps_per_epoch)
+                    total = planned_steps(cfg, steps_per_epoch)
                     bar.total = total
                     bar.write(f"time budget {args.time_budget:.0f} s: {pace * 1000:.1f} ms/step, "
                               f"training {cfg.train.epochs} epochs ({total} steps)")

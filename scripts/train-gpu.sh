@@ -64,5 +64,5 @@ if [ -n "$best" ]; then
     echo "eval exit $?" >> "$RUNS/status"
 fi
 tar czf "$RESULTS" --exclude=.state "$RUNS"/*.log "$RUNS/status" "$RUNS/env.txt" \
-    "$RUNS"/vae-* "$RUNS"/photo-* checkpoints/mnist-vae docs/eval/mnist-vae
+    "$RUNS"/vae-*/ "$RUNS"/photo-*/ checkpoints/mnist-vae docs/eval/mnist-vae
 cat "$RUNS/status"
