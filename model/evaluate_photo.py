@@ -57,6 +57,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (speed is that device's)")
     p.add_argument("--speed-size", type=int, default=1024, help="side of the timed square image")
+    p.add_argument("--speed-only", action="store_true",
+                   help="time the model on --device and add that to --out/metrics.json (the quality "
+                   "figures of an earlier run, e.g. on a GPU, stay; the earlier speed moves to "
+                   "speed_elsewhere)")
     p.add_argument("--update-checkpoint", action="store_true",
                    help="write the metrics and this command into the checkpoint's config.json")
     return p.parse_args(argv)
@@ -190,6 +194,9 @@ def markdown(metrics: dict[str, Any]) -> str:
     where = f"{sp['threads']} CPU threads" if sp.get("device", "cpu") == "cpu" else sp["device"]
     lines += ["", f"Speed, in-process ({where}, {size}): "
               f"gray {sp['gray']:.0f} ms/MP, colour {sp['rgb']:.0f} ms/MP."]
+    for dev, other in metrics.get("speed_elsewhere", {}).items():
+        lines.append(f"On {dev} (the quality run): gray {other['gray']:.1f} ms/MP, "
+                     f"colour {other['rgb']:.1f} ms/MP.")
     return "\n".join(lines) + "\n"
 
 
@@ -202,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     if ckpt.meta.get("kind") != "photo":
         raise SystemExit(f"{args.checkpoint} is not a photo denoiser")
     args.out.mkdir(parents=True, exist_ok=True)
+    command = "python -m model.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if args.speed_only:
+        return speed_only(ckpt.model, args, device, command)
     sets = [("bsd68", args.data_dir, 1, args.sigmas)]
     if args.color_data_dir:
         sets.append(("cbsd68", args.color_data_dir, 3, args.color_sigmas))
@@ -225,22 +235,43 @@ def main(argv: list[str] | None = None) -> int:
                 metrics["sets"][name][f"{sigma:g}"] = evaluate_set(
                     ckpt.model, images, sigma, args, row, jobs[name, sigma])
                 rows.append(row)
-    metrics["speed_ms_per_mpx"] = {"gray": speed(ckpt.model, 1, args.speed_size),
-                                   "rgb": speed(ckpt.model, 3, args.speed_size),
-                                   "threads": torch.get_num_threads(), "size": args.speed_size,
-                                   "device": str(device)}
-    command = "python -m model.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
+    metrics["speed_ms_per_mpx"] = measure_speed(ckpt.model, args.speed_size, device)
     metrics["command"] = command
+    save_figure(rows, args.out / "figure.png")
+    write_results(metrics, args)
+    return 0
+
+
+def measure_speed(model: torch.nn.Module, size: int, device: torch.device) -> dict[str, Any]:
+    return {"gray": speed(model, 1, size), "rgb": speed(model, 3, size),
+            "threads": torch.get_num_threads(), "size": size, "device": str(device)}
+
+
+def speed_only(model: torch.nn.Module, args: argparse.Namespace, device: torch.device,
+               command: str) -> int:
+    """Re-time the model here and merge that into the metrics an earlier run wrote to ``--out``."""
+    path = args.out / "metrics.json"
+    if not path.is_file():
+        raise SystemExit(f"--speed-only: no {path} from an earlier evaluation to add the speed to")
+    metrics: dict[str, Any] = json.loads(path.read_text())
+    earlier = metrics.get("speed_ms_per_mpx")
+    if earlier and earlier.get("device") != str(device):
+        metrics.setdefault("speed_elsewhere", {})[earlier["device"]] = earlier
+    metrics["speed_ms_per_mpx"] = measure_speed(model, args.speed_size, device)
+    metrics["speed_command"] = command
+    write_results(metrics, args)
+    return 0
+
+
+def write_results(metrics: dict[str, Any], args: argparse.Namespace) -> None:
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     table = markdown(metrics)
     (args.out / "table.md").write_text(table)
-    save_figure(rows, args.out / "figure.png")
     print(table)
     if args.update_checkpoint:
         meta = read_meta(args.checkpoint)
-        meta["evaluation"] = {"metrics": metrics, "command": command}
+        meta["evaluation"] = {"metrics": metrics, "command": metrics["command"]}
         write_config(args.checkpoint, meta)
-    return 0
 
 
 if __name__ == "__main__":

@@ -84,21 +84,53 @@ class PhotoTask:
         return int(self.cfg.train.patches_per_epoch)
 
     def batches(self, epoch: int, rank: int, world: int) -> Iterator[torch.Tensor]:
-        """uint8 patches (B, C, P, P); every rank draws its own share of the epoch."""
+        """uint8 patches (B, C, P, P); every rank draws its own share of the epoch.
+
+        When every training image has the same size (train400), the patches are cut from one stacked
+        tensor on the training device in a single indexing op per batch; otherwise one by one. Both
+        paths cut the same patches from the same draws.
+        """
         bs, p = self.cfg.train.batch_size, self.patch
         gen = torch.Generator().manual_seed(self.cfg.train.seed * 100003 + epoch * 101 + rank)
         n_batches = self.num_train() // (bs * world)
         for _ in range(n_batches):
-            picks = torch.randint(len(self.train), (bs,), generator=gen).tolist()
-            sym = torch.randint(8, (bs,), generator=gen).tolist()
+            picks = torch.randint(len(self.train), (bs,), generator=gen)
+            sym = torch.randint(8, (bs,), generator=gen)
             u = torch.rand(bs, 2, generator=gen)
+            if self._stack is not None:
+                yield self._cut_stacked(picks, sym, u)
+                continue
             patches = []
-            for j, idx in enumerate(picks):
+            for j, idx in enumerate(picks.tolist()):
                 img = self.train[idx]
                 top = int(u[j, 0] * (img.shape[1] - p + 1))
                 left = int(u[j, 1] * (img.shape[2] - p + 1))
-                patches.append(dihedral(img[:, top : top + p, left : left + p], sym[j]))
+                patches.append(dihedral(img[:, top : top + p, left : left + p], int(sym[j])))
             yield torch.stack(patches)
+
+    @property
+    def _stack(self) -> torch.Tensor | None:
+        """The training images as one (N, C, H, W) uint8 tensor on the device, if they share a size."""
+        if not hasattr(self, "_stacked"):
+            same = len({tuple(img.shape) for img in self.train}) == 1
+            self._stacked = torch.stack(self.train).to(self.device) if same else None
+        return self._stacked
+
+    def _cut_stacked(self, picks: torch.Tensor, sym: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        stack, p = self._stack, self.patch
+        assert stack is not None
+        h, w = stack.shape[-2:]
+        # the same float32 arithmetic as the one-by-one path; int() and .long() both truncate
+        top = (u[:, 0] * (h - p + 1)).long()
+        left = (u[:, 1] * (w - p + 1)).long()
+        ar = torch.arange(p)
+        rows = (top[:, None] + ar).to(stack.device)[:, :, None]
+        cols = (left[:, None] + ar).to(stack.device)[:, None, :]
+        # advanced indices around a slice: the result is (B, P, P, C)
+        patches = stack[picks.to(stack.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+        # all 8 symmetries, then each patch's own: no host-device sync, unlike boolean masks
+        variants = torch.stack([dihedral(patches, k) for k in range(8)])
+        return variants[sym.to(stack.device), torch.arange(len(picks), device=stack.device)]
 
     def loss(
         self, model: nn.Module, batch: torch.Tensor, step: int, gen: torch.Generator

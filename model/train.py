@@ -41,6 +41,7 @@ from model.presets import get_preset
 from model.tasks import make_task
 
 STATE_DIR = ".state"
+CHECK_EVERY = 100  # steps between reads of the non-finite-loss flag
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--patches-per-epoch", type=int, help="photo: patches drawn per epoch")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     p.add_argument("--resume", action="store_true", help="continue from --out/.state")
@@ -89,6 +91,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         ("batch_size", "batch_size"),
         ("lr", "lr"),
         ("seed", "seed"),
+        ("patches_per_epoch", "patches_per_epoch"),
     ):
         value = getattr(args, flag)
         if value is not None:
@@ -208,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
 
     task = make_task(cfg, str(args.data_dir), device, args.limit)
     model = build_model(cfg.model).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                            fused=device.type == "cuda")
     gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 7919 + rank)
     steps_per_epoch = task.num_train() // (cfg.train.batch_size * world)
     if steps_per_epoch == 0:
@@ -238,13 +242,27 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(total=total, initial=step, disable=not is_main or args.no_progress,
                dynamic_ncols=True, desc=cfg.train.preset)
 
+    # the loss is checked for NaN/inf without a host-device sync per step: a flag on the device,
+    # read every CHECK_EVERY steps and before anything is saved, so no saved state holds a bad step
+    bad = torch.zeros((), dtype=torch.bool, device=device)
+    checked = step
+
+    def check_finite() -> None:
+        nonlocal checked
+        if bool(bad):
+            raise SystemExit(f"the loss became NaN or inf between steps {checked} and {step}; "
+                             "the last saved state is kept")
+        checked = step
+
     def snapshot(epoch: int, batch_in_epoch: int) -> None:
+        check_finite()
         if is_main:
             info.update(step=step, epoch=epoch, batch_in_epoch=batch_in_epoch,
                         elapsed_s=time.monotonic() - started)
             save_state(out / STATE_DIR, model, opt, info, gen)
 
     def keep_best(epoch_done: float, last_loss: float) -> None:
+        check_finite()
         model.eval()
         metrics = task.validate(model)
         entry = {"epoch": round(epoch_done, 3), "step": step, "train_loss": last_loss,
@@ -283,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                     group["lr"] = lr_at(cfg, step, total)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     loss, parts = task.loss(ddp, batch, step, gen)
-                if not torch.isfinite(loss):
-                    raise SystemExit(f"loss became {loss.item()} at step {step}; last state kept")
+                bad |= ~torch.isfinite(loss.detach())
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if cfg.train.grad_clip:
@@ -295,10 +312,13 @@ def main(argv: list[str] | None = None) -> int:
                 step += 1
                 pos = i + 1
                 seen += len(batch) * world
-                rate = seen / max(1e-9, time.monotonic() - tick)
-                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", img_s=f"{rate:.0f}",
-                                **{k: f"{v:.2f}" for k, v in parts.items()})
+                if not bar.disable:  # reading the loss waits for the device
+                    rate = seen / max(1e-9, time.monotonic() - tick)
+                    bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", img_s=f"{rate:.0f}",
+                                    **{k: f"{v:.2f}" for k, v in parts.items()})
                 bar.update(1)
+                if step % CHECK_EVERY == 0:
+                    check_finite()
                 if step % args.save_every == 0:
                     snapshot(epoch, pos)
             if not stopped:

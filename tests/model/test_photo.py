@@ -162,6 +162,21 @@ def test_task_batches_and_validation(tmp_path: Path) -> None:
     assert metrics["psnr_15"] > metrics["psnr_25"] > metrics["psnr_50"]
 
 
+def test_stacked_patches_equal_the_one_by_one_cut(tmp_path: Path) -> None:
+    from tests.conftest import make_photos
+
+    data = make_photos(tmp_path / "photos", 6, 60, 1)  # all 60x60: the stacked path
+    cfg = photo_preset()
+    cfg.train.batch_size, cfg.train.patches_per_epoch = 16, 64
+    task = PhotoTask(cfg, str(data), torch.device("cpu"))
+    assert task._stack is not None
+    stacked = list(task.batches(2, 0, 1))
+    task._stacked = None  # force the one-by-one path on the same draws
+    single = list(task.batches(2, 0, 1))
+    assert len(stacked) == len(single) == 4
+    assert all(torch.equal(a, b) for a, b in zip(stacked, single, strict=True))
+
+
 def test_tiny_checkpoint_loads_as_a_photo_model(tiny_photo_checkpoint: Path) -> None:
     ckpt = load_checkpoint(tiny_photo_checkpoint / "photo-denoiser")
     assert ckpt.meta["kind"] == "photo" and isinstance(ckpt.model, PhotoDenoiser)

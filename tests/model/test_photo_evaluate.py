@@ -59,3 +59,27 @@ def test_evaluation_writes_metrics_and_updates_the_checkpoint(
     loaded = load_checkpoint(ckpt)  # weights untouched, hash still verifies
     assert loaded.meta["evaluation"]["command"].startswith("python -m model.evaluate ")
     assert loaded.meta["evaluation"]["metrics"]["sets"] == metrics["sets"]
+
+
+def test_speed_only_adds_this_machines_speed_and_keeps_the_quality_figures(
+    tiny_photo_checkpoint: Path, tmp_path: Path
+) -> None:
+    ckpt = tmp_path / "photo-denoiser"
+    shutil.copytree(tiny_photo_checkpoint / "photo-denoiser", ckpt)
+    out = tmp_path / "eval"
+    base = ["--checkpoint", str(ckpt), "--out", str(out), "--speed-size", "64"]
+    with pytest.raises(SystemExit, match="no .*metrics.json"):
+        main([*base, "--data-dir", str(tmp_path), "--speed-only"])
+    gray = make_photos(tmp_path / "gray", 2, 40, 3)
+    assert main([*base, "--data-dir", str(gray), "--sigmas", "25", "--no-bm3d"]) == 0
+    before = json.loads((out / "metrics.json").read_text())
+    before["speed_ms_per_mpx"]["device"] = "cuda:0"  # as if the quality run had been on a GPU
+    (out / "metrics.json").write_text(json.dumps(before))
+    assert main([*base, "--data-dir", str(gray), "--speed-only", "--update-checkpoint"]) == 0
+    after = json.loads((out / "metrics.json").read_text())
+    assert after["sets"] == before["sets"] and after["command"] == before["command"]
+    assert after["speed_ms_per_mpx"]["device"] == "cpu" and after["speed_ms_per_mpx"]["gray"] > 0
+    assert after["speed_elsewhere"]["cuda:0"]["gray"] == before["speed_ms_per_mpx"]["gray"]
+    assert "--speed-only" in after["speed_command"]
+    assert "On cuda:0 (the quality run)" in (out / "table.md").read_text()
+    assert load_checkpoint(ckpt).meta["evaluation"]["metrics"] == after

@@ -68,6 +68,21 @@ def test_same_seed_gives_the_same_weights(tiny_mnist_dir: Path, tmp_path: Path) 
     assert sha256_file(tmp_path / "c" / "model.safetensors") != sha[0]
 
 
+def test_a_diverging_run_stops_with_a_clear_error_and_keeps_a_finite_state(
+    tiny_mnist_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    result = train_tiny("mnist-dae", tiny_mnist_dir, out, "--max-steps", "300", "--lr", "1e12",
+                        "--save-every", "2")
+    assert result.returncode != 0
+    assert "became NaN or inf between steps" in result.stderr
+    state = out / ".state" / "state.safetensors"
+    if state.is_file():  # whatever was saved before the check fired holds no NaN
+        from safetensors.torch import load_file
+
+        assert all(torch.isfinite(t).all() for k, t in load_file(state).items() if k != "rng")
+
+
 def test_resume_continues_from_the_saved_state(tiny_mnist_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     first = train_tiny("mnist-vae", tiny_mnist_dir, out, "--max-steps", "10")

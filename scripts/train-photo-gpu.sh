@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Train photo-denoiser candidates side by side on one GPU, ship the best by validation, evaluate it.
+#
+#   BUDGET=300 bash scripts/train-photo-gpu.sh        # from the repository root, data under DATA
+#
+# Three U-Net widths train at once (each small net leaves the GPU mostly idle), each with
+# --time-budget, so it trains the whole epochs that fit and records the equivalent --epochs command.
+# The one with the best validation PSNR (20 held-out train400 images, sigma 15/25/50, blind) becomes
+# checkpoints/photo-denoiser and is evaluated on BSD68/CBSD68 on the GPU, with BM3D on the first
+# BM3D_LIMIT images in BM3D_WORKERS CPU processes. The other candidates get a model-only test run
+# for the record (not for choosing). Everything lands in RESULTS.
+set -u
+DATA=${DATA:-../shared/datasets}
+RUNS=${RUNS:-runs/gpu-photo}
+BUDGET=${BUDGET:-300}
+DEVICE=${DEVICE:-cuda}
+BM3D_LIMIT=${BM3D_LIMIT:-20}
+BM3D_WORKERS=${BM3D_WORKERS:-14}
+EXTRA=${EXTRA:-}          # extra flags for every run (smoke tests: --limit 40)
+EVAL_EXTRA=${EVAL_EXTRA:-}
+PY=${PYTHON:-python3}
+RESULTS=${RESULTS:-$RUNS/results.tar.gz}
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+mkdir -p "$RUNS"
+: > "$RUNS/status"
+{ date -u; nvidia-smi -L 2>/dev/null; nproc; $PY -c 'import torch; print("torch", torch.__version__)'; } \
+    > "$RUNS/env.txt" 2>&1
+
+train() {
+    local name=$1
+    shift
+    # the hard stop is a backstop: SIGINT saves the state, and the best checkpoint stays whole
+    timeout -s INT $((${BUDGET%.*} + 90)) $PY -m model.train --no-progress --threads 2 \
+        --device "$DEVICE" --time-budget "$BUDGET" --out "$RUNS/$name" "$@" $EXTRA \
+        > "$RUNS/$name.log" 2>&1
+    echo "$name exit $?" >> "$RUNS/status"
+}
+
+PHOTO=(--preset photo-denoiser --data-dir "$DATA/train400" --epochs 1000 --batch-size 128
+       --patches-per-epoch 64000)
+train photo-16 "${PHOTO[@]}" &
+train photo-24 "${PHOTO[@]}" --hidden 24 48 96 192 &
+train photo-32 "${PHOTO[@]}" --hidden 32 64 128 256 &
+wait
+
+best=$($PY - "$RUNS" <<'PYEOF'
+import json, sys
+from pathlib import Path
+runs = Path(sys.argv[1])
+scores = {}
+for d in sorted(runs.glob("photo-*")):
+    if (d / "config.json").is_file():
+        scores[d.name] = json.loads((d / "config.json").read_text())["training"]["best_val"]
+print(json.dumps(scores), file=sys.stderr)
+print(min(scores, key=lambda k: scores[k]["val_loss"]))
+PYEOF
+)
+echo "best photo: $best" >> "$RUNS/status"
+export OMP_NUM_THREADS=1
+if [ -n "$best" ]; then
+    rm -rf checkpoints/photo-denoiser
+    mkdir -p checkpoints/photo-denoiser
+    cp "$RUNS/$best/config.json" "$RUNS/$best/model.safetensors" checkpoints/photo-denoiser/
+    $PY -m model.evaluate --checkpoint checkpoints/photo-denoiser --data-dir "$DATA/bsd68" \
+        --color-data-dir "$DATA/cbsd68" --out docs/eval/photo-denoiser --device "$DEVICE" \
+        --bm3d-limit "$BM3D_LIMIT" --bm3d-workers "$BM3D_WORKERS" --update-checkpoint $EVAL_EXTRA \
+        > "$RUNS/eval-photo.log" 2>&1
+    echo "eval exit $?" >> "$RUNS/status"
+fi
+for d in "$RUNS"/photo-*/; do
+    name=$(basename "$d")
+    [ "$name" = "$best" ] || [ ! -f "$d/config.json" ] && continue
+    $PY -m model.evaluate --checkpoint "$d" --data-dir "$DATA/bsd68" --color-data-dir "$DATA/cbsd68" \
+        --out "$RUNS/eval-$name" --device "$DEVICE" --no-bm3d --no-known-sigma $EVAL_EXTRA \
+        > "$RUNS/eval-$name.log" 2>&1
+    echo "eval $name exit $?" >> "$RUNS/status"
+done
+tar czf "$RESULTS" --exclude=.state "$RUNS"/*.log "$RUNS/status" "$RUNS/env.txt" \
+    "$RUNS"/photo-*/ "$RUNS"/eval-*/ checkpoints/photo-denoiser docs/eval/photo-denoiser
+cat "$RUNS/status"
