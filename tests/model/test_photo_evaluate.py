@@ -68,7 +68,7 @@ def test_speed_only_adds_this_machines_speed_and_keeps_the_quality_figures(
     shutil.copytree(tiny_photo_checkpoint / "photo-denoiser", ckpt)
     out = tmp_path / "eval"
     base = ["--checkpoint", str(ckpt), "--out", str(out), "--speed-size", "64"]
-    with pytest.raises(SystemExit, match="no .*metrics.json"):
+    with pytest.raises(SystemExit, match=r"no .*metrics\.json"):
         main([*base, "--data-dir", str(tmp_path), "--speed-only"])
     gray = make_photos(tmp_path / "gray", 2, 40, 3)
     assert main([*base, "--data-dir", str(gray), "--sigmas", "25", "--no-bm3d"]) == 0
