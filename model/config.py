@@ -71,6 +71,9 @@ class TrainConfig:
     binarize: bool = False  # dynamic binarisation (Bernoulli VAE)
     patch_size: int = 40  # photo: training patch size
     patches_per_epoch: int = 0  # photo: patches drawn per epoch
+    # photo: > 0 weighs each patch's MSE by 1 / (sigma + this) (0-1 scale), so that low noise levels
+    # count about as much as high ones in PSNR terms; 0: plain MSE
+    sigma_weight_floor: float = 0.0
     grad_clip: float = 0.0
     amp: bool = True  # mixed precision (bf16/fp16 autocast) when training on CUDA
     num_workers: int = 0

@@ -4,7 +4,9 @@ Each batch is ``batch_size`` square patches (``image_size`` of the model config)
 the training images with a random flip/rotation (the 8 symmetries of the square). Noise is drawn per
 patch: sigma uniform in ``[sigma_min, sigma_max]`` (0-1 scale), white Gaussian, not clipped (the
 evaluation protocol). A fraction ``KNOWN_FRACTION`` of the patches is shown its true sigma, the rest
-are blind, so one set of weights serves both uses.
+are blind, so one set of weights serves both uses. With ``sigma_weight_floor`` > 0 the patches' MSEs
+are averaged with weights 1 / (sigma + floor): the MSE of a denoiser grows about linearly with sigma,
+so plain MSE lets the high levels dominate and a blind model trades low-sigma quality for them.
 
 Validation: held-out whole images with fixed-seed noise at sigma 15, 25 and 50 (0-255 scale), blind;
 ``val_loss`` is minus the mean PSNR (dB).
@@ -147,8 +149,12 @@ class PhotoTask:
             noisy = noisy.clamp(0.0, 1.0)
         known = torch.rand(n, generator=gen, device=clean.device) < KNOWN_FRACTION
         level = torch.where(known, sigma, torch.full_like(sigma, float("nan")))
-        loss = F.mse_loss(model(noisy, level), clean)
-        return loss, {}
+        floor = self.cfg.train.sigma_weight_floor
+        if floor <= 0.0:
+            return F.mse_loss(model(noisy, level), clean), {}
+        per_patch = (model(noisy, level).float() - clean).pow(2).mean(dim=(1, 2, 3))
+        weight = 1.0 / (sigma + floor)
+        return (weight * per_patch).sum() / weight.sum(), {}
 
     @torch.no_grad()
     def validate(self, model: nn.Module) -> dict[str, float]:

@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--patches-per-epoch", type=int, help="photo: patches drawn per epoch")
+    p.add_argument("--sigma-weight-floor", type=float,
+                   help="photo: weigh each patch's MSE by 1/(sigma + this), 0-1 scale (0: plain MSE)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     p.add_argument("--resume", action="store_true", help="continue from --out/.state")
@@ -92,6 +94,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         ("lr", "lr"),
         ("seed", "seed"),
         ("patches_per_epoch", "patches_per_epoch"),
+        ("sigma_weight_floor", "sigma_weight_floor"),
     ):
         value = getattr(args, flag)
         if value is not None:

@@ -4,8 +4,9 @@
 #   BUDGET=300 bash scripts/train-photo-gpu.sh        # from the repository root, data under DATA
 #
 # Three U-Net widths train at once (each small net leaves the GPU mostly idle), each with
-# --time-budget, so it trains the whole epochs that fit and records the equivalent --epochs command.
-# The one with the best validation PSNR (20 held-out train400 images, sigma 15/25/50, blind) becomes
+# --time-budget, so it trains the whole epochs that fit and records the equivalent --epochs command,
+# and with --sigma-weight-floor SIGMA_FLOOR (0: plain MSE). Candidate folders already in RUNS from an
+# earlier run join the choice. The one with the best validation PSNR (20 held-out train400 images, sigma 15/25/50, blind) becomes
 # checkpoints/photo-denoiser and is evaluated on BSD68/CBSD68 on the GPU, with BM3D on the first
 # BM3D_LIMIT images in BM3D_WORKERS CPU processes. The other candidates get a model-only test run
 # for the record (not for choosing). Everything lands in RESULTS.
@@ -18,6 +19,7 @@ BM3D_LIMIT=${BM3D_LIMIT:-20}
 BM3D_WORKERS=${BM3D_WORKERS:-14}
 EXTRA=${EXTRA:-}          # extra flags for every run (smoke tests: --limit 40)
 EVAL_EXTRA=${EVAL_EXTRA:-}
+SIGMA_FLOOR=${SIGMA_FLOOR:-0.04}
 PY=${PYTHON:-python3}
 RESULTS=${RESULTS:-$RUNS/results.tar.gz}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
@@ -37,10 +39,10 @@ train() {
 }
 
 PHOTO=(--preset photo-denoiser --data-dir "$DATA/train400" --epochs 1000 --batch-size 128
-       --patches-per-epoch 64000)
-train photo-16 "${PHOTO[@]}" &
-train photo-24 "${PHOTO[@]}" --hidden 24 48 96 192 &
-train photo-32 "${PHOTO[@]}" --hidden 32 64 128 256 &
+       --patches-per-epoch 64000 --sigma-weight-floor "$SIGMA_FLOOR")
+train photo-16w "${PHOTO[@]}" &
+train photo-24w "${PHOTO[@]}" --hidden 24 48 96 192 &
+train photo-32w "${PHOTO[@]}" --hidden 32 64 128 256 &
 wait
 
 best=$($PY - "$RUNS" <<'PYEOF'

@@ -177,6 +177,29 @@ def test_stacked_patches_equal_the_one_by_one_cut(tmp_path: Path) -> None:
     assert all(torch.equal(a, b) for a, b in zip(stacked, single, strict=True))
 
 
+def test_sigma_weighting_favours_the_low_noise_patches(tmp_path: Path) -> None:
+    from tests.conftest import make_photos
+
+    data = make_photos(tmp_path / "photos", 5, 60, 1)
+    cfg = photo_preset()
+    cfg.train.batch_size, cfg.train.patches_per_epoch = 8, 8
+    task = PhotoTask(cfg, str(data), torch.device("cpu"))
+    batch = next(iter(task.batches(0, 0, 1)))
+
+    def identity(x: torch.Tensor, level: torch.Tensor | None = None) -> torch.Tensor:
+        return x  # its error on a patch is that patch's noise power, sigma**2
+
+    plain, _ = task.loss(identity, batch, 0, torch.Generator().manual_seed(0))  # type: ignore[arg-type]
+    cfg.train.sigma_weight_floor = 0.04
+    weighted, _ = task.loss(identity, batch, 0, torch.Generator().manual_seed(0))  # type: ignore[arg-type]
+    # the same noise draws; weights 1/(sigma + floor) shift the average towards the small sigmas
+    assert 0.0 < float(weighted) < float(plain)
+    gen = torch.Generator().manual_seed(0)
+    sigma = cfg.noise.sigma_max * torch.rand(8, generator=gen)
+    w = 1.0 / (sigma + 0.04)
+    assert float(weighted) == pytest.approx(float((w * sigma**2).sum() / w.sum()), rel=0.05)
+
+
 def test_tiny_checkpoint_loads_as_a_photo_model(tiny_photo_checkpoint: Path) -> None:
     ckpt = load_checkpoint(tiny_photo_checkpoint / "photo-denoiser")
     assert ckpt.meta["kind"] == "photo" and isinstance(ckpt.model, PhotoDenoiser)
