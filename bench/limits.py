@@ -26,7 +26,7 @@ def _rate(fn: Callable[[], Any], items: int, seconds: float = 2.0) -> float:
         return calls * items / (time.perf_counter() - start)
 
 
-def in_process_limits(checkpoints: Path) -> dict[str, float]:
+def in_process_limits(checkpoints: Path) -> dict[str, Any]:
     """Requests per second each benchmarked operation could reach with no HTTP at all."""
     settings = Settings()
     torch.set_num_threads(settings.torch_threads)

@@ -96,7 +96,7 @@ def tiny_photo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cmd = [
         sys.executable, "-m", "model.train", "--preset", "photo-denoiser", "--data-dir", str(data),
         "--out", str(root / "photo-denoiser"), "--max-steps", "4", "--batch-size", "4", "--epochs", "1",
-        "--threads", "1", "--no-progress", "--device", "cpu",
+        "--threads", "1", "--no-progress", "--device", "cpu", "--hidden", "8", "16", "32", "64",
     ]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]

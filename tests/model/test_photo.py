@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def photo(c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
 def busy_model() -> PhotoDenoiser:
     """A random network whose output leans heavily on context, so tiling mistakes would show."""
     torch.manual_seed(0)
-    net = PhotoDenoiser(photo_preset().model)
+    # the preset's levels and depth (so its receptive field), narrower to keep the test quick
+    net = PhotoDenoiser(dataclasses.replace(photo_preset().model, hidden=[8, 16, 32, 64]))
     with torch.no_grad():
         net.tail.weight.normal_(0.0, 0.05)
     return net.eval()
@@ -185,10 +187,12 @@ def test_sigma_weighting_favours_the_low_noise_patches(tmp_path: Path) -> None:
     cfg.train.batch_size, cfg.train.patches_per_epoch = 8, 8
     task = PhotoTask(cfg, str(data), torch.device("cpu"))
     batch = next(iter(task.batches(0, 0, 1)))
+    assert cfg.train.sigma_weight_floor == 0.04  # the preset weights
 
     def identity(x: torch.Tensor, level: torch.Tensor | None = None) -> torch.Tensor:
         return x  # its error on a patch is that patch's noise power, sigma**2
 
+    cfg.train.sigma_weight_floor = 0.0
     plain, _ = task.loss(identity, batch, 0, torch.Generator().manual_seed(0))  # type: ignore[arg-type]
     cfg.train.sigma_weight_floor = 0.04
     weighted, _ = task.loss(identity, batch, 0, torch.Generator().manual_seed(0))  # type: ignore[arg-type]
