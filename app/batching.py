@@ -2,8 +2,10 @@
 
 Policy (see docs/serving.md, "Batching"): a request that finds the model idle runs at once, so a
 lone client never waits out a window. Requests that arrive while a batch runs queue up and form the next
-batch (up to ``max_batch_size`` rows). When the model is under load (the last batch held more than
-one request) the batcher also lingers up to ``max_batch_delay`` for the batch to fill.
+batch (up to ``max_batch_size`` rows). Only when arrivals outpace the model (the last batch was full)
+does the batcher also linger up to ``max_batch_delay`` for the batch to fill: with fewer clients than
+``max_batch_size`` that each wait for their answer, nothing arrives during a linger, and waiting only
+idles the model (measured: -10 % throughput at 32 connections, docs/serving.md).
 
 Model work runs on one dedicated thread per model (torch releases the GIL inside its kernels, so
 the event loop keeps parsing and encoding meanwhile); batches of at most ``inline_max_rows`` rows
@@ -133,7 +135,8 @@ class Batcher:
             raise ApiError(
                 503, "unavailable", f"model {self.name} is not serving", {"Retry-After": "5"}
             )
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._queue.append(_Job(key, fn, payload, rows, future))
         self.metrics.queue_depth.set(len(self._queue))
         if self._linger_need > 0:
@@ -141,16 +144,22 @@ class Batcher:
             if self._linger_need <= 0:
                 self._filled.set()
         self._wakeup.set()
+        # one timer per request (cheaper than an asyncio.timeout scope on this hot path); a job that
+        # expires in the queue is skipped by the worker, one that expires in a batch drops its rows
+        timer = loop.call_later(timeout_s, self._expire, future, timeout_s)
         try:
-            async with asyncio.timeout(timeout_s):
-                return await future
-        except TimeoutError:
-            raise ApiError(
+            return await future
+        finally:
+            timer.cancel()
+
+    def _expire(self, future: asyncio.Future[Any], timeout_s: float) -> None:
+        if not future.done():
+            future.set_exception(ApiError(
                 503,
                 "timeout",
                 f"model {self.name} did not answer within {timeout_s:g} s; retry later",
                 {"Retry-After": "1"},
-            ) from None
+            ))
 
     # ---- the worker ------------------------------------------------------------------------
     def _take(self, key: Hashable, batch: list[_Job], rows: int) -> int:
@@ -186,7 +195,7 @@ class Batcher:
             if self._under_load and rows < self.max_batch_size and self.max_delay_s > 0:
                 rows = await self._linger(job.key, batch, rows)
             self.metrics.queue_depth.set(len(self._queue))
-            self._under_load = len(batch) > 1
+            self._under_load = rows >= self.max_batch_size
             payload = batch[0].payload if len(batch) == 1 else torch.cat([j.payload for j in batch])
             await self._execute(job.fn, payload, batch, merged=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,10 +47,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 served.device,
                 served.load_seconds,
             )
+        if settings.gc_freeze:
+            gc.collect()
+            gc.freeze()
         app.state.ready = True
         yield
     finally:
         app.state.ready = False
+        if settings.gc_freeze:
+            gc.unfreeze()
         for served in loaded.values():
             await served.batcher.stop()
 

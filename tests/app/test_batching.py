@@ -175,3 +175,41 @@ async def _failing(ops: ModelOps) -> None:
 
 def test_a_failing_batch_fails_its_requests_and_the_worker_lives_on(ops: ModelOps) -> None:
     asyncio.run(_failing(ops))
+
+
+async def _after_a_batch_of(ops: ModelOps, first: int) -> tuple[list[int], bool]:
+    """Run a batch of ``first`` rows (max 4), then send one request: does it wait for company?"""
+    batcher = Batcher("test", max_batch_size=4, max_delay_s=30.0, queue_size=64, inline_max_rows=0,
+                      metrics=Metrics().for_model("test"))
+    batcher.start()
+    sizes: list[int] = []
+
+    def denoise(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(x.shape[0])
+        return ops.denoise(x)
+
+    key = ("denoise", 1, 28, 28)
+    x = torch.randint(0, 256, (1, 1, 28, 28), dtype=torch.uint8)
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(batcher.run_alone(hold(gate), None, 30))
+    await asyncio.sleep(0)
+    calls = [asyncio.ensure_future(batcher.run(denoise, x, key, 60)) for _ in range(first)]
+    await asyncio.sleep(0)
+    gate.set()
+    await blocker
+    await asyncio.gather(*calls)
+    lone = asyncio.ensure_future(batcher.run(denoise, x, key, 60))
+    await asyncio.sleep(0.2)
+    waited = not lone.done()
+    if waited:  # lingering: three more fill the batch and release it at once
+        await asyncio.gather(*(batcher.run(denoise, x, key, 60) for _ in range(3)))
+    await asyncio.wait_for(lone, 10)
+    await batcher.stop()
+    return sizes, waited
+
+
+def test_the_batcher_lingers_only_after_a_full_batch(ops: ModelOps) -> None:
+    # fewer waiting clients than the batch size: nothing would arrive, so no linger
+    assert asyncio.run(_after_a_batch_of(ops, 3)) == ([3, 1], False)
+    # arrivals outpaced the model: the next batch waits (here up to 30 s) to fill up
+    assert asyncio.run(_after_a_batch_of(ops, 4)) == ([4, 4], True)
