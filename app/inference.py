@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from app.onnx_runtime import OnnxGraphs
 from model.losses import iwae_nll
 
 
@@ -38,12 +39,22 @@ class PhotoRequest:
 
 
 class ModelOps:
-    """The operations of one loaded model, bound to its device."""
+    """The operations of one loaded model, bound to its device.
 
-    def __init__(self, model: nn.Module, kind: str, device: str) -> None:
+    With ``graphs`` (ONNX Runtime sessions, CPU only) denoise, encode, latent and decode run there
+    instead of through torch; score and the photo denoiser always run on torch.
+    """
+
+    def __init__(self, model: nn.Module, kind: str, device: str,
+                 graphs: OnnxGraphs | None = None) -> None:
         self.model: Any = model  # DenoisingAutoencoder, VAE or PhotoDenoiser (duck-typed)
         self.kind = kind
         self.device = torch.device(device)
+        self.graphs = graphs
+
+    @property
+    def runtime(self) -> str:
+        return "onnxruntime" if self.graphs is not None else "torch"
 
     def _in(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images -> floats in [0, 1] on the device (float input is taken as already scaled)."""
@@ -56,10 +67,18 @@ class ModelOps:
         return y.float().mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).cpu()
 
     def denoise(self, x: torch.Tensor) -> torch.Tensor:
+        if self.graphs is not None:
+            out = self.graphs.run("denoise", self._in(x))
+            assert isinstance(out, torch.Tensor)
+            return self._out(out)
         return self._out(self.model.denoise(self._in(x)))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """DAE: ``(z,)``; VAE: ``(mu, logvar)``."""
+        if self.graphs is not None:
+            codes = self.graphs.run("encode", self._in(x))
+            assert isinstance(codes, tuple)
+            return codes
         out = self.model.encode(self._in(x))
         if self.kind == "vae":
             return out.mean.float().cpu(), out.logvar.float().cpu()
@@ -67,10 +86,16 @@ class ModelOps:
 
     def latent(self, x: torch.Tensor) -> torch.Tensor:
         """The deterministic code of an image: z (DAE) or the posterior mean (VAE)."""
+        if self.graphs is not None:
+            return self.encode(x)[0]
         out = self.model.encode(self._in(x))
         return (out.mean if self.kind == "vae" else out).float().cpu()
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        if self.graphs is not None:
+            out = self.graphs.run("decode", z.float())
+            assert isinstance(out, torch.Tensor)
+            return self._out(out)
         return self._out(self.model.decode(z.to(self.device, non_blocking=True).float()))
 
     def sample(self, req: SampleRequest) -> torch.Tensor:

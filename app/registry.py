@@ -13,6 +13,7 @@ import torch
 from app.batching import Batcher
 from app.inference import ModelOps, PhotoRequest, SampleRequest
 from app.metrics import Metrics
+from app.onnx_runtime import OnnxGraphs
 from app.settings import Settings
 from model.checkpoint import CONFIG_FILE, Checkpoint, CheckpointError, load_checkpoint
 
@@ -90,6 +91,10 @@ def discover(checkpoint_dir: Path) -> list[Path]:
 
 def preflight(settings: Settings) -> list[str]:
     """Load and verify every checkpoint on the CPU, raising ``CheckpointError``/``StartupError``."""
+    try:
+        settings.resolve_runtime(settings.resolve_device())
+    except ValueError as exc:
+        raise StartupError(str(exc)) from exc
     names = []
     for folder in discover(settings.checkpoint_dir):
         load_checkpoint(folder, "cpu")
@@ -114,7 +119,18 @@ def load_one(folder: Path, settings: Settings, metrics: Metrics) -> ServedModel:
         inline_max_rows=settings.inline_max_rows,
         metrics=metrics.for_model(ckpt.name),
     )
-    served = ServedModel(ckpt, device, ModelOps(ckpt.model, kind, device), batcher)
+    graphs = None
+    if kind in ("dae", "vae") and settings.resolve_runtime(device) == "onnxruntime":
+        shape = tuple(int(d) for d in ckpt.meta["input_shape"])
+        try:
+            graphs = OnnxGraphs(ckpt.model, kind, shape, int(ckpt.meta["latent_dim"]),
+                                settings.torch_threads)
+        except Exception as exc:
+            if settings.runtime == "onnxruntime":  # asked for by name: refuse to start without it
+                raise StartupError(f"{ckpt.name}: ONNX Runtime: {exc}") from exc
+            log.warning("%s: ONNX Runtime not used (%s: %s); serving with torch",
+                        ckpt.name, type(exc).__name__, exc)
+    served = ServedModel(ckpt, device, ModelOps(ckpt.model, kind, device, graphs), batcher)
     served.load_seconds = time.perf_counter() - start
     return served
 

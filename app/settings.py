@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # after startup, move every object alive then (torch, the models) out of the cyclic collector's
     # view: its full collections then skip them (measured: 80 ms pauses under load -> ~1 ms)
     gc_freeze: bool = True
+    # auto: ONNX Runtime for the autoencoders on a CPU when onnxruntime is installed, else torch
+    runtime: Literal["auto", "torch", "onnxruntime"] = "auto"
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -83,6 +85,18 @@ class Settings(BaseSettings):
         if self.default_k > self.max_k:
             raise ValueError(f"default_k ({self.default_k}) must not exceed max_k ({self.max_k})")
         return self
+
+    def resolve_runtime(self, device: str) -> str:
+        """``auto`` becomes ``onnxruntime`` on a CPU with the package installed, else ``torch``."""
+        from app.onnx_runtime import available
+
+        if self.runtime == "torch" or (self.runtime == "auto" and (device != "cpu" or not available())):
+            return "torch"
+        if device != "cpu":
+            raise ValueError(f"AESERVE_RUNTIME=onnxruntime runs on the CPU only; the device is {device}")
+        if not available():
+            raise ValueError("AESERVE_RUNTIME=onnxruntime needs the onnxruntime and onnx packages")
+        return "onnxruntime"
 
     def resolve_device(self) -> str:
         """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``."""

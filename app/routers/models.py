@@ -30,6 +30,7 @@ def model_card(served: ServedModel) -> dict[str, Any]:
         "likelihood": meta.get("likelihood"),
         "operations": list(served.operations),
         "device": served.device,
+        "runtime": served.ops.runtime,
         "sha256": served.checkpoint.sha256,
         "ready": served.warm,
         "load_seconds": round(served.load_seconds, 4),
