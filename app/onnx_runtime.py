@@ -78,6 +78,8 @@ class OnnxGraphs:
             with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
                 # the TorchScript exporter announces its own deprecation on every call
                 warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+                warnings.filterwarnings("ignore", message="The feature will be removed",
+                                        category=DeprecationWarning)
                 # the TorchScript exporter writes to a file object too (the stubs name paths only)
                 torch.onnx.export(_Forward(model, fn), (example,), buf,  # type: ignore[arg-type]
                                   input_names=["x"], dynamic_axes={"x": {0: "batch"}}, dynamo=False)

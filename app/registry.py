@@ -102,6 +102,22 @@ def preflight(settings: Settings) -> list[str]:
     return names
 
 
+def build_ops(ckpt: Checkpoint, kind: str, device: str, settings: Settings) -> ModelOps:
+    """The model's operations on the runtime the settings pick (ONNX Runtime or torch)."""
+    graphs = None
+    if kind in ("dae", "vae") and settings.resolve_runtime(device) == "onnxruntime":
+        shape = tuple(int(d) for d in ckpt.meta["input_shape"])
+        try:
+            graphs = OnnxGraphs(ckpt.model, kind, shape, int(ckpt.meta["latent_dim"]),
+                                settings.torch_threads)
+        except Exception as exc:
+            if settings.runtime == "onnxruntime":  # asked for by name: refuse to start without it
+                raise StartupError(f"{ckpt.name}: ONNX Runtime: {exc}") from exc
+            log.warning("%s: ONNX Runtime not used (%s: %s); serving with torch",
+                        ckpt.name, type(exc).__name__, exc)
+    return ModelOps(ckpt.model, kind, device, graphs)
+
+
 def load_one(folder: Path, settings: Settings, metrics: Metrics) -> ServedModel:
     """Load (hash verified, no pickle) onto the device; call inside the event loop."""
     start = time.perf_counter()
@@ -119,18 +135,7 @@ def load_one(folder: Path, settings: Settings, metrics: Metrics) -> ServedModel:
         inline_max_rows=settings.inline_max_rows,
         metrics=metrics.for_model(ckpt.name),
     )
-    graphs = None
-    if kind in ("dae", "vae") and settings.resolve_runtime(device) == "onnxruntime":
-        shape = tuple(int(d) for d in ckpt.meta["input_shape"])
-        try:
-            graphs = OnnxGraphs(ckpt.model, kind, shape, int(ckpt.meta["latent_dim"]),
-                                settings.torch_threads)
-        except Exception as exc:
-            if settings.runtime == "onnxruntime":  # asked for by name: refuse to start without it
-                raise StartupError(f"{ckpt.name}: ONNX Runtime: {exc}") from exc
-            log.warning("%s: ONNX Runtime not used (%s: %s); serving with torch",
-                        ckpt.name, type(exc).__name__, exc)
-    served = ServedModel(ckpt, device, ModelOps(ckpt.model, kind, device, graphs), batcher)
+    served = ServedModel(ckpt, device, build_ops(ckpt, kind, device, settings), batcher)
     served.load_seconds = time.perf_counter() - start
     return served
 

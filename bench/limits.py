@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from app.inference import ModelOps, SampleRequest
+from app.inference import SampleRequest
+from app.registry import build_ops
 from app.settings import Settings
 from model.checkpoint import load_checkpoint
 
@@ -34,10 +35,15 @@ def in_process_limits(checkpoints: Path) -> dict[str, Any]:
     device = settings.resolve_device()  # the service's own device choice (AESERVE_DEVICE)
     dae = load_checkpoint(checkpoints / "mnist-dae", device)
     vae = load_checkpoint(checkpoints / "mnist-vae", device)
-    dae_ops, vae_ops = ModelOps(dae.model, "dae", device), ModelOps(vae.model, "vae", device)
+    dae.model.requires_grad_(False)
+    vae.model.requires_grad_(False)
+    # the service's own runtime choice too (AESERVE_RUNTIME): ONNX Runtime on a CPU by default
+    dae_ops = build_ops(dae, "dae", device, settings)
+    vae_ops = build_ops(vae, "vae", device, settings)
     x = torch.rand(batch, 1, 28, 28)
     return {
         "device": device,
+        "runtime": dae_ops.runtime,
         "torch_threads": settings.torch_threads,
         "batch": batch,
         "denoise": _rate(lambda: dae_ops.denoise(x), batch),

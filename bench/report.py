@@ -39,7 +39,8 @@ def render(results: list[dict[str, Any]], limits: dict[str, float], info: dict[s
         f"{info['workers']} uvicorn worker(s); model training processes running meanwhile: "
         f"{info['trainings_running']}.",
         "",
-        f"In-process limit (device {limits.get('device', 'cpu')}, torch threads "
+        f"In-process limit (device {limits.get('device', 'cpu')}, "
+        f"runtime {limits.get('runtime', 'torch')}, torch threads "
         f"{limits['torch_threads']}, batch {limits['batch']}): "
         f"denoise {limits['denoise']:.0f} img/s (batch 1: {limits['denoise_batch1']:.0f}/s), "
         f"encode {limits['encode']:.0f} img/s, sample n=16 {limits['sample']:.0f} req/s.",
