@@ -37,6 +37,18 @@ async def _decode_all(
     return await run_in_threadpool(work)
 
 
+def photo_timeout(base_s: float, rows: torch.Tensor) -> float:
+    """The time budget of one photo: ``base_s`` per megapixel-plane of model work, at least ``base_s``.
+
+    A colour image costs the network five plane passes (Y, U, V and the two negated chroma planes),
+    a gray one one pass; on this project's 2-core CPU a gray megapixel took 12.6 s, so a fixed
+    budget would turn every large photo into a 503 while a small one could hang as long.
+    """
+    _, c, h, w = rows.shape
+    planes = 5 if c == 3 else 1
+    return base_s * max(1.0, h * w * planes / 1e6)
+
+
 def _one_row_batch(preps: list[Prepared]) -> torch.Tensor:
     return preps[0].rows if len(preps) == 1 else torch.cat([p.rows for p in preps])
 
@@ -67,8 +79,10 @@ async def denoise(request: Request) -> Response | dict[str, Any]:
             rows = prep.rows
             pieces, estimates = [], []
             for r in range(rows.shape[0]):  # one call per colour plane when per_channel
+                plane = rows[r : r + 1]
                 y, est = await served.batcher.run_alone(
-                    served.ops.photo_denoise, PhotoRequest(rows[r : r + 1], sigma), timeout
+                    served.ops.photo_denoise, PhotoRequest(plane, sigma),
+                    photo_timeout(timeout, plane),
                 )
                 pieces.append(y)
                 estimates.append(est)

@@ -121,3 +121,14 @@ def test_json_form_carries_the_estimated_sigma(photo_client: TestClient) -> None
 def test_negative_sigma_is_refused(photo_client: TestClient) -> None:
     response = photo_client.post(URL, params={"sigma": -1}, files=files(image_bytes()))
     assert_error(response, 422)
+
+
+def test_a_photo_gets_time_in_proportion_to_its_work() -> None:
+    from app.routers.images import photo_timeout
+
+    small = torch.zeros(1, 1, 100, 100, dtype=torch.uint8)
+    gray_4mp = torch.zeros(1, 1, 2000, 2000, dtype=torch.uint8)
+    rgb_4mp = torch.zeros(1, 3, 2000, 2000, dtype=torch.uint8)
+    assert photo_timeout(30.0, small) == 30.0  # never below the base budget
+    assert photo_timeout(30.0, gray_4mp) == pytest.approx(120.0)
+    assert photo_timeout(30.0, rgb_4mp) == pytest.approx(600.0)  # five plane passes
