@@ -16,21 +16,8 @@ EXTRA=${EXTRA:-}          # extra flags for every run (smoke tests: --limit 2000
 EVAL_EXTRA=${EVAL_EXTRA:-}
 PY=${PYTHON:-python3}
 RESULTS=${RESULTS:-$RUNS/results.tar.gz}
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
-mkdir -p "$RUNS"
-: > "$RUNS/status"
-{ date -u; nvidia-smi -L 2>/dev/null; $PY -c 'import torch; print("torch", torch.__version__)'; } \
-    > "$RUNS/env.txt" 2>&1
-
-train() {
-    local name=$1
-    shift
-    # the hard stop is a backstop: SIGINT saves the state, and the best checkpoint stays whole
-    timeout -s INT $((${BUDGET%.*} + 90)) $PY -m model.train --no-progress --threads 2 \
-        --device "$DEVICE" --time-budget "$BUDGET" --out "$RUNS/$name" "$@" $EXTRA \
-        > "$RUNS/$name.log" 2>&1
-    echo "$name exit $?" >> "$RUNS/status"
-}
+# shellcheck source=scripts/gpu-runs.sh
+source "$(dirname "$0")/gpu-runs.sh"
 
 MNIST=(--data-dir "$DATA/mnist" --epochs 1000)
 PHOTO=(--data-dir "$DATA/train400" --epochs 1000 --batch-size 64)

@@ -22,21 +22,8 @@ EVAL_EXTRA=${EVAL_EXTRA:-}
 SIGMA_FLOOR=${SIGMA_FLOOR:-0.04}
 PY=${PYTHON:-python3}
 RESULTS=${RESULTS:-$RUNS/results.tar.gz}
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
-mkdir -p "$RUNS"
-: > "$RUNS/status"
-{ date -u; nvidia-smi -L 2>/dev/null; nproc; $PY -c 'import torch; print("torch", torch.__version__)'; } \
-    > "$RUNS/env.txt" 2>&1
-
-train() {
-    local name=$1
-    shift
-    # the hard stop is a backstop: SIGINT saves the state, and the best checkpoint stays whole
-    timeout -s INT $((${BUDGET%.*} + 90)) $PY -m model.train --no-progress --threads 2 \
-        --device "$DEVICE" --time-budget "$BUDGET" --out "$RUNS/$name" "$@" $EXTRA \
-        > "$RUNS/$name.log" 2>&1
-    echo "$name exit $?" >> "$RUNS/status"
-}
+# shellcheck source=scripts/gpu-runs.sh
+source "$(dirname "$0")/gpu-runs.sh"
 
 PHOTO=(--preset photo-denoiser --data-dir "$DATA/train400" --epochs 1000 --batch-size 128
        --patches-per-epoch 64000 --sigma-weight-floor "$SIGMA_FLOOR")
