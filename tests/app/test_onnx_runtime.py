@@ -45,8 +45,8 @@ def test_the_card_names_the_runtime_and_torch_can_be_chosen(
     assert (auto["device"], auto["runtime"]) == ("cpu", "onnxruntime")
     torch_only = app_with(runtime="torch").get("/v1/models/mnist-dae").json()
     assert torch_only["runtime"] == "torch"
-    photo_like = app_with(runtime="onnxruntime").get("/v1/models/mnist-vae").json()
-    assert photo_like["runtime"] == "onnxruntime"
+    forced = app_with(runtime="onnxruntime").get("/v1/models/mnist-vae").json()
+    assert forced["runtime"] == "onnxruntime"
 
 
 def test_onnxruntime_on_a_gpu_is_refused_at_startup(tiny_checkpoints: Path) -> None:
