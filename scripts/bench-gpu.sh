@@ -8,8 +8,8 @@
 #
 #   pip download -d .whl --only-binary=:all: --python-version 3.12 \
 #       --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-#       fastapi 'uvicorn[standard]' python-multipart pydantic-settings prometheus-client httpx \
-#       onnxruntime onnx
+#       fastapi 'uvicorn[standard]' python-multipart pydantic-settings prometheus-client httpx
+#   rm .whl/numpy-*     # the GPU machine has its own; ONNX Runtime is not used on a GPU
 #   apt-get download wrk libluajit-5.1-2 && mkdir -p .tools && mv ./*.deb .tools/
 #
 # and carry .whl and .tools (both git-ignored). The results land in bench/results/ and, when OUT is
