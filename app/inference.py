@@ -68,17 +68,13 @@ class ModelOps:
 
     def denoise(self, x: torch.Tensor) -> torch.Tensor:
         if self.graphs is not None:
-            out = self.graphs.run("denoise", self._in(x))
-            assert isinstance(out, torch.Tensor)
-            return self._out(out)
+            return self._out(self.graphs.run("denoise", self._in(x))[0])
         return self._out(self.model.denoise(self._in(x)))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """DAE: ``(z,)``; VAE: ``(mu, logvar)``."""
         if self.graphs is not None:
-            codes = self.graphs.run("encode", self._in(x))
-            assert isinstance(codes, tuple)
-            return codes
+            return self.graphs.run("encode", self._in(x))
         out = self.model.encode(self._in(x))
         if self.kind == "vae":
             return out.mean.float().cpu(), out.logvar.float().cpu()
@@ -93,9 +89,7 @@ class ModelOps:
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         if self.graphs is not None:
-            out = self.graphs.run("decode", z.float())
-            assert isinstance(out, torch.Tensor)
-            return self._out(out)
+            return self._out(self.graphs.run("decode", z.float())[0])
         return self._out(self.model.decode(z.to(self.device, non_blocking=True).float()))
 
     def sample(self, req: SampleRequest) -> torch.Tensor:

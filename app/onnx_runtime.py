@@ -11,7 +11,6 @@ a random batch before it is used. Photo models and VAE scoring stay on torch.
 from __future__ import annotations
 
 import io
-import logging
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-
-log = logging.getLogger("aeserve.onnx")
 
 TOLERANCE = 1e-4  # max |onnx - torch| on outputs in [0, 1] or latents: far below one 8-bit level
 
@@ -86,15 +83,13 @@ class OnnxGraphs:
                 expected = fn(example)
             session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
             self.sessions[name] = session
-            got = self.run(name, example)
             want = expected if isinstance(expected, tuple) else (expected,)
-            got_t = got if isinstance(got, tuple) else (got,)
-            worst = max(float((g - w).abs().max()) for g, w in zip(got_t, want, strict=True))
+            got = self.run(name, example)
+            worst = max(float((g - w).abs().max()) for g, w in zip(got, want, strict=True))
             if worst > TOLERANCE:
                 raise ValueError(f"ONNX Runtime's {name} differs from torch's by {worst:.2e}")
 
-    def run(self, name: str, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        """The operation on a float CPU tensor; the outputs as CPU tensors (a tuple for encode)."""
+    def run(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The operation on a float CPU tensor; its outputs as CPU tensors."""
         outs = self.sessions[name].run(None, {"x": np.ascontiguousarray(x.numpy(), np.float32)})
-        tensors = tuple(torch.from_numpy(o) for o in outs)
-        return tensors if name == "encode" else tensors[0]
+        return tuple(torch.from_numpy(o) for o in outs)

@@ -63,6 +63,9 @@ class PhotoTask:
             val_idx = val_idx[: max(1, limit // 10)]
         self.train = [torch.from_numpy(images[i].copy()) for i in train_idx]
         self.val = [torch.from_numpy(images[i].copy()) for i in val_idx]
+        # the training images as one (N, C, H, W) uint8 tensor on the device, if they share a size
+        same_size = len({tuple(img.shape) for img in self.train}) == 1
+        self.stacked = torch.stack(self.train).to(device) if same_size else None
         self.data_description: dict[str, Any] = {
             "name": "folder",
             "path": str(data_dir),
@@ -99,8 +102,8 @@ class PhotoTask:
             picks = torch.randint(len(self.train), (bs,), generator=gen)
             sym = torch.randint(8, (bs,), generator=gen)
             u = torch.rand(bs, 2, generator=gen)
-            if self._stack is not None:
-                yield self._cut_stacked(picks, sym, u)
+            if self.stacked is not None:
+                yield self._cut_stacked(self.stacked, picks, sym, u)
                 continue
             patches = []
             for j, idx in enumerate(picks.tolist()):
@@ -110,17 +113,9 @@ class PhotoTask:
                 patches.append(dihedral(img[:, top : top + p, left : left + p], int(sym[j])))
             yield torch.stack(patches)
 
-    @property
-    def _stack(self) -> torch.Tensor | None:
-        """The training images as one (N, C, H, W) uint8 tensor on the device, if they share a size."""
-        if not hasattr(self, "_stacked"):
-            same = len({tuple(img.shape) for img in self.train}) == 1
-            self._stacked = torch.stack(self.train).to(self.device) if same else None
-        return self._stacked
-
-    def _cut_stacked(self, picks: torch.Tensor, sym: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        stack, p = self._stack, self.patch
-        assert stack is not None
+    def _cut_stacked(self, stack: torch.Tensor, picks: torch.Tensor, sym: torch.Tensor,
+                     u: torch.Tensor) -> torch.Tensor:
+        p = self.patch
         h, w = stack.shape[-2:]
         # the same float32 arithmetic as the one-by-one path; int() and .long() both truncate
         top = (u[:, 0] * (h - p + 1)).long()

@@ -1,5 +1,6 @@
 # Shared by the train-*-gpu.sh scripts (sourced, not run): the run folder, the machine record and
-# train NAME FLAGS..., one time-budgeted model.train run whose exit status lands in $RUNS/status.
+# train NAME FLAGS..., one time-budgeted model.train run whose exit status lands in $RUNS/status,
+# and best_run GLOB, the run folder in $RUNS matching GLOB with the lowest validation loss.
 # Expects RUNS, BUDGET, DEVICE, EXTRA and PY to be set.
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 mkdir -p "$RUNS"
@@ -15,4 +16,18 @@ train() {
         --device "$DEVICE" --time-budget "$BUDGET" --out "$RUNS/$name" "$@" $EXTRA \
         > "$RUNS/$name.log" 2>&1
     echo "$name exit $?" >> "$RUNS/status"
+}
+
+best_run() {
+    # prints every candidate's validation record on stderr, the winner's folder name on stdout
+    $PY - "$RUNS" "$1" <<'PYEOF'
+import json, sys
+from pathlib import Path
+scores = {}
+for d in sorted(Path(sys.argv[1]).glob(sys.argv[2])):
+    if (d / "config.json").is_file():
+        scores[d.name] = json.loads((d / "config.json").read_text())["training"]["best_val"]
+print(json.dumps(scores), file=sys.stderr)
+print(min(scores, key=lambda k: scores[k]["val_loss"]))
+PYEOF
 }

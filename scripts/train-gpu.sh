@@ -28,18 +28,7 @@ train photo-a --preset photo-denoiser "${PHOTO[@]}" &
 train photo-b --preset photo-denoiser "${PHOTO[@]}" --hidden 32 64 128 256 &
 wait
 
-best=$($PY - "$RUNS" <<'PYEOF'
-import json, sys
-from pathlib import Path
-runs = Path(sys.argv[1])
-scores = {}
-for d in sorted(runs.glob("vae-*")):
-    if (d / "config.json").is_file():
-        scores[d.name] = json.loads((d / "config.json").read_text())["training"]["best_val"]["val_loss"]
-print(json.dumps(scores), file=sys.stderr)
-print(min(scores, key=scores.get))
-PYEOF
-)
+best=$(best_run "vae-*")
 echo "best vae: $best" >> "$RUNS/status"
 if [ -n "$best" ]; then
     rm -rf checkpoints/mnist-vae

@@ -32,18 +32,7 @@ train photo-24w "${PHOTO[@]}" --hidden 24 48 96 192 &
 train photo-32w "${PHOTO[@]}" --hidden 32 64 128 256 &
 wait
 
-best=$($PY - "$RUNS" <<'PYEOF'
-import json, sys
-from pathlib import Path
-runs = Path(sys.argv[1])
-scores = {}
-for d in sorted(runs.glob("photo-*")):
-    if (d / "config.json").is_file():
-        scores[d.name] = json.loads((d / "config.json").read_text())["training"]["best_val"]
-print(json.dumps(scores), file=sys.stderr)
-print(min(scores, key=lambda k: scores[k]["val_loss"]))
-PYEOF
-)
+best=$(best_run "photo-*")
 echo "best photo: $best" >> "$RUNS/status"
 export OMP_NUM_THREADS=1
 if [ -n "$best" ]; then

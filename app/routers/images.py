@@ -73,21 +73,14 @@ async def denoise(request: Request) -> Response | dict[str, Any]:
     preps = await _decode_all(datas, served, resize, settings, keep_color=True)
     sigmas: list[float | None] = [None] * len(preps)
     timeout = settings.request_timeout_s
-    if served.kind == "photo":
+    if served.kind == "photo":  # one row per image: gray, or RGB that the model handles itself
         outs = []
         for i, prep in enumerate(preps):
-            rows = prep.rows
-            pieces, estimates = [], []
-            for r in range(rows.shape[0]):  # one call per colour plane when per_channel
-                plane = rows[r : r + 1]
-                y, est = await served.batcher.run_alone(
-                    served.ops.photo_denoise, PhotoRequest(plane, sigma),
-                    photo_timeout(timeout, plane),
-                )
-                pieces.append(y)
-                estimates.append(est)
-            outs.append(torch.cat(pieces))
-            sigmas[i] = sum(estimates) / len(estimates)
+            y, sigmas[i] = await served.batcher.run_alone(
+                served.ops.photo_denoise, PhotoRequest(prep.rows, sigma),
+                photo_timeout(timeout, prep.rows),
+            )
+            outs.append(y)
     else:
         if sigma is not None:
             raise ApiError(422, "invalid_request", "sigma applies to photo models only")

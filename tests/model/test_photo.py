@@ -171,9 +171,9 @@ def test_stacked_patches_equal_the_one_by_one_cut(tmp_path: Path) -> None:
     cfg = photo_preset()
     cfg.train.batch_size, cfg.train.patches_per_epoch = 16, 64
     task = PhotoTask(cfg, str(data), torch.device("cpu"))
-    assert task._stack is not None
+    assert task.stacked is not None
     stacked = list(task.batches(2, 0, 1))
-    task._stacked = None  # force the one-by-one path on the same draws
+    task.stacked = None  # force the one-by-one path on the same draws
     single = list(task.batches(2, 0, 1))
     assert len(stacked) == len(single) == 4
     assert all(torch.equal(a, b) for a, b in zip(stacked, single, strict=True))
