@@ -41,8 +41,9 @@ class PhotoRequest:
 class ModelOps:
     """The operations of one loaded model, bound to its device.
 
-    With ``graphs`` (ONNX Runtime sessions, CPU only) denoise, encode, latent and decode run there
-    instead of through torch; score and the photo denoiser always run on torch.
+    With ``graphs`` (ONNX Runtime sessions, CPU only) denoise, encode, latent and decode of uint8
+    images run there instead of through torch, scaling included (one GIL-free call per batch);
+    score and the photo denoiser always run on torch.
     """
 
     def __init__(self, model: nn.Module, kind: str, device: str,
@@ -67,14 +68,14 @@ class ModelOps:
         return y.float().mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).cpu()
 
     def denoise(self, x: torch.Tensor) -> torch.Tensor:
-        if self.graphs is not None:
-            return self._out(self.graphs.run("denoise", self._in(x))[0])
+        if self.graphs is not None and x.dtype == torch.uint8:
+            return self.graphs.run("denoise", x)[0]
         return self._out(self.model.denoise(self._in(x)))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """DAE: ``(z,)``; VAE: ``(mu, logvar)``."""
-        if self.graphs is not None:
-            return self.graphs.run("encode", self._in(x))
+        if self.graphs is not None and x.dtype == torch.uint8:
+            return self.graphs.run("encode", x)
         out = self.model.encode(self._in(x))
         if self.kind == "vae":
             return out.mean.float().cpu(), out.logvar.float().cpu()
@@ -82,14 +83,14 @@ class ModelOps:
 
     def latent(self, x: torch.Tensor) -> torch.Tensor:
         """The deterministic code of an image: z (DAE) or the posterior mean (VAE)."""
-        if self.graphs is not None:
+        if self.graphs is not None and x.dtype == torch.uint8:
             return self.encode(x)[0]
         out = self.model.encode(self._in(x))
         return (out.mean if self.kind == "vae" else out).float().cpu()
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         if self.graphs is not None:
-            return self._out(self.graphs.run("decode", z.float())[0])
+            return self.graphs.run("decode", z.float())[0]
         return self._out(self.model.decode(z.to(self.device, non_blocking=True).float()))
 
     def sample(self, req: SampleRequest) -> torch.Tensor:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fastapi import Request
-from starlette.datastructures import UploadFile
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from app.errors import ApiError
 from app.settings import Settings
@@ -39,27 +40,90 @@ async def read_images(request: Request, settings: Settings) -> list[bytes]:
             422, "missing_image", f"no image in the request: add a multipart field '{IMAGE_FIELD}'"
         )
     if len(images) > settings.max_images:
-        raise ApiError(
-            422,
-            "too_many_images",
-            f"{len(images)} images in one request; the limit is {settings.max_images} "
-            "(AESERVE_MAX_IMAGES)",
-        )
+        raise _too_many_images(len(images), settings.max_images)
     return images
 
 
+MAX_OTHER_PARTS = 100  # parts that are not images: ignored, but not without end
+
+
+def _too_many_images(count: int, limit: int) -> ApiError:
+    return ApiError(
+        422,
+        "too_many_images",
+        f"{count} images in one request; the limit is {limit} (AESERVE_MAX_IMAGES)",
+    )
+
+
 async def _read_multipart(request: Request, settings: Settings) -> list[bytes]:
-    form = await request.form(max_files=settings.max_images + 1, max_fields=100)
+    """The ``image`` file parts, parsed in memory with python-multipart's streaming parser.
+
+    Starlette's ``request.form()`` wraps every file in a spooled temporary file and parses each
+    part's headers into a dict; with the body already bounded by ``AESERVE_MAX_BODY_BYTES`` the
+    parts can stay in memory, and this reader keeps only what the routes use (measured: 137 ->
+    88 µs for one 28x28 PNG, a quarter of the bare endpoint's per-request cost; docs/serving.md).
+    """
+    _, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise ApiError(400, "bad_request", "multipart/form-data without a boundary parameter")
+    images: list[bytes] = []
+    chunks: list[bytes] = []
+    field: list[bytes] = []  # the current header's name and value, as the parser hands them over
+    value: list[bytes] = []
+    disposition = b""
+    others = 0
+
+    def on_part_begin() -> None:
+        nonlocal disposition
+        chunks.clear()
+        disposition = b""
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        chunks.append(data[start:end])
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        field.append(data[start:end])
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        value.append(data[start:end])
+
+    def on_header_end() -> None:
+        nonlocal disposition
+        if b"".join(field).lower() == b"content-disposition":
+            disposition = b"".join(value)
+        field.clear()
+        value.clear()
+
+    def on_part_end() -> None:
+        nonlocal others
+        _, options = parse_options_header(disposition)
+        if options.get(b"name") != IMAGE_FIELD.encode():
+            others += 1
+            if others > MAX_OTHER_PARTS:
+                raise ApiError(422, "invalid_request", f"over {MAX_OTHER_PARTS} non-image parts")
+            return
+        if b"filename" not in options:
+            raise ApiError(
+                422, "invalid_request", f"field '{IMAGE_FIELD}' must be a file upload, not text"
+            )
+        images.append(b"".join(chunks))
+        if len(images) > settings.max_images:
+            raise _too_many_images(len(images), settings.max_images)
+
+    parser = MultipartParser(boundary, {
+        "on_part_begin": on_part_begin,
+        "on_part_data": on_part_data,
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_part_end": on_part_end,
+    })
     try:
-        images = []
-        for key, value in form.multi_items():
-            if key != IMAGE_FIELD:
-                continue
-            if not isinstance(value, UploadFile):
-                raise ApiError(
-                    422, "invalid_request", f"field '{IMAGE_FIELD}' must be a file upload, not text"
-                )
-            images.append(await value.read())
-        return images
-    finally:
-        await form.close()
+        parser.write(await request.body())
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from exc
+    if parser.state != MultipartState.END:
+        raise ApiError(400, "bad_request", "multipart body ends before its closing boundary")
+    return images

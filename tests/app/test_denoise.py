@@ -111,3 +111,30 @@ def test_multipart_without_image_field_is_422(client: TestClient) -> None:
 def test_photo_only_sigma_is_refused_for_a_digit_model(client: TestClient) -> None:
     response = client.post(URL, params={"sigma": 25}, files=files(image_bytes()))
     assert_error(response, 422)
+
+
+def test_multipart_keeps_image_order_and_ignores_other_fields(client: TestClient) -> None:
+    a, b = image_bytes(seed=1), image_bytes(seed=2)
+    parts = [
+        ("note", (None, "ignored text")),
+        ("image", ('x "quoted".png', a, "image/png")),
+        ("other", ("o.png", b, "image/png")),
+        ("image", ("b.png", b, "application/octet-stream")),
+    ]
+    both = client.post(URL, files=parts).json()["images"]
+    alone = [client.post(URL, files=files(d)).content for d in (a, b)]
+    assert [base64.b64decode(i["png"]) for i in both] == alone
+
+
+def test_malformed_multipart_is_400(client: TestClient) -> None:
+    headers = {"content-type": "multipart/form-data; boundary=xyz"}
+    body = b"--xyz\r\nContent-Disposition: form-data; name=image; filename=a.png\r\n\r\nabc\r\n--bad"
+    error = assert_error(client.post(URL, content=body, headers=headers), 400, "bad_request")
+    assert "multipart" in error["message"]
+    no_boundary = {"content-type": "multipart/form-data"}
+    assert_error(client.post(URL, content=b"x", headers=no_boundary), 400, "bad_request")
+
+
+def test_a_text_field_named_image_is_422(client: TestClient) -> None:
+    error = assert_error(client.post(URL, files=[("image", (None, "not a file"))]), 422)
+    assert "file upload" in error["message"]
