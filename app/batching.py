@@ -82,6 +82,7 @@ class Batcher:
         self._under_load = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
         self._task: asyncio.Task[None] | None = None
+        metrics.queue_depth.set_function(lambda: len(self._queue))  # read when scraped
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -138,7 +139,6 @@ class Batcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append(_Job(key, fn, payload, rows, future))
-        self.metrics.queue_depth.set(len(self._queue))
         if self._linger_need > 0:
             self._linger_need -= rows
             if self._linger_need <= 0:
@@ -187,14 +187,12 @@ class Batcher:
             if job.future.done():  # timed out or cancelled while queued
                 continue
             if job.key is None:
-                self.metrics.queue_depth.set(len(self._queue))
                 await self._execute(job.fn, job.payload, [job], merged=False)
                 continue
             batch = [job]
             rows = self._take(job.key, batch, job.rows)
             if self._under_load and rows < self.max_batch_size and self.max_delay_s > 0:
                 rows = await self._linger(job.key, batch, rows)
-            self.metrics.queue_depth.set(len(self._queue))
             self._under_load = rows >= self.max_batch_size
             payload = batch[0].payload if len(batch) == 1 else torch.cat([j.payload for j in batch])
             await self._execute(job.fn, payload, batch, merged=True)

@@ -90,16 +90,19 @@ def with_alpha(img: Image.Image, alpha: Image.Image | None) -> Image.Image:
 def to_planes(img: Image.Image) -> np.ndarray:
     """(C, H, W) uint8 planes of an L or RGB image (scaling to floats happens on the model thread)."""
     bands = len(img.getbands())
-    arr = np.frombuffer(bytearray(img.tobytes()), dtype=np.uint8).reshape(img.height, img.width, bands)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    flat = np.frombuffer(bytearray(img.tobytes()), dtype=np.uint8)  # a writable copy, for torch
+    if bands == 1:
+        return flat.reshape(1, img.height, img.width)
+    return np.ascontiguousarray(flat.reshape(img.height, img.width, bands).transpose(2, 0, 1))
 
 
 def from_planes(planes: np.ndarray) -> Image.Image:
-    """An L (one plane) or RGB (three planes) image from (C, H, W) uint8."""
+    """An L (one plane) or RGB (three planes) image from (C, H, W) uint8; L shares the memory."""
     _, h, w = planes.shape
     if planes.shape[0] == 1:
-        return Image.frombytes("L", (w, h), planes[0].tobytes())
-    return Image.frombytes("RGB", (w, h), planes.transpose(1, 2, 0).tobytes())
+        return Image.frombuffer("L", (w, h), np.ascontiguousarray(planes[0]), "raw", "L", 0, 1)
+    return Image.frombuffer("RGB", (w, h), np.ascontiguousarray(planes.transpose(1, 2, 0)),
+                            "raw", "RGB", 0, 1)
 
 
 def encode_png(img: Image.Image, compress_level: int = 1) -> bytes:

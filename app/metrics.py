@@ -118,6 +118,9 @@ class RequestMetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # the labelled children, bound once per (route, model, status): routes are templates and
+        # unknown model names collapse to "unknown", so this stays as small as the label set
+        self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -141,5 +144,12 @@ class RequestMetricsMiddleware:
             if model and model not in self.metrics.model_names:
                 model = "unknown"  # bound the label set: no series per made-up name
             labels = (path, model, str(status))
-            self.metrics.requests.labels(*labels).inc()
-            self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
+            children = self._children.get(labels)
+            if children is None:
+                children = (
+                    self.metrics.requests.labels(*labels),
+                    self.metrics.latency.labels(*labels),
+                )
+                self._children[labels] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -64,11 +63,9 @@ def decode_image(
             base = base.convert("L")
     elif c == 3 and base.mode == "L":
         base = base.convert("RGB")
-    planes = codec.to_planes(base)
+    planes = codec.to_planes(base)  # contiguous, so both views below are too
     rows = planes[:, None] if per_channel else planes[None]
-    return Prepared(
-        torch.from_numpy(np.ascontiguousarray(rows)), img.size, img.mode, alpha, per_channel
-    )
+    return Prepared(torch.from_numpy(rows), img.size, img.mode, alpha, per_channel)
 
 
 def encode_image(prep: Prepared, out: torch.Tensor, compress_level: int) -> bytes:

@@ -23,8 +23,15 @@ def _bad(name: str, value: str, expected: str) -> ApiError:
     return ApiError(422, "invalid_request", f"invalid request: query.{name}: {value!r} is not {expected}")
 
 
+def _value(request: Request, name: str) -> str | None:
+    """The parameter's raw value; no query string at all (the usual case) parses nothing."""
+    if not request.scope.get("query_string"):
+        return None
+    return request.query_params.get(name)
+
+
 def flag(request: Request, name: str) -> bool:
-    value = request.query_params.get(name)
+    value = _value(request, name)
     if value is None:
         return False
     lowered = value.lower()
@@ -36,7 +43,7 @@ def flag(request: Request, name: str) -> bool:
 
 
 def number(request: Request, name: str, low: float, high: float) -> float | None:
-    value = request.query_params.get(name)
+    value = _value(request, name)
     if value is None:
         return None
     try:
@@ -49,7 +56,7 @@ def number(request: Request, name: str, low: float, high: float) -> float | None
 
 
 def integer(request: Request, name: str, low: int, high: int) -> int | None:
-    value = request.query_params.get(name)
+    value = _value(request, name)
     if value is None:
         return None
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +48,19 @@ class ServedModel:
     def name(self) -> str:
         return self.checkpoint.name
 
-    @property
+    @cached_property
     def kind(self) -> str:
         return str(self.meta["kind"])
 
-    @property
+    @cached_property
     def operations(self) -> tuple[str, ...]:
         return OPERATIONS.get(self.kind, ())
 
-    @property
+    @cached_property
     def channels(self) -> int:
         return int(self.meta["input_shape"][0])
 
-    @property
+    @cached_property
     def size(self) -> tuple[int, int] | None:
         """(height, width) for fixed-size models; ``None`` when any size goes (photo)."""
         if self.kind == "photo":
@@ -67,7 +68,7 @@ class ServedModel:
         _, h, w = self.meta["input_shape"]
         return int(h), int(w)
 
-    @property
+    @cached_property
     def latent_dim(self) -> int | None:
         value = self.meta.get("latent_dim")
         return int(value) if value is not None else None
