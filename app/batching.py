@@ -2,10 +2,11 @@
 
 Policy (see docs/serving.md, "Batching"): a request that finds the model idle runs at once, so a
 lone client never waits out a window. Requests that arrive while a batch runs queue up and form the next
-batch (up to ``max_batch_size`` rows). Only when arrivals outpace the model (the last batch was full)
-does the batcher also linger up to ``max_batch_delay`` for the batch to fill: with fewer clients than
-``max_batch_size`` that each wait for their answer, nothing arrives during a linger, and waiting only
-idles the model (measured: -10 % throughput at 32 connections, docs/serving.md).
+batch (up to ``max_batch_size`` rows). Only when arrivals outpace the model (the last batch filled up
+while it waited its turn) does the batcher also linger up to ``max_batch_delay`` for the batch to fill:
+with fewer clients than ``max_batch_size`` that each wait for their answer, nothing arrives during a
+linger, and waiting only idles the model (measured: -10 % throughput at 32 connections,
+docs/serving.md).
 
 Model work runs on one dedicated thread per model (torch releases the GIL inside its kernels, so
 the event loop keeps parsing and encoding meanwhile); batches of at most ``inline_max_rows`` rows
@@ -191,9 +192,13 @@ class Batcher:
                 continue
             batch = [job]
             rows = self._take(job.key, batch, job.rows)
-            if self._under_load and rows < self.max_batch_size and self.max_delay_s > 0:
+            lingered = self._under_load and rows < self.max_batch_size and self.max_delay_s > 0
+            if lingered:
                 rows = await self._linger(job.key, batch, rows)
-            self._under_load = rows >= self.max_batch_size
+            # a batch that only filled by lingering is no sign of load: with a fixed set of
+            # clients, lingering again would wait for all of them every time, and the model and
+            # the event loop would take turns instead of overlapping (measured: 1150 -> 700 req/s)
+            self._under_load = rows >= self.max_batch_size and not lingered
             payload = batch[0].payload if len(batch) == 1 else torch.cat([j.payload for j in batch])
             await self._execute(job.fn, payload, batch, merged=True)
 

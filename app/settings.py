@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # after startup, move every object alive then (torch, the models) out of the cyclic collector's
     # view: its full collections then skip them (measured: 80 ms pauses under load -> ~1 ms)
     gc_freeze: bool = True
+    # allocations between young-generation collections (Python's default: 700). Request garbage
+    # dies by reference counting; a collection every 700 allocations cost ~30 µs per 28x28 denoise
+    # (measured, docs/serving.md). 0 leaves Python's default.
+    gc_gen0_threshold: int = Field(default=10_000, ge=0)
     # auto: ONNX Runtime for the autoencoders on a CPU when onnxruntime is installed, else torch
     runtime: Literal["auto", "torch", "onnxruntime"] = "auto"
 

@@ -87,3 +87,22 @@ def test_metrics_are_prometheus_text_with_per_route_labels(client: TestClient) -
         'aeserve_model_load_seconds{model="mnist-vae"}',
     ):
         assert name in text
+
+
+def test_the_openapi_schema_documents_every_route_under_its_router_tag(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    expected = {
+        ("/v1/models/{name}/denoise", "post"): "images",
+        ("/v1/models/{name}/encode", "post"): "images",
+        ("/v1/models/{name}/score", "post"): "images",
+        ("/v1/models/{name}/decode", "post"): "latents",
+        ("/v1/models/{name}/sample", "post"): "latents",
+        ("/v1/models/{name}/interpolate", "post"): "latents",
+        ("/v1/models", "get"): "models",
+        ("/v1/models/{name}", "get"): "models",
+    }
+    for (path, method), tag in expected.items():
+        assert paths[path][method]["tags"] == [tag], (path, method)
+    assert {"/healthz", "/readyz", "/metrics"} <= set(paths)
+    params = {p["name"] for p in paths["/v1/models/{name}/denoise"]["post"]["parameters"]}
+    assert {"name", "resize", "sigma"} <= params

@@ -59,3 +59,18 @@ def test_startup_freezes_the_startup_objects_out_of_the_collector(tiny_checkpoin
     with TestClient(create_app(Settings(checkpoint_dir=tiny_checkpoints))):
         assert gc.get_freeze_count() > 10_000  # torch, the models, the app
     assert gc.get_freeze_count() == 0  # shutdown hands them back
+
+
+def test_startup_spaces_out_young_collections_and_shutdown_restores_them(
+    tiny_checkpoints: Path,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    before = gc.get_threshold()
+    with TestClient(create_app(Settings(checkpoint_dir=tiny_checkpoints, gc_gen0_threshold=5000))):
+        assert gc.get_threshold() == (5000, *before[1:])
+    assert gc.get_threshold() == before
+    with TestClient(create_app(Settings(checkpoint_dir=tiny_checkpoints, gc_gen0_threshold=0))):
+        assert gc.get_threshold() == before
