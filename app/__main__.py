@@ -43,6 +43,8 @@ def main() -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        # uvicorn logs each request at info; above that level it would still format every line
+        access_log=settings.log_level in ("info", "debug", "trace"),
         timeout_graceful_shutdown=10,
     )
     return 0

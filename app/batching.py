@@ -19,9 +19,9 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,14 +35,14 @@ Output = torch.Tensor | tuple[torch.Tensor, ...]
 BatchFn = Callable[[torch.Tensor], Output]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     key: Hashable | None  # None: runs alone, never merged
     fn: Callable[..., Any]
     payload: Any  # a (rows, ...) tensor for mergeable jobs
     rows: int
     future: asyncio.Future[Any]
-    enqueued: float = field(default_factory=time.perf_counter)
+    enqueued: float
 
 
 def _run_inference(fn: Callable[..., Any], arg: Any) -> Any:
@@ -111,13 +111,17 @@ class Batcher:
         return await loop.run_in_executor(self._executor, _run_inference, fn, arg)
 
     # ---- submitting ------------------------------------------------------------------------
-    async def run(self, fn: BatchFn, rows: torch.Tensor, key: Hashable, timeout_s: float) -> Output:
+    def run(
+        self, fn: BatchFn, rows: torch.Tensor, key: Hashable, timeout_s: float
+    ) -> Coroutine[Any, Any, Output]:
         """``fn`` over ``rows`` (first dim), possibly merged with other requests with ``key``."""
-        return await self._submit(key, fn, rows, rows.shape[0], timeout_s)
+        return self._submit(key, fn, rows, rows.shape[0], timeout_s)
 
-    async def run_alone(self, fn: Callable[[Any], Any], arg: Any, timeout_s: float) -> Any:
+    def run_alone(
+        self, fn: Callable[[Any], Any], arg: Any, timeout_s: float
+    ) -> Coroutine[Any, Any, Any]:
         """``fn(arg)`` on the model thread, in queue order, never merged."""
-        return await self._submit(None, fn, arg, 1, timeout_s)
+        return self._submit(None, fn, arg, 1, timeout_s)
 
     async def _submit(
         self,
@@ -139,7 +143,7 @@ class Batcher:
             )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append(_Job(key, fn, payload, rows, future))
+        self._queue.append(_Job(key, fn, payload, rows, future, time.perf_counter()))
         if self._linger_need > 0:
             self._linger_need -= rows
             if self._linger_need <= 0:

@@ -64,15 +64,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await served.batcher.stop()
 
 
-def add_routes(app: FastAPI, router: APIRouter) -> None:
-    """The router's routes, added to the app's own list.
+def add_routes(app: FastAPI, routers: list[APIRouter]) -> None:
+    """The routers' routes, in order, ahead of FastAPI's own (the OpenAPI and docs pages).
 
     ``include_router`` keeps each router as a nested route that FastAPI matches through on every
-    request (a route-version check, a context per candidate); that cost ~30 µs of the ~850 µs the
-    event loop spends on a 28x28 denoise (docs/serving.md). The routers carry their own prefix and
-    tags and no dependencies, so the routes and the OpenAPI schema come out the same (tested).
+    request (a route-version check, a context per candidate), and every request also tried the
+    four docs routes first; together ~40 µs of the ~850 µs the event loop spends on a 28x28
+    denoise (docs/serving.md). The routers carry their own prefix and tags and no dependencies, so
+    the OpenAPI schema comes out the same (tested).
     """
-    app.router.routes.extend(router.routes)
+    app.router.routes[:0] = [route for router in routers for route in router.routes]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -89,8 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.models = {}
     app.state.ready = False
     install_error_handlers(app)
-    for router in (images.router, latents.router, models.router, health.router):
-        add_routes(app, router)  # hot routes first: routing tries them in order
+    # hot routes first: routing tries them in order
+    add_routes(app, [images.router, latents.router, models.router, health.router])
     # middleware, innermost first: body limit, token, CORS (answers preflights), metrics (counts all)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(TokenAuthMiddleware, token=settings.api_token)

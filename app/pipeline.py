@@ -17,7 +17,7 @@ from app.errors import ApiError
 from app.registry import ServedModel
 
 
-@dataclass
+@dataclass(slots=True)
 class Prepared:
     """One decoded image as model rows, and what is needed to turn the output back into it."""
 
