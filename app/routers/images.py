@@ -16,6 +16,7 @@ from app.inference import PhotoRequest, ScoreRequest
 from app.inputs import read_images, wants
 from app.pipeline import Prepared, decode_image, encode_image
 from app.registry import ServedModel
+from app.routing import raw_post
 from app.settings import Settings
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["images"])
@@ -58,7 +59,8 @@ def _one_row_batch(preps: list[Prepared]) -> torch.Tensor:
 RESIZE_DOC = ("resize", "boolean", "fixed-size models: resize other sizes (answer in the original)")
 
 
-@router.post(
+@raw_post(
+    router,
     "/denoise",
     response_model=None,
     openapi_extra=query.openapi(
@@ -118,7 +120,8 @@ async def denoise(request: Request) -> Response | dict[str, Any]:
     return {"model": served.name, "images": images}
 
 
-@router.post(
+@raw_post(
+    router,
     "/encode",
     openapi_extra=query.openapi(
         RESIZE_DOC,
