@@ -79,6 +79,11 @@ def targets(results: list[dict[str, Any]], bare: dict[int, float]) -> list[str]:
         tail = d32["p99_us"] / d32["p50_us"] if d32["p50_us"] else float("inf")
         out.append(f"- denoise at 32 connections: {ratio:.2f} × bare (target ≥ 0.85): "
                    f"{'met' if ratio >= 0.85 else 'NOT met'}")
+        b32 = by.get(("bare", 32), {})
+        if "rounds_rps" in d32 and "rounds_rps" in b32:  # side by side, round by round
+            pairs = zip(d32["rounds_rps"], b32["rounds_rps"], strict=False)
+            out.append("  - rounds (denoise / bare req/s): " + ", ".join(
+                f"{d:.0f} / {b:.0f} = {d / b:.2f}" for d, b in pairs))
         out.append(f"- denoise p99/p50 at 32 connections: {tail:.1f} (target ≤ 3): "
                    f"{'met' if tail <= 3 else 'NOT met'}")
     at128 = [r for r in results if r["connections"] == 128 and r["op"] != "bare"]

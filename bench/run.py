@@ -1,11 +1,13 @@
 """Drive the running service with wrk and compare it with its two limits.
 
-    python -m bench.run [--checkpoints checkpoints] [--duration 10] [--workers 1]
+    python -m bench.run [--checkpoints checkpoints] [--duration 10] [--repeats 3] [--workers 1]
 
 1. In-process limit: the model alone, batches of ``AESERVE_MAX_BATCH_SIZE``, same torch threads.
 2. Bare limit: ``bench.bare``, a FastAPI endpoint that decodes and re-encodes the same 28x28 PNG.
 3. The service (``python -m app`` on a snapshot of the checkpoints): denoise (28x28 PNG), encode
-   and sample (n = 16) at 1, 8, 32 and 128 connections, with the resident memory sampled.
+   and sample (n = 16) at 1, 8, 32 and 128 connections, with the resident memory sampled. Per
+   connection count the operations run ``--repeats`` rounds, interleaved, and each keeps its round
+   with the median throughput: a ratio then compares numbers taken seconds apart, not minutes.
 
 Prints a Markdown table and writes it with the raw numbers to ``bench/results/``. Needs ``wrk``
 (``apt-get install -y wrk``). Not part of CI.
@@ -93,6 +95,19 @@ def wrk(url: str, body: Path, ctype: str, conns: int, seconds: float, pid: int,
     return result
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median throughput (its latencies with it), every round's rps, and the
+    statuses, socket errors and peak memory of all rounds together (a 500 in any round shows)."""
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    statuses: dict[str, int] = {}
+    for run in runs:
+        for code, n in run["statuses"].items():
+            statuses[code] = statuses.get(code, 0) + n
+    return {**ordered[(len(ordered) - 1) // 2], "rounds_rps": [round(r["rps"], 1) for r in runs],
+            "statuses": statuses, "socket_errors": sum(r["socket_errors"] for r in runs),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoints", type=Path, default=ROOT / "checkpoints")
@@ -101,6 +116,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--connections", default="1,8,32,128")
     parser.add_argument("--ops", default="bare,denoise,encode,sample")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of the operations per connection count; the median is kept")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -149,13 +166,16 @@ def main() -> None:
             cmd, server_env, ready = servers[server]
             procs[server] = start(cmd, server_env, ready)
         for c in conns:
-            for op in ops:
-                url, payload, content_type, accept = targets[op]
-                pid = procs["bare" if op == "bare" else "app"].pid
-                print(f"{op} c={c} ...", file=sys.stderr)
-                wrk(url, payload, content_type, c, args.warmup, pid, accept)
-                result = wrk(url, payload, content_type, c, args.duration, pid, accept)
-                results.append({"op": op, "connections": c, **result})
+            rounds: dict[str, list[dict[str, Any]]] = {op: [] for op in ops}
+            for r in range(args.repeats):
+                for op in ops:
+                    url, payload, content_type, accept = targets[op]
+                    pid = procs["bare" if op == "bare" else "app"].pid
+                    print(f"{op} c={c} round {r + 1}/{args.repeats} ...", file=sys.stderr)
+                    wrk(url, payload, content_type, c, args.warmup, pid, accept)
+                    rounds[op].append(wrk(url, payload, content_type, c, args.duration, pid, accept))
+            for op, runs in rounds.items():
+                results.append({"op": op, "connections": c, **median_run(runs)})
     finally:
         for proc in procs.values():
             proc.terminate()
