@@ -9,13 +9,25 @@ each call in ``torch.inference_mode()``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from app.onnx_runtime import OnnxGraphs
 from model.losses import iwae_nll
+
+if TYPE_CHECKING:  # the ONNX graphs are built from to_unit/to_uint8 below
+    from app.onnx_runtime import OnnxGraphs
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> floats in [0, 1]; also traced into the ONNX graphs, so both runtimes agree."""
+    return x.float() * (1.0 / 255.0)
+
+
+def to_uint8(y: torch.Tensor) -> torch.Tensor:
+    """[0, 1] floats -> uint8, rounded; also traced into the ONNX graphs."""
+    return (y * 255.0 + 0.5).clamp(0.0, 255.0).to(torch.uint8)
 
 
 @dataclass(frozen=True)
@@ -60,12 +72,12 @@ class ModelOps:
     def _in(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images -> floats in [0, 1] on the device (float input is taken as already scaled)."""
         x = x.to(self.device, non_blocking=True)
-        return x.float().mul_(1.0 / 255.0) if x.dtype == torch.uint8 else x.float()
+        return to_unit(x) if x.dtype == torch.uint8 else x.float()
 
     @staticmethod
     def _out(y: torch.Tensor) -> torch.Tensor:
         """[0, 1] floats -> uint8 on the CPU, rounded."""
-        return y.float().mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).cpu()
+        return to_uint8(y.float()).cpu()
 
     def denoise(self, x: torch.Tensor) -> torch.Tensor:
         if self.graphs is not None and x.dtype == torch.uint8:

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from app.inference import to_uint8, to_unit
+
 TOLERANCE = 1e-4  # max |onnx - torch| on latents; uint8 images may differ by one level (rounding)
 
 
@@ -44,16 +46,6 @@ class _Forward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Any:
         return self.fn(x)
-
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> floats in [0, 1]."""
-    return x.float() * (1.0 / 255.0)
-
-
-def to_uint8(y: torch.Tensor) -> torch.Tensor:
-    """[0, 1] floats -> uint8, rounded."""
-    return (y * 255.0 + 0.5).clamp(0.0, 255.0).to(torch.uint8)
 
 
 def operations(model: Any, kind: str) -> dict[str, Callable[[torch.Tensor], Any]]:
