@@ -2,8 +2,8 @@
 
 ``denoise`` and ``encode`` take only the ``Request`` (they parse their own query parameters and
 uploads, see ``app/query.py``). FastAPI still resolves dependencies, reads the telemetry context and
-builds an endpoint context for every call of such a route; on a 28x28 denoise that is ~40 µs of the
-~790 µs the event loop spends per request (docs/serving.md). ``RawRequestRoute`` uses FastAPI's
+builds an endpoint context for every call of such a route; on a 28x28 denoise that was 30-40 µs of
+the ~790 µs the event loop spends per request (docs/serving.md). ``RawRequestRoute`` uses FastAPI's
 documented extension point, a custom ``APIRoute.get_route_handler``, to call the endpoint directly.
 The route stays an ``APIRoute``: same path matching, same OpenAPI entry, same error handlers.
 """

@@ -33,8 +33,6 @@ async def _decode_all(
     def work() -> list[Prepared]:
         return [decode_image(d, served, resize, settings.max_pixels, keep_color) for d in datas]
 
-    if len(datas) == 1 and len(datas[0]) <= INLINE_BYTES:  # the common case, without the closure
-        return [decode_image(datas[0], served, resize, settings.max_pixels, keep_color)]
     if sum(len(d) for d in datas) <= INLINE_BYTES:
         return work()
     return await run_in_threadpool(work)
