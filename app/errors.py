@@ -31,6 +31,10 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+class ClientDisconnected(Exception):
+    """The client went away before its answer: the work stops, nothing is sent, it counts as 499."""
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
