@@ -1,0 +1,207 @@
+// The Denoise panel: choose or drop an image, optionally noise it first, send it to a model's
+// /denoise, and compare the answer with the input.
+
+import { Cancelled, upload } from "./api.js";
+import { addNoise, decode, encodePng, psnr } from "./imaging.js";
+import { $, bytes, exampleBlob, fillSelect, ms, setBlob, show, showError, supporting } from "./ui.js";
+
+const NOISE_SEED = 1; // the same noise for the same image and σ, run after run
+
+let models = [];
+let source = null; // {blob, name, image: decoded pixels or null}
+let controller = null;
+
+function model() {
+  return models.find((m) => m.name === $("denoise-model").value);
+}
+
+function isDigitSized(image) {
+  return image && image.width <= 64 && image.height <= 64;
+}
+
+function fixedSize(m) {
+  // input_shape is [channels, height, width] for fixed-size models
+  return m && !m.any_size ? { height: m.input_shape[1], width: m.input_shape[2] } : null;
+}
+
+function describeModel() {
+  const m = model();
+  const hint = $("denoise-model-hint");
+  if (!m) {
+    hint.textContent = "No model on this service can denoise.";
+    show($("sigma-field"), false);
+    return;
+  }
+  const size = fixedSize(m);
+  hint.textContent = size
+    ? `Trained on ${size.width}×${size.height} gray digits; other sizes are resized for the model ` +
+      "and the answer comes back at the input's size."
+    : "Any size, gray or colour. Blind: it estimates the noise level unless you give σ.";
+  show($("sigma-field"), m.kind === "photo");
+}
+
+function resetResult() {
+  show($("denoise-empty"), true);
+  for (const id of ["compare", "denoise-stats", "denoise-strip", "denoise-download"]) show($(id), false);
+  showError($("denoise-error"), null);
+}
+
+async function choose(blob, name) {
+  resetResult();
+  let image = null;
+  try {
+    image = await decode(blob);
+  } catch {
+    image = null; // the service may still read it; it answers for itself
+  }
+  source = { blob, name, image };
+  const info = image
+    ? `${name} · ${image.width}×${image.height} ${image.gray ? "gray" : "colour"} · ${bytes(blob.size)}`
+    : `${name} · ${bytes(blob.size)} · this browser cannot preview it; the service will try`;
+  $("denoise-input-info").textContent = info;
+  const wanted = isDigitSized(image) ? ["dae", "vae"] : ["photo"];
+  const fit = models.find((m) => wanted.includes(m.kind));
+  if (fit) $("denoise-model").value = fit.name;
+  describeModel();
+  $("denoise-run").disabled = !model();
+  $("denoise-empty").textContent = "Ready: press Denoise.";
+}
+
+function progress(fraction, total) {
+  const bar = $("denoise-progress-bar");
+  if (fraction === null) {
+    bar.removeAttribute("value"); // indeterminate while the model works
+    $("denoise-progress-text").textContent = "Denoising on the service…";
+  } else {
+    bar.value = Math.round(fraction * 100);
+    $("denoise-progress-text").textContent = `Uploading ${Math.round(fraction * 100)} % of ${bytes(total)}`;
+  }
+}
+
+function setImage(img, blob, small) {
+  setBlob(img, blob);
+  img.classList.toggle("pixelated", small);
+}
+
+async function run() {
+  const m = model();
+  if (!source || !m) return;
+  resetResult();
+  const noisy = $("noise-on").checked && source.image;
+  let sent = source.blob;
+  let input = source.image;
+  if (noisy) {
+    input = addNoise(source.image, Number($("noise-sigma").value), NOISE_SEED);
+    sent = await encodePng(input);
+  }
+  const params = new URLSearchParams();
+  const size = fixedSize(m);
+  if (size && (!input || input.width !== size.width || input.height !== size.height)) {
+    params.set("resize", "true");
+  }
+  if (m.kind === "photo" && $("sigma-on").checked) params.set("sigma", $("sigma").value);
+  const form = new FormData();
+  form.append("image", sent, noisy ? "noisy.png" : source.name);
+
+  controller = new AbortController();
+  show($("denoise-cancel"), true);
+  show($("denoise-progress"), true);
+  $("denoise-run").disabled = true;
+  progress(0, sent.size);
+  const started = performance.now();
+  try {
+    const query = params.size ? `?${params}` : "";
+    const answer = await upload(`/v1/models/${encodeURIComponent(m.name)}/denoise${query}`, form, {
+      signal: controller.signal,
+      onProgress: (f) => progress(f, sent.size),
+    });
+    const took = performance.now() - started;
+    await showResult(answer, sent, input, noisy ? source.image : null, took);
+  } catch (err) {
+    showError($("denoise-error"), err);
+    if (err instanceof Cancelled) $("denoise-empty").textContent = "Cancelled.";
+  } finally {
+    controller = null;
+    show($("denoise-cancel"), false);
+    show($("denoise-progress"), false);
+    $("denoise-run").disabled = false;
+  }
+}
+
+async function showResult(answer, sent, input, clean, took) {
+  const small = isDigitSized(input);
+  const compare = $("compare");
+  if (input) compare.style.setProperty("--ar", `${input.width} / ${input.height}`);
+  setImage($("compare-before"), sent, small);
+  setImage($("compare-after"), answer.blob, small);
+  setImage($("strip-input"), sent, small);
+  setImage($("strip-result"), answer.blob, small);
+  show($("strip-clean"), Boolean(clean));
+  if (clean) setImage($("strip-clean").querySelector("img"), source.blob, small);
+
+  const sigma = answer.headers("X-Noise-Sigma");
+  $("stat-sigma").textContent = sigma === null ? "not reported" : Number(sigma).toFixed(2);
+  $("stat-time").textContent = ms(took);
+  $("stat-psnr-in").textContent = "–";
+  $("stat-psnr-out").textContent = "–";
+  if (clean) {
+    const out = await decode(answer.blob);
+    $("stat-psnr-in").textContent = `${psnr(clean, input).toFixed(2)} dB`;
+    $("stat-psnr-out").textContent = `${psnr(clean, out).toFixed(2)} dB`;
+  }
+  const link = $("denoise-download");
+  setBlob(link, answer.blob, "href");
+  link.download = `${source.name.replace(/\.[^.]+$/, "")}-denoised.png`;
+  show($("denoise-empty"), false);
+  for (const id of ["compare", "denoise-stats", "denoise-strip", "denoise-download"]) show($(id), true);
+}
+
+function wireDrop() {
+  const zone = $("dropzone");
+  zone.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    const file = e.dataTransfer.files[0];
+    if (file) choose(file, file.name);
+  });
+  $("denoise-file").addEventListener("change", (e) => {
+    const file = e.target.files[0];
+    if (file) choose(file, file.name);
+    e.target.value = "";
+  });
+}
+
+export function initDenoise(allModels) {
+  models = supporting(allModels, "denoise");
+  fillSelect($("denoise-model"), models, "photo-denoiser");
+  describeModel();
+  wireDrop();
+  for (const button of document.querySelectorAll("#panel-denoise .example")) {
+    button.addEventListener("click", async () => {
+      try {
+        await choose(await exampleBlob(button.dataset.src), button.dataset.name);
+      } catch (err) {
+        showError($("denoise-error"), err);
+      }
+    });
+  }
+  $("denoise-model").addEventListener("change", describeModel);
+  $("sigma-on").addEventListener("change", (e) => ($("sigma").disabled = !e.target.checked));
+  const noiseLabel = () => {
+    const s = Number($("noise-sigma").value);
+    $("noise-sigma-out").textContent = `σ ${s} (${(s / 255).toFixed(2)} on 0–1)`;
+  };
+  $("noise-on").addEventListener("change", (e) => ($("noise-sigma").disabled = !e.target.checked));
+  $("noise-sigma").addEventListener("input", noiseLabel);
+  noiseLabel();
+  $("denoise-run").addEventListener("click", run);
+  $("denoise-cancel").addEventListener("click", () => controller && controller.abort());
+  $("compare-slider").addEventListener("input", (e) => {
+    $("compare").style.setProperty("--pos", `${e.target.value}%`);
+  });
+}

@@ -1,0 +1,87 @@
+// Small DOM helpers shared by the panels.
+
+import { Cancelled, describe } from "./api.js";
+
+export const $ = (id) => document.getElementById(id);
+
+export function show(el, visible = true) {
+  el.hidden = !visible;
+}
+
+/** Show an error in ``el`` as the API words it (its message, then its code); hide on null. */
+export function showError(el, err) {
+  if (!err || err instanceof Cancelled) {
+    el.hidden = true;
+    el.textContent = "";
+    return;
+  }
+  const { code, message } = describe(err);
+  el.replaceChildren();
+  const text = document.createElement("span");
+  text.className = "error-message";
+  text.textContent = message;
+  const tag = document.createElement("code");
+  tag.className = "error-code";
+  tag.textContent = code;
+  el.append(text, " ", tag);
+  el.hidden = false;
+}
+
+const urls = new Map();
+
+/** Point ``img`` (or a link) at ``blob``, revoking the object URL it had from an earlier call. */
+export function setBlob(el, blob, attr = "src") {
+  const old = urls.get(el);
+  if (old) URL.revokeObjectURL(old);
+  const url = URL.createObjectURL(blob);
+  urls.set(el, url);
+  el.setAttribute(attr, url);
+  return url;
+}
+
+/** Fetch one of the bundled example images (same origin, no token needed). */
+export async function exampleBlob(src) {
+  const response = await fetch(src);
+  if (!response.ok) throw new Error(`cannot load ${src}: HTTP ${response.status}`);
+  return response.blob();
+}
+
+/** Run ``fn`` with ``button`` disabled and marked busy. */
+export async function busy(button, fn) {
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  try {
+    return await fn();
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
+  }
+}
+
+export function ms(t) {
+  return t >= 1000 ? `${(t / 1000).toFixed(2)} s` : `${Math.round(t)} ms`;
+}
+
+export function bytes(n) {
+  if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(1)} MiB`;
+  if (n >= 1024) return `${(n / 1024).toFixed(0)} KiB`;
+  return `${n} B`;
+}
+
+/** Models that support ``op``, from GET /v1/models. */
+export function supporting(models, op) {
+  return models.filter((m) => m.operations.includes(op));
+}
+
+export function fillSelect(select, models, preferred) {
+  select.replaceChildren(
+    ...models.map((m) => {
+      const option = document.createElement("option");
+      option.value = m.name;
+      option.textContent = `${m.name} (${m.kind})`;
+      return option;
+    }),
+  );
+  const pick = models.find((m) => m.name === preferred) || models[0];
+  if (pick) select.value = pick.name;
+}

@@ -1,0 +1,209 @@
+// The VAE panel: a sample grid (seed, temperature), a digit's latent μ and σ, and the decoded path
+// between two digits.
+
+import { call, callJson } from "./api.js";
+import { latentChart } from "./chart.js";
+import { decode } from "./imaging.js";
+import { $, busy, exampleBlob, fillSelect, ms, setBlob, show, showError } from "./ui.js";
+
+const OPS = ["sample", "encode", "interpolate"];
+
+let models = [];
+const inputs = {
+  encode: { src: "/static/examples/digit-3.png", blob: null },
+  a: { src: "/static/examples/digit-2.png", blob: null },
+  b: { src: "/static/examples/digit-7.png", blob: null },
+};
+let path = []; // Blobs of the decoded interpolation path
+
+function model() {
+  return models.find((m) => m.name === $("vae-model").value);
+}
+
+function url(op, params) {
+  const query = params && params.size ? `?${params}` : "";
+  return `/v1/models/${encodeURIComponent(model().name)}/${op}${query}`;
+}
+
+function refreshModel() {
+  const m = model();
+  const buttons = { sample: "sample-run", encode: "encode-run", interpolate: "interp-run" };
+  for (const op of OPS) $(buttons[op]).disabled = !m || !m.operations.includes(op);
+  const missing = m ? OPS.filter((op) => !m.operations.includes(op)) : OPS;
+  $("vae-model-hint").textContent = !m
+    ? "No model on this service samples, encodes or interpolates."
+    : missing.length
+      ? `${m.name} does not ${missing.join(" or ")}.`
+      : `${m.name}: latent size ${m.latent_dim}.`;
+}
+
+async function blobOf(key) {
+  const input = inputs[key];
+  if (!input.blob) input.blob = await exampleBlob(input.src);
+  return input.blob;
+}
+
+/** resize=true when an image's size differs from the model's fixed one. */
+async function resizeParams(...blobs) {
+  const m = model();
+  const params = new URLSearchParams();
+  if (m.any_size) return params;
+  for (const blob of blobs) {
+    try {
+      const { width, height } = await decode(blob);
+      if (width !== m.input_shape[2] || height !== m.input_shape[1]) params.set("resize", "true");
+    } catch {
+      // the browser cannot read it: the service answers for itself
+    }
+  }
+  return params;
+}
+
+function b64Blob(b64) {
+  const raw = atob(b64);
+  const out = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
+  return new Blob([out], { type: "image/png" });
+}
+
+async function runSample() {
+  showError($("sample-error"), null);
+  const seedField = $("sample-seed");
+  const body = {
+    n: Number($("sample-n").value),
+    seed: seedField.value === "" ? null : Number(seedField.value),
+    temperature: Number($("sample-temp").value),
+  };
+  const started = performance.now();
+  try {
+    const response = await call(url("sample"), {
+      method: "POST",
+      body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json", Accept: "image/png" },
+    });
+    const blob = await response.blob();
+    const took = performance.now() - started;
+    const seed = response.headers.get("X-Seed");
+    setBlob($("sample-grid"), blob);
+    setBlob($("sample-download"), blob, "href");
+    $("sample-download").download = `samples-seed${seed}.png`;
+    $("sample-meta").textContent =
+      `${body.n} samples · seed ${seed} · temperature ${body.temperature.toFixed(2)} · ${ms(took)}`;
+    show($("sample-figure"), true);
+    show($("sample-download"), true);
+  } catch (err) {
+    showError($("sample-error"), err);
+  }
+}
+
+async function runEncode() {
+  showError($("encode-error"), null);
+  const blob = await blobOf("encode");
+  const form = new FormData();
+  form.append("image", blob, "digit.png");
+  const started = performance.now();
+  try {
+    const answer = await callJson(url("encode", await resizeParams(blob)), { method: "POST", body: form });
+    const took = performance.now() - started;
+    const { mu, sigma } = answer.results[0];
+    if (!sigma) {
+      $("encode-meta").textContent = "This model is not a VAE: it gives one code z, without σ.";
+      return;
+    }
+    latentChart($("latent-chart"), mu, sigma);
+    show($("latent-chart"), true);
+    const used = sigma.filter((s) => s < 0.5).length;
+    $("encode-meta").textContent =
+      `${mu.length} dimensions · ${used} with σ < 0.5 carry this digit (filled bars) · ${ms(took)}`;
+  } catch (err) {
+    showError($("encode-error"), err);
+  }
+}
+
+function showStep(i) {
+  if (!path.length) return;
+  setBlob($("interp-current"), path[i]);
+  $("interp-current").alt = `Decoded point ${i + 1} of ${path.length} on the path`;
+  for (const [j, b] of [...$("interp-strip").children].entries()) b.classList.toggle("current", j === i);
+}
+
+async function runInterpolate() {
+  showError($("interp-error"), null);
+  const a = await blobOf("a");
+  const b = await blobOf("b");
+  const form = new FormData();
+  form.append("image", a, "start.png");
+  form.append("image", b, "end.png");
+  const params = await resizeParams(a, b);
+  params.set("steps", $("interp-steps").value);
+  try {
+    const answer = await callJson(url("interpolate", params), { method: "POST", body: form });
+    path = answer.images.map(b64Blob);
+    const strip = $("interp-strip");
+    strip.replaceChildren(
+      ...path.map((blob, i) => {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "step";
+        button.setAttribute("aria-label", `Show step ${i + 1}`);
+        const img = document.createElement("img");
+        img.className = "pixelated";
+        img.alt = "";
+        setBlob(img, blob);
+        button.append(img);
+        button.addEventListener("click", () => {
+          $("interp-slider").value = String(i);
+          showStep(i);
+        });
+        return button;
+      }),
+    );
+    const slider = $("interp-slider");
+    slider.max = String(path.length - 1);
+    slider.value = "0";
+    showStep(0);
+    show($("interp-view"), true);
+  } catch (err) {
+    showError($("interp-error"), err);
+  }
+}
+
+function wirePicker(key, fileInput, thumb) {
+  $(fileInput).addEventListener("change", (e) => {
+    const file = e.target.files[0];
+    if (!file) return;
+    inputs[key].blob = file;
+    setBlob($(thumb), file);
+    e.target.value = "";
+  });
+}
+
+export function initVae(allModels) {
+  models = allModels.filter((m) => OPS.some((op) => m.operations.includes(op)));
+  const vae = models.find((m) => m.kind === "vae");
+  fillSelect($("vae-model"), models, vae && vae.name);
+  refreshModel();
+  $("vae-model").addEventListener("change", refreshModel);
+  $("sample-temp").addEventListener("input", (e) => {
+    $("sample-temp-out").textContent = Number(e.target.value).toFixed(2);
+  });
+  $("sample-dice").addEventListener("click", () => {
+    $("sample-seed").value = String(Math.floor(Math.random() * 1e9));
+    $("sample-run").click();
+  });
+  $("interp-steps").addEventListener("input", (e) => ($("interp-steps-out").textContent = e.target.value));
+  $("interp-slider").addEventListener("input", (e) => showStep(Number(e.target.value)));
+  wirePicker("encode", "encode-file", "encode-thumb");
+  wirePicker("a", "interp-file-a", "interp-thumb-a");
+  wirePicker("b", "interp-file-b", "interp-thumb-b");
+  for (const button of document.querySelectorAll("#encode-card .mini")) {
+    button.addEventListener("click", () => {
+      inputs.encode = { src: button.dataset.src, blob: null };
+      $("encode-thumb").src = button.dataset.src;
+      $("encode-run").click();
+    });
+  }
+  $("sample-run").addEventListener("click", (e) => busy(e.currentTarget, runSample));
+  $("encode-run").addEventListener("click", (e) => busy(e.currentTarget, runEncode));
+  $("interp-run").addEventListener("click", (e) => busy(e.currentTarget, runInterpolate));
+}
