@@ -13,11 +13,11 @@ function el(name, attrs = {}, text) {
 /** Replace ``container``'s content with a chart of ``mu`` and ``sigma`` (arrays of equal length). */
 export function latentChart(container, mu, sigma) {
   const n = mu.length;
-  const W = 640;
-  const left = 34;
-  const right = 8;
-  const top = { y: 16, h: 150 };
-  const bottom = { y: 196, h: 60 };
+  const W = 420;
+  const left = 30;
+  const right = 6;
+  const top = { y: 18, h: 130 };
+  const bottom = { y: 178, h: 56 };
   const H = bottom.y + bottom.h + 22;
   const step = (W - left - right) / n;
   const x = (i) => left + (i + 0.5) * step;
@@ -64,7 +64,7 @@ export function latentChart(container, mu, sigma) {
     bars.append(g);
   }
   svg.append(bars);
-  const every = n > 32 ? 8 : 4;
+  const every = n > 32 ? 8 : n > 16 ? 4 : 2;
   for (let i = 0; i < n; i += every) {
     svg.append(el("text", { x: x(i), y: H - 6, class: "tick", "text-anchor": "middle" }, String(i)));
   }

@@ -131,7 +131,7 @@ async function run() {
 async function showResult(answer, sent, input, clean, took) {
   const small = isDigitSized(input);
   const compare = $("compare");
-  if (input) compare.style.setProperty("--ar", `${input.width} / ${input.height}`);
+  if (input) compare.style.setProperty("--ar", String(input.width / input.height));
   setImage($("compare-before"), sent, small);
   setImage($("compare-after"), answer.blob, small);
   setImage($("strip-input"), sent, small);
@@ -140,7 +140,8 @@ async function showResult(answer, sent, input, clean, took) {
   if (clean) setImage($("strip-clean").querySelector("img"), source.blob, small);
 
   const sigma = answer.headers("X-Noise-Sigma");
-  $("stat-sigma").textContent = sigma === null ? "not reported" : Number(sigma).toFixed(2);
+  $("stat-sigma").textContent = sigma === null ? "—" : Number(sigma).toFixed(2);
+  $("stat-sigma").title = sigma === null ? "this model does not report a noise level" : "X-Noise-Sigma, on 0–255";
   $("stat-time").textContent = ms(took);
   $("stat-psnr-in").textContent = "–";
   $("stat-psnr-out").textContent = "–";

@@ -1,0 +1,430 @@
+"""The demo page at ``/`` in a real browser: Playwright driving Debian's Chromium against a real
+uvicorn server that serves the shipped checkpoints.
+
+Each test checks what the page shows against the API's own answer for the same input, that no
+request left the service's origin, and that the browser logged no console errors. Screenshots go
+to ``AESERVE_SCREENSHOT_DIR`` when set (docs/screenshots/ holds the committed ones), else to a
+temporary folder.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from app.main import create_app
+from app.routers import demo
+from app.settings import Settings
+from tests.app.test_e2e import free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "app" / "static" / "examples"
+TOKEN = "demo-page-token-42"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
+)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+
+# ---- a real server in a thread ------------------------------------------------------------------
+
+
+@dataclass
+class Post:
+    path: str
+    query: str
+    content_type: str
+    body: bytes
+
+    def image(self) -> bytes:
+        """The (first) ``image`` part of a multipart body."""
+        return self.images()[0]
+
+    def images(self) -> list[bytes]:
+        boundary = re.search(r"boundary=(\S+)", self.content_type).group(1).encode()  # type: ignore[union-attr]
+        found = []
+        for part in self.body.split(b"--" + boundary):
+            head, _, data = part.partition(b"\r\n\r\n")
+            if b'name="image"' in head:
+                found.append(data.removesuffix(b"\r\n"))
+        return found
+
+
+class Recorder:
+    """An ASGI wrapper that keeps every POST the server receives, body included.
+
+    The browser does not expose a multipart body holding files (Playwright's ``post_data`` is
+    empty for them), so the server side is where the page's upload can be read back.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.posts: list[Post] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        headers = dict(scope["headers"])
+        self.posts.append(Post(scope["path"], scope["query_string"].decode(),
+                               headers.get(b"content-type", b"").decode(), body))
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def to(self, path_part: str) -> list[Post]:
+        return [p for p in self.posts if path_part in p.path]
+
+
+@dataclass
+class Site:
+    url: str
+    recorder: Recorder
+
+
+def serve(**overrides: Any) -> Iterator[Site]:
+    settings = Settings(checkpoint_dir=ROOT / "checkpoints", torch_threads=1, **overrides)
+    app = create_app(settings)
+    if not any(getattr(route, "path", None) == "/" for route in app.routes):
+        app.include_router(demo.router)
+    recorder = Recorder(app)
+    port = free_port()
+    config = uvicorn.Config(recorder, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:  # models load and warm up before uvicorn says it started
+        thread.join(0.05)
+        assert thread.is_alive(), "the server stopped during startup"
+    yield Site(f"http://127.0.0.1:{port}", recorder)
+    server.should_exit = True
+    thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Site]:
+    yield from serve()
+
+
+@pytest.fixture(scope="module")
+def locked_site() -> Iterator[str]:
+    yield from (s.url for s in serve(api_token=TOKEN))
+
+
+@pytest.fixture
+def site(served: Site) -> Site:
+    served.recorder.posts.clear()
+    return served
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = os.environ.get("AESERVE_SCREENSHOT_DIR")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM))
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class Visit:
+    """One browser tab, with every request and console error it produced."""
+
+    page: Any
+    origin: str
+    requests: list[Any] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def check(self, allowed_statuses: tuple[int, ...] = ()) -> None:
+        """Nothing left the origin, and no console error but the named HTTP answers."""
+        offsite = [
+            r.url for r in self.requests
+            if not r.url.startswith(self.origin + "/") and not r.url.startswith(("blob:", "data:"))
+        ]
+        assert not offsite, f"requests left the service's origin: {offsite}"
+        expected = re.compile(
+            r"Failed to load resource: the server responded with a status of "
+            rf"({'|'.join(map(str, allowed_statuses)) or 'none'})\b"
+        )
+        unexpected = [e for e in self.errors if not expected.search(e)]
+        assert not unexpected, f"console errors: {unexpected}"
+
+
+def open_page(browser: Any, origin: str, width: int = 1360, height: int = 900) -> Visit:
+    context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+    page = context.new_page()
+    visit = Visit(page, origin)
+    page.on("request", lambda request: visit.requests.append(request))
+    page.on("console", lambda msg: msg.type == "error" and visit.errors.append(msg.text))
+    page.on("pageerror", lambda exc: visit.errors.append(f"uncaught: {exc}"))
+    page.goto(origin + "/")
+    return visit
+
+
+@pytest.fixture
+def visit(browser: Any, site: Site) -> Iterator[Visit]:
+    v = open_page(browser, site.url)
+    expect(v.page.locator("body")).to_have_attribute("data-ready", "true")
+    yield v
+    v.page.context.close()
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def download(page: Any, selector: str) -> bytes:
+    with page.expect_download() as info:
+        page.click(selector)
+    return Path(info.value.path()).read_bytes()
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)), dtype=np.float64)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / np.mean((a - b) ** 2)))
+
+
+def set_range(page: Any, selector: str, value: float) -> None:
+    page.locator(selector).evaluate(
+        "(el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', {bubbles: true})); }",
+        value,
+    )
+
+
+# ---- denoise ------------------------------------------------------------------------------------
+
+
+def test_an_uploaded_digit_comes_back_as_the_api_answers_it(visit: Visit, site: Site) -> None:
+    page = visit.page
+    digit = (EXAMPLES / "digit-3.png").read_bytes()
+    page.set_input_files("#denoise-file", str(EXAMPLES / "digit-3.png"))
+    expect(page.locator("#denoise-input-info")).to_contain_text("28×28 gray")
+    page.select_option("#denoise-model", "mnist-dae")
+    page.click("#denoise-run")
+    expect(page.locator("#compare")).to_be_visible()
+    expect(page.locator("#stat-time")).to_have_text(re.compile(r"\d+ ms|\d\.\d\d s"))
+    shown = download(page, "#denoise-download")
+
+    (sent,) = site.recorder.to("/v1/models/mnist-dae/denoise")
+    assert sent.image() == digit  # the file as chosen, untouched
+    direct = httpx.post(f"{site.url}/v1/models/mnist-dae/denoise",
+                        files={"image": ("digit-3.png", digit, "image/png")}, timeout=60)
+    assert direct.status_code == 200
+    assert shown == direct.content
+    visit.check()
+
+
+def test_add_noise_measures_psnr_against_the_clean_photo(visit: Visit, site: Site, shots: Path) -> None:
+    page = visit.page
+    clean = (EXAMPLES / "still-life.png").read_bytes()
+    page.click("button.example[data-name='still-life.png']")
+    expect(page.locator("#denoise-input-info")).to_contain_text("256×256 gray")
+    expect(page.locator("#denoise-model")).to_have_value("photo-denoiser")
+    page.check("#noise-on")
+    set_range(page, "#noise-sigma", 25)
+    expect(page.locator("#noise-sigma-out")).to_contain_text("σ 25")
+    page.click("#denoise-run")
+    expect(page.locator("#stat-psnr-out")).to_have_text(re.compile(r"\d+\.\d\d dB"))
+    shown = download(page, "#denoise-download")
+
+    (sent,) = site.recorder.to("/v1/models/photo-denoiser/denoise")
+    assert "sigma" not in sent.query  # blind unless asked
+    noisy = sent.image()
+    assert Image.open(io.BytesIO(noisy)).mode == "L"  # a gray image stays gray
+    residual = pixels(noisy) - pixels(clean)
+    assert 22 < residual.std() < 26  # σ 25, a little less where clipping bites
+    direct = httpx.post(f"{site.url}/v1/models/photo-denoiser/denoise",
+                        files={"image": ("noisy.png", noisy, "image/png")}, timeout=120)
+    assert shown == direct.content
+    want_in = psnr(pixels(noisy), pixels(clean))
+    want_out = psnr(pixels(direct.content), pixels(clean))
+    expect(page.locator("#stat-psnr-in")).to_have_text(f"{want_in:.2f} dB")
+    expect(page.locator("#stat-psnr-out")).to_have_text(f"{want_out:.2f} dB")
+    assert want_out > want_in + 3
+    expect(page.locator("#stat-sigma")).to_have_text(f"{float(direct.headers['x-noise-sigma']):.2f}")
+    set_range(page, "#compare-slider", 35)
+    page.screenshot(path=str(shots / "denoise.png"), full_page=True)
+    visit.check()
+
+
+def test_a_given_sigma_is_sent_and_the_answered_one_shown(visit: Visit, site: Site) -> None:
+    page = visit.page
+    page.click("button.example[data-name='still-life.png']")
+    expect(page.locator("#sigma-field")).to_be_visible()
+    page.check("#sigma-on")
+    page.fill("#sigma", "30")
+    page.click("#denoise-run")
+    expect(page.locator("#compare")).to_be_visible()
+    (sent,) = site.recorder.to("/v1/models/photo-denoiser/denoise")
+    assert sent.query == "sigma=30"
+    direct = httpx.post(f"{site.url}/v1/models/photo-denoiser/denoise", params={"sigma": 30},
+                        files={"image": ("s.png", sent.image(), "image/png")}, timeout=120)
+    expect(page.locator("#stat-sigma")).to_have_text(f"{float(direct.headers['x-noise-sigma']):.2f}")
+    visit.check()
+
+
+def test_cancel_aborts_the_request(visit: Visit) -> None:
+    page = visit.page
+    held: list[Any] = []
+    page.route("**/v1/models/*/denoise*", lambda route: held.append(route))  # never answered
+    failed: list[Any] = []
+    page.on("requestfailed", lambda request: failed.append(request))
+    page.click("button.example[data-name='landscape.png']")
+    expect(page.locator("#denoise-input-info")).to_contain_text("360×240 colour")
+    page.click("#denoise-run")
+    expect(page.locator("#denoise-progress")).to_be_visible()
+    page.click("#denoise-cancel")
+    expect(page.locator("#denoise-empty")).to_have_text("Cancelled.")
+    expect(page.locator("#denoise-progress")).to_be_hidden()
+    expect(page.locator("#denoise-run")).to_be_enabled()
+    expect(page.locator("#denoise-error")).to_be_hidden()
+    assert held and [r.url for r in failed] == [held[0].request.url]
+    visit.check()
+
+
+def test_an_api_error_is_shown_as_the_api_words_it(visit: Visit, site: Site) -> None:
+    page = visit.page
+    junk = b"this is not an image"
+    page.set_input_files(
+        "#denoise-file", files=[{"name": "notes.png", "mimeType": "image/png", "buffer": junk}]
+    )
+    expect(page.locator("#denoise-input-info")).to_contain_text("cannot preview")
+    page.click("#denoise-run")
+    direct = httpx.post(f"{site.url}/v1/models/photo-denoiser/denoise",
+                        files={"image": ("notes.png", junk, "image/png")}, timeout=60)
+    error = direct.json()["error"]
+    expect(page.locator("#denoise-error .error-message")).to_have_text(error["message"])
+    expect(page.locator("#denoise-error .error-code")).to_have_text(error["code"])
+    visit.check(allowed_statuses=(direct.status_code,))
+
+
+# ---- VAE ----------------------------------------------------------------------------------------
+
+
+def test_vae_samples_latents_and_interpolation(visit: Visit, site: Site, shots: Path) -> None:
+    page = visit.page
+    page.click("#tab-vae")
+    expect(page.locator("#vae-model")).to_have_value("mnist-vae")
+
+    page.fill("#sample-seed", "7")
+    set_range(page, "#sample-temp", 0.8)
+    page.click("#sample-run")
+    expect(page.locator("#sample-meta")).to_contain_text("seed 7")
+    grid = download(page, "#sample-download")
+    direct = httpx.post(f"{site.url}/v1/models/mnist-vae/sample", headers={"Accept": "image/png"},
+                        json={"n": 16, "seed": 7, "temperature": 0.8}, timeout=60)
+    assert grid == direct.content
+    assert page.locator("#sample-grid").evaluate("img => img.naturalWidth") == Image.open(
+        io.BytesIO(grid)).width
+
+    page.click("#encode-card .mini[data-src$='digit-0.png']")
+    dims = page.locator("#latent-chart .dim")
+    expect(dims).to_have_count(64)
+    code = httpx.post(f"{site.url}/v1/models/mnist-vae/encode", timeout=60, files={
+        "image": ("digit-0.png", (EXAMPLES / "digit-0.png").read_bytes(), "image/png")
+    }).json()["results"][0]
+    shown_mu = [float(v) for v in dims.evaluate_all("gs => gs.map(g => g.dataset.mu)")]
+    shown_sigma = [float(v) for v in dims.evaluate_all("gs => gs.map(g => g.dataset.sigma)")]
+    assert shown_mu == code["mu"] and shown_sigma == code["sigma"]
+
+    set_range(page, "#interp-steps", 9)
+    page.click("#interp-run")
+    steps = page.locator("#interp-strip .step")
+    expect(steps).to_have_count(9)
+    (sent,) = site.recorder.to("/v1/models/mnist-vae/interpolate")
+    assert sent.query == "steps=9"
+    assert sent.images() == [(EXAMPLES / f"digit-{d}.png").read_bytes() for d in (2, 7)]
+    set_range(page, "#interp-slider", 4)
+    expect(steps.nth(4)).to_have_class(re.compile(r"\bcurrent\b"))
+    page.screenshot(path=str(shots / "vae.png"), full_page=True)
+    visit.check()
+
+
+def test_narrow_screens_get_one_column(browser: Any, site: Site, shots: Path) -> None:
+    visit = open_page(browser, site.url, width=420, height=900)
+    page = visit.page
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    page.click("button.example[data-name='digit-7.png']")
+    page.check("#noise-on")
+    set_range(page, "#noise-sigma", 76)
+    page.click("#denoise-run")
+    expect(page.locator("#stat-psnr-out")).to_have_text(re.compile(r"dB"))
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420  # no sideways scrolling
+    page.screenshot(path=str(shots / "denoise-narrow.png"), full_page=True)
+    visit.check()
+    page.context.close()
+
+
+# ---- the token ----------------------------------------------------------------------------------
+
+
+def test_the_page_asks_for_the_token_once_and_sends_it(
+    browser: Any, locked_site: str, shots: Path
+) -> None:
+    visit = open_page(browser, locked_site)
+    page = visit.page
+    dialog = page.locator("#token-dialog")
+    expect(dialog).to_be_visible()
+    page.fill("#token-input", "wrong")
+    page.click("#token-submit")
+    refused = httpx.get(f"{locked_site}/v1/models", headers={"Authorization": "Bearer wrong"})
+    expect(page.locator("#token-error .error-message")).to_have_text(refused.json()["error"]["message"])
+    page.screenshot(path=str(shots / "token.png"))
+    page.fill("#token-input", TOKEN)
+    page.click("#token-submit")
+    expect(dialog).to_be_hidden()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(page.locator("#service-status")).to_contain_text("3 models")
+    assert page.evaluate("sessionStorage.getItem('aeserve.token')") == TOKEN
+
+    page.reload()  # same tab: the token is remembered, no second question
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(dialog).to_be_hidden()
+    page.click("#tab-vae")
+    page.click("#sample-run")
+    expect(page.locator("#sample-figure")).to_be_visible()
+    api_calls = [r for r in visit.requests if "/v1/" in r.url]
+    last = api_calls[-2:]  # after the reload: the model list and the samples
+    assert all(r.all_headers().get("authorization") == f"Bearer {TOKEN}" for r in last)
+    assert sum(r.all_headers().get("authorization") is None for r in api_calls) == 1  # only the first
+    visit.check(allowed_statuses=(401,))
+    page.context.close()
