@@ -1,17 +1,39 @@
-"""Prometheus metrics: requests by route, model and status; queue, compute, batch size per model.
+"""Prometheus metrics: requests by route, model and status; queues, compute, loads per model.
 
-Each app has its own ``CollectorRegistry`` (tests build several apps in one process). With
-``AESERVE_WORKERS`` > 1 every worker process exposes its own numbers; scrape each or run one worker
-per container.
+Each app has its own ``CollectorRegistry`` (tests build several apps in one process).
+
+With several worker processes (``AESERVE_WORKERS`` > 1) every scrape, whichever worker answers it,
+reports the totals of all workers: ``python -m app`` runs uvicorn inside :func:`prepare_multiprocess`,
+which gives the workers a fresh ``PROMETHEUS_MULTIPROC_DIR``; each worker writes its values to
+files there and :meth:`Metrics.render` merges the files of every worker (prometheus-client's
+multiprocess mode). Counters and histograms are summed over all workers, including ones that have
+exited (totals never go down); the queue gauges are summed over live workers; the model load time
+is the slowest live worker's latest load.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import re
+import shutil
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import ClientDisconnected
+
+log = logging.getLogger("aeserve")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -31,24 +53,114 @@ LATENCY_BUCKETS = (
     30.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+LOAD_RESULTS = ("ok", "refused")
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ModelMetrics:
-    """The children of the per-model metrics, bound once so the hot path does no label lookup."""
+    """The children of one model's metrics, bound once so the hot path does no label lookup.
+
+    ``rejected`` and ``loads`` take their second label when called: ``m.rejected("overloaded").inc()``,
+    ``m.loads("ok").inc()`` (each call is one label lookup, ~1 µs; they count rare events).
+    """
 
     queue_wait: Histogram
     compute: Histogram
     batch_size: Histogram
-    queue_depth: Gauge
-    rejected: Counter
+    queued_requests: Gauge  # inc() on enqueue, dec() when the request leaves the queue
+    queued_work: Gauge  # inc(n)/dec(n): work units (rows) waiting
+    rejected: Callable[[str], Counter]  # by reason
+    cancelled: Counter  # requests whose client went away before their answer
+    expired: Counter  # requests whose deadline passed before their answer
     load_seconds: Gauge
+    loads: Callable[[str], Counter]  # by result: "ok" or "refused"
+
+    # TRANSITIONAL, remove once app/batching.py uses queued_requests and rejected(reason)
+    @property
+    def queue_depth(self) -> Gauge:
+        return self.queued_requests
+
+
+class _ByReason:
+    """``rejected(reason)``; TRANSITIONAL: ``rejected.inc()`` counts reason "overloaded"."""
+
+    __slots__ = ("_labels",)
+
+    def __init__(self, labels: Callable[[str], Counter]) -> None:
+        self._labels = labels
+
+    def __call__(self, reason: str) -> Counter:
+        return self._labels(reason)
+
+    def inc(self) -> None:
+        self._labels("overloaded").inc()
+
+
+def multiprocess_dir() -> str | None:
+    """The directory the workers share when multiprocess mode is on in this process, else None.
+
+    prometheus-client picks file-backed values when it is first imported, from the environment: a
+    variable set later (in the parent, or in a test process) leaves this process single-process.
+    """
+    path = os.environ.get(MULTIPROC_ENV)
+    if path and getattr(values.ValueClass, "_multiprocess", False):
+        return path
+    return None
+
+
+@contextlib.contextmanager
+def prepare_multiprocess(workers: int, root: str | os.PathLike[str] | None = None) -> Iterator[str | None]:
+    """Around ``uvicorn.run`` in the parent: a fresh metrics directory for ``workers`` > 1 workers.
+
+    Sets ``PROMETHEUS_MULTIPROC_DIR`` (uvicorn's spawned workers inherit the environment) to a new
+    directory under ``root`` (default: the temp directory, ``TMPDIR``) and removes the directory and
+    the variable on exit. With one worker it does nothing and yields None.
+    """
+    if workers <= 1:
+        yield None
+        return
+    path = tempfile.mkdtemp(prefix="aeserve-metrics-", dir=root)
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db")
+
+
+def _sweep_dead_workers(path: str) -> None:
+    """Drop the live gauges of workers that died without :meth:`Metrics.close` (killed, crashed)."""
+    pids = set()
+    for name in os.listdir(path):
+        match = _LIVE_FILE.fullmatch(name)
+        if match:
+            pids.add(int(match.group(1)))
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, path)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.model_names: set[str] = set()
+        self.multiprocess_dir = multiprocess_dir()
+        if os.environ.get(MULTIPROC_ENV) and self.multiprocess_dir is None:
+            log.warning(
+                "%s is set but prometheus_client was imported before it: this process's metrics are its own",
+                MULTIPROC_ENV,
+            )
         r = self.registry
         self.requests = Counter(
             "aeserve_requests", "HTTP requests answered", ["route", "model", "status"], registry=r
@@ -68,11 +180,7 @@ class Metrics:
             registry=r,
         )
         self.compute = Histogram(
-            "aeserve_compute_seconds",
-            "Model time per batch",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            "aeserve_compute_seconds", "Model time per batch", ["model"], buckets=LATENCY_BUCKETS, registry=r
         )
         self.batch_size = Histogram(
             "aeserve_batch_size",
@@ -81,39 +189,92 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
-        self.queue_depth = Gauge(
-            "aeserve_queue_depth", "Requests waiting in the model's queue", ["model"], registry=r
+        self.queued_requests = Gauge(
+            "aeserve_queue_depth",
+            "Requests waiting in the model's queue (all workers)",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.queued_work = Gauge(
+            "aeserve_queue_work",
+            "Work units (images or latents) waiting in the model's queue (all workers)",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.rejected = Counter(
             "aeserve_queue_rejected",
-            "Requests refused with 503 because the queue was full",
+            "Requests refused before queueing (503), by reason",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.cancelled = Counter(
+            "aeserve_requests_cancelled",
+            "Requests dropped because their client went away before the answer",
+            ["model"],
+            registry=r,
+        )
+        self.expired = Counter(
+            "aeserve_requests_expired",
+            "Requests dropped because their deadline passed before the answer",
             ["model"],
             registry=r,
         )
         self.load_seconds = Gauge(
             "aeserve_model_load_seconds",
-            "Time to load, verify and warm the model",
+            "Time to load, verify and warm the model (the slowest live worker's latest load)",
             ["model"],
             registry=r,
+            multiprocess_mode="livemax",
         )
+        self.loads = Counter(
+            "aeserve_model_loads",
+            "Checkpoint loads and reloads, by result (ok, refused)",
+            ["model", "result"],
+            registry=r,
+        )
+        self._render_registry = r
+        if self.multiprocess_dir is not None:
+            self._render_registry = CollectorRegistry()
+            MultiProcessCollector(self._render_registry, self.multiprocess_dir)
 
     def for_model(self, name: str) -> ModelMetrics:
         self.model_names.add(name)
+        for result in LOAD_RESULTS:  # both series exist from the start, at 0
+            self.loads.labels(name, result)
         return ModelMetrics(
             queue_wait=self.queue_wait.labels(name),
             compute=self.compute.labels(name),
             batch_size=self.batch_size.labels(name),
-            queue_depth=self.queue_depth.labels(name),
-            rejected=self.rejected.labels(name),
+            queued_requests=self.queued_requests.labels(name),
+            queued_work=self.queued_work.labels(name),
+            rejected=_ByReason(lambda reason: self.rejected.labels(name, reason)),
+            cancelled=self.cancelled.labels(name),
+            expired=self.expired.labels(name),
             load_seconds=self.load_seconds.labels(name),
+            loads=lambda result: self.loads.labels(name, result),
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text exposition: this app's metrics, or every worker's merged in multiprocess mode."""
+        if self.multiprocess_dir is not None:
+            _sweep_dead_workers(self.multiprocess_dir)
+        return generate_latest(self._render_registry)
+
+    def close(self) -> None:
+        """At the worker's shutdown: its live gauges leave the totals (its counters stay)."""
+        if self.multiprocess_dir is not None and Path(self.multiprocess_dir).is_dir():
+            mark_process_dead(os.getpid(), self.multiprocess_dir)
 
 
 class RequestMetricsMiddleware:
-    """Pure ASGI middleware (no BaseHTTPMiddleware overhead) counting and timing every response."""
+    """Pure ASGI middleware (no BaseHTTPMiddleware overhead) counting and timing every response.
+
+    A client that goes away mid-upload or before its answer (the app raises
+    :class:`app.errors.ClientDisconnected` or Starlette's ``ClientDisconnect``) counts as status 499
+    and gets one info line; the exception stops here, since nothing can be sent.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -135,9 +296,14 @@ class RequestMetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        gone = False
         try:
             await self.app(scope, receive, send_wrapper)
+        except (ClientDisconnected, ClientDisconnect):
+            gone = True
+            status = 499
         finally:
+            elapsed = time.perf_counter() - start
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             model = scope.get("path_params", {}).get("name", "")
@@ -152,4 +318,12 @@ class RequestMetricsMiddleware:
                 )
                 self._children[labels] = children
             children[0].inc()
-            children[1].observe(time.perf_counter() - start)
+            children[1].observe(elapsed)
+        if gone:
+            log.info(
+                "client went away: %s %s model=%s after %.3f s",
+                scope["method"],
+                scope["path"],
+                model or "-",
+                elapsed,
+            )

@@ -1,0 +1,288 @@
+"""Metrics: one app's own numbers in one process; the totals of every worker with several."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.requests import ClientDisconnect
+
+from app.errors import ClientDisconnected, install_error_handlers
+from app.metrics import MULTIPROC_ENV, Metrics, RequestMetricsMiddleware, prepare_multiprocess
+from tests.app.helpers import image_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+DENOISE_ROUTE = "/v1/models/{name}/denoise"
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples called ``name`` whose labels include ``labels`` (0 when none)."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total
+
+
+# ------------------------------------------------------------------------------------ one process
+
+
+def test_each_metrics_object_keeps_its_own_numbers() -> None:
+    first, second = Metrics(), Metrics()
+    assert first.multiprocess_dir is None
+    m = first.for_model("mnist-dae")
+    m.rejected("overloaded").inc()
+    m.rejected("overloaded").inc()
+    m.rejected("draining").inc()
+    m.queued_requests.inc()
+    m.queued_requests.inc()
+    m.queued_requests.dec()
+    m.queued_work.inc(16)
+    m.cancelled.inc()
+    m.expired.inc()
+    m.load_seconds.set(1.5)
+    m.loads("ok").inc()
+    m.batch_size.observe(4)
+    first.requests.labels("/r", "mnist-dae", "200").inc()
+
+    text = first.render().decode()
+    dae = {"model": "mnist-dae"}
+    assert sample(text, "aeserve_queue_rejected_total", reason="overloaded", **dae) == 2
+    assert sample(text, "aeserve_queue_rejected_total", reason="draining", **dae) == 1
+    assert sample(text, "aeserve_queue_depth", **dae) == 1
+    assert sample(text, "aeserve_queue_work", **dae) == 16
+    assert sample(text, "aeserve_requests_cancelled_total", **dae) == 1
+    assert sample(text, "aeserve_requests_expired_total", **dae) == 1
+    assert sample(text, "aeserve_model_load_seconds", **dae) == 1.5
+    assert sample(text, "aeserve_model_loads_total", result="ok", **dae) == 1
+    assert 'aeserve_model_loads_total{model="mnist-dae",result="refused"} 0.0' in text
+    assert sample(text, "aeserve_batch_size_count", **dae) == 1
+    assert sample(text, "aeserve_requests_total", route="/r") == 1
+
+    assert "mnist-dae" not in second.render().decode()
+    first.close()  # nothing to mark in one process
+
+
+def test_prepare_multiprocess_makes_and_removes_a_directory_only_for_several_workers(
+    tmp_path: Path,
+) -> None:
+    before = os.environ.get(MULTIPROC_ENV)
+    with prepare_multiprocess(1, root=tmp_path) as nothing:
+        assert nothing is None
+        assert os.environ.get(MULTIPROC_ENV) == before
+    with prepare_multiprocess(3, root=tmp_path) as path:
+        assert path is not None and Path(path).is_dir() and Path(path).parent == tmp_path
+        assert os.environ[MULTIPROC_ENV] == path
+        # prometheus_client was imported before the variable: this process stays single-process
+        assert Metrics().multiprocess_dir is None
+    assert not Path(path).exists()
+    assert os.environ.get(MULTIPROC_ENV) == before
+
+
+# ------------------------------------------------------------------------------------ client gone
+
+
+def _app_that_loses_its_client(metrics: Metrics) -> FastAPI:
+    app = FastAPI()
+    install_error_handlers(app)  # its catch-all handler must not turn a disconnect into a 500
+
+    @app.post("/v1/models/{name}/upload")
+    async def upload(name: str, request: Request) -> dict[str, str]:
+        raise ClientDisconnect()  # what Starlette raises when the body stops mid-upload
+
+    @app.post("/v1/models/{name}/wait")
+    async def wait(name: str) -> dict[str, str]:
+        raise ClientDisconnected()  # what the service raises when it sees the client gone
+
+    @app.get("/ok")
+    async def ok() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    return app
+
+
+def test_a_client_that_went_away_counts_as_499_with_one_line_and_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics()
+    metrics.for_model("mnist-dae")
+    app = _app_that_loses_its_client(metrics)
+    caplog.set_level(logging.DEBUG)
+    with TestClient(app, raise_server_exceptions=True) as client:
+        # nothing is sent for a disconnect; the test client reports that as a missing response
+        for path in ("/v1/models/mnist-dae/upload", "/v1/models/mnist-dae/wait"):
+            with pytest.raises(AssertionError):
+                client.post(path)
+        assert client.get("/ok").status_code == 200
+
+    text = metrics.render().decode()
+    for route in ("/v1/models/{name}/upload", "/v1/models/{name}/wait"):
+        assert sample(text, "aeserve_requests_total", route=route, model="mnist-dae", status="499") == 1
+        assert sample(text, "aeserve_request_duration_seconds_count", route=route, status="499") == 1
+    assert sample(text, "aeserve_requests_total", status="500") == 0
+    assert sample(text, "aeserve_requests_total", route="/ok", status="200") == 1
+
+    gone = [r for r in caplog.records if "client went away" in r.getMessage()]
+    assert len(gone) == 2
+    assert all(r.levelno == logging.INFO and r.exc_info is None for r in gone)
+    assert "POST /v1/models/mnist-dae/wait model=mnist-dae after" in gone[1].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+# ---------------------------------------------------- several processes sharing one directory
+
+WORKER = """
+import os, sys
+from app.metrics import Metrics
+metrics = Metrics()
+assert metrics.multiprocess_dir == os.environ["PROMETHEUS_MULTIPROC_DIR"]
+queued, load, answered, end = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+m = metrics.for_model("mnist-dae")
+m.queued_requests.inc(queued)
+m.load_seconds.set(load)
+m.loads("ok").inc()
+for _ in range(answered):
+    metrics.requests.labels("/v1/models/{name}/denoise", "mnist-dae", "200").inc()
+if end == "render":
+    sys.stdout.write(metrics.render().decode())
+elif end == "close":
+    metrics.close()
+"""
+
+
+def run_worker(directory: Path, queued: int, load: float, answered: int, end: str) -> str:
+    env = {**os.environ, MULTIPROC_ENV: str(directory)}
+    cmd = [sys.executable, "-c", WORKER, str(queued), str(load), str(answered), end]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_multiprocess_mode_sums_counters_of_all_workers_and_gauges_of_live_ones(tmp_path: Path) -> None:
+    run_worker(tmp_path, queued=3, load=9.0, answered=7, end="close")  # a worker that shut down
+    run_worker(tmp_path, queued=4, load=8.0, answered=5, end="exit")  # one killed: never closed
+    text = run_worker(tmp_path, queued=2, load=1.0, answered=11, end="render")  # alive, scraped
+    dae = {"model": "mnist-dae"}
+    assert sample(text, "aeserve_requests_total", route=DENOISE_ROUTE, **dae) == 7 + 5 + 11
+    assert sample(text, "aeserve_model_loads_total", result="ok", **dae) == 3
+    assert sample(text, "aeserve_queue_depth", **dae) == 2  # only the live worker's queue
+    assert sample(text, "aeserve_model_load_seconds", **dae) == 1.0  # the live worker's load
+
+
+# ------------------------------------------------------------------- the real server, 2 workers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_both_workers_serve(proc: subprocess.Popen[bytes], log: Path, url: str) -> None:
+    """Both workers have finished startup (a worker takes connections only then) and /readyz is 200."""
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            code = proc.wait(timeout=0.2)  # the poll's pace, and a server that stops ends the wait
+        except subprocess.TimeoutExpired:
+            pass
+        else:
+            pytest.fail(f"the server exited with {code}:\n{log.read_text()[-3000:]}")
+        if log.read_text(errors="replace").count("Application startup complete") >= 2:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+        assert time.monotonic() < deadline, "two workers not ready within 180 s:\n" + log.read_text()[-3000:]
+
+
+def requests_by_worker(directory: Path) -> list[float]:
+    """Each worker's own count of answered denoise requests, from its file in the shared directory."""
+    counts = []
+    for path in sorted(directory.glob("counter_*.db")):
+        metrics = MultiProcessCollector.merge([str(path)], accumulate=False)
+        counts.append(
+            sum(
+                s.value
+                for family in metrics
+                for s in family.samples
+                if s.name == "aeserve_requests_total" and s.labels.get("route") == DENOISE_ROUTE
+            )
+        )
+    return counts
+
+
+@pytest.fixture
+def two_worker_server(tiny_checkpoints: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """``python -m app`` with AESERVE_WORKERS=2; yields its URL and its metrics directory."""
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_") and k != MULTIPROC_ENV}
+    env.update(
+        AESERVE_CHECKPOINT_DIR=str(tiny_checkpoints),
+        AESERVE_PORT=str(port),
+        AESERVE_WORKERS="2",
+        AESERVE_LOG_LEVEL="info",
+        AESERVE_TORCH_THREADS="1",
+        TMPDIR=str(tmp_path),  # where the service makes its metrics directory
+    )
+    # Until app/__main__.py runs uvicorn inside prepare_multiprocess, the test does it; once it does,
+    # drop this `with` (the server then makes its own directory under TMPDIR, found the same way).
+    with prepare_multiprocess(2, root=tmp_path), log.open("wb") as out:
+        env[MULTIPROC_ENV] = os.environ[MULTIPROC_ENV]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_both_workers_serve(proc, log, url)
+            (directory,) = tmp_path.glob("aeserve-metrics-*")
+            yield url, directory
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) in (0, -signal.SIGTERM), log.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+    assert not list(tmp_path.glob("aeserve-metrics-*")), "the metrics directory outlived the server"
+
+
+def test_every_scrape_of_two_workers_reports_the_total(two_worker_server: tuple[str, Path]) -> None:
+    url, directory = two_worker_server
+    image = image_bytes(seed=3)
+
+    def denoise(_: int) -> int:  # a fresh connection each time, so either worker may take it
+        files = {"image": ("digit.png", image, "image/png")}
+        return httpx.post(f"{url}/v1/models/mnist-dae/denoise", files=files, timeout=60).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(denoise, range(60)))
+    assert statuses == [200] * 60
+
+    by_worker = requests_by_worker(directory)
+    assert sum(by_worker) == 60
+    assert len(by_worker) == 2 and min(by_worker) > 0, f"one worker answered everything: {by_worker}"
+
+    for _ in range(6):
+        text = httpx.get(f"{url}/metrics", timeout=30).text
+        assert sample(text, "aeserve_requests_total", route=DENOISE_ROUTE, status="200") == 60
+        assert sample(text, "aeserve_request_duration_seconds_count", route=DENOISE_ROUTE) == 60
+        assert sample(text, "aeserve_queue_depth", model="mnist-dae") == 0  # one series, both workers
+        assert sample(text, "aeserve_model_load_seconds", model="mnist-dae") > 0
