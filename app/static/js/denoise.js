@@ -87,6 +87,7 @@ async function run() {
   const m = model();
   if (!source || !m) return;
   resetResult();
+  $("denoise-empty").textContent = "Working…";
   const noisy = $("noise-on").checked && source.image;
   let sent = source.blob;
   let input = source.image;
@@ -119,7 +120,7 @@ async function run() {
     await showResult(answer, sent, input, noisy ? source.image : null, took);
   } catch (err) {
     showError($("denoise-error"), err);
-    if (err instanceof Cancelled) $("denoise-empty").textContent = "Cancelled.";
+    $("denoise-empty").textContent = err instanceof Cancelled ? "Cancelled." : "No result.";
   } finally {
     controller = null;
     show($("denoise-cancel"), false);
