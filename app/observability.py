@@ -7,7 +7,7 @@
   as one JSON object per line.
 - :func:`setup_tracing` turns tracing on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (the ``otel``
   extra installs the SDK): one server span per request and a child span per :func:`stage`. With
-  tracing off, :func:`stage` returns a shared do-nothing context manager (~0.1 µs).
+  tracing off, :func:`stage` returns a shared do-nothing context manager (~0.25 µs a ``with``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import time
-import uuid
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -35,6 +35,16 @@ log = logging.getLogger("aeserve")
 REQUEST_ID_HEADER = b"x-request-id"
 # what a client may send: 1-128 visible ASCII characters (no spaces, so a log line stays parseable)
 _VALID_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+
+# a random (version 4) UUID as 32 hex digits, ~4x cheaper than uuid.uuid4().hex (whose UUID object
+# costs ~2.5 µs). Request ids need to be unique, not unguessable; each process seeds its own.
+_UUID4_KEEP = ~(0xF000 << 64) & ~(0xC000 << 48)
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def new_request_id() -> str:
+    return f"{random.getrandbits(128) & _UUID4_KEEP | _UUID4_SET:032x}"
+
 
 _request_id: ContextVar[str] = ContextVar("aeserve_request_id", default="-")
 # the tracer of the request being served; None when its app does not trace
@@ -68,7 +78,7 @@ class RequestIdMiddleware:
         if raw:
             request_id = raw.decode("ascii")
         else:
-            request_id = uuid.uuid4().hex
+            request_id = new_request_id()
             raw = request_id.encode("ascii")
 
         async def send_with_id(message: Message) -> None:
