@@ -26,12 +26,12 @@ import numpy as np
 import torch
 
 from model.checkpoint import Checkpoint, load_checkpoint, read_meta, write_config
-from model.data import binarize, load_test, to_float
+from model.data.loaders import binarize, load_test, to_float
 from model.figures import grid, loss_curves, rows_figure
 from model.losses import iwae_nll
 from model.networks import VAE
 from model.noise import add_gaussian
-from model.train import resolve_device
+from model.device import resolve_device
 
 EVAL_SEED = 2024
 CHECK_IMAGES = 300  # the small, fast subset that CI re-measures against config.json
@@ -52,13 +52,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--update-checkpoint", action="store_true", help="write metrics to config.json")
     return p.parse_args(argv)
-
-
-def evaluation_device(name: str) -> torch.device:
-    """The device to measure on, in full fp32 (no TF32 on CUDA): GPU figures reproduce on a CPU."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    return resolve_device(name)
 
 
 def psnr(x: np.ndarray, ref: np.ndarray, axis: tuple[int, ...] = (1, 2, 3)) -> np.ndarray:
@@ -194,13 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     peek.add_argument("--checkpoint", type=Path)
     checkpoint = peek.parse_known_args(argv)[0].checkpoint
     if checkpoint is not None and read_meta(checkpoint).get("kind") == "photo":
-        from model.evaluate_photo import main as photo_main
+        from model.photo.evaluate import main as photo_main
 
         return int(photo_main(argv))
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = evaluation_device(args.device)
+    device = resolve_device(args.device, exact=True)
     ck = load_checkpoint(args.checkpoint, device)
     cfg = ck.config
     args.out.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from torch import nn
 
 from model.config import ModelConfig
 from model.distributions import DiagonalGaussian
+from model.photo.network import PhotoDenoiser
 
 
 def _bottleneck_hw(cfg: ModelConfig) -> tuple[int, int]:
@@ -147,7 +148,5 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     if cfg.kind == "vae":
         return VAE(cfg)
     if cfg.kind == "photo":
-        from model.photo import PhotoDenoiser
-
         return PhotoDenoiser(cfg)
     raise ValueError(f"unknown model kind {cfg.kind!r}")

@@ -45,7 +45,7 @@ PRESETS = {"mnist-dae": mnist_dae, "mnist-vae": mnist_vae}
 
 def get_preset(name: str) -> RunConfig:
     if name == "photo-denoiser":
-        from model.photo import photo_preset
+        from model.photo.preset import photo_preset
 
         return photo_preset()
     if name not in PRESETS:

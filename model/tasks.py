@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from model.config import RunConfig
-from model.data import Splits, binarize, load_splits, to_float
+from model.data.loaders import Splits, binarize, load_splits, to_float
 from model.losses import dae_loss, vae_loss
 from model.networks import VAE
 from model.noise import corrupt
@@ -116,7 +116,7 @@ class AutoencoderTask:
 
 def make_task(cfg: RunConfig, data_dir: str, device: torch.device, limit: int = 0) -> Task:
     if cfg.model.kind == "photo":
-        from model.photo import PhotoTask
+        from model.photo.task import PhotoTask
 
         return PhotoTask(cfg, data_dir, device, limit)
     splits = load_splits(

@@ -36,6 +36,7 @@ from model.checkpoint import (
     write_config,
 )
 from model.config import RunConfig
+from model.device import resolve_device
 from model.networks import build_model
 from model.presets import get_preset
 from model.tasks import make_task
@@ -71,18 +72,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     arch.add_argument("--extra-convs", type=int, help="3x3 convs added to each stage")
     arch.add_argument("--latent-dim", type=int, help="size of the latent vector")
     return p.parse_args(argv)
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit("--device cuda: no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise SystemExit(f"--device must be auto, cpu or cuda, not {name!r}")
-    return torch.device("cpu")
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:

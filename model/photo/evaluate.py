@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from model.checkpoint import load_checkpoint, read_meta, write_config
-from model.data import load_image_folder
-from model.evaluate import evaluation_device
-from model.photo_infer import denoise_image
+from model.data.loaders import load_image_folder
+from model.device import resolve_device
+from model.photo.inference import denoise_image
 
 PUBLISHED = {  # dB, from the papers (BSD68 gray, CBSD68 colour)
     "bsd68": {"BM3D": {15: 31.07, 25: 28.57, 50: 25.62}, "DnCNN-B": {15: 31.61, 25: 29.16, 50: 26.23},
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = evaluation_device(args.device)
+    device = resolve_device(args.device, exact=True)
     ckpt = load_checkpoint(args.checkpoint, device)
     if ckpt.meta.get("kind") != "photo":
         raise SystemExit(f"{args.checkpoint} is not a photo denoiser")

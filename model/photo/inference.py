@@ -1,39 +1,52 @@
 """Inference with the photo denoiser: any size, gray or colour, in overlapping tiles.
 
-Colour: the network is a gray model. An RGB image is turned into three planes of an opponent colour
-space whose rows are orthogonal::
+Two kinds of network run here, told apart by their ``channels``:
 
-    Y = (R + G + B) / 3,   U = (R - B) / 2 + 1/2,   V = (R - 2G + B) / 4 + 1/2
+- a native colour network (3 channels in and out) denoises an RGB image in one pass; a gray image is
+  given to it as three equal planes and the three outputs are averaged;
+- a gray network (1 channel) denoises gray images directly; an RGB image becomes three planes of an
+  opponent colour space whose rows are orthogonal::
 
-Orthogonal rows keep white Gaussian RGB noise white and independent across the planes, with a known
-level in each (sigma/sqrt(3), sigma/sqrt(2), sigma*sqrt(6)/4), and every plane stays in [0, 1]. The
-three planes are denoised as one batch and mapped back exactly (the transform is invertible). The
-chroma planes are also denoised negated (1 - U, 1 - V) and the two results averaged, which makes the
-chroma estimate exactly odd around 1/2: a neutral image (flat U = V = 1/2) comes back exactly
-neutral, so there is no colour cast by construction. Alpha is not the model's business; the service strips it
-and puts it back unchanged.
+      Y = (R + G + B) / 3,   U = (R - B) / 2 + 1/2,   V = (R - 2G + B) / 4 + 1/2
 
-Tiles: the image is cut into ``tile`` x ``tile`` cores, each processed with ``overlap`` pixels of
-real context on every side (clipped at the image border) and only the core is kept. Tile origins sit
-on the network's downsampling grid, so a tiled result differs from the whole-image result only
-through the context cut beyond ``overlap`` pixels: far below 0.05 dB.
+  Orthogonal rows keep white Gaussian RGB noise white and independent across the planes, with a
+  known level in each (sigma/sqrt(3), sigma/sqrt(2), sigma*sqrt(6)/4), and every plane stays in
+  [0, 1]. The chroma planes are also denoised negated (1 - U, 1 - V) and the two results averaged,
+  which makes the chroma estimate exactly odd around 1/2: a neutral image comes back exactly
+  neutral. That is five planes, so five gray passes per colour image.
+
+Borders: each side gets a mirrored margin of up to ``MARGIN`` pixels (never more than the side minus
+one, so a 1-pixel side gets none and a thin strip is not padded up to a square), cropped after the
+network. Tiles: the padded image is cut into cores of about ``tile`` x ``tile`` pixels (a thin image
+gets long, flat tiles of the same area), each run with ``overlap`` pixels of real context on every
+side, and only the core is kept. Tile origins sit on the network's downsampling grid, so a tiled
+result differs from the whole-image result only through the context cut beyond ``overlap`` pixels.
+
+``work_pixels`` counts the pixels the network really processes (tiles with their context, margins
+and the network's own padding to its downsampling grid, every pass): the request's cost.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.photo_net import PhotoDenoiser
+from model.photo.network import PhotoDenoiser
+from model.photo.noise_level import estimate_noise_sigma
+
+__all__ = ["denoise_image", "estimate_noise_sigma", "work_pixels"]
 
 SIGMA_CAP = 55.0  # levels are clamped to the training range (0-255 scale)
 OPP_NOISE_SCALE = (1.0 / math.sqrt(3.0), 1.0 / math.sqrt(2.0), math.sqrt(6.0) / 4.0)
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 48  # >= the receptive-field radius (47): tiles equal the whole image
 MARGIN = 16  # mirrored border, cropped after the network
+
+Check = Callable[[], None]
 
 
 def rgb_to_opponent(x: torch.Tensor) -> torch.Tensor:
@@ -54,33 +67,56 @@ def opponent_to_rgb(t: torch.Tensor) -> torch.Tensor:
     return torch.stack([r, g, b])[None]
 
 
-def pad_edges(x: torch.Tensor, margin: int) -> torch.Tensor:
-    """Mirror ``margin`` pixels on every side (edge replication along a side too short to mirror).
-
-    The network's zero-padded convolutions then see real-looking content at the image border, so
-    its border artefacts land in the margin that is cropped away.
-    """
-    for dim in (-2, -1):
-        mode = "reflect" if x.shape[dim] > margin else "replicate"
-        pad = (0, 0, margin, margin) if dim == -2 else (margin, margin, 0, 0)
-        x = F.pad(x, pad, mode=mode)
-    return x
+def margins(height: int, width: int) -> tuple[int, int]:
+    """The mirrored margin along each axis: ``MARGIN``, or less on a side too short to mirror it."""
+    return min(MARGIN, height - 1), min(MARGIN, width - 1)
 
 
-def _network(model: nn.Module) -> PhotoDenoiser:
+def pad_edges(x: torch.Tensor) -> torch.Tensor:
+    """Mirror the margins of ``margins`` around (B, C, H, W): border artefacts land in them."""
+    mh, mw = margins(x.shape[-2], x.shape[-1])
+    return F.pad(x, (mw, mw, mh, mh), mode="reflect") if mh or mw else x
+
+
+def network_of(model: nn.Module) -> PhotoDenoiser:
     inner = model.module if hasattr(model, "module") else model
     if not isinstance(inner, PhotoDenoiser):
         raise TypeError(f"expected a PhotoDenoiser, got {type(inner).__name__}")
     return inner
 
 
-def _spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """(crop_start, crop_end, core_start, core_end) along one axis."""
-    spans = []
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def tile_shape(height: int, width: int, tile: int, overlap: int, multiple: int) -> tuple[int, int, int]:
+    """(tile height, tile width, overlap) for a (padded) image: cores on the downsampling grid.
+
+    A side shorter than ``tile`` is one tile; the other side's tiles then grow so that a tile keeps
+    about ``tile * tile`` pixels with its context (a 1-pixel strip is not cut into square tiles).
+    """
+    tile = max(multiple, (tile // multiple) * multiple)
+    overlap = _round_up(max(overlap, 0), multiple)  # crop origins stay on the downsampling grid
+    area = (tile + 2 * overlap) ** 2
+    th, tw = tile, tile
+    if height <= tile < width:
+        th = height
+        tw = max(tile, ((area // _round_up(height, multiple) - 2 * overlap) // multiple) * multiple)
+    elif width <= tile < height:
+        tw = width
+        th = max(tile, ((area // _round_up(width, multiple) - 2 * overlap) // multiple) * multiple)
+    return th, tw, overlap
+
+
+def spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """(crop_start, crop_end, core_start, core_end) along one axis; one span when size <= tile."""
+    if size <= tile:
+        return [(0, size, 0, size)]
+    out = []
     for start in range(0, size, tile):
         end = min(start + tile, size)
-        spans.append((max(0, start - overlap), min(size, end + overlap), start, end))
-    return spans
+        out.append((max(0, start - overlap), min(size, end + overlap), start, end))
+    return out
 
 
 def run_tiled(
@@ -89,20 +125,63 @@ def run_tiled(
     level: torch.Tensor | None,
     tile: int = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
+    check: Check | None = None,
 ) -> torch.Tensor:
-    """The network's output on (B, C, H, W), computed tile by tile (memory ~ (tile+2*overlap)^2)."""
-    m = net.multiple
-    tile = max(m, (tile // m) * m)
-    overlap = ((max(overlap, 0) + m - 1) // m) * m  # crop origins stay on the downsampling grid
+    """The network's output on (B, C, H, W), tile by tile; ``check()`` before every forward."""
     _, _, h, w = planes.shape
-    if h <= tile and w <= tile:
+    th, tw, overlap = tile_shape(h, w, tile, overlap, net.multiple)
+    row_spans, col_spans = spans(h, th, overlap), spans(w, tw, overlap)
+    if len(row_spans) == 1 and len(col_spans) == 1:
+        if check is not None:
+            check()
         return net(planes, level)
     out = torch.empty_like(planes)
-    for y0, y1, cy0, cy1 in _spans(h, tile, overlap):
-        for x0, x1, cx0, cx1 in _spans(w, tile, overlap):
+    for y0, y1, cy0, cy1 in row_spans:
+        for x0, x1, cx0, cx1 in col_spans:
+            if check is not None:
+                check()
             result = net(planes[..., y0:y1, x0:x1], level)
             out[..., cy0:cy1, cx0:cx1] = result[..., cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
     return out
+
+
+def passes(net: PhotoDenoiser, channels: int) -> int:
+    """Images the network processes for one input of ``channels`` planes (batched as one call)."""
+    if net.cfg.channels == 3 or channels == 1:
+        return 1
+    return 5  # Y, U, V and the two negated chroma planes
+
+
+def work_pixels(
+    model: nn.Module, height: int, width: int, channels: int,
+    tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+) -> int:
+    """Pixels the network processes for one (channels, height, width) image: the request's cost.
+
+    Tiles with their context and the mirrored margins, each padded up to the network's
+    downsampling grid, times the passes (5 for colour on a gray network, else 1).
+    """
+    if height < 1 or width < 1:
+        raise ValueError("image has no pixels")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    net = network_of(model)
+    m = net.multiple
+    mh, mw = margins(height, width)
+    h, w = height + 2 * mh, width + 2 * mw
+    th, tw, ov = tile_shape(h, w, tile, overlap, m)
+    rows = sum(_round_up(y1 - y0, m) for y0, y1, _, _ in spans(h, th, ov))
+    cols = sum(_round_up(x1 - x0, m) for x0, x1, _, _ in spans(w, tw, ov))
+    return rows * cols * passes(net, channels)
+
+
+def _levels(net: PhotoDenoiser, colour: bool, sigma: float, device: torch.device) -> torch.Tensor:
+    """The level input (0-1 scale) for each image of the batch the network sees."""
+    level = min(sigma, SIGMA_CAP) / 255.0
+    if net.cfg.channels == 3 or not colour:
+        return torch.tensor([level], device=device)
+    scales = OPP_NOISE_SCALE + OPP_NOISE_SCALE[1:]
+    return torch.tensor(scales, device=device) * level
 
 
 @torch.no_grad()
@@ -112,13 +191,16 @@ def denoise_image(
     sigma: float | None = None,
     tile: int = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
+    check: Check | None = None,
 ) -> tuple[torch.Tensor, float]:
-    """Denoise one image; returns ``(y, sigma_est)``.
+    """Denoise one image; returns ``(y, sigma_used)``.
 
     ``x``: float tensor (1, C, H, W) in [0, 1], C = 1 (gray) or 3 (RGB), any H, W >= 1.
-    ``sigma``: the noise level on the 0-255 scale when the client knows it (clamped to [0, 55]);
-    None: blind. ``y`` has the shape of ``x``, in [0, 1]; ``sigma_est`` (0-255 scale) is the
-    standard deviation of the noise the model removed.
+    ``sigma``: the noise level on the 0-255 scale when the client knows it (the network is told it,
+    clamped to [0, 55]); None: blind, the network estimates it. ``y`` has the shape of ``x``, in
+    [0, 1]; ``sigma_used`` (0-255 scale) is the client's sigma when given, else
+    ``estimate_noise_sigma(x)``. ``check`` is called before every network forward (each tile) and
+    whatever it raises propagates unchanged: the caller's way to stop at a deadline.
     """
     if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
         raise ValueError(f"expected a (1, C, H, W) tensor with C = 1 or 3, got {tuple(x.shape)}")
@@ -126,30 +208,29 @@ def denoise_image(
         raise ValueError("image has no pixels")
     if sigma is not None and not (math.isfinite(sigma) and sigma >= 0.0):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma}")
-    net = _network(model)
+    net = network_of(model)
     device = next(net.parameters()).device
     x = x.to(device=device, dtype=torch.float32)
     if not torch.isfinite(x).all():
         raise ValueError("image holds NaN or infinite values")
+    sigma_used = float(sigma) if sigma is not None else estimate_noise_sigma(x)
     colour = x.shape[1] == 3
-    planes = rgb_to_opponent(x) if colour else x
-    scales: tuple[float, ...] = OPP_NOISE_SCALE if colour else (1.0,)
-    if colour:  # chroma is also denoised negated: the average is exactly odd around 1/2
+    level = None if sigma is None else _levels(net, colour, sigma, device)
+    if net.cfg.channels == 3:
+        planes = x if colour else x.expand(1, 3, *x.shape[2:])
+    elif colour:  # chroma is also denoised negated: the average is exactly odd around 1/2
+        planes = rgb_to_opponent(x)
         planes = torch.cat([planes, 1.0 - planes[1:]])
-        scales = scales + scales[1:]
-    level = None
-    if sigma is not None:
-        level = torch.tensor(scales, device=device) * (min(sigma, SIGMA_CAP) / 255.0)
+    else:
+        planes = x
     h, w = planes.shape[-2:]
-    out = run_tiled(net, pad_edges(planes, MARGIN), level, tile, overlap)
-    out = out[..., MARGIN : MARGIN + h, MARGIN : MARGIN + w]
-    if colour:
-        out = torch.cat([out[:1], 0.5 * (out[1:3] + 1.0 - out[3:])])
-    y = opponent_to_rgb(out) if colour else out
-    sigma_est = estimate_sigma(x, y)
-    return y.clamp_(0.0, 1.0), sigma_est
-
-
-def estimate_sigma(noisy: torch.Tensor, denoised: torch.Tensor) -> float:
-    """Noise level (0-255 scale) as the RMS of what the denoiser removed, before clipping."""
-    return float(torch.sqrt(torch.mean((noisy - denoised) ** 2)) * 255.0)
+    mh, mw = margins(h, w)
+    out = run_tiled(net, pad_edges(planes), level, tile, overlap, check)
+    out = out[..., mh : mh + h, mw : mw + w]
+    if net.cfg.channels == 3:
+        y = out if colour else out.mean(dim=1, keepdim=True)
+    elif colour:
+        y = opponent_to_rgb(torch.cat([out[:1], 0.5 * (out[1:3] + 1.0 - out[3:])]))
+    else:
+        y = out
+    return y.clamp_(0.0, 1.0), sigma_used

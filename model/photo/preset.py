@@ -1,23 +1,8 @@
-"""The photo denoiser: one blind model for real photographs of any size, gray and colour.
-
-This module is the entry point the rest of the project imports:
-
-- ``PhotoDenoiser`` (``model.photo_net``): the network, built from a ``ModelConfig`` with
-  ``kind == "photo"``;
-- ``PhotoTask`` (``model.photo_task``): what a training step and a validation pass mean;
-- ``photo_preset``: the recipe of the shipped ``checkpoints/photo-denoiser``;
-- ``denoise_image`` (``model.photo_infer``): tiled, any-size, gray or RGB inference with an
-  optional noise level and the estimated one.
-"""
+"""The photo denoiser's training recipes."""
 
 from __future__ import annotations
 
 from model.config import ModelConfig, NoiseConfig, RunConfig, TrainConfig
-from model.photo_infer import denoise_image, estimate_sigma
-from model.photo_net import PhotoDenoiser
-from model.photo_task import PhotoTask
-
-__all__ = ["PhotoDenoiser", "PhotoTask", "denoise_image", "estimate_sigma", "photo_preset"]
 
 PATCH = 48
 SIGMA_MAX = 55.0  # on the 0-255 scale

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import RunConfig
-from model.data import SPLIT_SEED, load_image_folder
+from model.data.loaders import SPLIT_SEED, load_image_folder
 from model.tasks import psnr_from_mse
 
 KNOWN_FRACTION = 0.25

@@ -11,9 +11,11 @@ import torch
 
 from model.checkpoint import load_checkpoint
 from model.config import ModelConfig
-from model.photo import PhotoDenoiser, denoise_image, photo_preset
-from model.photo_infer import opponent_to_rgb, rgb_to_opponent
-from model.photo_task import PhotoTask, dihedral
+from model.photo.inference import denoise_image
+from model.photo.network import PhotoDenoiser
+from model.photo.preset import photo_preset
+from model.photo.inference import opponent_to_rgb, rgb_to_opponent
+from model.photo.task import PhotoTask, dihedral
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "checkpoints" / "photo-denoiser"

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from model.checkpoint import load_checkpoint
-from model.evaluate_photo import main, noisy_version, psnr_8bit
+from model.photo.evaluate import main, noisy_version, psnr_8bit
 from tests.conftest import make_photos
 
 

@@ -1,0 +1,44 @@
+"""How the command lines of ``model/`` answer ordinary mistakes: one line on stderr, no traceback.
+
+Commands raise ``UsageError`` (or the data loaders' ``DataError``, or ``CheckpointError``) for what
+the person running them can fix: missing or malformed data, an unknown preset, a bad value, a
+device that is not there. ``run`` prints ``<prog>: error: <message>`` and returns exit code 2;
+anything else is a bug and keeps its traceback. This module imports no torch, so ``--help`` stays
+fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+# (module, class) of the other ordinary mistakes; an exception can only be one of them when its
+# module is loaded, so nothing is imported here to check
+ORDINARY = (("model.data.loaders", "DataError"), ("model.checkpoint", "CheckpointError"))
+
+
+class UsageError(Exception):
+    """A mistake in how a command was called or in the data it was given."""
+
+
+def is_ordinary(exc: BaseException) -> bool:
+    """Whether ``exc`` is a mistake the person running the command can fix."""
+    if isinstance(exc, UsageError):
+        return True
+    for module, name in ORDINARY:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return True
+    return False
+
+
+def run(prog: str, main: Callable[[list[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Call ``main(argv)``; an ordinary mistake becomes one line on stderr and exit code 2."""
+    try:
+        return main(None if argv is None else list(argv))
+    except Exception as exc:
+        if not is_ordinary(exc):
+            raise
+        message = " ".join(str(exc).split())
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
