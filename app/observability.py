@@ -113,7 +113,7 @@ _RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dic
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request_id, then any extras.
+    """One JSON object per line: time, level, logger, message, request_id, pid, then any extras.
 
     uvicorn's access lines also get ``client``, ``method``, ``path`` and ``status`` fields.
     """
@@ -125,6 +125,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", "-"),
+            "pid": record.process,  # which worker, with several
         }
         if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
             client, method, path, _version, status = record.args

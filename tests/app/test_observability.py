@@ -9,10 +9,13 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from fastapi import FastAPI
@@ -28,6 +31,7 @@ from app.observability import (
     log_config,
     record_stage,
     setup_tracing,
+    shutdown_tracing,
     stage,
 )
 
@@ -262,3 +266,48 @@ def test_traced_failures_are_marked(traced: tuple[TestClient, object]) -> None:
     assert spans["GET /boom"].status.status_code == StatusCode.ERROR
     assert spans["GET /gone"].attributes["http.response.status_code"] == 499
     assert stage("decode") is stage("encode")  # outside a request: no span
+
+
+class _Collector(BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint that keeps what it is sent."""
+
+    received: ClassVar[list[tuple[str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_with_an_endpoint_set_spans_are_sent_there_over_otlp_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason="needs the otel extra")
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "aeserve-test")
+        app = make_app()
+        setup_tracing(app)
+        with TestClient(finish(app)) as client:
+            assert client.post("/v1/models/m/denoise").status_code == 200
+        shutdown_tracing(app)  # sends what is buffered
+    finally:
+        server.shutdown()
+        server.server_close()
+    (path, body), *_ = _Collector.received
+    assert path == "/v1/traces"
+    sent = ExportTraceServiceRequest.FromString(body)
+    (resource,) = sent.resource_spans
+    service = {a.key: a.value.string_value for a in resource.resource.attributes}["service.name"]
+    assert service == "aeserve-test"
+    names = {span.name for scope in resource.scope_spans for span in scope.spans}
+    assert names == {"POST /v1/models/{name}/denoise", "decode", "queue", "batch", "encode"}
