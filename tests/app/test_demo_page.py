@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import uvicorn
 from PIL import Image
+from playwright.sync_api import expect, sync_playwright
 
 from app.main import create_app
 from app.routers import demo
@@ -34,13 +35,6 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "app" / "static" / "examples"
 TOKEN = "demo-page-token-42"
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
-)
-
-sync_api = pytest.importorskip("playwright.sync_api")
-expect = sync_api.expect
 
 
 # ---- a real server in a thread ------------------------------------------------------------------
@@ -157,7 +151,9 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)")
+    with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM))
         yield chromium
         chromium.close()
@@ -228,6 +224,38 @@ def set_range(page: Any, selector: str, value: float) -> None:
         "(el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', {bubbles: true})); }",
         value,
     )
+
+
+# ---- the page and its files (no browser) -------------------------------------------------------
+
+
+def test_the_page_and_every_file_it_names_are_served(site: Site) -> None:
+    page = httpx.get(site.url + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    named = set(re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text))
+    assert {"/static/js/main.js", "/static/css/app.css", "/static/examples/still-life.png"} <= named
+    for path in named:
+        assert httpx.get(site.url + path).status_code == 200, path
+    modules = re.findall(r'from "\./([a-z]+\.js)"', (ROOT / "app/static/js/main.js").read_text())
+    for name in modules:
+        answer = httpx.get(f"{site.url}/static/js/{name}")
+        assert answer.headers["content-type"].startswith("text/javascript"), name
+
+
+@pytest.mark.parametrize("path", [
+    "/static/%2e%2e/settings.py", "/static/..%2f..%2fpyproject.toml", "/static/examples/make_examples.py",
+    "/static/nope.png", "/static/examples",
+])
+def test_nothing_else_is_served_from_static(site: Site, path: str) -> None:
+    answer = httpx.get(site.url + path)
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+
+
+def test_the_page_is_open_when_the_api_needs_a_token(locked_site: str) -> None:
+    assert httpx.get(locked_site + "/").status_code == 200
+    assert httpx.get(locked_site + "/static/js/api.js").status_code == 200
+    assert httpx.get(locked_site + "/v1/models").status_code == 401
 
 
 # ---- denoise ------------------------------------------------------------------------------------

@@ -107,6 +107,7 @@ async function runEncode() {
     const took = performance.now() - started;
     const { mu, sigma } = answer.results[0];
     if (!sigma) {
+      show($("latent-chart"), false);
       $("encode-meta").textContent = "This model is not a VAE: it gives one code z, without σ.";
       return;
     }
