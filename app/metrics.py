@@ -68,7 +68,7 @@ class ModelMetrics:
     compute: Histogram
     batch_size: Histogram
     queued_requests: Gauge  # inc() on enqueue, dec() when the request leaves the queue
-    queued_work: Gauge  # inc(n)/dec(n): work units (rows) waiting
+    queued_work: Gauge  # inc(n)/dec(n) (or inc(-n)): work units held, queued and running
     rejected: Callable[[str], Counter]  # by reason
     cancelled: Counter  # requests whose client went away before their answer
     expired: Counter  # requests whose deadline passed before their answer
@@ -198,7 +198,8 @@ class Metrics:
         )
         self.queued_work = Gauge(
             "aeserve_queue_work",
-            "Work units (images or latents) waiting in the model's queue (all workers)",
+            "Work the model holds queued and running, in work units: pixels decoded plus pixels "
+            "the network processes (all workers)",
             ["model"],
             registry=r,
             multiprocess_mode="livesum",
