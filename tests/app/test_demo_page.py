@@ -9,6 +9,7 @@ temporary folder.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
@@ -261,10 +262,19 @@ def test_the_page_is_open_when_the_api_needs_a_token(locked_site: str) -> None:
 # ---- denoise ------------------------------------------------------------------------------------
 
 
-def test_an_uploaded_digit_comes_back_as_the_api_answers_it(visit: Visit, site: Site) -> None:
+def test_a_dropped_digit_comes_back_as_the_api_answers_it(visit: Visit, site: Site) -> None:
     page = visit.page
     digit = (EXAMPLES / "digit-3.png").read_bytes()
-    page.set_input_files("#denoise-file", str(EXAMPLES / "digit-3.png"))
+    dropped = page.evaluate_handle(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const data = new DataTransfer();
+            data.items.add(new File([bytes], "digit-3.png", { type: "image/png" }));
+            return data;
+        }""",
+        base64.b64encode(digit).decode(),
+    )
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})  # dropped on the page
     expect(page.locator("#denoise-input-info")).to_contain_text("28×28 gray")
     page.select_option("#denoise-model", "mnist-dae")
     page.click("#denoise-run")
