@@ -76,17 +76,20 @@ def finish(app: FastAPI) -> FastAPI:
 
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
-    """JSON lines of this module's logger, through the service's filter and formatter."""
+    """JSON lines of the service's loggers, through the service's filter and formatter."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter())
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    service = logging.getLogger("aeserve")
+    level = service.level
+    service.addHandler(handler)
+    service.setLevel(logging.INFO)
     try:
         yield stream
     finally:
-        log.removeHandler(handler)
+        service.removeHandler(handler)
+        service.setLevel(level)
 
 
 # ------------------------------------------------------------------------------------- request id
@@ -137,6 +140,15 @@ def test_log_lines_carry_the_request_id_as_json(captured: io.StringIO) -> None:
     assert outside["request_id"] == "-"
     assert outside["attempt"] == 2 and outside["path"] == "/tmp/x"
     assert failed["level"] == "ERROR" and "ValueError: bad value" in failed["exception"]
+
+
+def test_an_unhandled_error_is_logged_with_its_request_id(captured: io.StringIO) -> None:
+    with TestClient(finish(make_app()), raise_server_exceptions=False) as client:
+        assert client.get("/boom", headers={"X-Request-ID": "req-500"}).status_code == 500
+    (entry,) = [json.loads(line) for line in captured.getvalue().splitlines()]
+    assert entry["message"] == "unhandled error on GET /boom"
+    assert entry["request_id"] == "req-500"
+    assert "RuntimeError: boom" in entry["exception"]
 
 
 def test_json_access_lines_have_their_fields() -> None:
@@ -203,9 +215,14 @@ def test_log_config_refuses_an_unknown_format() -> None:
 # ---------------------------------------------------------------------------------------- tracing
 
 
-def test_without_an_endpoint_tracing_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+@pytest.mark.parametrize("disabled", ["", "true"])
+def test_without_an_endpoint_tracing_is_off(monkeypatch: pytest.MonkeyPatch, disabled: str) -> None:
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    if disabled:  # an endpoint, but the SDK switched off
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        monkeypatch.setenv("OTEL_SDK_DISABLED", disabled)
+    else:
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     app = make_app()
     before = list(app.user_middleware)
     setup_tracing(app)
