@@ -1,35 +1,184 @@
 #!/usr/bin/env bash
-# Run the service benchmark (python -m bench.run) on a lent GPU machine that lacks the serving stack.
+# GPU and many-core figures in one run (about 6 minutes on one H200 with 16 cores):
 #
-#   WHEELS=.whl TOOLS=.tools OUT=/path bash scripts/bench-gpu.sh [extra bench.run flags]
+#   1. 28x28 denoise against the bare endpoint (bench.run, ops bare,denoise) at 32 and 128
+#      connections, with 1, 4 and 8 uvicorn workers (the bare endpoint with as many);
+#   2. the photo denoiser in-process: megapixels/s and peak GPU memory at 512² and 2048², gray and RGB
+#      (scripts/bench-gpu-photo.sh);
+#   3. the photo denoiser through the service, one image at a time (bench.photo), at the same sizes;
+#   4. summary.md: the workers x connections table, the photo table, the GPU memory peaks.
 #
-# The machine has Python and a CUDA torch but no FastAPI stack and no wrk, and no network. Prepare,
-# on a machine with pip and apt (the wheels must match the GPU machine's Python, 3.12 here):
+#   OUT=/path bash scripts/bench-gpu.sh          # results in $OUT (default bench/results/gpu-<time>)
 #
-#   pip download -d .whl --only-binary=:all: --python-version 3.12 \
-#       --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-#       fastapi 'uvicorn[standard]' python-multipart pydantic-settings prometheus-client httpx
-#   rm .whl/numpy-*     # the GPU machine has its own; ONNX Runtime is not used on a GPU
-#   apt-get download wrk libluajit-5.1-2 && mkdir -p .tools && mv ./*.deb .tools/
+# Knobs (environment): WORKERS_LIST ("1 4 8"), CONNS ("32,128"), DURATION (10 s per wrk run),
+# WARMUP (2 s), REPEATS (1 round per connection count), PHOTO_SIZES ("512 2048"), PHOTO_REPEATS (5),
+# PHASE_TIMEOUT (170 s, each bench.run), PYTHON (python3). Every phase has its own timeout, so a hung
+# one costs its share of the window, not all of it; a failed phase is reported and the rest run.
+# Estimate with the defaults: bench.run ~85 s per worker count (servers up, its in-process limits,
+# 2 ops x 2 connection counts x (2 + 10) s), photo ~90 s, setup ~20 s: ~6 min.
 #
-# and carry .whl and .tools (both git-ignored). The results land in bench/results/ and, when OUT is
-# set, are copied there.
-set -eu
+# The lent GPU machine has Python and a CUDA torch but no FastAPI stack, no wrk and no network.
+# scripts/bench-gpu-prep.sh (on a machine with pip and apt) puts the wheels in .whl and wrk in
+# .tools; carry both. Where the stack is already importable and wrk installed (a development
+# machine), nothing is installed: a dry run there, e.g.
+#   WORKERS_LIST="1 2" CONNS=32 DURATION=1 WARMUP=1 PHOTO_SIZES="64 128" PHOTO_REPEATS=1 \
+#       OUT=/tmp/gpu-dry bash scripts/bench-gpu.sh
+set -u
+cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-.whl}
 TOOLS=${TOOLS:-.tools}
-PY=${PYTHON:-python3}
 LIB=${LIB:-.pylib}
-$PY -m pip install -q --no-index --find-links "$WHEELS" --target "$LIB" fastapi 'uvicorn[standard]' \
-    python-multipart pydantic-settings prometheus-client httpx 2>&1 | grep -v WARNING || true
-export PYTHONPATH="$PWD/$LIB:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+PY=${PYTHON:-python3}
+WORKERS_LIST=${WORKERS_LIST:-1 4 8}
+CONNS=${CONNS:-32,128}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+REPEATS=${REPEATS:-1}
+PHOTO_SIZES=${PHOTO_SIZES:-512 2048}
+PHOTO_REPEATS=${PHOTO_REPEATS:-5}
+PHASE_TIMEOUT=${PHASE_TIMEOUT:-170}
+OUT=${OUT:-bench/results/gpu-$(date -u +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+export PYTHONUNBUFFERED=1 AESERVE_LOG_LEVEL=warning
+start=$SECONDS
+failed=()
+log() { printf '[%4d s] %s\n' $((SECONDS - start)) "$*" | tee -a "$OUT/progress.txt" >&2; }
+
+# --- the serving stack and wrk, when missing -----------------------------------------------------
+if ! $PY -c 'import fastapi, uvicorn, multipart, pydantic_settings, prometheus_client, httpx' 2>/dev/null; then
+    [ -d "$WHEELS" ] || { log "no serving stack and no $WHEELS: run scripts/bench-gpu-prep.sh first"; exit 1; }
+    log "installing the serving stack from $WHEELS into $LIB"
+    $PY -m pip install -q --no-index --find-links "$WHEELS" --target "$LIB" -r "$WHEELS/requirements.txt" \
+        2>&1 | grep -v WARNING
+    export PYTHONPATH="$PWD/$LIB${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if ! command -v wrk >/dev/null; then
     mkdir -p "$TOOLS/root"
     for deb in "$TOOLS"/*.deb; do dpkg -x "$deb" "$TOOLS/root"; done
     export PATH="$PWD/$TOOLS/root/usr/bin:$PATH"
     export LD_LIBRARY_PATH="$PWD/$TOOLS/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
-{ nvidia-smi -L || true; nproc; $PY -c 'import torch; print("torch", torch.__version__)'; } >&2
-$PY -m bench.run "$@"
-if [ -n "${OUT:-}" ]; then
-    cp "$(ls -t bench/results/*.md | head -1)" "$(ls -t bench/results/*.json | head -1)" "$OUT/"
-fi
+{
+    date -u
+    if command -v nvidia-smi >/dev/null; then nvidia-smi -L; else echo "no nvidia-smi"; fi
+    echo "cores: $(nproc)"
+    $PY -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__,
+"cuda", torch.cuda.is_available())'
+    wrk --version 2>&1 | head -1
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt" >&2
+$PY -c 'import app.main, bench.run, bench.photo' || { log "the service does not import"; exit 1; }
+
+# GPU memory in use on the whole device (every worker's process), sampled every 200 ms per phase
+sampler=
+gpu_sample() {  # gpu_sample NAME: start sampling into gpu-NAME.csv; gpu_sample (no name): stop
+    [ -n "$sampler" ] && { kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null; sampler=; }
+    if [ $# -gt 0 ] && command -v nvidia-smi >/dev/null; then
+        nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader,nounits \
+            -lms 200 > "$OUT/gpu-$1.csv" 2>/dev/null &
+        sampler=$!
+    fi
+}
+phase() {  # phase NAME SECONDS CMD...: run CMD under a timeout (SIGINT first: servers are stopped)
+    local name=$1 limit=$2 rc=0
+    shift 2
+    log "$name ..."
+    gpu_sample "$name"
+    timeout -s INT -k 15 "$limit" "$@" > "$OUT/$name.log" 2>&1 || rc=$?
+    gpu_sample
+    # keep the logs small: the tail is what tells what went wrong
+    if [ "$(stat -c %s "$OUT/$name.log")" -gt 2000000 ]; then
+        tail -c 2000000 "$OUT/$name.log" > "$OUT/$name.log.tail" && mv "$OUT/$name.log.tail" "$OUT/$name.log"
+    fi
+    if ((rc)); then failed+=("$name (exit $rc)"); log "$name FAILED (exit $rc): tail of $name.log:"
+        tail -5 "$OUT/$name.log" >&2
+    else log "$name done"; fi
+}
+
+# --- 1. 28x28 denoise vs bare, workers x connections -----------------------------------------------
+for n in $WORKERS_LIST; do
+    phase "run-w$n" "$PHASE_TIMEOUT" $PY -m bench.run --workers "$n" --connections "$CONNS" \
+        --ops bare,denoise --repeats "$REPEATS" --duration "$DURATION" --warmup "$WARMUP" \
+        --out "$OUT/run-w$n"
+done
+# --- 2. photo denoiser in-process: megapixels/s and peak GPU memory --------------------------------
+# shellcheck disable=SC2086
+phase photo-inprocess 150 bash scripts/bench-gpu-photo.sh "$OUT/photo-inprocess.json" \
+    "$PHOTO_REPEATS" $PHOTO_SIZES
+# --- 3. photo denoiser through the service ---------------------------------------------------------
+for size in $PHOTO_SIZES; do
+    phase "photo-service-$size" 120 $PY -m bench.photo --size "$size" --repeats "$PHOTO_REPEATS" \
+        --out "$OUT/photo-service-$size"
+done
+# --- 4. summary ------------------------------------------------------------------------------------
+$PY - "$OUT" > "$OUT/summary.md" <<'PYEOF' || failed+=("summary")
+import csv, json, sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+print("# GPU and many-core benchmark\n")
+print("```\n" + (out / "env.txt").read_text().strip() + "\n```\n")
+
+
+def gpu_peak(name):
+    path = out / f"gpu-{name}.csv"
+    if not path.exists():
+        return "-"
+    rows = [r for r in csv.reader(path.open()) if len(r) >= 3]
+    return f"{max(int(r[1]) for r in rows)} MiB" if rows else "-"
+
+
+runs = []
+for path in sorted(out.glob("run-w*/*.json"), key=lambda p: int(p.parent.name[5:])):
+    raw = json.loads(path.read_text())
+    runs.append((int(path.parent.name[5:]), raw))
+print("## 28x28 denoise vs the bare endpoint (same workers)\n")
+print("| workers | conns | bare req/s | denoise req/s | denoise / bare | denoise p50 ms | p99 ms "
+      "| p99/p50 | non-200 | service RSS MiB | GPU memory (device) |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+for workers, raw in runs:
+    by = {(r["op"], r["connections"]): r for r in raw["results"]}
+    for conns in sorted({c for _, c in by}):
+        bare, den = by.get(("bare", conns)), by.get(("denoise", conns))
+        if den is None:
+            continue
+        p50, p99 = den["p50_us"] / 1000, den["p99_us"] / 1000
+        others = {k: v for k, v in den["statuses"].items() if k != "200"}
+        if den["socket_errors"]:
+            others["socket errors"] = den["socket_errors"]
+        print(f"| {workers} | {conns} | {bare['rps']:.0f} | {den['rps']:.0f} | "
+              f"{den['rps'] / bare['rps']:.2f} | {p50:.2f} | {p99:.2f} | {p99 / p50 if p50 else 0:.1f} | "
+              f"{', '.join(f'{k}: {v}' for k, v in others.items()) or '-'} | "
+              f"{den['peak_rss_mib']:.0f} | {gpu_peak(f'run-w{workers}')} |")
+if runs:
+    lim = runs[0][1]["limits"]
+    print(f"\nIn-process limit (device {lim['device']}, runtime {lim['runtime']}, batch {lim['batch']}): "
+          f"denoise {lim['denoise']:.0f} img/s, batch 1 {lim['denoise_batch1']:.0f}/s.")
+    print(f"Rounds per cell: {len(runs[0][1]['results'][0]['rounds_rps'])} (bench.run keeps the median).")
+
+print("\n## Photo denoiser, one image at a time\n")
+inproc = out / "photo-inprocess.json"
+rows = json.loads(inproc.read_text()) if inproc.exists() else {"rows": []}
+served = {}
+for path in out.glob("photo-service-*/*-photo.json"):
+    for r in json.loads(path.read_text()):
+        served[(r["size"], r["mode"])] = r
+print(f"device {rows.get('device', '?')}, torch threads {rows.get('torch_threads', '?')}; medians\n")
+print("| image | in-process ms | in-process MP/s | service ms | service MP/s | peak allocated MiB "
+      "| peak reserved MiB |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for r in rows["rows"]:
+    s = served.get((r["size"], r["mode"]))
+    mp = r["size"] * r["size"] / 1e6
+    svc = f"{s['service_ms']:.0f} | {mp / (s['service_ms'] / 1000):.1f}" if s else "- | -"
+    print(f"| {r['mode']} {r['size']}² | {r['ms']:.1f} | {r['mp_per_s']:.1f} | {svc} | "
+          f"{r['peak_allocated_mib'] if r['peak_allocated_mib'] is not None else '-'} | "
+          f"{r['peak_reserved_mib'] if r['peak_reserved_mib'] is not None else '-'} |")
+print("\nGPU memory in use on the device (nvidia-smi, all processes), peak per phase: " + ", ".join(
+    f"{p.stem[4:]} {gpu_peak(p.stem[4:])}" for p in sorted(out.glob("gpu-*.csv"))))
+PYEOF
+cat "$OUT/summary.md"
+log "total $((SECONDS - start)) s; results in $OUT"
+if ((${#failed[@]})); then log "FAILED: ${failed[*]}"; exit 1; fi
