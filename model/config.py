@@ -26,6 +26,9 @@ class NoiseConfig:
     sigma_min: float = 0.0
     sigma_max: float = 0.0
     clip: bool = True
+    # gaussian: this fraction of every batch is clipped to [0, 1] and rounded to 8 bits, the noise
+    # users' photos carry (the rest follows ``clip``)
+    eight_bit_fraction: float = 0.0
 
 
 @dataclass
@@ -74,6 +77,9 @@ class TrainConfig:
     # photo: > 0 weighs each patch's MSE by 1 / (sigma + this) (0-1 scale), so that low noise levels
     # count about as much as high ones in PSNR terms; 0: plain MSE
     sigma_weight_floor: float = 0.0
+    # photo, colour models: this fraction of the patches is made gray (three equal planes) with the
+    # same noise in each plane, as a gray photo reaches a colour model
+    gray_fraction: float = 0.0
     grad_clip: float = 0.0
     amp: bool = True  # mixed precision (bf16/fp16 autocast) when training on CUDA
     num_workers: int = 0

@@ -27,11 +27,12 @@ import torch
 
 from model.checkpoint import Checkpoint, load_checkpoint, read_meta, write_config
 from model.data.loaders import binarize, load_test, to_float
-from model.figures import grid, loss_curves, rows_figure
-from model.losses import iwae_nll
-from model.networks import VAE
-from model.noise import add_gaussian
 from model.device import resolve_device
+from model.figures import grid, loss_curves, rows_figure
+from model.metrics import psnr
+from model.networks import VAE
+from model.noise import gaussian_noise
+from model.scoring import iwae_nll
 
 EVAL_SEED = 2024
 CHECK_IMAGES = 300  # the small, fast subset that CI re-measures against config.json
@@ -52,11 +53,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--update-checkpoint", action="store_true", help="write metrics to config.json")
     return p.parse_args(argv)
-
-
-def psnr(x: np.ndarray, ref: np.ndarray, axis: tuple[int, ...] = (1, 2, 3)) -> np.ndarray:
-    mse = np.mean((x.astype(np.float64) - ref.astype(np.float64)) ** 2, axis=axis)
-    return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-12))
 
 
 def ssim(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -101,20 +97,20 @@ def evaluate_denoising(ck: Checkpoint, clean: torch.Tensor, args: argparse.Names
     ref = clean.numpy()
     for sigma in args.sigmas:
         gen = torch.Generator().manual_seed(EVAL_SEED + round(sigma * 1000))
-        noisy = add_gaussian(clean, sigma, gen, clip=True)
+        noisy = gaussian_noise(clean, sigma, torch.randn(clean.shape, generator=gen), clip=True)
         started = time.monotonic()
         out = batched(model.denoise, noisy, device)
         model_s = time.monotonic() - started
         methods = {"noisy": noisy.numpy(), "median3": median3(noisy.numpy()), "model": out.numpy()}
         per: dict[str, np.ndarray] = {}
         for name, arr in methods.items():
-            per[f"{name}_psnr"] = psnr(arr, ref)
+            per[f"{name}_psnr"] = psnr(arr, ref, axis=(1, 2, 3))
             per[f"{name}_ssim"] = ssim(arr, ref)
         n_b = results["bm3d_images"]
         if n_b:
             b = run_bm3d(noisy[:n_b].numpy(), sigma)
             results.setdefault("bm3d", {})[str(sigma)] = {
-                "psnr": round(float(psnr(b, ref[:n_b]).mean()), 3),
+                "psnr": round(float(psnr(b, ref[:n_b], axis=(1, 2, 3)).mean()), 3),
                 "ssim": round(float(ssim(b, ref[:n_b]).mean()), 3),
             }
         results[str(sigma)] = summarise(per, n_b)

@@ -1,10 +1,37 @@
-"""Noise recipes that corrupt training inputs; the recipe is recorded in the checkpoint."""
+"""Noise: the one Gaussian noise function of ``model/`` and the training recipes built on it."""
 
 from __future__ import annotations
 
 import torch
 
 from model.config import NoiseConfig
+
+
+def gaussian_noise(
+    clean: torch.Tensor,
+    sigma: torch.Tensor | float,
+    normal: torch.Tensor,
+    clip: torch.Tensor | bool = False,
+    eight_bit: torch.Tensor | bool = False,
+) -> torch.Tensor:
+    """``clean + sigma * normal`` on the [0, 1] scale; a new tensor.
+
+    ``normal``: standard normal draws of ``clean``'s shape (the caller's generator decides them).
+    ``sigma``: a float or one level per item, broadcastable (e.g. (B, 1, 1, 1)).
+    ``clip``: clipped to [0, 1]; ``eight_bit``: clipped and rounded to 8 bits (multiples of 1/255),
+    what a camera or an editor saves. Each is a bool for the whole batch or one bool per item (B,).
+    """
+    noisy = clean + sigma * normal
+    if clip is False and eight_bit is False:
+        return noisy
+    clip_t = torch.as_tensor(clip, device=clean.device)
+    eight_t = torch.as_tensor(eight_bit, device=clean.device)
+    shape = (-1,) + (1,) * (clean.dim() - 1)
+    clip_t = clip_t.reshape(shape) if clip_t.dim() else clip_t
+    eight_t = eight_t.reshape(shape) if eight_t.dim() else eight_t
+    clipped = noisy.clamp(0.0, 1.0)
+    rounded = torch.round(clipped * 255.0) / 255.0
+    return torch.where(eight_t, rounded, torch.where(clip_t, clipped, noisy))
 
 
 def draw_levels(
@@ -15,6 +42,14 @@ def draw_levels(
     return cfg.sigma_min + (cfg.sigma_max - cfg.sigma_min) * u
 
 
+def eight_bit_items(cfg: NoiseConfig, n: int, device: torch.device) -> torch.Tensor:
+    """Which of a batch's ``n`` items get 8-bit noise: the first ``round(n * eight_bit_fraction)``.
+
+    A fixed count, not a draw, so that every batch holds them (the items are in random order).
+    """
+    return torch.arange(n, device=device) < round(n * cfg.eight_bit_fraction)
+
+
 def corrupt(
     x: torch.Tensor, cfg: NoiseConfig, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -23,8 +58,9 @@ def corrupt(
         return x.clone()
     level = draw_levels(cfg, x.shape[0], generator, x.device)
     if cfg.kind == "gaussian":
-        noisy = x + level * torch.randn(x.shape, generator=generator, device=x.device)
-        return noisy.clamp(0.0, 1.0) if cfg.clip else noisy
+        normal = torch.randn(x.shape, generator=generator, device=x.device)
+        return gaussian_noise(x, level, normal, clip=cfg.clip,
+                              eight_bit=eight_bit_items(cfg, x.shape[0], x.device))
     hit = torch.rand(x.shape, generator=generator, device=x.device) < level
     if cfg.kind == "salt-pepper":
         salt = (torch.rand(x.shape, generator=generator, device=x.device) < 0.5).to(x.dtype)
@@ -32,11 +68,3 @@ def corrupt(
     if cfg.kind == "mask":
         return torch.where(hit, torch.zeros_like(x), x)
     raise ValueError(f"unknown noise kind {cfg.kind!r}")
-
-
-def add_gaussian(
-    x: torch.Tensor, sigma: float, generator: torch.Generator | None = None, clip: bool = True
-) -> torch.Tensor:
-    """Fixed-sigma Gaussian noise, as the evaluation protocol uses."""
-    noisy = x + sigma * torch.randn(x.shape, generator=generator, device=x.device)
-    return noisy.clamp(0.0, 1.0) if clip else noisy

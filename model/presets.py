@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from model.cli import UsageError
 from model.config import ModelConfig, NoiseConfig, RunConfig, TrainConfig
+from model.photo.preset import PHOTO_PRESETS
 
 
 def mnist_dae() -> RunConfig:
@@ -40,15 +44,13 @@ def mnist_vae() -> RunConfig:
     )
 
 
-PRESETS = {"mnist-dae": mnist_dae, "mnist-vae": mnist_vae}
+PRESETS: dict[str, Callable[[], RunConfig]] = {
+    "mnist-dae": mnist_dae, "mnist-vae": mnist_vae, **PHOTO_PRESETS,
+}
 
 
 def get_preset(name: str) -> RunConfig:
-    if name == "photo-denoiser":
-        from model.photo.preset import photo_preset
-
-        return photo_preset()
+    """The named recipe; ``UsageError`` naming the known ones for any other name."""
     if name not in PRESETS:
-        known = ", ".join([*PRESETS, "photo-denoiser"])
-        raise ValueError(f"unknown preset {name!r} (known: {known})")
+        raise UsageError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
     return PRESETS[name]()

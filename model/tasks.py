@@ -6,18 +6,21 @@ loop in ``model.train`` is the same for all kinds.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from model.cli import UsageError
 from model.config import RunConfig
 from model.data.loaders import Splits, binarize, load_splits, to_float
 from model.losses import dae_loss, vae_loss
+from model.metrics import psnr_from_mse
 from model.networks import VAE
 from model.noise import corrupt
+from model.photo.task import PhotoTask
 
 VAL_SEED = 1234
 
@@ -36,10 +39,6 @@ class Task(Protocol):
 
     @torch.no_grad()
     def validate(self, model: nn.Module) -> dict[str, float]: ...
-
-
-def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
-    return 10.0 * math.log10(peak * peak / max(mse, 1e-12))
 
 
 class AutoencoderTask:
@@ -109,19 +108,20 @@ class AutoencoderTask:
             count += n
         metrics = {key: value / count for key, value in total.items()}
         if "mse" in metrics:
-            metrics["psnr"] = psnr_from_mse(metrics["mse"])
+            metrics["psnr"] = float(psnr_from_mse(metrics["mse"]))
         metrics["val_loss"] = metrics.get("neg_elbo", metrics.get("mse", 0.0))
         return metrics
 
 
-def make_task(cfg: RunConfig, data_dir: str, device: torch.device, limit: int = 0) -> Task:
+def make_task(cfg: RunConfig, data_dirs: list[Path], device: torch.device, limit: int = 0) -> Task:
+    """The task of ``cfg``'s kind; photo models read every folder given, the others one."""
     if cfg.model.kind == "photo":
-        from model.photo.task import PhotoTask
-
-        return PhotoTask(cfg, data_dir, device, limit)
+        return PhotoTask(cfg, list(data_dirs), device, limit)
+    if len(data_dirs) != 1:
+        raise UsageError(f"--data-dir: {cfg.train.preset} reads one folder, got {len(data_dirs)}")
     splits = load_splits(
         cfg.train.dataset,
-        data_dir,  # type: ignore[arg-type]
+        data_dirs[0],
         cfg.model.channels,
         (cfg.model.image_size[0], cfg.model.image_size[1]),
         cfg.train.val_fraction,

@@ -20,19 +20,26 @@ MNIST_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-uby
 SPLIT_SEED = 12345  # the validation split does not move with the training seed
 
 
+class DataError(Exception):
+    """Data that is missing or malformed; the message names the file or folder and the problem."""
+
+
 def read_idx_images(path: Path) -> np.ndarray:
     """Parse an IDX3 image file (optionally gzip'd): big-endian magic 2051, count, rows, cols."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: unreadable ({exc})") from exc
     if len(data) < 16:
-        raise ValueError(f"{path}: too short for an IDX header")
+        raise DataError(f"{path}: too short for an IDX header")
     magic, count, rows, cols = struct.unpack(">IIII", data[:16])
     if magic != 2051:
-        raise ValueError(f"{path}: bad IDX magic {magic} (expected 2051)")
+        raise DataError(f"{path}: bad IDX magic {magic} (expected 2051)")
     expected = 16 + count * rows * cols
     if len(data) != expected:
-        raise ValueError(f"{path}: {len(data)} bytes, header promises {expected}")
+        raise DataError(f"{path}: {len(data)} bytes, header promises {expected}")
     return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(count, 1, rows, cols)
 
 
@@ -42,20 +49,27 @@ def find_mnist_file(data_dir: Path, split: str) -> Path:
         candidate = data_dir / name
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"no MNIST {split} images ({stem}[.gz]) in {data_dir}")
+    raise DataError(f"no MNIST {split} images ({stem}.gz) in {data_dir} "
+                    "(python -m model.data check --data-dir DIR says what a data folder needs)")
 
 
 def load_image_folder(
     folder: Path, channels: int, size: tuple[int, int] | None = None
 ) -> list[np.ndarray]:
     """Every image in ``folder`` (sorted by name) as uint8 (C, H, W); resized when ``size`` given."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder "
+                        "(python -m model.data check --data-dir DIR says what a data folder needs)")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise FileNotFoundError(f"no PNG/JPEG images in {folder}")
+        raise DataError(f"{folder}: no PNG/JPEG images")
     images = []
     for path in paths:
-        with Image.open(path) as src:
-            img = src.convert("L" if channels == 1 else "RGB")
+        try:
+            with Image.open(path) as src:
+                img = src.convert("L" if channels == 1 else "RGB")
+        except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+            raise DataError(f"{path}: not a readable image ({exc})") from exc
         if size is not None:
             img = img.resize((size[1], size[0]), Image.Resampling.BICUBIC)
         arr = np.asarray(img, dtype=np.uint8)
@@ -96,7 +110,7 @@ def load_splits(
         train = read_idx_images(find_mnist_file(data_dir, "train"))
         try:
             test = read_idx_images(find_mnist_file(data_dir, "test"))
-        except FileNotFoundError:
+        except DataError:
             test = None
     elif dataset == "folder":
         train = np.stack(load_image_folder(data_dir, channels, image_size))
@@ -106,10 +120,10 @@ def load_splits(
         train = load_torchvision(name, data_dir, True)
         test = load_torchvision(name, data_dir, False)
     else:
-        raise ValueError(f"unknown dataset {dataset!r}")
+        raise DataError(f"unknown dataset {dataset!r}")
     if tuple(train.shape[1:]) != (channels, *image_size):
-        raise ValueError(
-            f"dataset images are {tuple(train.shape[1:])}, the model expects "
+        raise DataError(
+            f"{data_dir}: images are {tuple(train.shape[1:])}, the model expects "
             f"{(channels, *image_size)}"
         )
     perm = np.random.default_rng(SPLIT_SEED).permutation(len(train))
@@ -140,7 +154,7 @@ def load_test(dataset: str, data_dir: Path, channels: int, image_size: tuple[int
         return torch.from_numpy(read_idx_images(find_mnist_file(Path(data_dir), "test")).copy())
     if dataset == "folder":
         return torch.from_numpy(np.stack(load_image_folder(Path(data_dir), channels, image_size)))
-    raise ValueError(f"no test split for dataset {dataset!r}")
+    raise DataError(f"no test split for dataset {dataset!r}")
 
 
 def to_float(batch: torch.Tensor) -> torch.Tensor:

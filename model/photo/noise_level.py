@@ -6,9 +6,12 @@ its smallest eigenvalue is sigma^2; texture only adds to the eigenvalues. Patche
 left out by their gradient energy (the sum of squared horizontal and vertical differences), which
 for a flat patch under noise sigma follows a Gamma law scaled by sigma^2: a patch is kept when its
 energy is below that law's ``CONFIDENCE`` quantile at the current estimate. The estimate starts
-from every patch and is refined ``ITERATIONS`` times on the weak-texture patches. Patches that hold a clipped pixel (0 or 255,
-where an 8-bit image has lost part of its noise) are left out. Colour: each channel on its own,
-then their mean.
+from every patch and is refined on the weak-texture patches. Colour: each channel on its own, then
+their mean.
+
+Clipped 8-bit images (a noticeable share of pixels at exactly 0 or 255) lose noise where they clip:
+there the estimate starts from the patches without a clipped pixel, leaves out the patches whose
+mean lies within two sigma of 0 or 255, and corrects the smallest eigenvalue for the smaller sample.
 
 Large images are sampled on a regular grid of patch positions (at most ``MAX_PATCHES``), which
 keeps the cost at tens of milliseconds for any size. torch only: no scikit-image, no scipy.

@@ -1,11 +1,21 @@
-"""The photo denoiser's training recipes."""
+"""The photo denoiser's training recipes.
+
+- ``photo-denoiser``: the recipe of the shipped gray checkpoint (train400, unclipped noise);
+- ``photo-color``: a native colour network (3 channels in and out, the same widths), trained on
+  CBSD432 and Train400 together with half of every batch's noise clipped and rounded to 8 bits and
+  a quarter of the patches gray, so one network serves gray and colour photos;
+- ``photo-gray``: the shipped gray network's recipe with the 8-bit noise of ``photo-color``.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 from model.config import ModelConfig, NoiseConfig, RunConfig, TrainConfig
 
 PATCH = 48
 SIGMA_MAX = 55.0  # on the 0-255 scale
+WIDTHS = [32, 64, 128, 256]
 
 
 def photo_preset() -> RunConfig:
@@ -21,7 +31,7 @@ def photo_preset() -> RunConfig:
     """
     return RunConfig(
         model=ModelConfig(
-            kind="photo", image_size=[PATCH, PATCH], channels=1, hidden=[32, 64, 128, 256], depth=2,
+            kind="photo", image_size=[PATCH, PATCH], channels=1, hidden=list(WIDTHS), depth=2,
             likelihood="mse", value_range=[0.0, 1.0],
         ),
         noise=NoiseConfig(kind="gaussian", sigma_min=0.0, sigma_max=SIGMA_MAX / 255.0, clip=False),
@@ -31,3 +41,32 @@ def photo_preset() -> RunConfig:
             val_fraction=0.05, seed=0,
         ),
     )
+
+
+def photo_gray_preset() -> RunConfig:
+    """The shipped gray recipe, with half of every batch's noise clipped and rounded to 8 bits."""
+    cfg = photo_preset()
+    cfg.noise = dataclasses.replace(cfg.noise, eight_bit_fraction=0.5)
+    cfg.train.preset = "photo-gray"
+    return cfg
+
+
+def photo_color_preset() -> RunConfig:
+    """One RGB network (3 channels in and out) for colour and gray photos, 8-bit noise included.
+
+    Train on CBSD432 and Train400 (``--data-dir $DATA/cbsd432 $DATA/train400``); gray images load
+    as three equal planes. A quarter of the patches are made gray with the same noise in every
+    plane (how a gray photo reaches this network); the rest get independent noise per channel.
+    """
+    cfg = photo_gray_preset()
+    cfg.model.channels = 3
+    cfg.train.preset = "photo-color"
+    cfg.train.gray_fraction = 0.25
+    return cfg
+
+
+PHOTO_PRESETS = {
+    "photo-denoiser": photo_preset,
+    "photo-gray": photo_gray_preset,
+    "photo-color": photo_color_preset,
+}

@@ -1,15 +1,19 @@
-"""Training and validation of the photo denoiser on a folder of photographs (train400).
+"""Training and validation of the photo denoiser on folders of photographs.
 
 Each batch is ``batch_size`` square patches (``image_size`` of the model config) cut at random from
-the training images with a random flip/rotation (the 8 symmetries of the square). Noise is drawn per
-patch: sigma uniform in ``[sigma_min, sigma_max]`` (0-1 scale), white Gaussian, not clipped (the
-evaluation protocol). A fraction ``KNOWN_FRACTION`` of the patches is shown its true sigma, the rest
-are blind, so one set of weights serves both uses. With ``sigma_weight_floor`` > 0 the patches' MSEs
-are averaged with weights 1 / (sigma + floor): the MSE of a denoiser grows about linearly with sigma,
-so plain MSE lets the high levels dominate and a blind model trades low-sigma quality for them.
+the training images of every folder given, with a random flip/rotation (the 8 symmetries of the
+square). Images of one shape are stacked on the training device, so a batch is cut with one
+indexing op per shape. Noise is drawn per patch: sigma uniform in ``[sigma_min, sigma_max]`` (0-1
+scale), white Gaussian; the first ``eight_bit_fraction`` of every batch is clipped to [0, 1] and
+rounded to 8 bits (the noise users' photos carry), the rest unclipped (the papers' protocol). For a
+colour network, the last ``gray_fraction`` of every batch is made gray (three equal planes with the
+same noise in each). A fraction ``KNOWN_FRACTION`` of the patches is shown its true sigma, the rest
+are blind, so one set of weights serves both uses. With ``sigma_weight_floor`` > 0 the patches'
+MSEs are averaged with weights 1 / (sigma + floor): the MSE of a denoiser grows about linearly with
+sigma, so plain MSE lets the high levels dominate and a blind model trades low sigma for them.
 
-Validation: held-out whole images with fixed-seed noise at sigma 15, 25 and 50 (0-255 scale), blind;
-``val_loss`` is minus the mean PSNR (dB).
+Validation: held-out whole images with fixed-seed noise at sigma 15, 25 and 50 (0-255 scale), blind,
+unclipped and 8-bit; ``val_loss`` is minus the mean PSNR (dB) over both.
 """
 
 from __future__ import annotations
@@ -25,16 +29,12 @@ from torch import nn
 
 from model.config import RunConfig
 from model.data.loaders import SPLIT_SEED, load_image_folder
-from model.tasks import psnr_from_mse
+from model.metrics import psnr
+from model.noise import eight_bit_items, gaussian_noise
 
 KNOWN_FRACTION = 0.25
 VAL_SIGMAS = (15.0, 25.0, 50.0)
 VAL_SEED = 1234
-
-
-def psnr(clean: torch.Tensor, estimate: torch.Tensor) -> float:
-    """PSNR in dB of ``estimate`` against ``clean``, both on the 0-1 scale (peak 1)."""
-    return psnr_from_mse(float(torch.mean((clean - estimate) ** 2)))
 
 
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -44,15 +44,22 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.rot90(x, k % 4, dims=(-2, -1))
 
 
-class PhotoTask:
-    """The ``model.tasks.Task`` of ``kind == "photo"``."""
+def gray_items(n: int, fraction: float, device: torch.device) -> torch.Tensor:
+    """Which of a batch's ``n`` patches are made gray: the last ``round(n * fraction)``."""
+    return torch.arange(n, device=device) >= n - round(n * fraction)
 
-    def __init__(self, cfg: RunConfig, data_dir: str, device: torch.device, limit: int = 0) -> None:
+
+class PhotoTask:
+    """The ``model.tasks.Task`` of ``kind == "photo"``; ``data_dirs``: one folder or several."""
+
+    def __init__(self, cfg: RunConfig, data_dirs: str | Path | list[str] | list[Path],
+                 device: torch.device, limit: int = 0) -> None:
         self.cfg = cfg
         self.device = device
         self.patch = int(cfg.model.image_size[0])
-        images = load_image_folder(Path(data_dir), cfg.model.channels)
-        images = [self._at_least_patch(img) for img in images]
+        folders = [Path(d) for d in (data_dirs if isinstance(data_dirs, list) else [data_dirs])]
+        images = [self._landscape(self._at_least_patch(img))
+                  for folder in folders for img in load_image_folder(folder, cfg.model.channels)]
         perm = np.random.default_rng(SPLIT_SEED).permutation(len(images))
         n_val = max(1, round(len(images) * cfg.train.val_fraction)) if len(images) > 1 else 0
         val_idx, train_idx = perm[:n_val], perm[n_val:]
@@ -63,12 +70,15 @@ class PhotoTask:
             val_idx = val_idx[: max(1, limit // 10)]
         self.train = [torch.from_numpy(images[i].copy()) for i in train_idx]
         self.val = [torch.from_numpy(images[i].copy()) for i in val_idx]
-        # the training images as one (N, C, H, W) uint8 tensor on the device, if they share a size
-        same_size = len({tuple(img.shape) for img in self.train}) == 1
-        self.stacked = torch.stack(self.train).to(device) if same_size else None
+        # the training images stacked on the device, one (N, C, H, W) uint8 tensor per shape
+        self.stacked = True
+        shapes = sorted({tuple(img.shape) for img in self.train})
+        self.groups = [torch.tensor([i for i, img in enumerate(self.train) if tuple(img.shape) == s])
+                       for s in shapes]
+        self.stacks = [torch.stack([self.train[i] for i in g.tolist()]).to(device) for g in self.groups]
         self.data_description: dict[str, Any] = {
             "name": "folder",
-            "path": str(data_dir),
+            "path": str(folders[0]) if len(folders) == 1 else [str(f) for f in folders],
             "train": len(self.train),
             "val": len(self.val),
             "test": None,
@@ -85,64 +95,87 @@ class PhotoTask:
             img = np.pad(img, ((0, 0), (0, ph), (0, pw)), mode="edge")
         return img
 
+    @staticmethod
+    def _landscape(img: np.ndarray) -> np.ndarray:
+        """Portrait images turned a quarter (a symmetry the patches get anyway): fewer shapes."""
+        return np.ascontiguousarray(np.rot90(img, 1, axes=(1, 2))) if img.shape[1] > img.shape[2] else img
+
     def num_train(self) -> int:
         return int(self.cfg.train.patches_per_epoch)
 
     def batches(self, epoch: int, rank: int, world: int) -> Iterator[torch.Tensor]:
         """uint8 patches (B, C, P, P); every rank draws its own share of the epoch.
 
-        When every training image has the same size (train400), the patches are cut from one stacked
-        tensor on the training device in a single indexing op per batch; otherwise one by one. Both
-        paths cut the same patches from the same draws.
+        Stacked (the default): one indexing op per image shape; ``stacked = False``: one patch at a
+        time. Both paths cut the same patches from the same draws.
         """
-        bs, p = self.cfg.train.batch_size, self.patch
+        bs = self.cfg.train.batch_size
         gen = torch.Generator().manual_seed(self.cfg.train.seed * 100003 + epoch * 101 + rank)
         n_batches = self.num_train() // (bs * world)
         for _ in range(n_batches):
             picks = torch.randint(len(self.train), (bs,), generator=gen)
             sym = torch.randint(8, (bs,), generator=gen)
             u = torch.rand(bs, 2, generator=gen)
-            if self.stacked is not None:
-                yield self._cut_stacked(self.stacked, picks, sym, u)
-                continue
-            patches = []
-            for j, idx in enumerate(picks.tolist()):
-                img = self.train[idx]
-                top = int(u[j, 0] * (img.shape[1] - p + 1))
-                left = int(u[j, 1] * (img.shape[2] - p + 1))
-                patches.append(dihedral(img[:, top : top + p, left : left + p], int(sym[j])))
-            yield torch.stack(patches)
+            yield self._cut_stacked(picks, sym, u) if self.stacked else self._cut_each(picks, sym, u)
 
-    def _cut_stacked(self, stack: torch.Tensor, picks: torch.Tensor, sym: torch.Tensor,
-                     u: torch.Tensor) -> torch.Tensor:
+    def _cut_each(self, picks: torch.Tensor, sym: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         p = self.patch
-        h, w = stack.shape[-2:]
-        # the same float32 arithmetic as the one-by-one path; int() and .long() both truncate
-        top = (u[:, 0] * (h - p + 1)).long()
-        left = (u[:, 1] * (w - p + 1)).long()
-        ar = torch.arange(p)
-        rows = (top[:, None] + ar).to(stack.device)[:, :, None]
-        cols = (left[:, None] + ar).to(stack.device)[:, None, :]
-        # advanced indices around a slice: the result is (B, P, P, C)
-        patches = stack[picks.to(stack.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
-        # all 8 symmetries, then each patch's own: no host-device sync, unlike boolean masks
-        variants = torch.stack([dihedral(patches, k) for k in range(8)])
-        return variants[sym.to(stack.device), torch.arange(len(picks), device=stack.device)]
+        patches = []
+        for j, idx in enumerate(picks.tolist()):
+            img = self.train[idx]
+            top = int(u[j, 0] * (img.shape[1] - p + 1))
+            left = int(u[j, 1] * (img.shape[2] - p + 1))
+            patches.append(dihedral(img[:, top : top + p, left : left + p], int(sym[j])))
+        return torch.stack(patches).to(self.device)
 
-    def loss(
-        self, model: nn.Module, batch: torch.Tensor, step: int, gen: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        noise_cfg = self.cfg.noise
+    def _cut_stacked(self, picks: torch.Tensor, sym: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        p, dev = self.patch, self.device
+        out: torch.Tensor | None = None
+        for group, stack in zip(self.groups, self.stacks, strict=True):
+            where = torch.isin(picks, group)
+            if not bool(where.any()):
+                continue
+            local = torch.searchsorted(group, picks[where])  # index within the stack
+            h, w = stack.shape[-2:]
+            # the same float32 arithmetic as the one-by-one path; int() and .long() both truncate
+            top = (u[where, 0] * (h - p + 1)).long()
+            left = (u[where, 1] * (w - p + 1)).long()
+            ar = torch.arange(p)
+            rows = (top[:, None] + ar).to(dev)[:, :, None]
+            cols = (left[:, None] + ar).to(dev)[:, None, :]
+            # advanced indices around a slice: the result is (B, P, P, C)
+            patches = stack[local.to(dev)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+            # all 8 symmetries, then each patch's own: no host-device sync, unlike boolean masks
+            variants = torch.stack([dihedral(patches, k) for k in range(8)])
+            cut = variants[sym[where].to(dev), torch.arange(len(local), device=dev)]
+            if out is None:
+                out = torch.empty((len(picks), *cut.shape[1:]), dtype=cut.dtype, device=dev)
+            out[where.nonzero()[:, 0].to(dev)] = cut
+        assert out is not None
+        return out
+
+    def noisy_batch(self, batch: torch.Tensor, gen: torch.Generator,
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(noisy, clean, sigma) for a uint8 batch, on the device: the recipe of the module doc."""
+        noise_cfg, train_cfg = self.cfg.noise, self.cfg.train
         clean = batch.to(self.device, non_blocking=True).float().div_(255.0)
         n = clean.shape[0]
         u = torch.rand(n, generator=gen, device=clean.device)
         sigma = noise_cfg.sigma_min + (noise_cfg.sigma_max - noise_cfg.sigma_min) * u
-        noisy = clean + sigma.view(n, 1, 1, 1) * torch.randn(
-            clean.shape, generator=gen, device=clean.device
-        )
-        if noise_cfg.clip:
-            noisy = noisy.clamp(0.0, 1.0)
-        known = torch.rand(n, generator=gen, device=clean.device) < KNOWN_FRACTION
+        normal = torch.randn(clean.shape, generator=gen, device=clean.device)
+        if clean.shape[1] == 3 and train_cfg.gray_fraction > 0.0:
+            gray = gray_items(n, train_cfg.gray_fraction, clean.device).view(n, 1, 1, 1)
+            clean = torch.where(gray, clean.mean(dim=1, keepdim=True).expand_as(clean), clean)
+            normal = torch.where(gray, normal[:, :1].expand_as(normal), normal)
+        noisy = gaussian_noise(clean, sigma.view(n, 1, 1, 1), normal, clip=noise_cfg.clip,
+                               eight_bit=eight_bit_items(noise_cfg, n, clean.device))
+        return noisy, clean, sigma
+
+    def loss(
+        self, model: nn.Module, batch: torch.Tensor, step: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        noisy, clean, sigma = self.noisy_batch(batch, gen)
+        known = torch.rand(len(sigma), generator=gen, device=clean.device) < KNOWN_FRACTION
         level = torch.where(known, sigma, torch.full_like(sigma, float("nan")))
         floor = self.cfg.train.sigma_weight_floor
         if floor <= 0.0:
@@ -156,13 +189,16 @@ class PhotoTask:
         gen = torch.Generator().manual_seed(VAL_SEED)
         metrics: dict[str, float] = {}
         for s in VAL_SIGMAS:
-            values = []
-            for img in self.val:
-                clean = img.float().div(255.0)[None]
-                noisy = clean + (s / 255.0) * torch.randn(clean.shape, generator=gen)
-                out = model(noisy.to(self.device)).cpu().clamp(0.0, 1.0)
-                values.append(psnr(clean, out))
-            metrics[f"psnr_{int(s)}"] = sum(values) / len(values)
+            for protocol, eight_bit in (("", False), ("_8bit", True)):
+                values = []
+                for img in self.val:
+                    clean = img.float().div(255.0)[None]
+                    normal = torch.randn(clean.shape, generator=gen)
+                    noisy = gaussian_noise(clean, s / 255.0, normal, eight_bit=eight_bit)
+                    out = model(noisy.to(self.device)).cpu().clamp(0.0, 1.0)
+                    values.append(float(psnr(out, clean)))
+                metrics[f"psnr_{int(s)}{protocol}"] = sum(values) / len(values)
         metrics["psnr"] = sum(metrics[f"psnr_{int(s)}"] for s in VAL_SIGMAS) / len(VAL_SIGMAS)
-        metrics["val_loss"] = -metrics["psnr"]
+        metrics["psnr_8bit"] = sum(metrics[f"psnr_{int(s)}_8bit"] for s in VAL_SIGMAS) / len(VAL_SIGMAS)
+        metrics["val_loss"] = -(metrics["psnr"] + metrics["psnr_8bit"]) / 2.0
         return metrics

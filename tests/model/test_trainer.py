@@ -25,7 +25,7 @@ from tests.conftest import ROOT, train_tiny
 def test_training_step_changes_weights_and_evaluation_does_not(tiny_mnist_dir: Path, preset: str) -> None:
     cfg = get_preset(preset)
     cfg.train.batch_size = 16
-    task = make_task(cfg, str(tiny_mnist_dir), torch.device("cpu"))
+    task = make_task(cfg, [tiny_mnist_dir], torch.device("cpu"))
     torch.manual_seed(0)
     model = build_model(cfg.model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -147,7 +147,7 @@ def test_two_process_ddp_run_trains(tiny_mnist_dir: Path, tmp_path: Path) -> Non
 
 
 def test_recorded_command_replaces_a_time_budget_with_its_epochs() -> None:
-    from model.train import budget_epochs, recorded_command
+    from model.trainer import budget_epochs, recorded_command
 
     argv = ["--preset", "mnist-vae", "--epochs", "1000", "--time-budget", "280", "--device", "cuda"]
     assert recorded_command(argv, None) == argv

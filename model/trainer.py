@@ -1,0 +1,309 @@
+"""The training run behind ``python -m model.train``: set up, load the data, build, fit.
+
+The loop checks the loss for NaN/inf without a host-device sync per step (a flag on the device,
+read every ``CHECK_EVERY`` steps and before anything is saved, so no saved state holds a bad step),
+validates after every epoch, keeps the best checkpoint and saves the training state every
+``--save-every`` steps. Ctrl-C and SIGTERM (docker stop) stop cleanly, the state saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import signal
+import sys
+import time
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from model.checkpoint import read_meta, save_checkpoint, write_config
+from model.config import RunConfig
+from model.device import resolve_device
+from model.networks import build_model
+from model.presets import get_preset
+from model.tasks import Task, make_task
+from model.train_state import STATE_DIR, load_state, save_state
+from model.warm_start import chain_of, warm_start
+
+CHECK_EVERY = 100  # steps between reads of the non-finite-loss flag
+OVERRIDES = {"train": ("epochs", "max_steps", "batch_size", "lr", "seed", "patches_per_epoch",
+                       "sigma_weight_floor"),
+             "model": ("hidden", "extra_convs", "latent_dim")}
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """The preset with the command line's overrides."""
+    cfg = get_preset(args.preset)
+    for section, names in OVERRIDES.items():
+        for name in names:
+            value = getattr(args, name)
+            if value is not None:
+                setattr(getattr(cfg, section), name, value)
+    return cfg
+
+
+def planned_steps(cfg: RunConfig, steps_per_epoch: int) -> int:
+    """Optimiser steps the run will take: its epochs, capped by ``max_steps`` when set."""
+    total = cfg.train.epochs * steps_per_epoch
+    return min(total, cfg.train.max_steps) if cfg.train.max_steps else total
+
+
+def budget_epochs(budget_s: float, elapsed_s: float, step: int, sec_per_step: float,
+                  steps_per_epoch: int, epoch: int) -> int:
+    """The whole number of epochs a run can finish within ``budget_s`` at the measured pace."""
+    steps_left = max(0.0, budget_s - elapsed_s) * 0.95 / max(sec_per_step, 1e-9)
+    return max(epoch + 1, int((step + steps_left) // steps_per_epoch))
+
+
+def recorded_command(argv: list[str], epochs: int | None) -> list[str]:
+    """The training command as given, with a time budget replaced by the epochs it came to."""
+    if epochs is None:
+        return argv
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--time-budget", "--epochs"):
+            skip = True
+            continue
+        if arg.startswith(("--time-budget=", "--epochs=")):
+            continue
+        out.append(arg)
+    return [*out, "--epochs", str(epochs)]
+
+
+def lr_at(cfg: RunConfig, step: int, total: int) -> float:
+    """Linear warm-up over 200 steps, then cosine decay to ``lr_min``."""
+    t = cfg.train
+    if step < 200:
+        return t.lr * (step + 1) / 200
+    progress = min(1.0, (step - 200) / max(1, total - 200))
+    return t.lr_min + 0.5 * (t.lr - t.lr_min) * (1.0 + math.cos(math.pi * progress))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+class Trainer:
+    """One run; ``model.train.train`` calls its steps in order."""
+
+    task: Task
+    model: nn.Module
+    opt: torch.optim.Optimizer
+
+    def __init__(self, args: argparse.Namespace, given: list[str], cfg: RunConfig,
+                 device: torch.device, rank: int, world: int) -> None:
+        self.args, self.cfg, self.device, self.rank, self.world = args, cfg, device, rank, world
+        self.is_main = rank == 0
+        launcher = (f"torchrun --nproc_per_node={world} -m model.train" if world > 1
+                    else "python -m model.train")
+        self.launcher, self.given = launcher, given
+        self.info: dict[str, Any] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [],
+                                     "best_val": None, "elapsed_s": 0.0, "init_from": None}
+        self.gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 7919 + rank)
+
+    @classmethod
+    def set_up(cls, args: argparse.Namespace, argv: list[str] | None) -> Trainer:
+        """Signals, device, process group, threads and the run's config (the preset + flags)."""
+        signal.signal(signal.SIGINT, _interrupt)  # even where a shell started us with SIGINT ignored
+        signal.signal(signal.SIGTERM, _interrupt)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        cfg = build_config(args)
+        device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
+        if world > 1:
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        torch.manual_seed(cfg.train.seed)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        given = list(sys.argv[1:] if argv is None else argv)
+        return cls(args, given, cfg, device, rank, world)
+
+    def load_data(self) -> None:
+        self.task = make_task(self.cfg, self.args.data_dir, self.device, self.args.limit)
+        self.steps_per_epoch = self.task.num_train() // (self.cfg.train.batch_size * self.world)
+        if self.steps_per_epoch == 0:
+            raise SystemExit("batch size larger than the training split")
+        self.total = planned_steps(self.cfg, self.steps_per_epoch)
+
+    def build(self) -> None:
+        """The network, fresh or from --init-from, its optimiser, and the state of --resume."""
+        cfg, device = self.cfg, self.device
+        self.model = build_model(cfg.model).to(device)
+        if self.args.init_from:
+            self.info["init_from"] = warm_start(self.model, self.args.init_from, cfg.model.channels)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr,
+                                     weight_decay=cfg.train.weight_decay, fused=device.type == "cuda")
+        if self.args.resume:
+            self.info = {"init_from": None, **load_state(self.args.out / STATE_DIR, self.model,
+                                                         self.opt, self.gen)}
+            if self.info.get("budget_epochs"):
+                cfg.train.epochs = self.info["budget_epochs"]
+                self.total = planned_steps(cfg, self.steps_per_epoch)
+        self.ddp: nn.Module = DistributedDataParallel(self.model) if self.world > 1 else self.model
+        self.use_amp = device.type == "cuda" and cfg.train.amp
+        self.amp_dtype = (torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported()
+                          else torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+
+    def command(self) -> str:
+        return self.launcher + " " + shlex.join(recorded_command(self.given, self.info.get("budget_epochs")))
+
+    def fit(self) -> int:
+        """Train until the planned steps are done; 130 when interrupted (the state is saved)."""
+        cfg, args = self.cfg, self.args
+        self.step: int = self.info["step"]
+        self.started = time.monotonic() - self.info["elapsed_s"]
+        self.bar = tqdm(total=self.total, initial=self.step, disable=not self.is_main or args.no_progress,
+                        dynamic_ncols=True, desc=cfg.train.preset)
+        self.bad = torch.zeros((), dtype=torch.bool, device=self.device)
+        self.checked = self.step
+        self.epoch: int = self.info["epoch"]
+        self.pos: int = self.info["batch_in_epoch"]  # batches of ``epoch`` already done
+        self.calib: tuple[int, float] | None = None  # where the pace measurement starts
+        self.loss = torch.tensor(float("nan"))
+        try:
+            while self.step < self.total and self.epoch < cfg.train.epochs:
+                stopped = self.train_epoch()
+                if not stopped:
+                    self.epoch, self.pos = self.epoch + 1, 0
+                if args.time_budget and "budget_epochs" not in self.info:
+                    self.apply_budget()
+                if self.is_main:
+                    self.keep_best(self.epoch + self.pos / self.steps_per_epoch, self.loss.item())
+                self.snapshot()
+        except KeyboardInterrupt:
+            self.snapshot()
+            self.bar.close()
+            print(f"interrupted at step {self.step}; state saved, continue with --resume",
+                  file=sys.stderr)
+            return 130
+        finally:
+            if self.world > 1:
+                dist.destroy_process_group()
+        self.bar.close()
+        if self.is_main:
+            print(f"done: {self.step} steps, best val {self.info['best_val']:.5f}, "
+                  f"checkpoint in {args.out}")
+        return 0
+
+    def train_epoch(self) -> bool:
+        """The rest of the current epoch; True when the step limit stopped it early."""
+        cfg, device, scaler = self.cfg, self.device, self.scaler
+        use_amp, amp_dtype = self.use_amp, self.amp_dtype
+        self.ddp.train()
+        seen, tick = 0, time.monotonic()
+        for i, batch in enumerate(self.task.batches(self.epoch, self.rank, self.world)):
+            if i < self.pos:
+                continue
+            if self.step >= self.total:
+                return True
+            for group in self.opt.param_groups:
+                group["lr"] = lr_at(cfg, self.step, self.total)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                self.loss, parts = self.task.loss(self.ddp, batch, self.step, self.gen)
+            self.bad |= ~torch.isfinite(self.loss.detach())
+            self.opt.zero_grad(set_to_none=True)
+            scaler.scale(self.loss).backward()
+            if cfg.train.grad_clip:
+                scaler.unscale_(self.opt)
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
+            scaler.step(self.opt)
+            scaler.update()
+            self.step += 1
+            self.pos = i + 1
+            seen += len(batch) * self.world
+            if not self.bar.disable:  # reading the loss waits for the device
+                rate = seen / max(1e-9, time.monotonic() - tick)
+                self.bar.set_postfix(epoch=self.epoch, loss=f"{self.loss.item():.4f}",
+                                     img_s=f"{rate:.0f}", **{k: f"{v:.2f}" for k, v in parts.items()})
+            self.bar.update(1)
+            if self.step % CHECK_EVERY == 0:
+                self.check_finite()
+            if self.step % self.args.save_every == 0:
+                self.snapshot()
+        return False
+
+    def apply_budget(self) -> None:
+        """After a calibration phase, cut the epochs to what fits ``--time-budget``."""
+        now = time.monotonic()
+        if self.calib is None:
+            self.calib = (self.step, now)
+            return
+        if self.step - self.calib[0] < 300:
+            return
+        pace = (now - self.calib[1]) / (self.step - self.calib[0])
+        epochs = budget_epochs(self.args.time_budget, now - self.started, self.step, pace,
+                               self.steps_per_epoch, self.epoch)
+        if self.world > 1:  # every rank must stop at the same step
+            agreed = torch.tensor([epochs], device=self.device)
+            dist.broadcast(agreed, 0)
+            epochs = int(agreed.item())
+        self.cfg.train.epochs = min(self.cfg.train.epochs, epochs)
+        self.info["budget_epochs"] = self.cfg.train.epochs
+        self.total = planned_steps(self.cfg, self.steps_per_epoch)
+        self.bar.total = self.total
+        self.bar.write(f"time budget {self.args.time_budget:.0f} s: {pace * 1000:.1f} ms/step, "
+                       f"training {self.cfg.train.epochs} epochs ({self.total} steps)")
+        out = self.args.out
+        if self.is_main and (out / "config.json").is_file():  # the best so far: same recipe
+            meta = read_meta(out)
+            meta["config"]["train"]["epochs"] = self.cfg.train.epochs
+            meta["training"]["command"] = self.command()
+            meta["training"]["chain"] = chain_of(self.info["init_from"], self.command(),
+                                                 meta["training"]["steps"])
+            write_config(out, meta)
+
+    def check_finite(self) -> None:
+        if bool(self.bad):
+            raise SystemExit(f"the loss became NaN or inf between steps {self.checked} and "
+                             f"{self.step}; the last saved state is kept")
+        self.checked = self.step
+
+    def snapshot(self) -> None:
+        self.check_finite()
+        if self.is_main:
+            self.info.update(step=self.step, epoch=self.epoch, batch_in_epoch=self.pos,
+                             elapsed_s=time.monotonic() - self.started)
+            save_state(self.args.out / STATE_DIR, self.model, self.opt, self.info, self.gen)
+
+    def keep_best(self, epoch_done: float, last_loss: float) -> None:
+        """Validate; write the checkpoint when this is the best validation loss so far."""
+        self.check_finite()
+        self.model.eval()
+        metrics = self.task.validate(self.model)
+        entry = {"epoch": round(epoch_done, 3), "step": self.step, "train_loss": last_loss,
+                 "elapsed_s": round(time.monotonic() - self.started, 1), **metrics}
+        self.info["history"].append(entry)
+        self.bar.write(json.dumps(entry))
+        if self.info["best_val"] is not None and metrics["val_loss"] >= self.info["best_val"]:
+            return
+        self.info["best_val"] = metrics["val_loss"]
+        init = self.info["init_from"]
+        save_checkpoint(self.args.out, self.model, self.cfg, extra={
+            "dataset": self.task.data_description,
+            "training": {
+                "command": self.command(), "time_budget_s": self.args.time_budget or None,
+                "steps": self.step, "epochs": round(epoch_done, 3),
+                "init_from": None if init is None else {k: init[k] for k in ("path", "weights_sha256")},
+                "chain": chain_of(init, self.command(), self.step),
+                "total_steps": sum(run["steps"] or 0 for run in chain_of(init, "", self.step)),
+                "seed": self.cfg.train.seed, "device": str(self.device), "world_size": self.world,
+                "duration_s": round(time.monotonic() - self.started, 1),
+                "best_val": metrics, "history": self.info["history"],
+            },
+            "evaluation": {"metrics": {}, "command": None},
+        })

@@ -1,0 +1,213 @@
+"""Photo inference: tiles, any size, colour on gray and colour networks, cost, check, sigma."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.checkpoint import load_checkpoint
+from model.photo.inference import (
+    denoise_image,
+    estimate_noise_sigma,
+    opponent_to_rgb,
+    rgb_to_opponent,
+    work_pixels,
+)
+from model.photo.network import PhotoDenoiser
+from tests.model.photo.synthetic import busy_model, photo, psnr
+
+ROOT = Path(__file__).resolve().parents[3]
+SHIPPED = ROOT / "checkpoints" / "photo-denoiser"
+
+
+class Counter:
+    """Counts the images and pixels the network's first layer sees (after the network's padding)."""
+
+    def __init__(self, net: PhotoDenoiser) -> None:
+        self.calls = self.images = self.pixels = 0
+        net.head.register_forward_pre_hook(self.hook)
+
+    def hook(self, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        b, _, h, w = inputs[0].shape
+        self.calls += 1
+        self.images += b
+        self.pixels += b * h * w
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_tiled_result_matches_the_whole_image(channels: int) -> None:
+    net = busy_model()
+    clean = photo(channels, 136, 200)
+    noisy = clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+    whole, _ = denoise_image(net, noisy, tile=4096)
+    tiled, _ = denoise_image(net, noisy, tile=96, overlap=48)  # 2 x 3 tiles
+    seamy, _ = denoise_image(net, noisy, tile=96, overlap=0)
+    assert abs(psnr(whole, clean) - psnr(tiled, clean)) < 0.05
+    assert psnr(whole, tiled) > 50.0
+    assert psnr(whole, seamy) < psnr(whole, tiled)  # the check would see seams
+
+
+@pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="no shipped photo checkpoint")
+def test_shipped_model_denoises_and_estimates_sigma() -> None:
+    model = load_checkpoint(SHIPPED).model
+    clean = photo(1, 160, 200)
+    noisy = clean + (25 / 255) * torch.randn(clean.shape, generator=torch.Generator().manual_seed(2))
+    y, est = denoise_image(model, noisy)
+    assert psnr(y, clean) > psnr(noisy.clamp(0, 1), clean) + 5.0
+    assert 18.0 < est < 32.0
+    tiled, _ = denoise_image(model, noisy, tile=48)
+    assert abs(psnr(tiled, clean) - psnr(y, clean)) < 0.05
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 57), (61, 1), (7, 5), (3, 200), (90, 150)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_any_size_round_trips(size: tuple[int, int], channels: int) -> None:
+    net = busy_model()
+    x = torch.rand(1, channels, *size, generator=torch.Generator().manual_seed(3))
+    y, est = denoise_image(net, x, tile=64)
+    assert y.shape == x.shape
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    assert math.isfinite(est) and est >= 0.0
+
+
+def test_opponent_transform_is_exact_and_keeps_noise_white() -> None:
+    x = torch.rand(1, 3, 40, 50)
+    planes = rgb_to_opponent(x)
+    assert planes.shape == (3, 1, 40, 50)
+    assert float(planes.min()) >= 0.0 and float(planes.max()) <= 1.0
+    assert torch.allclose(opponent_to_rgb(planes), x, atol=1e-6)
+    noise = rgb_to_opponent(torch.randn(1, 3, 400, 500, generator=torch.Generator().manual_seed(0)))
+    noise = noise - torch.tensor([0.0, 0.5, 0.5]).view(3, 1, 1, 1)
+    stds = noise.flatten(1).std(dim=1)
+    assert torch.allclose(stds, torch.tensor([1 / 3**0.5, 1 / 2**0.5, 6**0.5 / 4]), rtol=0.02)
+    corr = torch.corrcoef(noise.flatten(1))
+    assert float((corr - torch.eye(3)).abs().max()) < 0.01
+
+
+def test_gray_stays_gray_and_a_neutral_colour_image_stays_neutral() -> None:
+    net = busy_model()  # even a random network: neutrality holds by construction
+    gray = photo(1, 64, 80)
+    noisy = gray + 0.08 * torch.randn(gray.shape, generator=torch.Generator().manual_seed(4))
+    y, _ = denoise_image(net, noisy)
+    assert y.shape == (1, 1, 64, 80) and not torch.equal(y, noisy.clamp(0, 1))
+    y_rgb, _ = denoise_image(net, noisy.expand(1, 3, 64, 80))
+    assert float((y_rgb[0, 0] - y_rgb[0, 1]).abs().max()) < 1e-4
+    assert float((y_rgb[0, 2] - y_rgb[0, 1]).abs().max()) < 1e-4
+
+
+@pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="no shipped photo checkpoint")
+def test_shipped_model_keeps_colour_means() -> None:
+    model = load_checkpoint(SHIPPED).model
+    clean = photo(3, 96, 96, seed=5)
+    noisy = clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(6))
+    y, _ = denoise_image(model, noisy)
+    shift = (y.mean(dim=(2, 3)) - clean.mean(dim=(2, 3))).abs()
+    assert float(shift.max()) < 1 / 255
+
+
+def test_bad_inputs_are_refused() -> None:
+    net = busy_model()
+    with pytest.raises(ValueError):
+        denoise_image(net, torch.rand(1, 2, 8, 8))
+    with pytest.raises(ValueError):
+        denoise_image(net, torch.rand(8, 8))
+    with pytest.raises(ValueError):
+        denoise_image(net, torch.rand(1, 1, 8, 8), sigma=-1.0)
+    with pytest.raises(ValueError):
+        denoise_image(net, torch.full((1, 1, 8, 8), float("nan")))
+
+
+def test_tiny_checkpoint_loads_as_a_photo_model(tiny_photo_checkpoint: Path) -> None:
+    ckpt = load_checkpoint(tiny_photo_checkpoint / "photo-denoiser")
+    assert ckpt.meta["kind"] == "photo" and isinstance(ckpt.model, PhotoDenoiser)
+    assert ckpt.meta["training"]["steps"] == 4
+    y, _ = denoise_image(ckpt.model, torch.rand(1, 3, 21, 34))
+    assert y.shape == (1, 3, 21, 34)
+
+
+SIZES = [(1, 1), (1, 300), (300, 1), (2, 3), (7, 5), (17, 16), (40, 300), (300, 40), (130, 170), (3, 700)]
+
+
+@pytest.mark.parametrize("net_channels", [1, 3])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_work_pixels_is_what_the_network_really_processes(net_channels: int, channels: int) -> None:
+    net = busy_model(net_channels)
+    counter = Counter(net)
+    for tile, overlap in [(512, 48), (64, 16), (96, 0)]:
+        for h, w in SIZES:
+            counter.pixels = 0
+            denoise_image(net, torch.rand(1, channels, h, w), tile=tile, overlap=overlap)
+            assert counter.pixels == work_pixels(net, h, w, channels, tile, overlap), (h, w, tile)
+
+
+def test_a_thin_strip_is_not_padded_into_square_tiles() -> None:
+    net = busy_model()
+    n = 1 << 24
+    # a 1-pixel side gets no mirrored margin; tiles along the strip keep a square tile's area, so
+    # the network's padding to its 8-pixel grid is nearly all the extra work
+    assert work_pixels(net, 1, n, 1) < 8.1 * n
+    assert work_pixels(net, n, 1, 1) == work_pixels(net, 1, n, 1)
+    assert work_pixels(net, 1, n, 3) == 5 * work_pixels(net, 1, n, 1)  # five gray passes
+    counter = Counter(net)
+    y, _ = denoise_image(net, torch.rand(1, 1, 1, 5000))
+    assert y.shape == (1, 1, 1, 5000) and counter.pixels == work_pixels(net, 1, 5000, 1) < 8.1 * 5000
+
+
+def test_colour_costs_one_network_pass_on_a_colour_network() -> None:
+    gray_net, colour_net = busy_model(1), busy_model(3)
+    x = photo(3, 90, 120)
+    on_gray, on_colour = Counter(gray_net), Counter(colour_net)
+    denoise_image(gray_net, x)
+    denoise_image(colour_net, x)
+    assert (on_colour.calls, on_colour.images) == (1, 1)  # one pass of the three planes together
+    assert (on_gray.calls, on_gray.images) == (1, 5)  # Y, U, V and the negated U, V
+    assert work_pixels(colour_net, 90, 120, 3) == work_pixels(colour_net, 90, 120, 1) \
+        == work_pixels(gray_net, 90, 120, 1)
+
+
+def test_a_colour_network_gives_gray_back_for_gray() -> None:
+    net = busy_model(3)
+    gray = photo(1, 40, 50)
+    y, _ = denoise_image(net, gray)
+    assert y.shape == (1, 1, 40, 50) and not torch.equal(y, gray)
+    y_rgb, _ = denoise_image(net, gray.expand(1, 3, 40, 50))
+    assert torch.allclose(y_rgb.mean(dim=1, keepdim=True), y, atol=1e-6)
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_check_runs_before_every_forward_and_its_exception_propagates(channels: int) -> None:
+    net = busy_model()
+    counter = Counter(net)
+    calls: list[int] = []
+
+    def check() -> None:
+        calls.append(counter.calls)
+
+    x = torch.rand(1, channels, 150, 200)
+    denoise_image(net, x, tile=64, check=check)
+    assert len(calls) == counter.calls > 1 and calls == list(range(counter.calls))
+
+    def stop_at_third() -> None:
+        if counter.calls == 2:
+            raise Stop("deadline")
+
+    counter.calls = 0
+    with pytest.raises(Stop, match="deadline"):
+        denoise_image(net, x, tile=64, check=stop_at_third)
+    assert counter.calls == 2
+
+
+def test_the_sigma_returned_is_the_clients_or_the_estimate() -> None:
+    net = busy_model()
+    clean = photo(1, 96, 96)
+    noisy = clean + (20 / 255) * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    assert denoise_image(net, noisy, sigma=12.5)[1] == 12.5
+    blind = denoise_image(net, noisy)[1]
+    assert blind == estimate_noise_sigma(noisy) and abs(blind - 20.0) < 2.0
