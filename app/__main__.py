@@ -1,4 +1,4 @@
-"""``python -m app``: validate settings and checkpoints, then serve with uvicorn.
+"""``python -m app``: validate settings and checkpoints, then serve (``--help`` lists the settings).
 
 Any startup problem (a bad setting, a missing or corrupt checkpoint) prints one line naming it and
 exits non-zero before the server starts.
@@ -6,14 +6,12 @@ exits non-zero before the server starts.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-import uvicorn
 from pydantic import ValidationError
 
-from app.registry import StartupError, preflight
-from app.settings import Settings
-from model.checkpoint import CheckpointError
+from app.settings import Settings, describe_settings
 
 
 def _settings_error(exc: ValidationError) -> str:
@@ -24,29 +22,37 @@ def _settings_error(exc: ValidationError) -> str:
     return "aeserve: invalid setting: " + "; ".join(parts)
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog="python -m app",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve the checkpoints in AESERVE_CHECKPOINT_DIR over HTTP. Every setting is "
+                    "an environment variable:",
+        epilog=describe_settings(),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    _parser().parse_args(argv)  # --help prints the settings and exits before anything loads
     try:
         settings = Settings()
     except ValidationError as exc:
         print(_settings_error(exc), file=sys.stderr)
         return 2
+    from app.metrics import prepare_multiprocess
+    from app.observability import log_config
+    from app.registry import StartupError, preflight
+    from app.server import serve
+    from model.checkpoint import CheckpointError
+
     try:
         names = preflight(settings)
     except (CheckpointError, StartupError) as exc:
         print(f"aeserve: cannot start: {exc}", file=sys.stderr)
         return 1
     print(f"aeserve: serving {', '.join(names)} from {settings.checkpoint_dir}", file=sys.stderr)
-    uvicorn.run(
-        "app.factory:build",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        # uvicorn logs each request at info; above that level it would still format every line
-        access_log=settings.log_level in ("info", "debug", "trace"),
-        timeout_graceful_shutdown=10,
-    )
+    with prepare_multiprocess(settings.workers):
+        serve(settings, log_config(settings.log_level, settings.log_format))
     return 0
 
 

@@ -1,55 +1,34 @@
-"""Bearer-token check for every ``/v1`` route, as a pure ASGI middleware.
+"""Bearer-token check for every ``/v1`` route when ``AESERVE_API_TOKEN`` is set.
 
-A middleware rather than a per-router dependency: it covers any ``/v1`` route added later, it
-answers before the body is read, and it costs no dependency resolution on the hot routes.
-``/healthz``, ``/readyz``, ``/metrics`` and the docs stay open.
+A router dependency (``create_app`` adds it only when a token is configured), so the OpenAPI
+schema shows the bearer security scheme exactly when the service asks for one. ``/healthz``,
+``/readyz``, ``/metrics``, the demo page and the docs stay open.
 """
 
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
-from pydantic import SecretStr
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.errors import error_response
+from app.errors import ApiError
 
-PROTECTED_PREFIX = "/v1"
-
-
-def token_matches(authorization: str, expected: bytes) -> bool:
-    """``Authorization: Bearer <token>`` with the right token (constant-time comparison)."""
-    scheme, _, given = authorization.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+bearer = HTTPBearer(auto_error=False, description="the service's AESERVE_API_TOKEN")
 
 
-class TokenAuthMiddleware:
-    """401 for ``/v1`` requests without the right bearer token; a no-op when no token is set."""
-
-    def __init__(self, app: ASGIApp, token: SecretStr | None) -> None:
-        self.app = app
-        self.expected = token.get_secret_value().encode() if token is not None else None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.expected is None
-            or scope["type"] != "http"
-            or not scope["path"].startswith(PROTECTED_PREFIX)
-        ):
-            await self.app(scope, receive, send)
-            return
-        header = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value
-                break
-        if token_matches(header.decode("latin-1"), self.expected):
-            await self.app(scope, receive, send)
-            return
-        response = error_response(
+async def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> None:
+    """401 unless ``Authorization: Bearer <token>`` carries the configured token."""
+    expected = request.app.state.settings.api_token.get_secret_value().encode()
+    given = credentials.credentials.encode() if credentials is not None else b""
+    if not hmac.compare_digest(given, expected):
+        raise ApiError(
             401,
             "unauthorized",
             "missing or wrong API token: send the header 'Authorization: Bearer <token>'",
             {"WWW-Authenticate": "Bearer"},
         )
-        await response(scope, receive, send)

@@ -1,16 +1,18 @@
 """Per-model micro-batching: concurrent requests with the same operation and shape share a forward.
 
-Policy (see docs/serving.md, "Batching"): a request that finds the model idle runs at once, so a
-lone client never waits out a window. Requests that arrive while a batch runs queue up and form the next
-batch (up to ``max_batch_size`` rows). Only when arrivals outpace the model (the last batch filled up
-while it waited its turn) does the batcher also linger up to ``max_batch_delay`` for the batch to fill:
-with fewer clients than ``max_batch_size`` that each wait for their answer, nothing arrives during a
-linger, and waiting only idles the model (measured: -10 % throughput at 32 connections,
-docs/serving.md).
+Policy (docs/serving.md, "Batching"): a request that finds the model idle runs at once, so a lone
+client never waits out a window. Requests that arrive while a batch runs queue up and form the next
+batch (up to ``max_batch_size`` rows). Only when arrivals outpace the model (the last batch filled
+up while it waited its turn) does the batcher also linger up to ``max_batch_delay`` for the batch
+to fill: with a fixed set of clients that each wait for their answer, lingering otherwise only
+idles the model.
 
-Model work runs on one dedicated thread per model (torch releases the GIL inside its kernels, so
-the event loop keeps parsing and encoding meanwhile); batches of at most ``inline_max_rows`` rows
-may run inline on the loop instead. The queue is bounded: when it is full, ``submit`` raises a 503.
+Model work runs on one dedicated thread per model (torch and ONNX Runtime release the GIL inside
+their kernels, so the event loop keeps parsing and encoding meanwhile). Every job carries its
+request's ``Ticket``: a job whose ticket failed (deadline, disconnect, shutdown) is dropped from the
+queue, never run, and a job that runs alone (a photo, a score) gets ``ticket.check`` to call between
+its tiles or chunks, so its work stops too. Admission (how much may queue) is the ticket's
+``WorkBudget``'s business, not the batcher's.
 """
 
 from __future__ import annotations
@@ -19,20 +21,23 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from app.errors import ApiError, overloaded
+from app.errors import ApiError, ClientDisconnected
+from app.lifecycle import Ticket
 from app.metrics import ModelMetrics
 
 log = logging.getLogger("aeserve.batching")
 
 Output = torch.Tensor | tuple[torch.Tensor, ...]
 BatchFn = Callable[[torch.Tensor], Output]
+Check = Callable[[], None]
+EARLY_END = (ApiError, ClientDisconnected)  # a ticket's failure raised by ``check``: not a fault
 
 
 @dataclass(slots=True)
@@ -42,12 +47,13 @@ class _Job:
     payload: Any  # a (rows, ...) tensor for mergeable jobs
     rows: int
     future: asyncio.Future[Any]
+    ticket: Ticket
     enqueued: float
 
 
-def _run_inference(fn: Callable[..., Any], arg: Any) -> Any:
+def _run_inference(fn: Callable[..., Any], *args: Any) -> Any:
     with torch.inference_mode():
-        return fn(arg)
+        return fn(*args)
 
 
 def _split(out: Output, sizes: list[int]) -> list[Output]:
@@ -61,20 +67,11 @@ class Batcher:
     """The queue and the worker of one model. Create inside a running event loop."""
 
     def __init__(
-        self,
-        name: str,
-        *,
-        max_batch_size: int,
-        max_delay_s: float,
-        queue_size: int,
-        inline_max_rows: int,
-        metrics: ModelMetrics,
+        self, name: str, *, max_batch_size: int, max_delay_s: float, metrics: ModelMetrics
     ) -> None:
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
-        self.queue_size = queue_size
-        self.inline_max_rows = inline_max_rows
         self.metrics = metrics
         self._queue: collections.deque[_Job] = collections.deque()
         self._wakeup = asyncio.Event()
@@ -83,7 +80,6 @@ class Batcher:
         self._under_load = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
         self._task: asyncio.Task[None] | None = None
-        metrics.queue_depth.set_function(lambda: len(self._queue))  # read when scraped
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -95,81 +91,63 @@ class Batcher:
     def alive(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def stop(self) -> None:
+    async def stop(self, error: BaseException) -> None:
+        """Fail what is queued with ``error``, stop the worker, let the model thread finish."""
+        for job in self._queue:
+            job.ticket.fail(error)
+        self._dequeued(len(self._queue))
+        self._queue.clear()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for job in self._queue:
-            if not job.future.done():
-                job.future.set_exception(overloaded(f"model {self.name} is shutting down"))
-        self._queue.clear()
-        self._executor.shutdown(wait=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def call_on_thread(self, fn: Callable[..., Any], arg: Any) -> Any:
-        """Run ``fn(arg)`` on the model thread outside the queue (startup warm-up)."""
+    async def call_on_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the model thread outside the queue (startup warm-up)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, _run_inference, fn, arg)
+        return await loop.run_in_executor(self._executor, _run_inference, fn, *args)
 
     # ---- submitting ------------------------------------------------------------------------
-    def run(
-        self, fn: BatchFn, rows: torch.Tensor, key: Hashable, timeout_s: float
-    ) -> Coroutine[Any, Any, Output]:
+    async def run(self, fn: BatchFn, rows: torch.Tensor, key: Hashable, ticket: Ticket) -> Output:
         """``fn`` over ``rows`` (first dim), possibly merged with other requests with ``key``."""
-        return self._submit(key, fn, rows, rows.shape[0], timeout_s)
+        return await self._submit(key, fn, rows, rows.shape[0], ticket)
 
-    def run_alone(
-        self, fn: Callable[[Any], Any], arg: Any, timeout_s: float
-    ) -> Coroutine[Any, Any, Any]:
-        """``fn(arg)`` on the model thread, in queue order, never merged."""
-        return self._submit(None, fn, arg, 1, timeout_s)
+    async def run_alone(self, fn: Callable[[Any, Check], Any], arg: Any, ticket: Ticket) -> Any:
+        """``fn(arg, ticket.check)`` on the model thread, in queue order, never merged."""
+        return await self._submit(None, fn, arg, 1, ticket)
 
     async def _submit(
-        self,
-        key: Hashable | None,
-        fn: Callable[..., Any],
-        payload: Any,
-        rows: int,
-        timeout_s: float,
+        self, key: Hashable | None, fn: Callable[..., Any], payload: Any, rows: int, ticket: Ticket
     ) -> Any:
-        if len(self._queue) >= self.queue_size:
-            self.metrics.rejected.inc()
-            raise overloaded(
-                f"model {self.name} has {len(self._queue)} requests queued (the limit); "
-                "retry after the Retry-After delay"
-            )
+        ticket.check()
         if not self.alive:
             raise ApiError(
                 503, "unavailable", f"model {self.name} is not serving", {"Retry-After": "5"}
             )
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append(_Job(key, fn, payload, rows, future, time.perf_counter()))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Job(key, fn, payload, rows, future, ticket, time.perf_counter()))
+        self.metrics.queued_requests.inc()
         if self._linger_need > 0:
             self._linger_need -= rows
             if self._linger_need <= 0:
                 self._filled.set()
         self._wakeup.set()
-        # one timer per request (cheaper than an asyncio.timeout scope on this hot path); a job that
-        # expires in the queue is skipped by the worker, one that expires in a batch drops its rows
-        timer = loop.call_later(timeout_s, self._expire, future, timeout_s)
+        ticket.future = future
+        ticket.watch()
         try:
             return await future
         finally:
-            timer.cancel()
+            ticket.future = None
 
-    def _expire(self, future: asyncio.Future[Any], timeout_s: float) -> None:
-        if not future.done():
-            future.set_exception(ApiError(
-                503,
-                "timeout",
-                f"model {self.name} did not answer within {timeout_s:g} s; retry later",
-                {"Retry-After": "1"},
-            ))
+    def _dequeued(self, count: int) -> None:
+        if count:
+            self.metrics.queued_requests.dec(count)
 
     # ---- the worker ------------------------------------------------------------------------
     def _take(self, key: Hashable, batch: list[_Job], rows: int) -> int:
         """Move queued jobs with ``key`` into ``batch`` while they fit; keep the others in order."""
         kept: collections.deque[_Job] = collections.deque()
+        left = len(self._queue)
         while self._queue:
             job = self._queue.popleft()
             if job.future.done():
@@ -179,6 +157,7 @@ class Batcher:
                 rows += job.rows
             else:
                 kept.append(job)
+        self._dequeued(left - len(kept))
         self._queue = kept
         return rows
 
@@ -189,10 +168,11 @@ class Batcher:
                 await self._wakeup.wait()
                 continue
             job = self._queue.popleft()
-            if job.future.done():  # timed out or cancelled while queued
+            self._dequeued(1)
+            if job.future.done():  # its ticket failed while it waited
                 continue
             if job.key is None:
-                await self._execute(job.fn, job.payload, [job], merged=False)
+                await self._execute_alone(job)
                 continue
             batch = [job]
             rows = self._take(job.key, batch, job.rows)
@@ -201,10 +181,9 @@ class Batcher:
                 rows = await self._linger(job.key, batch, rows)
             # a batch that only filled by lingering is no sign of load: with a fixed set of
             # clients, lingering again would wait for all of them every time, and the model and
-            # the event loop would take turns instead of overlapping (measured: 1150 -> 700 req/s)
+            # the event loop would take turns instead of overlapping (docs/serving.md)
             self._under_load = rows >= self.max_batch_size and not lingered
-            payload = batch[0].payload if len(batch) == 1 else torch.cat([j.payload for j in batch])
-            await self._execute(job.fn, payload, batch, merged=True)
+            await self._execute_batch(job.fn, batch)
 
     async def _linger(self, key: Hashable, batch: list[_Job], rows: int) -> int:
         self._filled.clear()
@@ -218,19 +197,18 @@ class Batcher:
             self._linger_need = 0
         return self._take(key, batch, rows)
 
-    async def _execute(
-        self, fn: Callable[..., Any], payload: Any, batch: list[_Job], merged: bool
-    ) -> None:
-        start = time.perf_counter()
+    async def _execute_batch(self, fn: Callable[..., Any], batch: list[_Job]) -> None:
+        batch = [j for j in batch if not j.future.done()]  # failed while lingering
+        if not batch:
+            return
+        payload = batch[0].payload if len(batch) == 1 else torch.cat([j.payload for j in batch])
         rows = sum(j.rows for j in batch)
+        start = time.perf_counter()
         for job in batch:
             self.metrics.queue_wait.observe(start - job.enqueued)
+        loop = asyncio.get_running_loop()
         try:
-            if merged and rows <= self.inline_max_rows:
-                out = _run_inference(fn, payload)
-            else:
-                loop = asyncio.get_running_loop()
-                out = await loop.run_in_executor(self._executor, _run_inference, fn, payload)
+            out = await loop.run_in_executor(self._executor, _run_inference, fn, payload)
         except Exception as exc:  # delivered to every waiting request, which answers 500
             log.exception("model %s failed on a batch of %d rows", self.name, rows)
             for job in batch:
@@ -239,7 +217,30 @@ class Batcher:
             return
         self.metrics.compute.observe(time.perf_counter() - start)
         self.metrics.batch_size.observe(rows)
-        pieces = _split(out, [j.rows for j in batch]) if merged and len(batch) > 1 else [out]
+        pieces = _split(out, [j.rows for j in batch]) if len(batch) > 1 else [out]
         for job, piece in zip(batch, pieces, strict=True):
             if not job.future.done():
                 job.future.set_result(piece)
+
+    async def _execute_alone(self, job: _Job) -> None:
+        start = time.perf_counter()
+        self.metrics.queue_wait.observe(start - job.enqueued)
+        loop = asyncio.get_running_loop()
+        try:
+            out = await loop.run_in_executor(
+                self._executor, _run_inference, job.fn, job.payload, job.ticket.check
+            )
+        except EARLY_END as exc:  # the ticket failed between tiles or chunks: the work stopped
+            log.debug("model %s stopped a job early: %s", self.name, type(exc).__name__)
+            if not job.future.done():
+                job.future.set_exception(exc)
+            return
+        except Exception as exc:
+            log.exception("model %s failed on a job", self.name)
+            if not job.future.done():
+                job.future.set_exception(exc)
+            return
+        self.metrics.compute.observe(time.perf_counter() - start)
+        self.metrics.batch_size.observe(1)
+        if not job.future.done():
+            job.future.set_result(out)

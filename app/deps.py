@@ -2,62 +2,81 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from app.errors import ApiError
-from app.registry import ServedModel
+from app.kinds import ServedModel
+from app.lifecycle import Ticket
+from app.registry import Registry
 from app.settings import Settings
-
-
-def settings_of(request: Request) -> Settings:
-    """The app's settings (a plain call: hot routes skip a dependency for it)."""
-    settings: Settings = request.app.state.settings
-    return settings
+from app.uploads import read_images
 
 
 async def get_settings(request: Request) -> Settings:
-    return settings_of(request)
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def lookup_model(request: Request, name: str) -> ServedModel:
-    models: dict[str, ServedModel] = request.app.state.models
-    served = models.get(name)
+async def get_registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+
+
+async def get_model(registry: RegistryDep, name: str) -> ServedModel:
+    """The model named in the path, or 404 naming the ones there are."""
+    served = registry.models.get(name)
     if served is None:
-        known = ", ".join(sorted(models)) or "none loaded"
+        known = ", ".join(sorted(registry.models)) or "none loaded"
         raise ApiError(404, "unknown_model", f"no model named {name!r}; available: {known}")
     return served
-
-
-async def get_model(request: Request, name: str) -> ServedModel:
-    return lookup_model(request, name)
 
 
 ModelDep = Annotated[ServedModel, Depends(get_model)]
 
 
-def model_for(request: Request, operation: str) -> ServedModel:
-    """The model named in the path, or 404; 422 when it lacks ``operation``. A plain call."""
-    served = lookup_model(request, request.path_params["name"])
-    if operation not in served.operations:
-        raise ApiError(
-            422,
-            "unsupported_operation",
-            f"model {served.name} is a {served.kind} model and cannot {operation}; "
-            f"it supports: {', '.join(served.operations)}",
-        )
-    return served
-
-
-def supporting(operation: str) -> Callable[[Request, str], Awaitable[ServedModel]]:
+def supporting(operation: str) -> Callable[[ServedModel], Awaitable[ServedModel]]:
     """A dependency giving the named model, or 422 when it lacks ``operation``."""
 
-    async def dependency(request: Request, name: str) -> ServedModel:
-        return model_for(request, operation)
+    async def dependency(served: ModelDep) -> ServedModel:
+        if not served.supports(operation):
+            raise ApiError(
+                422,
+                "unsupported_operation",
+                f"model {served.name} is a {served.kind} model and cannot {operation}; "
+                f"it supports: {', '.join(served.operations)}",
+            )
+        return served
 
     return dependency
+
+
+async def get_ticket(request: Request, settings: SettingsDep) -> AsyncIterator[Ticket]:
+    """The request's ticket: its deadline starts now; its work is given back when it ends."""
+    ticket = Ticket(settings.request_timeout_s, request.receive)
+    try:
+        yield ticket
+    finally:
+        ticket.close()
+
+
+TicketDep = Annotated[Ticket, Depends(get_ticket)]
+
+
+async def get_uploads(
+    request: Request, served: ModelDep, settings: SettingsDep, ticket: TicketDep
+) -> list[bytes]:
+    """The uploaded images, read only when the model can take more work (503 otherwise)."""
+    served.budget.precheck()
+    return await read_images(request, settings)
+
+
+Uploads = Annotated[list[bytes], Depends(get_uploads)]

@@ -1,4 +1,8 @@
-"""One JSON error shape for every failure: ``{"error": {"code": ..., "message": ...}}``."""
+"""One JSON error shape for every failure: ``{"error": {"code": ..., "message": ...}}``.
+
+``ApiError`` carries the status, a stable code and a message; ``responses(...)`` documents the
+shape on each status a route can answer, so the OpenAPI schema lists every error a client may see.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("aeserve")
@@ -33,6 +38,36 @@ class ApiError(Exception):
 
 class ClientDisconnected(Exception):
     """The client went away before its answer: the work stops, nothing is sent, it counts as 499."""
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a stable ``code`` to branch on and a ``message`` for people."""
+
+    error: ErrorDetail
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request (multipart body, Content-Length)",
+    401: "Missing or wrong API token",
+    404: "No such model or route",
+    408: "The body did not arrive within AESERVE_BODY_TIMEOUT_S",
+    413: "Body, pixels or work over a limit (payload_too_large, too_many_pixels, too_much_work)",
+    415: "Not an image this service decodes",
+    422: "Invalid parameters, latents or images for this model",
+    503: "Overloaded, timed out, shutting down or not ready; retry after Retry-After seconds",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, each with the error schema."""
+    return {
+        status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses
+    }
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

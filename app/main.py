@@ -1,53 +1,38 @@
-"""The app factory and its lifespan: load, verify and warm every checkpoint, then serve."""
+"""The app factory and its lifespan: load, verify and warm every checkpoint, serve, then drain."""
 
 from __future__ import annotations
 
 import gc
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import torch
-from fastapi import APIRouter, FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.auth import TokenAuthMiddleware
-from app.errors import install_error_handlers
+from app.auth import require_token
+from app.errors import install_error_handlers, responses
+from app.lifecycle import Drain, shutting_down
 from app.limits import BodySizeLimitMiddleware
 from app.metrics import Metrics, RequestMetricsMiddleware
-from app.registry import ServedModel, discover, load_one, warm_up
-from app.routers import health, images, latents, models
+from app.observability import RequestIdMiddleware, setup_tracing, shutdown_tracing
+from app.registry import Registry
+from app.routers import demo, health, images, latents, models
 from app.settings import Settings
-
-log = logging.getLogger("aeserve")
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    metrics: Metrics = app.state.metrics
+    registry: Registry = app.state.registry
+    drain: Drain = app.state.drain
     torch.set_num_threads(settings.torch_threads)
-    loaded: dict[str, ServedModel] = {}
-    app.state.models = loaded
     thresholds = gc.get_threshold()
+    undo_signals = drain.on_signals()
     try:
-        for folder in discover(settings.checkpoint_dir):
-            served = load_one(folder, settings, metrics)
-            served.batcher.start()
-            loaded[served.name] = served
-            if settings.warmup:
-                await warm_up(served)
-            else:
-                served.warm = True
-            metrics.for_model(served.name).load_seconds.set(served.load_seconds)
-            log.info(
-                "loaded %s (%s, sha256 %s…) on %s in %.2f s",
-                served.name,
-                served.kind,
-                served.checkpoint.sha256[:12],
-                served.device,
-                served.load_seconds,
-            )
+        await registry.load_all()
+        for served in registry.models.values():
+            drain.watch(served.budget)
         if settings.gc_freeze:
             gc.collect()
             gc.freeze()
@@ -57,23 +42,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.ready = False
+        undo_signals()
+        drain.cancel()
+        await registry.stop_all(shutting_down())
         if settings.gc_freeze:
             gc.unfreeze()
         gc.set_threshold(*thresholds)
-        for served in loaded.values():
-            await served.batcher.stop()
-
-
-def add_routes(app: FastAPI, routers: list[APIRouter]) -> None:
-    """The routers' routes, in order, ahead of FastAPI's own (the OpenAPI and docs pages).
-
-    ``include_router`` keeps each router as a nested route that FastAPI matches through on every
-    request (a route-version check, a context per candidate), and every request also tried the
-    four docs routes first; together ~40 µs of the ~850 µs the event loop spends on a 28x28
-    denoise (docs/serving.md). The routers carry their own prefix and tags and no dependencies, so
-    the OpenAPI schema comes out the same (tested).
-    """
-    app.router.routes[:0] = [route for router in routers for route in router.routes]
+        app.state.metrics.close()
+        shutdown_tracing(app)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -85,23 +61,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Denoise, encode, decode, sample and score with image autoencoders.",
         lifespan=lifespan,
     )
+    metrics = Metrics()
     app.state.settings = settings
-    app.state.metrics = Metrics()
-    app.state.models = {}
+    app.state.metrics = metrics
+    app.state.registry = Registry(settings, metrics)
+    app.state.drain = Drain(settings.drain_timeout_s)
     app.state.ready = False
     install_error_handlers(app)
-    # hot routes first: routing tries them in order
-    add_routes(app, [images.router, latents.router, models.router, health.router])
-    # middleware, innermost first: body limit, token, CORS (answers preflights), metrics (counts all)
+    api = [] if settings.api_token is None else [Depends(require_token)]
+    api_errors = {} if settings.api_token is None else responses(401)
+    for router in (images.router, latents.router, models.router):
+        app.include_router(router, dependencies=api, responses=api_errors)
+    app.include_router(health.router)
+    app.include_router(demo.router)
+    # middleware, innermost first: body limit, CORS (answers preflights), metrics (counts all),
+    # tracing, request id (outermost: every log line of a request carries its id)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(TokenAuthMiddleware, token=settings.api_token)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Accept"],
-            expose_headers=["X-Noise-Sigma", "X-Seed", "Retry-After"],
+            allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
+            expose_headers=["X-Noise-Sigma", "X-Seed", "X-Steps", "Retry-After", "X-Request-ID"],
         )
-    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    setup_tracing(app)
+    app.add_middleware(RequestIdMiddleware)
     return app

@@ -75,26 +75,6 @@ class ModelMetrics:
     load_seconds: Gauge
     loads: Callable[[str], Counter]  # by result: "ok" or "refused"
 
-    # TRANSITIONAL, remove once app/batching.py uses queued_requests and rejected(reason)
-    @property
-    def queue_depth(self) -> Gauge:
-        return self.queued_requests
-
-
-class _ByReason:
-    """``rejected(reason)``; TRANSITIONAL: ``rejected.inc()`` counts reason "overloaded"."""
-
-    __slots__ = ("_labels",)
-
-    def __init__(self, labels: Callable[[str], Counter]) -> None:
-        self._labels = labels
-
-    def __call__(self, reason: str) -> Counter:
-        return self._labels(reason)
-
-    def inc(self) -> None:
-        self._labels("overloaded").inc()
-
 
 def multiprocess_dir() -> str | None:
     """The directory the workers share when multiprocess mode is on in this process, else None.
@@ -250,7 +230,7 @@ class Metrics:
             batch_size=self.batch_size.labels(name),
             queued_requests=self.queued_requests.labels(name),
             queued_work=self.queued_work.labels(name),
-            rejected=_ByReason(lambda reason: self.rejected.labels(name, reason)),
+            rejected=lambda reason: self.rejected.labels(name, reason),
             cancelled=self.cancelled.labels(name),
             expired=self.expired.labels(name),
             load_seconds=self.load_seconds.labels(name),

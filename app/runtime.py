@@ -1,30 +1,68 @@
-"""CPU inference through ONNX Runtime: the autoencoders' forwards, exported once at startup.
+"""Where a model's tensor operations run: torch, or ONNX Runtime on a CPU.
 
-On a CPU the shipped DAE runs 1.4x faster per image at batch 32 and 2.5x at batch 1 under ONNX
-Runtime than under torch (docs/serving.md, "Runtime"), and one ``InferenceSession.run`` releases
-the GIL for the whole forward, where torch takes it back between layers, so the event loop on the
-other core is held up less. The graphs are exported in memory from the weights that ``model/``
-loaded and verified (no file is written, nothing is fetched), and each is checked against torch on
-a random batch before it is used. Photo models and VAE scoring stay on torch.
+A kind's adapter names its graph operations (``denoise``, ``encode``, ``decode``: uint8 images
+or float latents in, uint8 images or float latents out, the scaling inside); the runtime runs them.
+``AESERVE_RUNTIME`` picks one when the model loads and the card reports it. ONNX Runtime graphs are
+exported in memory from the weights ``model/`` loaded and verified (no file written, nothing
+fetched) and each is checked against torch before it serves: one ``InferenceSession.run`` is the
+whole operation with the GIL released, where torch takes the GIL back between layers
+(docs/serving.md, "Runtime").
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import warnings
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from app.inference import to_uint8, to_unit
+log = logging.getLogger("aeserve")
 
+Outputs = tuple[torch.Tensor, ...]
+GraphFn = Callable[[torch.Tensor], Any]  # a tensor or a tuple of tensors
 TOLERANCE = 1e-4  # max |onnx - torch| on latents; uint8 images may differ by one level (rounding)
 
 
-def available() -> bool:
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> floats in [0, 1]; traced into the ONNX graphs too, so both runtimes agree."""
+    return x.float() * (1.0 / 255.0)
+
+
+def to_uint8(y: torch.Tensor) -> torch.Tensor:
+    """[0, 1] floats -> uint8, rounded; traced into the ONNX graphs too."""
+    return (y.float() * 255.0 + 0.5).clamp(0.0, 255.0).to(torch.uint8)
+
+
+def _as_tuple(out: Any) -> Outputs:
+    return out if isinstance(out, tuple) else (out,)
+
+
+class Runtime(Protocol):
+    name: str
+
+    def run(self, op: str, x: torch.Tensor) -> Outputs:
+        """The operation on a CPU tensor; its outputs as CPU tensors."""
+        ...
+
+
+class TorchRuntime:
+    name = "torch"
+
+    def __init__(self, graphs: Mapping[str, GraphFn], device: torch.device) -> None:
+        self.graphs = dict(graphs)
+        self.device = device
+
+    def run(self, op: str, x: torch.Tensor) -> Outputs:
+        out = _as_tuple(self.graphs[op](x.to(self.device, non_blocking=True)))
+        return tuple(t.cpu() for t in out)
+
+
+def onnx_available() -> bool:
     """Whether onnxruntime and onnx (the exporter needs it) can be imported."""
     try:
         import onnx  # noqa: F401
@@ -35,11 +73,9 @@ def available() -> bool:
 
 
 class _Forward(nn.Module):
-    """One operation of a model as a module the exporter can trace: tensor in, tensor(s) out.
+    """One operation as a module the exporter can trace; the model's weights are its parameters."""
 
-    The model is a submodule, so its weights are exported as the graph's parameters."""
-
-    def __init__(self, model: nn.Module, fn: Callable[[torch.Tensor], Any]) -> None:
+    def __init__(self, model: nn.Module, fn: GraphFn) -> None:
         super().__init__()
         self.model = model
         self.fn = fn
@@ -48,28 +84,11 @@ class _Forward(nn.Module):
         return self.fn(x)
 
 
-def operations(model: Any, kind: str) -> dict[str, Callable[[torch.Tensor], Any]]:
-    """The exported operations of a DAE or VAE: uint8 images in, uint8 images or float latents out.
+class OnnxRuntime:
+    name = "onnxruntime"
 
-    The scaling lives in the graph, so one ``run`` call is the whole operation: the model thread
-    takes the GIL back once per batch instead of once per torch op (each take can wait on the
-    event loop for the interpreter's switch interval)."""
-    def encode(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = model.encode(to_unit(x))
-        return (out.mean, out.logvar) if kind == "vae" else (out,)
-
-    return {
-        "denoise": lambda x: to_uint8(model.denoise(to_unit(x))),
-        "encode": encode,
-        "decode": lambda z: to_uint8(model.decode(z)),
-    }
-
-
-class OnnxGraphs:
-    """ONNX Runtime sessions for ``operations(model, kind)``, verified against torch."""
-
-    def __init__(self, model: nn.Module, kind: str, input_shape: tuple[int, ...], latent_dim: int,
-                 threads: int) -> None:
+    def __init__(self, model: nn.Module, graphs: Mapping[str, GraphFn],
+                 examples: Mapping[str, torch.Tensor], threads: int) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -77,32 +96,45 @@ class OnnxGraphs:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.sessions: dict[str, Any] = {}
-        gen = torch.Generator().manual_seed(0)
-        for name, fn in operations(model, kind).items():
-            if name == "decode":
-                example = torch.randn(3, latent_dim, generator=gen)
-            else:
-                example = torch.randint(0, 256, (3, *input_shape), dtype=torch.uint8, generator=gen)
+        for op, fn in graphs.items():
+            example = examples[op]
             buf = io.BytesIO()
             with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
                 # the TorchScript exporter announces its own deprecation on every call
                 warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
                 warnings.filterwarnings("ignore", message="The feature will be removed",
                                         category=DeprecationWarning)
-                # the TorchScript exporter writes to a file object too (the stubs name paths only)
                 torch.onnx.export(_Forward(model, fn), (example,), buf,  # type: ignore[arg-type]
                                   input_names=["x"], dynamic_axes={"x": {0: "batch"}}, dynamo=False)
-                expected = fn(example)
-            session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
-            self.sessions[name] = session
-            want = expected if isinstance(expected, tuple) else (expected,)
-            got = self.run(name, example)
+                want = _as_tuple(fn(example))
+            self.sessions[op] = ort.InferenceSession(
+                buf.getvalue(), options, providers=["CPUExecutionProvider"]
+            )
+            got = self.run(op, example)
             worst = max(float((g.double() - w.double()).abs().max())
                         for g, w in zip(got, want, strict=True))
             if worst > (1.0 if want[0].dtype == torch.uint8 else TOLERANCE):
-                raise ValueError(f"ONNX Runtime's {name} differs from torch's by {worst:.2e}")
+                raise ValueError(f"ONNX Runtime's {op} differs from torch's by {worst:.2e}")
 
-    def run(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The operation on a CPU tensor (uint8 images, float latents); its outputs as CPU tensors."""
-        outs = self.sessions[name].run(None, {"x": np.ascontiguousarray(x.numpy())})
+    def run(self, op: str, x: torch.Tensor) -> Outputs:
+        outs = self.sessions[op].run(None, {"x": np.ascontiguousarray(x.numpy())})
         return tuple(torch.from_numpy(o) for o in outs)
+
+
+def build_runtime(
+    choice: str,
+    model: nn.Module,
+    graphs: Mapping[str, GraphFn],
+    examples: Mapping[str, torch.Tensor],
+    device: torch.device,
+    threads: int,
+) -> Runtime:
+    """``choice`` is the resolved setting: ``onnxruntime`` (CPU) or ``torch``.
+
+    A kind without graphs (the photo denoiser) always runs on torch. When ONNX Runtime was picked
+    by ``auto`` and the export fails, the model serves on torch with a warning; when it was asked
+    for by name, the error propagates and the service does not start.
+    """
+    if choice == "onnxruntime" and graphs:
+        return OnnxRuntime(model, graphs, examples, threads)
+    return TorchRuntime(graphs, device)

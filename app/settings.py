@@ -24,46 +24,59 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AESERVE_", extra="ignore", frozen=True)
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
-    log_level: LogLevel = "info"
-    checkpoint_dir: Path = ROOT / "checkpoints"
-    device: str = "auto"
-    api_token: SecretStr | None = None
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    host: str = Field(default="127.0.0.1", description="address to listen on (0.0.0.0: all)")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port")
+    workers: int = Field(default=1, ge=1, le=64, description="server processes (metrics add up)")
+    log_level: LogLevel = Field(default="info", description="critical|error|warning|info|debug|trace")
+    log_format: Literal["text", "json"] = Field(default="text", description="text or json lines")
+    checkpoint_dir: Path = Field(default=ROOT / "checkpoints",
+                                 description="folder of model folders (config.json + safetensors)")
+    device: str = Field(default="auto", description="auto|cpu|cuda|cuda:N|mps")
+    runtime: Literal["auto", "torch", "onnxruntime"] = Field(
+        default="auto", description="auto: ONNX Runtime for the autoencoders on a CPU, else torch")
+    api_token: SecretStr | None = Field(default=None,
+                                        description="bearer token required on /v1 (unset: open)")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated origins allowed to call the API")
 
-    # limits
-    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-    max_pixels: int = Field(default=4096 * 4096, ge=1)
-    max_images: int = Field(default=64, ge=1)
-    max_n: int = Field(default=256, ge=1)
-    max_k: int = Field(default=1000, ge=1)
-    default_k: int = Field(default=100, ge=1)
-    max_steps: int = Field(default=64, ge=2)
-    request_timeout_s: float = Field(default=30.0, gt=0)
+    # limits: the body, then the work (docs/serving.md, "A request's lifecycle")
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="largest body (413)")
+    max_pixels: int = Field(default=4096 * 4096, ge=1, description="largest image, pixels (413)")
+    max_images: int = Field(default=64, ge=1, description="images per request (422)")
+    max_n: int = Field(default=256, ge=1, description="samples or latents per request (422)")
+    max_k: int = Field(default=1000, ge=1, description="largest score k (422)")
+    default_k: int = Field(default=100, ge=1, description="score k when not given")
+    max_steps: int = Field(default=64, ge=2, description="largest interpolation path (422)")
+    max_work: float = Field(
+        default=8.0, gt=0,
+        description="work of one request, megapixel-equivalents: pixels decoded plus pixels the "
+                    "network processes (413 too_much_work)")
+    queue_work: float = Field(
+        default=32.0, gt=0,
+        description="work one model may hold queued and running, megapixel-equivalents "
+                    "(503 overloaded)")
+    request_timeout_s: float = Field(
+        default=60.0, gt=0, description="deadline from arrival, queue included; the work stops (503)")
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024,
+                                  description="request line and headers (431)")
+    header_timeout_s: float = Field(default=20.0, gt=0,
+                                    description="request line and headers must arrive within (408)")
+    body_timeout_s: float = Field(default=30.0, gt=0, description="the body must arrive within (408)")
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, description="on SIGTERM, requests in flight get this long, then 503")
 
-    # batching and compute
-    # 16, not 32: with up to 32 clients that each wait for their answer, a batch that takes all of
-    # them leaves the event loop nothing to do while the model runs, and the two fall into
-    # lockstep (measured: VAE encode at 32 connections 530 -> 370 req/s in some runs); at 16 the next
-    # batch is queued when one ends. ONNX Runtime's per-image cost is flat from 16 rows on a CPU.
-    max_batch_size: int = Field(default=16, ge=1)
-    max_batch_delay_ms: float = Field(default=2.0, ge=0)
-    queue_size: int = Field(default=256, ge=1)
-    inline_max_rows: int = Field(default=0, ge=0)
-    torch_threads: int = Field(default_factory=_default_torch_threads, ge=1)
-    png_compress_level: int = Field(default=1, ge=0, le=9)
-    warmup: bool = True
-    # after startup, move every object alive then (torch, the models) out of the cyclic collector's
-    # view: its full collections then skip them (measured: 80 ms pauses under load -> ~1 ms)
-    gc_freeze: bool = True
-    # allocations between young-generation collections (Python's default: 700). Request garbage
-    # dies by reference counting; a collection every 700 allocations cost ~30 µs per 28x28 denoise
-    # (measured, docs/serving.md). 0 leaves Python's default.
-    gc_gen0_threshold: int = Field(default=10_000, ge=0)
-    # auto: ONNX Runtime for the autoencoders on a CPU when onnxruntime is installed, else torch
-    runtime: Literal["auto", "torch", "onnxruntime"] = "auto"
+    # batching and compute (docs/serving.md, "Batching")
+    max_batch_size: int = Field(default=16, ge=1, description="rows per model batch")
+    max_batch_delay_ms: float = Field(default=2.0, ge=0,
+                                      description="linger for a fuller batch, only under load")
+    torch_threads: int = Field(default_factory=_default_torch_threads, ge=1,
+                               description="model threads (default: cores - 1)")
+    png_compress_level: int = Field(default=1, ge=0, le=9, description="zlib level of PNG answers")
+    warmup: bool = Field(default=True, description="run every operation once before ready")
+    gc_freeze: bool = Field(default=True,
+                            description="move startup objects out of the cyclic GC's view")
+    gc_gen0_threshold: int = Field(default=10_000, ge=0,
+                                   description="allocations between young GCs (0: Python's 700)")
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -89,14 +102,26 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_k(self) -> Settings:
+    def _check_limits(self) -> Settings:
         if self.default_k > self.max_k:
             raise ValueError(f"default_k ({self.default_k}) must not exceed max_k ({self.max_k})")
+        if self.max_work > self.queue_work:
+            raise ValueError(
+                f"max_work ({self.max_work:g}) must not exceed queue_work ({self.queue_work:g})"
+            )
         return self
+
+    @property
+    def max_work_units(self) -> int:
+        return int(self.max_work * 1e6)
+
+    @property
+    def queue_work_units(self) -> int:
+        return int(self.queue_work * 1e6)
 
     def resolve_runtime(self, device: str) -> str:
         """``auto`` becomes ``onnxruntime`` on a CPU with the package installed, else ``torch``."""
-        from app.onnx_runtime import available
+        from app.runtime import onnx_available as available
 
         if self.runtime == "torch" or (self.runtime == "auto" and (device != "cpu" or not available())):
             return "torch"
@@ -113,3 +138,16 @@ class Settings(BaseSettings):
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def describe_settings() -> str:
+    """Every setting as ``AESERVE_NAME (default): meaning``, for ``python -m app --help``."""
+    lines = []
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, Path):
+            default = str(default)
+        shown = "(unset)" if default is None or default == [] else repr(default)
+        doc = field.description or ""
+        lines.append(f"  AESERVE_{name.upper():<24} {shown:<28} {doc}".rstrip())
+    return "settings (environment variables):\n" + "\n".join(lines)

@@ -1,6 +1,12 @@
-"""Reading the request: image uploads (multipart ``image`` fields or a raw ``image/*`` body)."""
+"""Reading the request: image uploads (multipart ``image`` fields or a raw ``image/*`` body).
+
+The body must arrive within ``AESERVE_BODY_TIMEOUT_S`` (408 ``body_timeout`` otherwise); its size is
+bounded by ``AESERVE_MAX_BODY_BYTES`` before this runs (``app/limits.py``).
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
@@ -25,9 +31,9 @@ async def read_images(request: Request, settings: Settings) -> list[bytes]:
     """The uploaded images' bytes, in order; 415 for other content types, 422 for none/too many."""
     media = media_type(request)
     if media == "multipart/form-data":
-        images = await _read_multipart(request, settings)
+        images = _parse_multipart(request, await read_body(request, settings), settings)
     elif media.startswith("image/"):
-        images = [await request.body()]
+        images = [await read_body(request, settings)]
     else:
         raise ApiError(
             415,
@@ -55,7 +61,22 @@ def _too_many_images(count: int, limit: int) -> ApiError:
     )
 
 
-async def _read_multipart(request: Request, settings: Settings) -> list[bytes]:
+async def read_body(request: Request, settings: Settings) -> bytes:
+    """The whole body, or 408 when it does not arrive within the body timeout."""
+    try:
+        async with asyncio.timeout(settings.body_timeout_s):
+            return await request.body()
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "body_timeout",
+            f"the request body did not arrive within {settings.body_timeout_s:g} s "
+            "(AESERVE_BODY_TIMEOUT_S)",
+            {"Connection": "close"},
+        ) from None
+
+
+def _parse_multipart(request: Request, body: bytes, settings: Settings) -> list[bytes]:
     """The ``image`` file parts, parsed in memory with python-multipart's streaming parser.
 
     Starlette's ``request.form()`` wraps every file in a spooled temporary file and parses each
@@ -120,7 +141,7 @@ async def _read_multipart(request: Request, settings: Settings) -> list[bytes]:
         "on_part_end": on_part_end,
     })
     try:
-        parser.write(await request.body())
+        parser.write(body)
         parser.finalize()
     except MultipartParseError as exc:
         raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from exc

@@ -2,42 +2,55 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST
+from typing import Literal
 
-from app.errors import error_response
-from app.registry import ServedModel
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
+
+from app.deps import RegistryDep
+from app.errors import ApiError, responses
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    models: list[str]
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
     """Liveness: 200 whenever the process answers."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
-    """200 when every model is loaded, warm and has a live batch worker; else 503 with a reason."""
-    if not getattr(request.app.state, "ready", False):
-        return error_response(
-            503,
-            "not_ready",
-            "models are not loaded yet (or the service is shutting down)",
-            {"Retry-After": "1"},
-        )
-    models: dict[str, ServedModel] = request.app.state.models
-    broken = [m.name for m in models.values() if not (m.warm and m.batcher.alive)]
+@router.get("/readyz", response_model=Ready, responses=responses(503))
+async def readyz(request: Request, registry: RegistryDep) -> Ready:
+    """200 when every model is loaded, warm and has a live batch worker; 503 while loading,
+    draining (SIGTERM) or when a model is not serving."""
+    if request.app.state.drain.draining:
+        raise ApiError(503, "not_ready", "shutting down: draining the requests in flight",
+                       {"Retry-After": "1"})
+    if not request.app.state.ready:
+        raise ApiError(503, "not_ready", "models are not loaded yet", {"Retry-After": "1"})
+    broken = [m.name for m in registry.models.values() if not (m.warm and m.batcher.alive)]
     if broken:
-        return error_response(
-            503, "not_ready", f"model(s) not serving: {', '.join(broken)}", {"Retry-After": "5"}
-        )
-    return JSONResponse({"status": "ready", "models": sorted(models)})
+        raise ApiError(503, "not_ready", f"model(s) not serving: {', '.join(broken)}",
+                       {"Retry-After": "5"})
+    return Ready(status="ready", models=sorted(registry.models))
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                     "description": "Prometheus text exposition"}},
+)
 async def metrics(request: Request) -> Response:
-    """Prometheus text exposition."""
+    """Prometheus text exposition (all workers' totals when AESERVE_WORKERS > 1)."""
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

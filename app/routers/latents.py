@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import json
-import math
 import secrets
 from typing import Annotated, Any
 
+import numpy as np
 import torch
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
-from app import codec
-from app.deps import SettingsDep, supporting
-from app.errors import ApiError
-from app.inference import SampleRequest
-from app.inputs import media_type, read_images, wants
-from app.pipeline import decode_image, latent_images
-from app.registry import ServedModel
-from app.settings import Settings
+from app import images
+from app.deps import SettingsDep, TicketDep, supporting
+from app.errors import ApiError, responses
+from app.kinds import ServedModel
+from app.uploads import media_type, read_images
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["latents"])
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+LATENT_ERRORS = responses(400, 404, 413, 422, 503)
+PNG_OR_JSON: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}},
+          "description": "JSON base64 PNGs, or one PNG grid with Accept: image/png"},
+}
+Accept = Annotated[str, Header(description="image/png for one PNG grid")]
 
 
 class DecodeBody(BaseModel):
@@ -30,7 +35,8 @@ class DecodeBody(BaseModel):
 class SampleBody(BaseModel):
     n: int = Field(default=16, ge=1, description="how many samples")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="same seed, same bytes")
-    temperature: float = Field(default=1.0, gt=0, le=10, description="scale of the prior's std")
+    temperature: float = Field(default=1.0, gt=0, le=10, allow_inf_nan=False,
+                               description="scale of the prior's std")
 
 
 class InterpolateBody(BaseModel):
@@ -38,131 +44,123 @@ class InterpolateBody(BaseModel):
     steps: int = Field(default=8, ge=2)
 
 
+class ImagesAnswer(BaseModel):
+    model: str
+    seed: int | None = None
+    steps: int | None = None
+    images: list[str] = Field(description="base64 PNGs")
+
+
 def check_latents(z: list[list[float]], served: ServedModel, max_rows: int) -> torch.Tensor:
-    """422 unless there are 1..max_rows vectors of the latent size, all finite."""
+    """422 unless there are 1..max_rows vectors of the latent size, all finite in float32."""
     dim = served.latent_dim
     if not z:
         raise ApiError(422, "invalid_latent", "z is empty: send at least one latent vector")
     if len(z) > max_rows:
-        raise ApiError(
-            422,
-            "limit_exceeded",
-            f"{len(z)} latent vectors; the limit is {max_rows} (AESERVE_MAX_N)",
-        )
+        raise ApiError(422, "limit_exceeded",
+                       f"{len(z)} latent vectors; the limit is {max_rows} (AESERVE_MAX_N)")
     for i, row in enumerate(z):
         if len(row) != dim:
-            raise ApiError(
-                422,
-                "invalid_latent",
-                f"z[{i}] has {len(row)} values; model {served.name} has latent size {dim}",
-            )
-        for j, v in enumerate(row):
-            if not math.isfinite(v):
-                raise ApiError(422, "invalid_latent", f"z[{i}][{j}] is {v}: values must be finite")
-    return torch.tensor(z, dtype=torch.float32)
+            raise ApiError(422, "invalid_latent",
+                           f"z[{i}] has {len(row)} values; model {served.name} has latent size {dim}")
+    values = np.asarray(z, dtype=np.float64)
+    bad = ~(np.abs(values) <= FLOAT32_MAX)  # NaN, infinities and float32 overflow
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise ApiError(422, "invalid_latent",
+                       f"z[{i}][{j}] is {z[i][j]}: values must be finite in float32 "
+                       f"(|z| <= {FLOAT32_MAX:.4g})")
+    return torch.from_numpy(values.astype(np.float32))
 
 
-async def decode_rows(served: ServedModel, z: torch.Tensor, settings: Settings) -> torch.Tensor:
-    out = await served.batcher.run(
-        served.ops.decode, z, ("decode", z.shape[1]), settings.request_timeout_s
-    )
-    assert isinstance(out, torch.Tensor)
-    return out
-
-
-def image_answer(
-    request: Request, served: ServedModel, out: torch.Tensor, level: int, extra: dict[str, Any]
-) -> Response | dict[str, Any]:
-    images = latent_images(out)
-    if wants(request, "image/png"):
+def image_answer(served: ServedModel, out: torch.Tensor, accept: str, **extra: int) -> Any:
+    level = served.settings.png_compress_level
+    decoded = [images.from_planes(row) for row in out.numpy()]
+    if "image/png" in accept:
         headers = {f"X-{k.capitalize()}": str(v) for k, v in extra.items()}
-        return Response(
-            codec.encode_png(codec.grid(images), level), media_type="image/png", headers=headers
-        )
-    return {
-        "model": served.name,
-        **extra,
-        "images": [codec.b64(codec.encode_png(i, level)) for i in images],
-    }
+        return Response(images.encode_png(images.grid(decoded), level), media_type="image/png",
+                        headers=headers)
+    return ImagesAnswer(model=served.name, **extra,
+                        images=[images.b64(images.encode_png(i, level)) for i in decoded])
 
 
-@router.post("/decode", response_model=None)
+@router.post("/decode", response_model=ImagesAnswer, response_model_exclude_none=True,
+             responses={**PNG_OR_JSON, **LATENT_ERRORS})
 async def decode(
-    request: Request,
     body: DecodeBody,
     served: Annotated[ServedModel, Depends(supporting("decode"))],
     settings: SettingsDep,
-) -> Response | dict[str, Any]:
+    ticket: TicketDep,
+    accept: Accept = "",
+) -> Any:
     """Latents -> images: JSON base64 PNGs, or one PNG grid with ``Accept: image/png``."""
     z = check_latents(body.z, served, settings.max_n)
-    out = await decode_rows(served, z, settings)
-    return image_answer(request, served, out, settings.png_compress_level, {})
+    return image_answer(served, await served.decode(z, ticket), accept)
 
 
-@router.post("/sample", response_model=None)
+@router.post("/sample", response_model=ImagesAnswer, response_model_exclude_none=True,
+             responses={**PNG_OR_JSON, **LATENT_ERRORS})
 async def sample(
-    request: Request,
     served: Annotated[ServedModel, Depends(supporting("sample"))],
     settings: SettingsDep,
+    ticket: TicketDep,
     body: SampleBody | None = None,
-) -> Response | dict[str, Any]:
+    accept: Accept = "",
+) -> Any:
     """Draws from the prior, decoded; the seed (given or drawn) comes back in the answer."""
     body = body or SampleBody()
     if body.n > settings.max_n:
-        raise ApiError(
-            422,
-            "limit_exceeded",
-            f"n={body.n} is over the limit of {settings.max_n} (AESERVE_MAX_N)",
-        )
+        raise ApiError(422, "limit_exceeded",
+                       f"n={body.n} is over the limit of {settings.max_n} (AESERVE_MAX_N)")
     seed = secrets.randbits(63) if body.seed is None else body.seed
-    req = SampleRequest(body.n, seed, body.temperature)
-    out = await served.batcher.run_alone(served.ops.sample, req, settings.request_timeout_s)
-    return image_answer(request, served, out, settings.png_compress_level, {"seed": seed})
+    out = await served.sample(body.n, seed, body.temperature, ticket)
+    return image_answer(served, out, accept, seed=seed)
 
 
-@router.post("/interpolate", response_model=None)
+@router.post(
+    "/interpolate",
+    response_model=ImagesAnswer,
+    response_model_exclude_none=True,
+    responses={**PNG_OR_JSON, **responses(400, 404, 408, 413, 415, 422, 503)},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": InterpolateBody.model_json_schema()},
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["image"],
+            "properties": {"image": {"type": "array", "minItems": 2, "maxItems": 2,
+                                     "items": {"type": "string", "format": "binary"}}}}},
+    }}},
+)
 async def interpolate(
     request: Request,
     served: Annotated[ServedModel, Depends(supporting("interpolate"))],
     settings: SettingsDep,
-    steps: Annotated[
-        int | None, Query(ge=2, description="points on the path, ends included")
-    ] = None,
-    resize: Annotated[bool, Query()] = False,
-) -> Response | dict[str, Any]:
+    ticket: TicketDep,
+    steps: Annotated[int | None, Query(ge=2, description="points on the path, ends included")] = None,
+    resize: Annotated[bool, Query(description="resize the two images to the model's size")] = False,
+    accept: Accept = "",
+) -> Any:
     """Two images (multipart) or ``{"z": [z0, z1], "steps": n}`` -> the decoded straight path."""
     if media_type(request) == "application/json":
         try:
             body = InterpolateBody.model_validate(json.loads(await request.body()))
         except (ValueError, ValidationError) as exc:
             raise ApiError(422, "invalid_request", f"invalid JSON body: {exc}") from exc
+        if len(body.z) != 2:
+            raise ApiError(422, "invalid_request",
+                           f"interpolate needs exactly two ends; got {len(body.z)}")
         ends = check_latents(body.z, served, 2)
         n_steps = steps or body.steps
     else:
+        served.budget.precheck()
         datas = await read_images(request, settings)
         if len(datas) != 2:
-            raise ApiError(
-                422, "invalid_request", f"interpolate needs exactly two images; got {len(datas)}"
-            )
-        preps = [
-            decode_image(d, served, resize, settings.max_pixels, keep_color=False) for d in datas
-        ]
-        x = torch.cat([p.rows for p in preps])
-        out = await served.batcher.run(
-            served.ops.latent, x, ("latent", *x.shape[1:]), settings.request_timeout_s
-        )
-        assert isinstance(out, torch.Tensor)
-        ends = out
+            raise ApiError(422, "invalid_request",
+                           f"interpolate needs exactly two images; got {len(datas)}")
+        ends = await served.interpolate_ends(datas, resize, ticket)
         n_steps = steps or 8
-    if ends.shape[0] != 2:
-        raise ApiError(
-            422, "invalid_request", f"interpolate needs exactly two ends; got {ends.shape[0]}"
-        )
     if n_steps > settings.max_steps:
-        raise ApiError(
-            422, "limit_exceeded", f"steps={n_steps} is over the limit of {settings.max_steps}"
-        )
+        raise ApiError(422, "limit_exceeded",
+                       f"steps={n_steps} is over the limit of {settings.max_steps} (AESERVE_MAX_STEPS)")
     t = torch.linspace(0.0, 1.0, n_steps)[:, None]
     path = (1 - t) * ends[0] + t * ends[1]
-    out = await decode_rows(served, path, settings)
-    return image_answer(request, served, out, settings.png_compress_level, {"steps": n_steps})
+    return image_answer(served, await served.decode(path, ticket), accept, steps=n_steps)

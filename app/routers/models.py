@@ -4,67 +4,67 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
 
-from app.deps import ModelDep
-from app.registry import ServedModel
+from app.deps import ModelDep, RegistryDep
+from app.errors import responses
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-def model_card(served: ServedModel) -> dict[str, Any]:
-    """Everything a client needs to call the model, and where it came from."""
-    meta = served.meta
-    size = served.size
-    training = {k: v for k, v in meta.get("training", {}).items() if k != "history"}
-    config = meta.get("config", {})
-    return {
-        "name": served.name,
-        "kind": served.kind,
-        "input_shape": meta["input_shape"],
-        "channels": served.channels,
-        "size": {"height": size[0], "width": size[1]} if size else None,
-        "any_size": size is None,
-        "value_range": meta.get("value_range", [0.0, 1.0]),
-        "latent_dim": served.latent_dim,
-        "likelihood": meta.get("likelihood"),
-        "operations": list(served.operations),
-        "device": served.device,
-        "runtime": served.ops.runtime,
-        "sha256": served.checkpoint.sha256,
-        "ready": served.warm,
-        "load_seconds": round(served.load_seconds, 4),
-        "torch_version": meta.get("torch_version"),
-        "recipe": {
-            "model": config.get("model"),
-            "noise": config.get("noise"),
-            "train": config.get("train"),
-        },
-        "dataset": meta.get("dataset"),
-        "training": training,
-        "evaluation": meta.get("evaluation"),
-    }
+class ModelSummary(BaseModel):
+    name: str
+    kind: str
+    input_shape: list[int]
+    any_size: bool
+    latent_dim: int | None
+    operations: list[str]
+    url: str
 
 
-@router.get("")
-async def list_models(request: Request) -> dict[str, Any]:
-    models: dict[str, ServedModel] = request.app.state.models
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class ModelCard(BaseModel):
+    """How to call the model, and where it came from (the checkpoint's config.json)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    kind: str
+    input_shape: list[int]
+    channels: int
+    size: dict[str, int] | None
+    any_size: bool
+    latent_dim: int | None
+    operations: list[str]
+    device: str
+    runtime: str
+    sha256: str
+    loaded_at: str
+    ready: bool
+
+
+@router.get("", response_model=ModelList)
+async def list_models(registry: RegistryDep) -> dict[str, Any]:
     return {
         "models": [
             {
                 "name": m.name,
                 "kind": m.kind,
                 "input_shape": m.meta["input_shape"],
-                "any_size": m.size is None,
+                "any_size": m.any_size,
                 "latent_dim": m.latent_dim,
                 "operations": list(m.operations),
                 "url": f"/v1/models/{m.name}",
             }
-            for m in sorted(models.values(), key=lambda m: m.name)
+            for m in sorted(registry.models.values(), key=lambda m: m.name)
         ]
     }
 
 
-@router.get("/{name}")
+@router.get("/{name}", response_model=ModelCard, responses=responses(404))
 async def get_model(served: ModelDep) -> dict[str, Any]:
-    return model_card(served)
+    return served.card()

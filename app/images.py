@@ -1,0 +1,166 @@
+"""Image bytes <-> Pillow images <-> uint8 planes: PNG, JPEG, WebP, BMP and TIFF in, PNG out.
+
+``probe`` reads only the header: format, size, mode and EXIF orientation are known before a pixel
+is decoded, so a request's cost (and the pixel limit) is checked first. ``decode`` then loads the
+pixels, brings any mode to L, LA, RGB or RGBA and applies the EXIF orientation, so the model sees
+the picture upright and the answer comes back upright, in the rotated size. Pillow's own
+decompression-bomb guard stays on as a backstop; its error is answered 413 like ours.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.errors import ApiError
+
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+KEPT_MODES = ("L", "LA", "RGB", "RGBA")
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+ORIENTATION = 0x0112
+TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+@dataclass(slots=True)
+class Probe:
+    """An opened, not yet decoded image: its upright size and colour bands."""
+
+    image: Image.Image
+    width: int
+    height: int
+    bands: int  # colour bands after decoding: 1 (gray) or 3 (RGB); alpha is set aside
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def _unsupported(detail: str) -> ApiError:
+    return ApiError(415, "unsupported_media_type", detail)
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation from the header (Pillow's PNG ``getexif`` would decode the pixels)."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1
+    return int(img.getexif().get(ORIENTATION, 1))
+
+
+def probe(data: bytes, max_pixels: int) -> Probe:
+    """Open one image lazily: 415 for what is not an accepted image, 413 over ``max_pixels``."""
+    if not data:
+        raise _unsupported("empty image: the upload holds no bytes")
+    try:
+        img = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+        orientation = _orientation(img)
+    except Image.DecompressionBombError as exc:
+        raise ApiError(413, "too_many_pixels", f"image refused before decoding: {exc}") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise _unsupported(
+            f"cannot decode the image: send PNG, JPEG, WebP, BMP or TIFF ({type(exc).__name__})"
+        ) from exc
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ApiError(
+            413,
+            "too_many_pixels",
+            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} "
+            "(AESERVE_MAX_PIXELS)",
+        )
+    if orientation in TRANSPOSED:
+        width, height = height, width
+    return Probe(img, width, height, 1 if img.mode in GRAY_MODES else 3)
+
+
+def decode(p: Probe) -> Image.Image:
+    """The pixels, upright, in L, LA, RGB or RGBA; 415 for a truncated or corrupt file."""
+    img = p.image
+    try:
+        img.load()
+        upright = ImageOps.exif_transpose(img)
+    except Image.DecompressionBombError as exc:
+        raise ApiError(413, "too_many_pixels", f"image refused: {exc}") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise _unsupported(f"the {img.format} image is truncated or corrupt ({exc})") from exc
+    return normalize_mode(upright)
+
+
+def normalize_mode(img: Image.Image) -> Image.Image:
+    """Bring any Pillow mode to L, LA, RGB or RGBA (palette and bilevel images included)."""
+    if img.mode in KEPT_MODES:
+        return img
+    if img.mode == "P":
+        return img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode == "PA":
+        return img.convert("RGBA")
+    if img.mode == "1":
+        return img.convert("L")
+    if img.mode.startswith("I") or img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+
+
+def split_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """The colour part (L or RGB) and the alpha band, if any."""
+    if img.mode == "LA":
+        return img.getchannel("L"), img.getchannel("A")
+    if img.mode == "RGBA":
+        return img.convert("RGB"), img.getchannel("A")
+    return img, None
+
+
+def with_alpha(img: Image.Image, alpha: Image.Image | None) -> Image.Image:
+    if alpha is None:
+        return img
+    out = img.convert("LA" if img.mode == "L" else "RGBA")
+    out.putalpha(alpha)
+    return out
+
+
+def to_planes(img: Image.Image) -> np.ndarray:
+    """(C, H, W) uint8 planes of an L or RGB image (scaling to floats happens on the model thread)."""
+    bands = len(img.getbands())
+    flat = np.frombuffer(bytearray(img.tobytes()), dtype=np.uint8)  # a writable copy, for torch
+    if bands == 1:
+        return flat.reshape(1, img.height, img.width)
+    return np.ascontiguousarray(flat.reshape(img.height, img.width, bands).transpose(2, 0, 1))
+
+
+def from_planes(planes: np.ndarray) -> Image.Image:
+    """An L (one plane) or RGB (three planes) image from (C, H, W) uint8; L shares the memory."""
+    _, h, w = planes.shape
+    if planes.shape[0] == 1:
+        return Image.frombuffer("L", (w, h), np.ascontiguousarray(planes[0]), "raw", "L", 0, 1)
+    return Image.frombuffer("RGB", (w, h), np.ascontiguousarray(planes.transpose(1, 2, 0)),
+                            "raw", "RGB", 0, 1)
+
+
+def encode_png(img: Image.Image, compress_level: int = 1) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def grid(images: list[Image.Image], columns: int | None = None, pad: int = 2) -> Image.Image:
+    """Tile same-size images into one image, row-major, ``pad`` pixels apart."""
+    if not images:
+        raise ValueError("grid needs at least one image")
+    cols = columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    w, h = images[0].size
+    sheet = Image.new(images[0].mode, (cols * w + (cols - 1) * pad, rows * h + (rows - 1) * pad))
+    for i, tile in enumerate(images):
+        r, c = divmod(i, cols)
+        sheet.paste(tile, (c * (w + pad), r * (h + pad)))
+    return sheet

@@ -1,0 +1,253 @@
+"""The fixed-size autoencoders: the denoising autoencoder (``dae``) and the VAE (``vae``).
+
+Images are resized to the model's size on request (the answer comes back in the original size);
+a one-channel model denoises an RGB image channel by channel (three rows), a three-channel model
+sees a gray image replicated; alpha is set aside and put back unchanged. Encode, score and
+interpolate need one row per image, so they convert to the model's channels instead. Rows of
+concurrent requests with the same operation and shape share a batch.
+
+Cost: every decoded pixel plus every pixel the network produces (rows x height x width; a score
+decodes ``k`` samples per image).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+
+from app import images
+from app.errors import ApiError
+from app.kinds.base import INLINE_BYTES, DenoisedImage, DenoiseParams, EncodeParams, ServedModel
+from app.lifecycle import Ticket
+from app.runtime import GraphFn, to_uint8, to_unit
+from model.scoring import iwae_nll
+
+SCORE_CHUNK = 100  # importance samples per step of a score; the deadline is checked between them
+
+
+@dataclass(slots=True)
+class Prepared:
+    """One decoded image as model rows, and what is needed to turn the output back into it."""
+
+    rows: torch.Tensor  # (R, C_model, H, W) uint8
+    size: tuple[int, int]  # original (width, height)
+    mode: str  # original mode: L, LA, RGB or RGBA
+    alpha: Image.Image | None
+    per_channel: bool
+
+
+class Autoencoder(ServedModel):
+    """The denoising autoencoder: denoise, encode to ``z``, decode, interpolate."""
+
+    kind: ClassVar[str] = "dae"
+    operations: ClassVar[tuple[str, ...]] = ("denoise", "encode", "decode", "interpolate")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the model's images."""
+        _, h, w = self.meta["input_shape"]
+        return int(h), int(w)
+
+    @property
+    def pixels(self) -> int:
+        h, w = self.size
+        return h * w
+
+    def card(self) -> dict[str, Any]:
+        h, w = self.size
+        return {**super().card(), "size": {"height": h, "width": w}}
+
+    # ---- the runtime's graphs --------------------------------------------------------------
+    def encode_graph(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (self.model.encode(to_unit(x)),)
+
+    def graphs(self) -> Mapping[str, GraphFn]:
+        model = self.model
+        return {
+            "denoise": lambda x: to_uint8(model.denoise(to_unit(x))),
+            "encode": self.encode_graph,
+            "decode": lambda z: to_uint8(model.decode(z)),
+        }
+
+    def examples(self) -> Mapping[str, torch.Tensor]:
+        gen = torch.Generator().manual_seed(0)
+        image = torch.randint(0, 256, (3, *self.meta["input_shape"]), dtype=torch.uint8,
+                              generator=gen)
+        return {"denoise": image, "encode": image,
+                "decode": torch.randn(3, self.latent_dim or 1, generator=gen)}
+
+    def _run(self, op: str) -> Any:
+        run = self.runtime.run
+
+        def fn(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return run(op, x)
+
+        return fn
+
+    # ---- images -> rows --------------------------------------------------------------------
+    def _rows_per_image(self, p: images.Probe, keep_color: bool) -> int:
+        return 3 if keep_color and self.channels == 1 and p.bands == 3 else 1
+
+    def cost(self, probes: list[images.Probe], keep_color: bool, samples: int = 1) -> int:
+        return sum(p.pixels + self._rows_per_image(p, keep_color) * samples * self.pixels
+                   for p in probes)
+
+    def prepare(self, img: Image.Image, resize: bool, keep_color: bool) -> Prepared:
+        """A decoded image -> model rows; ``keep_color=False`` gives one row in the model's channels."""
+        base, alpha = images.split_alpha(img)
+        h, w = self.size
+        if base.size != (w, h):
+            if not resize:
+                raise ApiError(
+                    422,
+                    "wrong_size",
+                    f"model {self.name} takes {w}x{h} images; this one is {base.width}x"
+                    f"{base.height}. Send resize=true to have it resized (the answer comes back "
+                    "in the original size).",
+                )
+            base = base.resize((w, h), Image.Resampling.LANCZOS)
+        per_channel = False
+        if self.channels == 1 and base.mode == "RGB":
+            if keep_color:
+                per_channel = True
+            else:
+                base = base.convert("L")
+        elif self.channels == 3 and base.mode == "L":
+            base = base.convert("RGB")
+        planes = images.to_planes(base)  # contiguous, so both views below are too
+        rows = planes[:, None] if per_channel else planes[None]
+        return Prepared(torch.from_numpy(rows), img.size, img.mode, alpha, per_channel)
+
+    async def _rows(self, datas: list[bytes], resize: bool, keep_color: bool, ticket: Ticket,
+                    samples: int = 1) -> list[Prepared]:
+        probes = self.probe_all(datas)
+        self.admit(ticket, self.cost(probes, keep_color, samples))
+        decoded = await self.decode_all(probes, sum(len(d) for d in datas))
+        return [self.prepare(img, resize, keep_color) for img in decoded]
+
+    @staticmethod
+    def _stack(preps: list[Prepared]) -> torch.Tensor:
+        return preps[0].rows if len(preps) == 1 else torch.cat([p.rows for p in preps])
+
+    # ---- rows -> images --------------------------------------------------------------------
+    def _to_png(self, prep: Prepared, out: torch.Tensor) -> DenoisedImage:
+        planes = out[:, 0].numpy() if prep.per_channel else out[0].numpy()  # uint8
+        img = images.from_planes(planes)
+        if img.size != prep.size:
+            img = img.resize(prep.size, Image.Resampling.BICUBIC)
+        base_mode = "L" if prep.mode in ("L", "LA") else "RGB"
+        if img.mode != base_mode:
+            img = img.convert(base_mode)
+        png = images.encode_png(images.with_alpha(img, prep.alpha),
+                                self.settings.png_compress_level)
+        return DenoisedImage(png, prep.size[0], prep.size[1], prep.mode)
+
+    # ---- operations ------------------------------------------------------------------------
+    async def denoise(self, datas: list[bytes], params: DenoiseParams,
+                      ticket: Ticket) -> list[DenoisedImage]:
+        if params.sigma is not None:
+            raise ApiError(422, "invalid_request",
+                           f"sigma applies to photo models only; {self.name} is a {self.kind}")
+        preps = await self._rows(datas, params.resize, True, ticket)
+        rows = self._stack(preps)
+        out = await self.batcher.run(self._run("denoise"), rows, ("denoise", *rows.shape[1:]),
+                                     ticket)
+        assert isinstance(out, tuple)
+        outs = [out[0]] if len(preps) == 1 else list(out[0].split([p.rows.shape[0] for p in preps]))
+        pairs = list(zip(preps, outs, strict=True))
+        if len(datas) == 1 and len(datas[0]) <= INLINE_BYTES:
+            return [self._to_png(p, o) for p, o in pairs]
+        return await run_in_threadpool(lambda: [self._to_png(p, o) for p, o in pairs])
+
+    async def _encode_rows(self, datas: list[bytes], resize: bool,
+                           ticket: Ticket) -> tuple[torch.Tensor, ...]:
+        rows = self._stack(await self._rows(datas, resize, False, ticket))
+        out = await self.batcher.run(self._run("encode"), rows, ("encode", *rows.shape[1:]),
+                                     ticket)
+        assert isinstance(out, tuple)
+        return out
+
+    async def encode(self, datas: list[bytes], params: EncodeParams,
+                     ticket: Ticket) -> dict[str, Any]:
+        if params.sample:
+            raise ApiError(422, "invalid_request",
+                           f"sample=true needs a VAE; {self.name} is a {self.kind}")
+        (z,) = await self._encode_rows(datas, params.resize, ticket)
+        return {"results": [{"z": row} for row in z.tolist()]}
+
+    async def interpolate_ends(self, datas: list[bytes], resize: bool,
+                               ticket: Ticket) -> torch.Tensor:
+        return (await self._encode_rows(datas, resize, ticket))[0]
+
+    async def decode(self, z: torch.Tensor, ticket: Ticket) -> torch.Tensor:
+        self.admit(ticket, z.shape[0] * self.pixels)
+        out = await self.batcher.run(self._run("decode"), z, ("decode", z.shape[1]), ticket)
+        assert isinstance(out, tuple)
+        return out[0]
+
+
+class VariationalAutoencoder(Autoencoder):
+    """The VAE: encode to the posterior (μ, σ), sample from the prior, score by the IWAE bound."""
+
+    kind: ClassVar[str] = "vae"
+    operations: ClassVar[tuple[str, ...]] = (
+        "denoise", "encode", "decode", "sample", "score", "interpolate"
+    )
+
+    def encode_graph(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        posterior = self.model.encode(to_unit(x))
+        return posterior.mean, posterior.logvar
+
+    async def warm_up_extra(self) -> None:
+        x = torch.zeros(1, *self.meta["input_shape"], dtype=torch.uint8)
+        await self.batcher.call_on_thread(self._score, (x, 2, 0), lambda: None)
+
+    async def encode(self, datas: list[bytes], params: EncodeParams,
+                     ticket: Ticket) -> dict[str, Any]:
+        mu, logvar = await self._encode_rows(datas, params.resize, ticket)
+        std = torch.exp(0.5 * logvar)
+        results: list[dict[str, Any]] = [
+            {"mu": m, "sigma": s, "logvar": lv}
+            for m, s, lv in zip(mu.tolist(), std.tolist(), logvar.tolist(), strict=True)
+        ]
+        answer: dict[str, Any] = {"results": results}
+        if params.sample:
+            seed = secrets.randbits(63) if params.seed is None else params.seed
+            gen = torch.Generator().manual_seed(seed)
+            z = mu + std * torch.randn(mu.shape, generator=gen)
+            for item, row in zip(results, z.tolist(), strict=True):
+                item["z"] = row
+            answer["seed"] = seed
+        return answer
+
+    def _sample(self, request: tuple[int, int, float], check: Any) -> torch.Tensor:
+        """Same seed, same z: z is drawn on the CPU from a seeded generator, then decoded."""
+        n, seed, temperature = request
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, self.latent_dim or 1, generator=gen) * temperature
+        return self.runtime.run("decode", z)[0]
+
+    async def sample(self, n: int, seed: int, temperature: float, ticket: Ticket) -> torch.Tensor:
+        self.admit(ticket, n * self.pixels)
+        out = await self.batcher.run_alone(self._sample, (n, seed, temperature), ticket)
+        assert isinstance(out, torch.Tensor)
+        return out
+
+    def _score(self, request: tuple[torch.Tensor, int, int], check: Any) -> tuple[torch.Tensor, ...]:
+        x, k, seed = request
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        nll, neg_elbo = iwae_nll(self.model, to_unit(x.to(self.device)), k, chunk=SCORE_CHUNK,
+                                 generator=gen, check=check)
+        return nll.float().cpu(), neg_elbo.float().cpu()
+
+    async def score(self, datas: list[bytes], resize: bool, k: int, seed: int,
+                    ticket: Ticket) -> tuple[list[float], list[float]]:
+        rows = self._stack(await self._rows(datas, resize, False, ticket, samples=k))
+        nll, neg_elbo = await self.batcher.run_alone(self._score, (rows, k, seed), ticket)
+        return nll.tolist(), neg_elbo.tolist()

@@ -1,0 +1,218 @@
+"""The served model: what every kind shares (checkpoint, runtime, batcher, work budget, card).
+
+Each kind of model is one subclass (``app/kinds/autoencoder.py``, ``app/kinds/photo.py``) that says,
+once, which operations it supports, how an image becomes model rows, what a request costs in work
+units, and how its batches run. Routers call the operation methods; nothing outside a kind's module
+asks which kind a model is. An operation a kind lacks answers 422 ``unsupported_operation``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from starlette.concurrency import run_in_threadpool
+
+from app import images
+from app.batching import Batcher
+from app.errors import ApiError
+from app.lifecycle import Ticket, WorkBudget
+from app.metrics import ModelMetrics
+from app.runtime import GraphFn, Runtime, TorchRuntime, build_runtime
+from app.settings import Settings
+from model.checkpoint import Checkpoint
+
+log = logging.getLogger("aeserve")
+
+INLINE_BYTES = 64 * 1024  # decode/encode on the event loop below this; larger work goes to threads
+
+
+@dataclass(slots=True)
+class DenoisedImage:
+    png: bytes
+    width: int
+    height: int
+    mode: str
+    noise_sigma: float | None = None  # the σ used (0-255 scale), for models that take one
+
+
+@dataclass(frozen=True, slots=True)
+class DenoiseParams:
+    resize: bool = False
+    sigma: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EncodeParams:
+    resize: bool = False
+    sample: bool = False
+    seed: int | None = None
+
+
+class ServedModel:
+    """A loaded checkpoint, ready to serve. Subclasses set ``kind`` and ``operations``."""
+
+    kind: ClassVar[str]
+    operations: ClassVar[tuple[str, ...]] = ()
+    any_size: ClassVar[bool] = False
+
+    def __init__(self, checkpoint: Checkpoint, device: str, settings: Settings,
+                 metrics: ModelMetrics) -> None:
+        self.checkpoint = checkpoint
+        self.device = torch.device(device)
+        self.settings = settings
+        self.metrics = metrics
+        self.model: Any = checkpoint.model  # the network class of the kind (duck-typed)
+        self.model.requires_grad_(False)
+        self.runtime = self._build_runtime()
+        self.batcher = Batcher(
+            self.name,
+            max_batch_size=settings.max_batch_size,
+            max_delay_s=settings.max_batch_delay_ms / 1000.0,
+            metrics=metrics,
+        )
+        self.budget = WorkBudget(
+            self.name, settings.queue_work_units, settings.max_work_units, metrics
+        )
+        self.loaded_at = time.time()
+        self.load_seconds = 0.0
+        self.warm = False
+
+    # ---- what the checkpoint says ----------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.checkpoint.name
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.checkpoint.meta
+
+    @property
+    def channels(self) -> int:
+        return int(self.meta["input_shape"][0])
+
+    @property
+    def latent_dim(self) -> int | None:
+        value = self.meta.get("latent_dim")
+        return int(value) if value is not None else None
+
+    def supports(self, operation: str) -> bool:
+        return operation in self.operations
+
+    def card(self) -> dict[str, Any]:
+        """Everything a client needs to call the model, and where it came from."""
+        meta = self.meta
+        config = meta.get("config", {})
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "input_shape": meta["input_shape"],
+            "channels": self.channels,
+            "size": None,
+            "any_size": self.any_size,
+            "value_range": meta.get("value_range", [0.0, 1.0]),
+            "latent_dim": self.latent_dim,
+            "likelihood": meta.get("likelihood"),
+            "operations": list(self.operations),
+            "device": str(self.device),
+            "runtime": self.runtime.name,
+            "sha256": self.checkpoint.sha256,
+            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
+            "ready": self.warm,
+            "load_seconds": round(self.load_seconds, 4),
+            "torch_version": meta.get("torch_version"),
+            "recipe": {k: config.get(k) for k in ("model", "noise", "train")},
+            "dataset": meta.get("dataset"),
+            "training": {k: v for k, v in meta.get("training", {}).items() if k != "history"},
+            "evaluation": meta.get("evaluation"),
+        }
+
+    # ---- the runtime -----------------------------------------------------------------------
+    def _build_runtime(self) -> Runtime:
+        settings = self.settings
+        choice = settings.resolve_runtime(str(self.device))
+        try:
+            return build_runtime(choice, self.model, self.graphs(), self.examples(), self.device,
+                                 settings.torch_threads)
+        except Exception as exc:
+            if settings.runtime == "onnxruntime":  # asked for by name: do not start without it
+                raise
+            log.warning("%s: ONNX Runtime not used (%s: %s); serving with torch",
+                        self.name, type(exc).__name__, exc)
+            return TorchRuntime(self.graphs(), self.device)
+
+    def graphs(self) -> Mapping[str, GraphFn]:
+        """The tensor operations a runtime runs (uint8 images or float latents in and out)."""
+        return {}
+
+    def examples(self) -> Mapping[str, torch.Tensor]:
+        """One small input per graph: ONNX export traces it, warm-up runs it."""
+        return {}
+
+    async def warm_up(self) -> None:
+        """Run every operation once on the model thread: the first request pays no setup cost."""
+        start = time.perf_counter()
+        for op, example in self.examples().items():
+            await self.batcher.call_on_thread(self.runtime.run, op, example)
+        await self.warm_up_extra()
+        self.load_seconds += time.perf_counter() - start
+        self.warm = True
+
+    async def warm_up_extra(self) -> None:
+        """Operations that run outside the runtime's graphs (tiled photos, scores)."""
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.batcher.start()
+
+    async def stop(self, error: ApiError) -> None:
+        self.budget.close(error)
+        await self.batcher.stop(error)
+
+    # ---- images in -------------------------------------------------------------------------
+    def probe_all(self, datas: list[bytes]) -> list[images.Probe]:
+        """Every upload's header: size and bands known, no pixel decoded yet."""
+        return [images.probe(d, self.settings.max_pixels) for d in datas]
+
+    def admit(self, ticket: Ticket, cost: int) -> None:
+        self.budget.admit(ticket, cost)
+
+    async def decode_all(self, probes: list[images.Probe], nbytes: int) -> list[Any]:
+        if nbytes <= INLINE_BYTES:
+            return [images.decode(p) for p in probes]
+        return await run_in_threadpool(lambda: [images.decode(p) for p in probes])
+
+    # ---- operations: a kind overrides those it supports ------------------------------------
+    def _unsupported(self, operation: str) -> ApiError:
+        return ApiError(
+            422,
+            "unsupported_operation",
+            f"model {self.name} is a {self.kind} model and cannot {operation}; "
+            f"it supports: {', '.join(self.operations)}",
+        )
+
+    async def denoise(self, datas: list[bytes], params: DenoiseParams,
+                      ticket: Ticket) -> list[DenoisedImage]:
+        raise self._unsupported("denoise")
+
+    async def encode(self, datas: list[bytes], params: EncodeParams,
+                     ticket: Ticket) -> dict[str, Any]:
+        raise self._unsupported("encode")
+
+    async def score(self, datas: list[bytes], resize: bool, k: int, seed: int,
+                    ticket: Ticket) -> tuple[list[float], list[float]]:
+        raise self._unsupported("score")
+
+    async def decode(self, z: torch.Tensor, ticket: Ticket) -> torch.Tensor:
+        raise self._unsupported("decode")
+
+    async def sample(self, n: int, seed: int, temperature: float, ticket: Ticket) -> torch.Tensor:
+        raise self._unsupported("sample")
+
+    async def interpolate_ends(self, datas: list[bytes], resize: bool,
+                               ticket: Ticket) -> torch.Tensor:
+        raise self._unsupported("interpolate")

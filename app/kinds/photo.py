@@ -1,0 +1,63 @@
+"""The photo denoiser: real photographs of any size, gray or colour, with an optional noise σ.
+
+One image is one job that runs alone on the model thread, tile by tile; the request's ticket is
+checked before every tile, so a deadline, a disconnect or a shutdown stops the remaining tiles.
+Cost: every decoded pixel plus the pixels the network processes (tiles with their overlap and
+margins, every colour pass), as ``model.photo.inference.work_pixels`` counts them. The answer's
+``X-Noise-Sigma`` is the σ used: the client's when given, else a blind estimate from the input.
+The photo network runs on torch whatever ``AESERVE_RUNTIME`` says (its card shows ``torch``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from starlette.concurrency import run_in_threadpool
+
+from app import images
+from app.kinds.base import INLINE_BYTES, DenoisedImage, DenoiseParams, ServedModel
+from app.lifecycle import Ticket
+from app.runtime import to_uint8, to_unit
+from model.photo.inference import denoise_image, work_pixels
+
+WARM_SIZE = 64
+
+
+class PhotoDenoiser(ServedModel):
+    kind: ClassVar[str] = "photo"
+    operations: ClassVar[tuple[str, ...]] = ("denoise",)
+    any_size: ClassVar[bool] = True
+
+    def cost(self, p: images.Probe) -> int:
+        return p.pixels + work_pixels(self.model, p.height, p.width, p.bands)
+
+    def _denoise(self, request: tuple[torch.Tensor, float | None], check: Any) -> tuple[Any, float]:
+        x, sigma = request
+        y, used = denoise_image(self.model, to_unit(x.to(self.device)), sigma=sigma, check=check)
+        return to_uint8(y).cpu(), used
+
+    async def warm_up_extra(self) -> None:
+        x = torch.zeros(1, self.channels, WARM_SIZE, WARM_SIZE, dtype=torch.uint8)
+        await self.batcher.call_on_thread(self._denoise, (x, None), lambda: None)
+
+    def _to_png(self, img: Any, out: torch.Tensor, sigma: float) -> DenoisedImage:
+        alpha = images.split_alpha(img)[1]
+        result = images.with_alpha(images.from_planes(out[0].numpy()), alpha)
+        png = images.encode_png(result, self.settings.png_compress_level)
+        return DenoisedImage(png, img.width, img.height, img.mode, sigma)
+
+    async def denoise(self, datas: list[bytes], params: DenoiseParams,
+                      ticket: Ticket) -> list[DenoisedImage]:
+        probes = self.probe_all(datas)
+        self.admit(ticket, sum(self.cost(p) for p in probes))
+        answers = []
+        for data, p in zip(datas, probes, strict=True):  # one image at a time: bounded memory
+            small = len(data) <= INLINE_BYTES
+            img = images.decode(p) if small else await run_in_threadpool(images.decode, p)
+            base = images.split_alpha(img)[0]
+            rows = torch.from_numpy(images.to_planes(base))[None]
+            out, sigma = await self.batcher.run_alone(self._denoise, (rows, params.sigma), ticket)
+            answers.append(self._to_png(img, out, sigma) if small
+                           else await run_in_threadpool(self._to_png, img, out, sigma))
+        return answers

@@ -1,0 +1,243 @@
+"""A request's lifecycle: admitted by its cost, bound by a deadline, ended early by a disconnect
+or a drain. docs/serving.md has the table of stages, limits and status codes.
+
+- ``Ticket``: one request from its arrival: its deadline (a timer fails it with 503 ``timeout``),
+  its reserved work, and ``check()``, which model code calls between batches and tiles to stop
+  when the ticket has failed (deadline, client gone, shutdown).
+- ``WorkBudget``: a model's queued-and-running work in units (pixels); a request over the
+  per-request cap is 413 ``too_much_work``, one that does not fit is 503 ``overloaded``.
+- ``Drain``: SIGTERM's state: readiness turns 503 at once; after the drain timeout every request
+  still in flight is answered 503 ``shutting_down``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from starlette.types import Receive
+
+from app.errors import ApiError, ClientDisconnected, overloaded
+from app.metrics import ModelMetrics
+
+log = logging.getLogger("aeserve")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def timeout_error(timeout_s: float) -> ApiError:
+    return ApiError(
+        503,
+        "timeout",
+        f"the request did not finish within {timeout_s:g} s (AESERVE_REQUEST_TIMEOUT_S); "
+        "its work was stopped. Retry later or send less work",
+        {"Retry-After": "1"},
+    )
+
+
+def shutting_down() -> ApiError:
+    return ApiError(
+        503, "shutting_down", "this instance is shutting down; retry on another", {"Retry-After": "1"}
+    )
+
+
+class Ticket:
+    """One request in flight. Create on the event loop; ``check`` may run on any thread."""
+
+    __slots__ = ("_receive", "_timer", "_watcher", "budget", "cost", "deadline", "error", "future",
+                 "timeout_s")
+
+    def __init__(self, timeout_s: float, receive: Receive | None = None) -> None:
+        self.timeout_s = timeout_s
+        self._receive = receive  # the ASGI receive: after the body, it returns on a disconnect
+        self._watcher: asyncio.Task[None] | None = None
+        self.deadline = time.monotonic() + timeout_s
+        self.error: BaseException | None = None
+        self.future: asyncio.Future[Any] | None = None  # the queued job's, while it waits
+        self.cost = 0
+        self.budget: WorkBudget | None = None
+        self._timer = asyncio.get_running_loop().call_later(timeout_s, self._expire)
+
+    def _expire(self) -> None:
+        self.fail(timeout_error(self.timeout_s))
+
+    def fail(self, error: BaseException) -> None:
+        """End the request early with ``error`` (the first failure wins)."""
+        if self.error is not None:
+            return
+        self.error = error
+        if self.future is not None and not self.future.done():
+            self.future.set_exception(error)
+
+    def watch(self) -> None:
+        """Once the body is read: a client that disconnects from now on fails the ticket."""
+        if self._watcher is None and self._receive is not None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(self._receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            self.fail(ClientDisconnected())
+
+    def check(self) -> None:
+        """Raise the ticket's failure, or the timeout when the deadline passed: stop the work."""
+        if self.error is None and time.monotonic() > self.deadline:
+            self.error = timeout_error(self.timeout_s)
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """The answer is out (or the request failed): stop the timer, give the work back."""
+        self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self.budget is not None:
+            self.budget.release(self)
+            self.budget = None
+
+
+class WorkBudget:
+    """The work one model holds queued and running, in units; admission happens here."""
+
+    def __init__(self, model: str, limit: int, cap: int, metrics: ModelMetrics) -> None:
+        self.model = model
+        self.limit = limit
+        self.cap = cap
+        self.used = 0
+        self.live: set[Ticket] = set()
+        self.closed: ApiError | None = None
+        self.metrics = metrics
+
+    def precheck(self) -> None:
+        """Before the body is read: refuse at once when closed or already full."""
+        if self.closed is not None:
+            raise self.closed
+        if self.used >= self.limit:
+            raise self._overloaded(0)
+
+    def admit(self, ticket: Ticket, cost: int) -> None:
+        """Reserve ``cost`` units for ``ticket``: 413 over the cap, 503 when it does not fit."""
+        try:
+            self._admit(ticket, cost)
+        except ApiError as exc:
+            self.metrics.rejected(exc.code).inc()
+            raise
+
+    def _admit(self, ticket: Ticket, cost: int) -> None:
+        if ticket.cost + cost > self.cap:
+            cost += ticket.cost
+            raise ApiError(
+                413,
+                "too_much_work",
+                f"this request costs {cost / 1e6:.3g} megapixel-equivalents of work (pixels "
+                f"decoded plus pixels the network processes); the limit is {self.cap / 1e6:.3g} "
+                "(AESERVE_MAX_WORK). Send fewer or smaller images",
+            )
+        if self.closed is not None:
+            raise self.closed
+        if self.used + cost > self.limit:
+            raise self._overloaded(cost)
+        ticket.check()
+        self.used += cost
+        ticket.cost += cost
+        ticket.budget = self
+        self.live.add(ticket)
+        self.metrics.queued_work.inc(cost)
+
+    def release(self, ticket: Ticket) -> None:
+        self.used -= ticket.cost
+        self.live.discard(ticket)
+        self.metrics.queued_work.dec(ticket.cost)
+        ticket.cost = 0
+        if isinstance(ticket.error, ClientDisconnected):
+            self.metrics.cancelled.inc()
+        elif isinstance(ticket.error, ApiError) and ticket.error.code == "timeout":
+            self.metrics.expired.inc()
+
+    def close(self, error: ApiError) -> None:
+        """No more admissions; every request holding work fails with ``error``."""
+        self.closed = error
+        for ticket in list(self.live):
+            ticket.fail(error)
+
+    def _overloaded(self, cost: int) -> ApiError:
+        return overloaded(
+            f"model {self.model} has {self.used / 1e6:.3g} of its {self.limit / 1e6:.3g} "
+            f"megapixel-equivalents of work queued (AESERVE_QUEUE_WORK); this request needs "
+            f"{cost / 1e6:.3g}. Retry after the Retry-After delay"
+        )
+
+
+class Drain:
+    """What SIGTERM starts: not ready at once, then 503 for whatever is still in flight."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.started: float | None = None
+        self._budgets: list[WorkBudget] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self.started is not None
+
+    def watch(self, budget: WorkBudget) -> None:
+        self._budgets.append(budget)
+
+    def begin(self) -> None:
+        """Call on the event loop when the server is told to stop; idempotent."""
+        if self.started is not None:
+            return
+        self.started = time.monotonic()
+        in_flight = sum(len(b.live) for b in self._budgets)
+        log.info("draining: %d request(s) in flight get up to %g s (AESERVE_DRAIN_TIMEOUT_S)",
+                 in_flight, self.timeout_s)
+        self._timer = asyncio.get_running_loop().call_later(self.timeout_s, self.expire)
+
+    def expire(self) -> None:
+        """The drain timeout passed: answer everything still held with 503 ``shutting_down``."""
+        held = sum(len(b.live) for b in self._budgets)
+        if held:
+            log.warning("drain timeout: answering %d request(s) with 503 shutting_down", held)
+        for budget in self._budgets:
+            budget.close(shutting_down())
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def on_signals(self) -> Callable[[], None]:
+        """Begin the drain on SIGTERM/SIGINT, then hand the signal on to the server's handler.
+
+        Call from the lifespan's startup: the server (uvicorn) has installed its handlers by
+        then. Returns the undo. Signals reach only the main thread; elsewhere (a test client's
+        portal thread) nothing is installed.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        loop = asyncio.get_running_loop()
+        previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+        def handler(sig: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(self.begin)
+            then = previous[sig]
+            if callable(then):
+                then(sig, frame)
+            else:  # no server handler: restore the default and let the signal act
+                signal.signal(sig, then)
+                signal.raise_signal(sig)
+
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, handler)
+
+        def undo() -> None:
+            for sig, then in previous.items():
+                signal.signal(sig, then)
+
+        return undo

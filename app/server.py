@@ -1,0 +1,120 @@
+"""The HTTP server: uvicorn with the protocol limits and the SIGTERM drain the service needs.
+
+One small extension through uvicorn's public ``http`` option (the protocol class it runs):
+
+- ``GuardedHttpToolsProtocol``: the request line and headers must arrive within
+  ``AESERVE_HEADER_TIMEOUT_S`` (408 and close otherwise: a client that dribbles header bytes
+  cannot hold a file descriptor for ever) and be at most ``AESERVE_MAX_HEADER_BYTES`` (431 and
+  close). uvicorn's httptools protocol has neither limit; its h11 protocol caps the size but has
+  no timeout, and costs throughput (docs/serving.md, "Protocol limits").
+
+On SIGTERM the app drains (``app.lifecycle.Drain``) while uvicorn stops accepting connections and
+waits for the requests it has; ``timeout_graceful_shutdown`` bounds that wait a few seconds past the
+drain timeout, whatever is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.settings import Settings
+
+EXIT_MARGIN_S = 4.0  # the process exits at most this long after the drain timeout
+
+
+def _refusal(status: int, reason: bytes, code: str, message: str) -> bytes:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % (status, reason, len(body))) + body
+
+
+@functools.cache
+def _limits() -> tuple[int, float]:
+    """This process's limits, from the environment (workers are spawned: classes travel by name)."""
+    settings = Settings()
+    return settings.max_header_bytes, settings.header_timeout_s
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header size cap and a header read timeout."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_header_bytes, self.header_timeout_s = _limits()
+        self._in_headers = True  # between a request's first byte and its last header
+        self._header_bytes = 0
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        if self._in_headers and self._header_bytes > self.max_header_bytes:
+            self._refuse(431, b"Request Header Fields Too Large", "headers_too_large",
+                         f"the request line and headers are over {self.max_header_bytes} bytes "
+                         "(AESERVE_MAX_HEADER_BYTES)")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if not self._in_headers:
+            self._in_headers = True
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        self._header_bytes = 0
+        self._disarm()
+        super().on_headers_complete()
+
+    def _arm(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _timed_out(self) -> None:
+        self._header_timer = None
+        if self._in_headers and not self.transport.is_closing():
+            self._refuse(408, b"Request Timeout", "header_timeout",
+                         f"the request line and headers did not arrive within "
+                         f"{self.header_timeout_s:g} s (AESERVE_HEADER_TIMEOUT_S)")
+
+    def _refuse(self, status: int, reason: bytes, code: str, message: str) -> None:
+        self._disarm()
+        if not self.transport.is_closing():
+            self.transport.write(_refusal(status, reason, code, message))
+            self.transport.close()
+
+
+def serve(settings: Settings, log_config: dict[str, Any]) -> None:
+    """Run the service (``settings.workers`` processes) until a stop signal has drained it."""
+    uvicorn.run(
+        "app.factory:build",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        http=GuardedHttpToolsProtocol,
+        log_level=settings.log_level,
+        log_config=log_config,
+        # uvicorn logs each request at info; above that level it would still format every line
+        access_log=settings.log_level in ("info", "debug", "trace"),
+        timeout_graceful_shutdown=int(settings.drain_timeout_s + EXIT_MARGIN_S),
+    )
