@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from app.inference import SampleRequest
-from app.registry import build_ops
+from app.kinds import ServedModel
+from app.metrics import Metrics
+from app.registry import load_model
 from app.settings import Settings
-from model.checkpoint import load_checkpoint
 
 
 def _rate(fn: Callable[[], Any], items: int, seconds: float = 2.0) -> float:
@@ -32,24 +32,19 @@ def in_process_limits(checkpoints: Path) -> dict[str, Any]:
     settings = Settings()
     torch.set_num_threads(settings.torch_threads)
     batch = settings.max_batch_size
-    device = settings.resolve_device()  # the service's own device choice (AESERVE_DEVICE)
-    dae = load_checkpoint(checkpoints / "mnist-dae", device)
-    vae = load_checkpoint(checkpoints / "mnist-vae", device)
-    dae.model.requires_grad_(False)
-    vae.model.requires_grad_(False)
-    # the service's own runtime choice too (AESERVE_RUNTIME): ONNX Runtime on a CPU by default
-    dae_ops = build_ops(dae, "dae", device, settings)
-    vae_ops = build_ops(vae, "vae", device, settings)
-    # uint8 images, as the service hands them over: ModelOps takes float input as already scaled
-    # and runs it through torch, so float input here would time torch under an ONNX label
-    x = torch.randint(0, 256, (batch, 1, 28, 28), dtype=torch.uint8)
+    metrics = Metrics()
+    # the service's own loading: its device (AESERVE_DEVICE) and runtime (AESERVE_RUNTIME)
+    dae: ServedModel = load_model(checkpoints / "mnist-dae", settings, metrics)
+    vae: ServedModel = load_model(checkpoints / "mnist-vae", settings, metrics)
+    x = torch.randint(0, 256, (batch, 1, 28, 28), dtype=torch.uint8)  # as the service hands over
+    z = torch.randn(16, vae.latent_dim or 1)
     return {
-        "device": device,
-        "runtime": dae_ops.runtime,
+        "device": str(dae.device),
+        "runtime": dae.runtime.name,
         "torch_threads": settings.torch_threads,
         "batch": batch,
-        "denoise": _rate(lambda: dae_ops.denoise(x), batch),
-        "denoise_batch1": _rate(lambda: dae_ops.denoise(x[:1]), 1),
-        "encode": _rate(lambda: vae_ops.encode(x), batch),
-        "sample": _rate(lambda: vae_ops.sample(SampleRequest(16, 0, 1.0)), 1),
+        "denoise": _rate(lambda: dae.runtime.run("denoise", x), batch),
+        "denoise_batch1": _rate(lambda: dae.runtime.run("denoise", x[:1]), 1),
+        "encode": _rate(lambda: vae.runtime.run("encode", x), batch),
+        "sample": _rate(lambda: vae.runtime.run("decode", z), 1),
     }

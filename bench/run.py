@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--connections", default="1,8,32,128")
-    parser.add_argument("--ops", default="bare,denoise,encode,sample")
+    parser.add_argument("--ops", default="bare_upload,bare,denoise,encode,sample")
     parser.add_argument("--repeats", type=int, default=3,
                         help="rounds of the operations per connection count; the median is kept")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -143,6 +143,8 @@ def main() -> None:
     env = {**base_env, "AESERVE_CHECKPOINT_DIR": str(snapshot), "AESERVE_PORT": str(port_app),
            "AESERVE_WORKERS": str(args.workers), "AESERVE_LOG_LEVEL": "warning"}
     targets = {
+        "bare_upload": (f"http://127.0.0.1:{port_bare}/upload", work / "image.multipart", ctype,
+                        "*/*"),
         "bare": (f"http://127.0.0.1:{port_bare}/echo", work / "image.multipart", ctype, "*/*"),
         "denoise": (f"http://127.0.0.1:{port_app}/v1/models/mnist-dae/denoise",
                     work / "image.multipart", ctype, "*/*"),
@@ -161,7 +163,7 @@ def main() -> None:
     procs = {}
     try:
         for server in ("bare", "app"):
-            if server == "bare" and "bare" not in ops:
+            if server == "bare" and not any(op.startswith("bare") for op in ops):
                 continue
             cmd, server_env, ready = servers[server]
             procs[server] = start(cmd, server_env, ready)
@@ -170,7 +172,7 @@ def main() -> None:
             for r in range(args.repeats):
                 for op in ops:
                     url, payload, content_type, accept = targets[op]
-                    pid = procs["bare" if op == "bare" else "app"].pid
+                    pid = procs["bare" if op.startswith("bare") else "app"].pid
                     print(f"{op} c={c} round {r + 1}/{args.repeats} ...", file=sys.stderr)
                     wrk(url, payload, content_type, c, args.warmup, pid, accept)
                     rounds[op].append(wrk(url, payload, content_type, c, args.duration, pid, accept))
