@@ -10,12 +10,13 @@
 #
 #   OUT=/path bash scripts/bench-gpu.sh          # results in $OUT (default bench/results/gpu-<time>)
 #
-# Knobs (environment): WORKERS_LIST ("1 4 8"), CONNS ("32,128"), DURATION (10 s per wrk run),
-# WARMUP (2 s), REPEATS (1 round per connection count), PHOTO_SIZES ("512 2048"), PHOTO_REPEATS (5),
-# PHASE_TIMEOUT (170 s, each bench.run), PYTHON (python3). Every phase has its own timeout, so a hung
-# one costs its share of the window, not all of it; a failed phase is reported and the rest run.
-# Estimate with the defaults: bench.run ~85 s per worker count (servers up, its in-process limits,
-# 2 ops x 2 connection counts x (2 + 10) s), photo ~90 s, setup ~20 s: ~6 min.
+# Knobs (environment): WORKERS_LIST ("1 4 8"), CONNS ("32,128"), DURATION (8 s per wrk run),
+# WARMUP (2 s), REPEATS (1 round per connection count), PHOTO_SIZES ("512 2048"), PHOTO_REPEATS (3),
+# PHASE_TIMEOUT (170 s, each bench.run), BUDGET (420 s: no phase starts after it), PYTHON (python3).
+# Every phase has its own timeout, so a hung one costs its share of the window, not all of it; a
+# failed phase is reported and the rest run. Estimate with the defaults: bench.run ~85 s per worker
+# count (servers up, its in-process limits, 2 ops x 2 connection counts x (2 + 8) s), photo ~90 s,
+# setup ~20 s: ~6 min. On the device tool: timeout_s 540, carry .whl and .tools.
 #
 # The lent GPU machine has Python and a CUDA torch but no FastAPI stack, no wrk and no network.
 # scripts/bench-gpu-prep.sh (on a machine with pip and apt) puts the wheels in .whl and wrk in
@@ -31,12 +32,13 @@ LIB=${LIB:-.pylib}
 PY=${PYTHON:-python3}
 WORKERS_LIST=${WORKERS_LIST:-1 4 8}
 CONNS=${CONNS:-32,128}
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-2}
 REPEATS=${REPEATS:-1}
 PHOTO_SIZES=${PHOTO_SIZES:-512 2048}
-PHOTO_REPEATS=${PHOTO_REPEATS:-5}
+PHOTO_REPEATS=${PHOTO_REPEATS:-3}
 PHASE_TIMEOUT=${PHASE_TIMEOUT:-170}
+BUDGET=${BUDGET:-420}
 OUT=${OUT:-bench/results/gpu-$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -84,6 +86,7 @@ gpu_sample() {  # gpu_sample NAME: start sampling into gpu-NAME.csv; gpu_sample 
 phase() {  # phase NAME SECONDS CMD...: run CMD under a timeout (SIGINT first: servers are stopped)
     local name=$1 limit=$2 rc=0
     shift 2
+    if ((SECONDS - start > BUDGET)); then failed+=("$name (skipped: past BUDGET)"); log "$name skipped"; return; fi
     log "$name ..."
     gpu_sample "$name"
     timeout -s INT -k 15 "$limit" "$@" > "$OUT/$name.log" 2>&1 || rc=$?
@@ -172,12 +175,13 @@ print("|---|---:|---:|---:|---:|---:|---:|")
 for r in rows["rows"]:
     s = served.get((r["size"], r["mode"]))
     mp = r["size"] * r["size"] / 1e6
-    svc = f"{s['service_ms']:.0f} | {mp / (s['service_ms'] / 1000):.1f}" if s else "- | -"
-    print(f"| {r['mode']} {r['size']}² | {r['ms']:.1f} | {r['mp_per_s']:.1f} | {svc} | "
+    svc = f"{s['service_ms']:.0f} | {mp / (s['service_ms'] / 1000):.3g}" if s else "- | -"
+    print(f"| {r['mode']} {r['size']}² | {r['ms']:.1f} | {r['mp_per_s']:.3g} | {svc} | "
           f"{r['peak_allocated_mib'] if r['peak_allocated_mib'] is not None else '-'} | "
           f"{r['peak_reserved_mib'] if r['peak_reserved_mib'] is not None else '-'} |")
-print("\nGPU memory in use on the device (nvidia-smi, all processes), peak per phase: " + ", ".join(
-    f"{p.stem[4:]} {gpu_peak(p.stem[4:])}" for p in sorted(out.glob("gpu-*.csv"))))
+peaks = [f"{p.stem[4:]} {gpu_peak(p.stem[4:])}" for p in sorted(out.glob("gpu-*.csv"))]
+print("\nGPU memory in use on the device (nvidia-smi, all processes), peak per phase: "
+      + (", ".join(peaks) or "not sampled (no nvidia-smi)") + ".")
 PYEOF
 cat "$OUT/summary.md"
 log "total $((SECONDS - start)) s; results in $OUT"
