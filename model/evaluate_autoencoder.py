@@ -1,14 +1,12 @@
-"""Evaluate a checkpoint on the test split and write metrics.json, metrics.md and PNG figures.
+"""Evaluation of the MNIST autoencoders (``python -m model.evaluate`` on a DAE or VAE checkpoint).
 
-    python -m model.evaluate --checkpoint checkpoints/mnist-dae \
-        --data-dir ../shared/datasets/mnist --out eval/mnist-dae
+Writes metrics.json, metrics.md and PNG figures to ``--out``:
 
 Denoising autoencoders: PSNR and SSIM on the whole test split with Gaussian noise on the [0, 1] scale,
 clipped to [0, 1], next to the noisy input, a 3x3 median filter and BM3D (told the true sigma; BM3D
 runs on the first ``--bm3d-limit`` images, and every method is also reported on that subset).
 VAEs: importance-weighted NLL in nats on dynamically binarised test digits (k = 1000 on the split,
 k = 5000 on a 1000-image subset) and the negative ELBO.
-Photo denoisers are handled by ``model.evaluate_photo``.
 ``--update-checkpoint`` records the metrics and this exact command in the checkpoint's config.json.
 """
 
@@ -16,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from model.checkpoint import Checkpoint, load_checkpoint, read_meta, write_config
+from model.checkpoint import Checkpoint, load_checkpoint, write_config
 from model.data.loaders import binarize, load_test, to_float
 from model.device import resolve_device
 from model.figures import grid, loss_curves, rows_figure
@@ -36,23 +31,7 @@ from model.scoring import iwae_nll
 
 EVAL_SEED = 2024
 CHECK_IMAGES = 300  # the small, fast subset that CI re-measures against config.json
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--data-dir", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--limit", type=int, default=0, help="only the first N test images")
-    p.add_argument("--sigmas", type=float, nargs="+", default=[0.1, 0.3, 0.5])
-    p.add_argument("--bm3d-limit", type=int, default=300, help="BM3D on the first N (0: none)")
-    p.add_argument("--k", type=int, default=1000, help="importance samples for the VAE NLL")
-    p.add_argument("--k-big", type=int, default=5000, help="importance samples on the subset")
-    p.add_argument("--k-big-images", type=int, default=1000, help="subset size for --k-big (0: skip)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--update-checkpoint", action="store_true", help="write metrics to config.json")
-    return p.parse_args(argv)
+DEFAULT_SIGMAS = [0.1, 0.3, 0.5]  # on the [0, 1] scale
 
 
 def ssim(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -178,18 +157,13 @@ def markdown(name: str, metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    peek = argparse.ArgumentParser(add_help=False)  # photo models take their own flags
-    peek.add_argument("--checkpoint", type=Path)
-    checkpoint = peek.parse_known_args(argv)[0].checkpoint
-    if checkpoint is not None and read_meta(checkpoint).get("kind") == "photo":
-        from model.photo.evaluate import main as photo_main
-
-        return int(photo_main(argv))
-    args = parse_args(argv)
+def evaluate_autoencoder(args: argparse.Namespace, command: str) -> int:
+    """Evaluate the DAE or VAE of ``args.checkpoint``; ``command`` is recorded with the metrics."""
+    args.sigmas = args.sigmas or DEFAULT_SIGMAS
+    args.bm3d_limit = 300 if args.bm3d_limit is None else args.bm3d_limit
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device, exact=True)
+    device = resolve_device(args.device or "auto", exact=True)
     ck = load_checkpoint(args.checkpoint, device)
     cfg = ck.config
     args.out.mkdir(parents=True, exist_ok=True)
@@ -224,11 +198,6 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(ck.name, metrics))
     if args.update_checkpoint:
         meta = dict(ck.meta)
-        command = "python -m model.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
         meta["evaluation"] = {"metrics": metrics, "command": command}
         write_config(args.checkpoint, meta)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,8 +1,9 @@
 """The shipped checkpoints load, and model.evaluate reproduces the figures in their config.json.
 
 The full evaluation takes tens of minutes on a CPU; this re-measures the fixed subset that the
-evaluation also records (first 300 test images) and compares it to the recorded value. Skipped where
-the MNIST test files are not present (set AESERVE_DATASETS to the folder holding ``mnist/``).
+evaluation also records (first 300 test images) and compares it to the recorded value. The data
+sets come from the folder in AESERVE_DATASETS (default: ``../shared/datasets`` beside the checkout);
+without them these tests skip and say which folder is missing and how to get it (docs/data.md).
 """
 
 from __future__ import annotations
@@ -14,15 +15,24 @@ from pathlib import Path
 import pytest
 
 from model.checkpoint import load_checkpoint
-from model.evaluate import CHECK_IMAGES
-from model.evaluate import main as evaluate
+from model.evaluate import evaluate
+from model.evaluate_autoencoder import CHECK_IMAGES
 from tests.conftest import ROOT
 
 SHIPPED = ROOT / "checkpoints"
 DATASETS = Path(os.environ.get("AESERVE_DATASETS", ROOT.parent / "shared" / "datasets"))
 MNIST = DATASETS / "mnist"
+BSD68 = DATASETS / "bsd68"
+
+
+def missing(folder: Path, probe: str) -> str:
+    return (f"{folder / probe} is missing: put the data set in {folder} (docs/data.md says where it "
+            f"comes from and how to check it: python -m model.data check --data-dir {DATASETS}), "
+            "or set AESERVE_DATASETS to the folder that holds it")
+
+
 needs_mnist = pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
-                                 reason=f"MNIST test files not found under {MNIST}")
+                                 reason=missing(MNIST, "t10k-images-idx3-ubyte.gz"))
 
 
 def shipped(name: str) -> Path:
@@ -68,13 +78,13 @@ def test_evaluate_reproduces_the_vae_figures(tmp_path: Path) -> None:
         assert (tmp_path / figure).stat().st_size > 0
 
 
-@pytest.mark.skipif(not (DATASETS / "bsd68").is_dir(), reason=f"BSD68 not found under {DATASETS}")
+@pytest.mark.skipif(not (BSD68 / "test001.png").is_file(), reason=missing(BSD68, "test001.png"))
 def test_evaluate_reproduces_the_photo_figures(tmp_path: Path) -> None:
     """sigma 50 (the thinnest margin over BM3D) on the 20 images BM3D ran on, on this CPU."""
     path = shipped("photo-denoiser")
     recorded = json.loads((path / "config.json").read_text())["evaluation"]["metrics"]["sets"]
     subset = recorded["bsd68"]["50"]["bm3d_images"]
-    assert evaluate(["--checkpoint", str(path), "--data-dir", str(DATASETS / "bsd68"),
+    assert evaluate(["--checkpoint", str(path), "--data-dir", str(BSD68), "--protocols", "papers",
                      "--out", str(tmp_path), "--limit", str(subset), "--sigmas", "50", "--no-bm3d",
                      "--no-known-sigma", "--speed-size", "64"]) == 0
     measured = json.loads((tmp_path / "metrics.json").read_text())["sets"]["bsd68"]["50"]

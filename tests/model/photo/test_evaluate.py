@@ -1,4 +1,4 @@
-"""model.evaluate_photo on generated images: metrics, table, figure, and the checkpoint update."""
+"""The photo evaluation on generated images: both protocols, table, figure, checkpoint update."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import pytest
 from PIL import Image
 
 from model.checkpoint import load_checkpoint
-from model.photo.evaluate import main, noisy_version, psnr_8bit
+from model.cli import UsageError
+from model.evaluate import evaluate as main
+from model.metrics import psnr_8bit
+from model.photo.evaluate import noisy_version
 from tests.conftest import make_photos
 
 
@@ -32,6 +35,8 @@ def test_noise_is_fixed_per_image_and_unclipped() -> None:
     assert not np.array_equal(a, noisy_version(clean, 25.0, 4))
     assert a.max() > 1.0  # no clipping
     assert psnr_8bit(clean, clean / 255.0) > 90.0
+    eight = noisy_version(clean, 25.0, 3, eight_bit=True)  # the same draw, clipped and rounded
+    assert np.array_equal(eight, np.clip(np.round(a * 255.0), 0, 255) / 255.0)
 
 
 def test_evaluation_writes_metrics_and_updates_the_checkpoint(
@@ -48,13 +53,15 @@ def test_evaluation_writes_metrics_and_updates_the_checkpoint(
             "--update-checkpoint"]
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    bsd = metrics["sets"]["bsd68"]
-    assert set(bsd) == {"15", "50"} and set(metrics["sets"]["cbsd68"]) == {"25"}
-    assert bsd["15"]["images"] == 2 and bsd["15"]["bm3d_images"] == 1
-    assert bsd["15"]["bm3d"] > bsd["50"]["bm3d"]
+    for key in ("sets", "sets_8bit"):  # the papers' protocol and the 8-bit one
+        bsd = metrics[key]["bsd68"]
+        assert set(bsd) == {"15", "50"} and set(metrics[key]["cbsd68"]) == {"15", "50"}
+        assert bsd["15"]["images"] == 2 and bsd["15"]["bm3d_images"] == 1
+        assert bsd["15"]["bm3d"] > bsd["50"]["bm3d"]
+    assert metrics["sets"]["bsd68"]["50"]["bm3d"] != metrics["sets_8bit"]["bsd68"]["50"]["bm3d"]
     assert metrics["speed_ms_per_mpx"]["gray"] > 0
     table = (out / "table.md").read_text()
-    assert "| BSD68 (2) | 15 |" in table and "CBSD68" in table
+    assert "| BSD68 (2) | 15 |" in table and "CBSD68" in table and "8-bit protocol" in table
     assert Image.open(out / "figure.png").size[0] > 100
     loaded = load_checkpoint(ckpt)  # weights untouched, hash still verifies
     assert loaded.meta["evaluation"]["command"].startswith("python -m model.evaluate ")
@@ -68,7 +75,7 @@ def test_speed_only_adds_this_machines_speed_and_keeps_the_quality_figures(
     shutil.copytree(tiny_photo_checkpoint / "photo-denoiser", ckpt)
     out = tmp_path / "eval"
     base = ["--checkpoint", str(ckpt), "--out", str(out), "--speed-size", "64"]
-    with pytest.raises(SystemExit, match=r"no .*metrics\.json"):
+    with pytest.raises(UsageError, match=r"no .*metrics\.json"):
         main([*base, "--data-dir", str(tmp_path), "--speed-only"])
     gray = make_photos(tmp_path / "gray", 2, 40, 3)
     assert main([*base, "--data-dir", str(gray), "--sigmas", "25", "--no-bm3d"]) == 0

@@ -1,0 +1,94 @@
+"""Evaluate a checkpoint on its test data and write metrics.json, a markdown table and figures.
+
+    python -m model.evaluate --checkpoint checkpoints/mnist-dae --data-dir "$DATA/mnist" --out eval/dae
+    python -m model.evaluate --checkpoint checkpoints/photo-denoiser --data-dir "$DATA/bsd68" \
+        --color-data-dir "$DATA/cbsd68" --out eval/photo --bm3d-limit 20
+
+The checkpoint's kind picks the evaluation: DAE (PSNR/SSIM beside a median filter and BM3D), VAE
+(importance-weighted NLL), photo denoiser (BSD68 and CBSD68, the papers' protocol and the 8-bit one,
+beside BM3D/CBM3D told sigma). ``--update-checkpoint`` records the metrics and this exact command in
+the checkpoint's config.json. Mistakes (missing data or checkpoint, bad value, no GPU) answer in
+one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from model.cli import Parser, nonnegative_int, positive_int, run
+
+PROG = "python -m model.evaluate"
+
+
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text!r}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--data-dir", required=True, type=Path,
+                   help="test data: the MNIST folder, or BSD68 (gray) for a photo denoiser")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--limit", type=nonnegative_int, default=0, help="only the first N test images")
+    p.add_argument("--sigmas", type=nonnegative_float, nargs="+",
+                   help="noise levels; default 0.1 0.3 0.5 ([0, 1] scale, DAE), 15 25 50 (0-255, photo)")
+    p.add_argument("--bm3d-limit", type=nonnegative_int,
+                   help="BM3D on the first N images; default 300 (DAE), 0 = all (photo)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="default: auto (DAE, VAE), cpu (photo: its speed is that device's)")
+    p.add_argument("--threads", type=nonnegative_int, default=0)
+    p.add_argument("--update-checkpoint", action="store_true", help="write metrics to config.json")
+    vae = p.add_argument_group("VAE")
+    vae.add_argument("--k", type=positive_int, default=1000, help="importance samples for the NLL")
+    vae.add_argument("--k-big", type=positive_int, default=5000, help="importance samples on the subset")
+    vae.add_argument("--k-big-images", type=nonnegative_int, default=1000,
+                     help="subset size for --k-big (0: skip)")
+    photo = p.add_argument_group("photo denoiser")
+    photo.add_argument("--color-data-dir", type=Path, help="CBSD68 (colour)")
+    photo.add_argument("--color-sigmas", type=nonnegative_float, nargs="+",
+                       help="noise levels for CBSD68 (default: --sigmas)")
+    photo.add_argument("--protocols", nargs="+", choices=["papers", "8bit"], default=["papers", "8bit"],
+                       help="papers: unclipped noise; 8bit: noisy input clipped and rounded")
+    photo.add_argument("--bm3d", action=argparse.BooleanOptionalAction, default=True)
+    photo.add_argument("--known-sigma", action=argparse.BooleanOptionalAction, default=True,
+                       help="also run the model told the true sigma")
+    photo.add_argument("--bm3d-workers", type=positive_int, default=1, help="BM3D worker processes")
+    photo.add_argument("--speed-size", type=positive_int, default=1024,
+                       help="side of the timed square image")
+    photo.add_argument("--speed-only", action="store_true",
+                       help="time the model on --device and add that to --out/metrics.json (the "
+                       "quality figures of an earlier run stay; the earlier speed moves to "
+                       "speed_elsewhere)")
+    return p.parse_args(argv)
+
+
+def evaluate(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)  # no torch yet: --help and flag mistakes answer at once
+    from model.checkpoint import read_meta
+
+    command = f"{PROG} " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if read_meta(args.checkpoint).get("kind") == "photo":
+        from model.photo.evaluate import evaluate_photo
+
+        return evaluate_photo(args, command)
+    from model.evaluate_autoencoder import evaluate_autoencoder
+
+    return evaluate_autoencoder(args, command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(PROG, evaluate, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""``python -m model.train``: --help at once, and ordinary mistakes in one line, no traceback."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.model.commands import assert_one_line_mistake, modules_loaded_by_help, run_module
+
+
+def test_help_answers_without_loading_torch() -> None:
+    result = run_module("model.train", "--help")
+    assert result.returncode == 0 and "--init-from" in result.stdout and "--preset" in result.stdout
+    assert "torch" not in modules_loaded_by_help("model.train")
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--preset", "nope"], ["unknown preset 'nope'", "photo-color"]),
+    (["--preset", "mnist-dae", "--batch-size", "0"], ["--batch-size", "positive integer"]),
+    (["--preset", "mnist-dae", "--lr", "fast"], ["--lr", "'fast'"]),
+    (["--preset", "mnist-dae", "--resume", "--init-from", "x"], ["--resume", "--init-from"]),
+])
+def test_flag_mistakes(tmp_path: Path, args: list[str], words: list[str]) -> None:
+    result = run_module("model.train", *args, "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert_one_line_mistake(result, *words)
+
+
+def test_a_missing_argument() -> None:
+    assert_one_line_mistake(run_module("model.train", "--preset", "mnist-dae"), "--data-dir")
+
+
+def test_missing_data(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    for preset, probe in (("mnist-dae", "no MNIST train images"), ("photo-denoiser", "no such folder")):
+        result = run_module("model.train", "--preset", preset, "--data-dir", str(missing),
+                            "--out", str(tmp_path / "o"), "--device", "cpu")
+        assert_one_line_mistake(result, probe, "model.data check")
+
+
+def test_malformed_data(tmp_path: Path) -> None:
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    with gzip.open(mnist / "train-images-idx3-ubyte.gz", "wb") as fh:
+        fh.write(b"not an IDX file at all")
+    result = run_module("model.train", "--preset", "mnist-dae", "--data-dir", str(mnist),
+                        "--out", str(tmp_path / "o"), "--device", "cpu")
+    assert_one_line_mistake(result, "bad IDX magic")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "broken.png").write_bytes(b"\x89PNG but not really")
+    result = run_module("model.train", "--preset", "photo-denoiser", "--data-dir", str(photos),
+                        "--out", str(tmp_path / "o"), "--device", "cpu")
+    assert_one_line_mistake(result, "broken.png", "not a readable image")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_module("model.train", "--preset", "photo-color", "--data-dir", str(empty),
+                        "--out", str(tmp_path / "o"), "--device", "cpu")
+    assert_one_line_mistake(result, "no PNG/JPEG images")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_cuda_without_a_gpu(tmp_path: Path) -> None:
+    result = run_module("model.train", "--preset", "mnist-dae", "--data-dir", str(tmp_path),
+                        "--out", str(tmp_path / "o"), "--device", "cuda")
+    assert_one_line_mistake(result, "--device cuda", "no CUDA device")
