@@ -92,6 +92,12 @@ class Ticket:
         if self.error is not None:
             raise self.error
 
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """The answer is out (or the request failed): stop the timer, give the work back."""
         self._timer.cancel()

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from app import images
 from app.batching import Batcher
@@ -172,6 +173,13 @@ class ServedModel:
     async def stop(self, error: ApiError) -> None:
         self.budget.close(error)
         await self.batcher.stop(error)
+
+    # ---- a request -------------------------------------------------------------------------
+    def ticket(self, request: Request) -> Ticket:
+        """A new request's ticket (``with served.ticket(request) as ticket:``): its deadline
+        starts now; 503 at once, before the body is read, when the model's work budget is full."""
+        self.budget.precheck()
+        return Ticket(self.settings.request_timeout_s, request.receive)
 
     # ---- images in -------------------------------------------------------------------------
     def probe_all(self, datas: list[bytes]) -> list[images.Probe]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app import images
-from app.deps import SettingsDep, TicketDep, Uploads, supporting
+from app.deps import supporting
 from app.errors import ApiError, responses
 from app.kinds import ServedModel
 from app.kinds.base import DenoiseParams, EncodeParams
+from app.uploads import read_images
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["images"])
 
@@ -92,16 +93,17 @@ class ScoreAnswer(BaseModel):
     openapi_extra=UPLOAD_BODY,
 )
 async def denoise(
+    request: Request,
     served: Annotated[ServedModel, Depends(supporting("denoise"))],
-    uploads: Uploads,
-    ticket: TicketDep,
     resize: Resize = False,
     sigma: Annotated[float | None, Query(ge=0, le=255, allow_inf_nan=False,
                                          description="photo models: noise σ on the 0-255 scale")] = None,
     accept: Accept = "",
 ) -> Any:
     """Clean image(s): one image -> image/png; several, or Accept: application/json -> JSON."""
-    answers = await served.denoise(uploads, DenoiseParams(resize, sigma), ticket)
+    with served.ticket(request) as ticket:
+        uploads = await read_images(request, served.settings)
+        answers = await served.denoise(uploads, DenoiseParams(resize, sigma), ticket)
     if len(answers) == 1 and "application/json" not in accept:
         one = answers[0]
         headers = {} if one.noise_sigma is None else {"X-Noise-Sigma": f"{one.noise_sigma:.3f}"}
@@ -116,37 +118,39 @@ async def denoise(
 @router.post("/encode", response_model=EncodeAnswer, response_model_exclude_none=True,
              responses=IMAGE_ERRORS, openapi_extra=UPLOAD_BODY)
 async def encode(
+    request: Request,
     served: Annotated[ServedModel, Depends(supporting("encode"))],
-    uploads: Uploads,
-    ticket: TicketDep,
     resize: Resize = False,
     sample: Annotated[bool, Query(description="VAE: add a reparameterized draw z")] = False,
     seed: Seed = None,
 ) -> dict[str, Any]:
     """Latent code(s): ``z`` for an autoencoder; ``mu``, ``sigma``, ``logvar`` for a VAE."""
-    answer = await served.encode(uploads, EncodeParams(resize, sample, seed), ticket)
+    with served.ticket(request) as ticket:
+        uploads = await read_images(request, served.settings)
+        answer = await served.encode(uploads, EncodeParams(resize, sample, seed), ticket)
     return {"model": served.name, "kind": served.kind, **answer}
 
 
 @router.post("/score", response_model=ScoreAnswer, responses=IMAGE_ERRORS,
              openapi_extra=UPLOAD_BODY)
 async def score(
+    request: Request,
     served: Annotated[ServedModel, Depends(supporting("score"))],
-    uploads: Uploads,
-    ticket: TicketDep,
-    settings: SettingsDep,
     resize: Resize = False,
     k: Annotated[int | None, Query(ge=1, description="importance samples (default 100)")] = None,
     seed: Seed = None,
 ) -> ScoreAnswer:
     """Anomaly score per image: negative ELBO and the IWAE estimate of -log p(x), in nats."""
+    settings = served.settings
     k = settings.default_k if k is None else k
     if k > settings.max_k:
         raise ApiError(
             422, "limit_exceeded", f"k={k} is over the limit of {settings.max_k} (AESERVE_MAX_K)"
         )
     used = secrets.randbits(63) if seed is None else seed
-    nll, neg_elbo = await served.score(uploads, resize, k, used, ticket)
+    with served.ticket(request) as ticket:
+        uploads = await read_images(request, settings)
+        nll, neg_elbo = await served.score(uploads, resize, k, used, ticket)
     return ScoreAnswer(
         model=served.name, k=k, seed=used, unit="nats",
         input="pixel intensities in [0, 1] (not binarized)",

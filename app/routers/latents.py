@@ -12,9 +12,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from app import images
-from app.deps import SettingsDep, TicketDep, supporting
+from app.deps import SettingsDep, supporting
 from app.errors import ApiError, responses
 from app.kinds import ServedModel
+from app.lifecycle import Ticket
+from app.settings import Settings
 from app.uploads import media_type, read_images
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["latents"])
@@ -87,23 +89,24 @@ def image_answer(served: ServedModel, out: torch.Tensor, accept: str, **extra: i
 @router.post("/decode", response_model=ImagesAnswer, response_model_exclude_none=True,
              responses={**PNG_OR_JSON, **LATENT_ERRORS})
 async def decode(
+    request: Request,
     body: DecodeBody,
     served: Annotated[ServedModel, Depends(supporting("decode"))],
     settings: SettingsDep,
-    ticket: TicketDep,
     accept: Accept = "",
 ) -> Any:
     """Latents -> images: JSON base64 PNGs, or one PNG grid with ``Accept: image/png``."""
     z = check_latents(body.z, served, settings.max_n)
-    return image_answer(served, await served.decode(z, ticket), accept)
+    with served.ticket(request) as ticket:
+        return image_answer(served, await served.decode(z, ticket), accept)
 
 
 @router.post("/sample", response_model=ImagesAnswer, response_model_exclude_none=True,
              responses={**PNG_OR_JSON, **LATENT_ERRORS})
 async def sample(
+    request: Request,
     served: Annotated[ServedModel, Depends(supporting("sample"))],
     settings: SettingsDep,
-    ticket: TicketDep,
     body: SampleBody | None = None,
     accept: Accept = "",
 ) -> Any:
@@ -113,7 +116,8 @@ async def sample(
         raise ApiError(422, "limit_exceeded",
                        f"n={body.n} is over the limit of {settings.max_n} (AESERVE_MAX_N)")
     seed = secrets.randbits(63) if body.seed is None else body.seed
-    out = await served.sample(body.n, seed, body.temperature, ticket)
+    with served.ticket(request) as ticket:
+        out = await served.sample(body.n, seed, body.temperature, ticket)
     return image_answer(served, out, accept, seed=seed)
 
 
@@ -134,12 +138,17 @@ async def interpolate(
     request: Request,
     served: Annotated[ServedModel, Depends(supporting("interpolate"))],
     settings: SettingsDep,
-    ticket: TicketDep,
     steps: Annotated[int | None, Query(ge=2, description="points on the path, ends included")] = None,
     resize: Annotated[bool, Query(description="resize the two images to the model's size")] = False,
     accept: Accept = "",
 ) -> Any:
     """Two images (multipart) or ``{"z": [z0, z1], "steps": n}`` -> the decoded straight path."""
+    with served.ticket(request) as ticket:
+        return await _interpolate(request, served, settings, ticket, steps, resize, accept)
+
+
+async def _interpolate(request: Request, served: ServedModel, settings: Settings, ticket: Ticket,
+                       steps: int | None, resize: bool, accept: str) -> Any:
     if media_type(request) == "application/json":
         try:
             body = InterpolateBody.model_validate(json.loads(await request.body()))
@@ -151,7 +160,6 @@ async def interpolate(
         ends = check_latents(body.z, served, 2)
         n_steps = steps or body.steps
     else:
-        served.budget.precheck()
         datas = await read_images(request, settings)
         if len(datas) != 2:
             raise ApiError(422, "invalid_request",
