@@ -3,20 +3,20 @@
 #
 #   1. 28x28 denoise against the bare endpoint (bench.run, ops bare,denoise) at 32 and 128
 #      connections, with 1, 4 and 8 uvicorn workers (the bare endpoint with as many);
-#   2. the photo denoiser in-process: megapixels/s and peak GPU memory at 512² and 2048², gray and RGB
-#      (scripts/bench-gpu-photo.sh);
-#   3. the photo denoiser through the service, one image at a time (bench.photo), at the same sizes;
-#   4. summary.md: the workers x connections table, the photo table, the GPU memory peaks.
+#   2. the photo denoiser at 512² and 2048², gray and RGB, one image at a time: megapixels/s and
+#      peak GPU memory in-process, megapixels/s through the service (scripts/bench-gpu-photo.sh);
+#   3. summary.md: the workers x connections table, the photo table, the GPU memory peaks.
 #
 #   OUT=/path bash scripts/bench-gpu.sh          # results in $OUT (default bench/results/gpu-<time>)
 #
-# Knobs (environment): WORKERS_LIST ("1 4 8"), CONNS ("32,128"), DURATION (8 s per wrk run),
-# WARMUP (2 s), REPEATS (1 round per connection count), PHOTO_SIZES ("512 2048"), PHOTO_REPEATS (3),
-# PHASE_TIMEOUT (170 s, each bench.run), BUDGET (420 s: no phase starts after it), PYTHON (python3).
-# Every phase has its own timeout, so a hung one costs its share of the window, not all of it; a
-# failed phase is reported and the rest run. Estimate with the defaults: bench.run ~85 s per worker
-# count (servers up, its in-process limits, 2 ops x 2 connection counts x (2 + 8) s), photo ~90 s,
-# setup ~20 s: ~6 min. On the device tool: timeout_s 540, carry .whl and .tools.
+# Knobs (environment): WORKERS_LIST ("1 4 8"), CONNS ("32,128"), OPS ("bare,denoise"; bench.run's
+# names), DURATION (8 s per wrk run), WARMUP (2 s), REPEATS (1 round per connection count),
+# PHOTO_SIZES ("512 2048"), PHOTO_REPEATS (3), PHASE_TIMEOUT (170 s, each bench.run), BUDGET (420 s:
+# no phase starts after it), PYTHON (python3). Every phase has its own timeout, so a hung one costs
+# its share of the window, not all of it; a failed phase is reported and the rest run. Estimate with
+# the defaults: bench.run ~85 s per worker count (servers up, its in-process limits, 2 ops x 2
+# connection counts x (2 + 8) s), photo ~60 s, setup ~20 s: ~6 min. On the device tool: timeout_s
+# 540, carry .whl and .tools.
 #
 # The lent GPU machine has Python and a CUDA torch but no FastAPI stack, no wrk and no network.
 # scripts/bench-gpu-prep.sh (on a machine with pip and apt) puts the wheels in .whl and wrk in
@@ -32,6 +32,7 @@ LIB=${LIB:-.pylib}
 PY=${PYTHON:-python3}
 WORKERS_LIST=${WORKERS_LIST:-1 4 8}
 CONNS=${CONNS:-32,128}
+OPS=${OPS:-bare,denoise}
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-2}
 REPEATS=${REPEATS:-1}
@@ -103,19 +104,13 @@ phase() {  # phase NAME SECONDS CMD...: run CMD under a timeout (SIGINT first: s
 # --- 1. 28x28 denoise vs bare, workers x connections -----------------------------------------------
 for n in $WORKERS_LIST; do
     phase "run-w$n" "$PHASE_TIMEOUT" $PY -m bench.run --workers "$n" --connections "$CONNS" \
-        --ops bare,denoise --repeats "$REPEATS" --duration "$DURATION" --warmup "$WARMUP" \
+        --ops "$OPS" --repeats "$REPEATS" --duration "$DURATION" --warmup "$WARMUP" \
         --out "$OUT/run-w$n"
 done
-# --- 2. photo denoiser in-process: megapixels/s and peak GPU memory --------------------------------
+# --- 2. photo denoiser: in-process and through the service ----------------------------------------
 # shellcheck disable=SC2086
-phase photo-inprocess 150 bash scripts/bench-gpu-photo.sh "$OUT/photo-inprocess.json" \
-    "$PHOTO_REPEATS" $PHOTO_SIZES
-# --- 3. photo denoiser through the service ---------------------------------------------------------
-for size in $PHOTO_SIZES; do
-    phase "photo-service-$size" 120 $PY -m bench.photo --size "$size" --repeats "$PHOTO_REPEATS" \
-        --out "$OUT/photo-service-$size"
-done
-# --- 4. summary ------------------------------------------------------------------------------------
+phase photo 240 bash scripts/bench-gpu-photo.sh "$OUT/photo.json" "$PHOTO_REPEATS" $PHOTO_SIZES
+# --- 3. summary ------------------------------------------------------------------------------------
 $PY - "$OUT" > "$OUT/summary.md" <<'PYEOF' || failed+=("summary")
 import csv, json, sys
 from pathlib import Path
@@ -135,50 +130,51 @@ def gpu_peak(name):
 
 runs = []
 for path in sorted(out.glob("run-w*/*.json"), key=lambda p: int(p.parent.name[5:])):
-    raw = json.loads(path.read_text())
-    runs.append((int(path.parent.name[5:]), raw))
+    runs.append((int(path.parent.name[5:]), json.loads(path.read_text())))
+bares = sorted({r["op"] for _, raw in runs for r in raw["results"] if r["op"].startswith("bare")})
 print("## 28x28 denoise vs the bare endpoint (same workers)\n")
-print("| workers | conns | bare req/s | denoise req/s | denoise / bare | denoise p50 ms | p99 ms "
-      "| p99/p50 | non-200 | service RSS MiB | GPU memory (device) |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+print("| workers | conns | " + " | ".join(f"{b} req/s" for b in bares) + " | denoise req/s | "
+      + " | ".join(f"denoise / {b}" for b in bares) + " | denoise p50 ms | p99 ms | p99/p50 | non-200 "
+      "| service RSS MiB | GPU memory (device) |")
+print("|" + "---:|" * (2 * len(bares) + 6) + "---|---:|---:|")
 for workers, raw in runs:
     by = {(r["op"], r["connections"]): r for r in raw["results"]}
     for conns in sorted({c for _, c in by}):
-        bare, den = by.get(("bare", conns)), by.get(("denoise", conns))
+        den = by.get(("denoise", conns))
         if den is None:
             continue
+        base = [by.get((b, conns)) for b in bares]
         p50, p99 = den["p50_us"] / 1000, den["p99_us"] / 1000
         others = {k: v for k, v in den["statuses"].items() if k != "200"}
         if den["socket_errors"]:
             others["socket errors"] = den["socket_errors"]
-        print(f"| {workers} | {conns} | {bare['rps']:.0f} | {den['rps']:.0f} | "
-              f"{den['rps'] / bare['rps']:.2f} | {p50:.2f} | {p99:.2f} | {p99 / p50 if p50 else 0:.1f} | "
-              f"{', '.join(f'{k}: {v}' for k, v in others.items()) or '-'} | "
-              f"{den['peak_rss_mib']:.0f} | {gpu_peak(f'run-w{workers}')} |")
+        cells = [f"{b['rps']:.0f}" if b else "-" for b in base] + [f"{den['rps']:.0f}"]
+        cells += [f"{den['rps'] / b['rps']:.2f}" if b else "-" for b in base]
+        cells += [f"{p50:.2f}", f"{p99:.2f}", f"{p99 / p50 if p50 else 0:.1f}",
+                  ", ".join(f"{k}: {v}" for k, v in others.items()) or "-",
+                  f"{den['peak_rss_mib']:.0f}", gpu_peak(f"run-w{workers}")]
+        print(f"| {workers} | {conns} | " + " | ".join(cells) + " |")
 if runs:
     lim = runs[0][1]["limits"]
     print(f"\nIn-process limit (device {lim['device']}, runtime {lim['runtime']}, batch {lim['batch']}): "
-          f"denoise {lim['denoise']:.0f} img/s, batch 1 {lim['denoise_batch1']:.0f}/s.")
-    print(f"Rounds per cell: {len(runs[0][1]['results'][0]['rounds_rps'])} (bench.run keeps the median).")
+          f"denoise {lim['denoise']:.0f} img/s, batch 1 {lim['denoise_batch1']:.0f}/s. Rounds per cell: "
+          f"{len(runs[0][1]['results'][0]['rounds_rps'])} (bench.run keeps the median).")
 
 print("\n## Photo denoiser, one image at a time\n")
-inproc = out / "photo-inprocess.json"
-rows = json.loads(inproc.read_text()) if inproc.exists() else {"rows": []}
-served = {}
-for path in out.glob("photo-service-*/*-photo.json"):
-    for r in json.loads(path.read_text()):
-        served[(r["size"], r["mode"])] = r
-print(f"device {rows.get('device', '?')}, torch threads {rows.get('torch_threads', '?')}; medians\n")
-print("| image | in-process ms | in-process MP/s | service ms | service MP/s | peak allocated MiB "
-      "| peak reserved MiB |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-for r in rows["rows"]:
-    s = served.get((r["size"], r["mode"]))
-    mp = r["size"] * r["size"] / 1e6
-    svc = f"{s['service_ms']:.0f} | {mp / (s['service_ms'] / 1000):.3g}" if s else "- | -"
-    print(f"| {r['mode']} {r['size']}² | {r['ms']:.1f} | {r['mp_per_s']:.3g} | {svc} | "
+path = out / "photo.json"
+photo = json.loads(path.read_text()) if path.exists() else {"rows": []}
+print(f"device {photo.get('device', '?')} ({photo.get('gpu') or 'no GPU'}), torch threads "
+      f"{photo.get('torch_threads', '?')}, medians of {photo.get('repeats', '?')}; the service with "
+      f"AESERVE_MAX_WORK={photo.get('service_max_work', '?')}\n")
+print("| image | in-process ms | in-process MP/s | peak allocated MiB | peak reserved MiB | PNG MiB "
+      "| service ms | service MP/s |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for r in photo["rows"]:
+    svc = (f"{r['png_mib']} | {r['service_ms']:.0f} | {r['service_mp_per_s']:.3g}"
+           if "service_ms" in r else "- | - | -")
+    print(f"| {r['mode']} {r['size']}² | {r['ms']:.1f} | {r['mp_per_s']:.3g} | "
           f"{r['peak_allocated_mib'] if r['peak_allocated_mib'] is not None else '-'} | "
-          f"{r['peak_reserved_mib'] if r['peak_reserved_mib'] is not None else '-'} |")
+          f"{r['peak_reserved_mib'] if r['peak_reserved_mib'] is not None else '-'} | {svc} |")
 peaks = [f"{p.stem[4:]} {gpu_peak(p.stem[4:])}" for p in sorted(out.glob("gpu-*.csv"))]
 print("\nGPU memory in use on the device (nvidia-smi, all processes), peak per phase: "
       + (", ".join(peaks) or "not sampled (no nvidia-smi)") + ".")
