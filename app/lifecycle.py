@@ -116,16 +116,26 @@ class WorkBudget:
         self.limit = limit
         self.cap = cap
         self.used = 0
-        self.live: set[Ticket] = set()
+        self.live: set[Ticket] = set()  # every open request of this model, admitted or not yet
         self.closed: ApiError | None = None
         self.metrics = metrics
+        self._idle = asyncio.Event()
+        self._idle.set()
 
-    def precheck(self) -> None:
-        """Before the body is read: refuse at once when closed or already full."""
-        if self.closed is not None:
-            raise self.closed
-        if self.used >= self.limit:
-            raise self._overloaded(0)
+    def open(self, ticket: Ticket) -> None:
+        """A new request, before its body is read: refused at once when closed or already full."""
+        try:
+            if self.closed is not None:
+                raise self.closed
+            if self.used >= self.limit:
+                raise self._overloaded(0)
+        except ApiError as exc:
+            ticket.close()
+            self.metrics.rejected(exc.code).inc()
+            raise
+        ticket.budget = self
+        self.live.add(ticket)
+        self._idle.clear()
 
     def admit(self, ticket: Ticket, cost: int) -> None:
         """Reserve ``cost`` units for ``ticket``: 413 over the cap, 503 when it does not fit."""
@@ -136,6 +146,8 @@ class WorkBudget:
             raise
 
     def _admit(self, ticket: Ticket, cost: int) -> None:
+        if ticket.budget is not self:
+            self.open(ticket)
         if ticket.cost + cost > self.cap:
             cost += ticket.cost
             raise ApiError(
@@ -152,13 +164,13 @@ class WorkBudget:
         ticket.check()
         self.used += cost
         ticket.cost += cost
-        ticket.budget = self
-        self.live.add(ticket)
         self.metrics.queued_work.inc(cost)
 
     def release(self, ticket: Ticket) -> None:
         self.used -= ticket.cost
         self.live.discard(ticket)
+        if not self.live:
+            self._idle.set()
         self.metrics.queued_work.dec(ticket.cost)
         ticket.cost = 0
         if isinstance(ticket.error, ClientDisconnected):
@@ -166,8 +178,12 @@ class WorkBudget:
         elif isinstance(ticket.error, ApiError) and ticket.error.code == "timeout":
             self.metrics.expired.inc()
 
+    async def wait_idle(self) -> None:
+        """Until no open request holds this model."""
+        await self._idle.wait()
+
     def close(self, error: ApiError) -> None:
-        """No more admissions; every request holding work fails with ``error``."""
+        """No more admissions; every open request fails with ``error``."""
         self.closed = error
         for ticket in list(self.live):
             ticket.fail(error)
@@ -218,32 +234,38 @@ class Drain:
         if self._timer is not None:
             self._timer.cancel()
 
-    def on_signals(self) -> Callable[[], None]:
-        """Begin the drain on SIGTERM/SIGINT, then hand the signal on to the server's handler.
 
-        Call from the lifespan's startup: the server (uvicorn) has installed its handlers by
-        then. Returns the undo. Signals reach only the main thread; elsewhere (a test client's
-        portal thread) nothing is installed.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        loop = asyncio.get_running_loop()
-        previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
-        def handler(sig: int, frame: FrameType | None) -> None:
-            loop.call_soon_threadsafe(self.begin)
-            then = previous[sig]
-            if callable(then):
-                then(sig, frame)
-            else:  # no server handler: restore the default and let the signal act
-                signal.signal(sig, then)
-                signal.raise_signal(sig)
+def on_signals(signals: tuple[int, ...], callback: Callable[[], None],
+               chain: bool = True) -> Callable[[], None]:
+    """Run ``callback`` on the event loop when one of ``signals`` arrives; returns the undo.
 
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, handler)
+    With ``chain`` the handler installed before (the server's: call this from the lifespan's
+    startup, uvicorn has installed its handlers by then) runs next, or the default action when
+    there was none. Signals reach only the main thread; elsewhere (a test client's portal thread)
+    nothing is installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in signals}
 
-        def undo() -> None:
-            for sig, then in previous.items():
-                signal.signal(sig, then)
+    def handler(sig: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(callback)
+        if not chain:
+            return
+        then = previous[sig]
+        if callable(then):
+            then(sig, frame)
+        else:  # no server handler: restore the default and let the signal act
+            signal.signal(sig, then)
+            signal.raise_signal(sig)
 
-        return undo
+    for sig in signals:
+        signal.signal(sig, handler)
+
+    def undo() -> None:
+        for sig, then in previous.items():
+            signal.signal(sig, then)
+
+    return undo

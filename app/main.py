@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,12 +13,12 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.auth import require_token
 from app.errors import install_error_handlers, responses
-from app.lifecycle import Drain, shutting_down
+from app.lifecycle import STOP_SIGNALS, Drain, on_signals, shutting_down
 from app.limits import BodySizeLimitMiddleware
 from app.metrics import Metrics, RequestMetricsMiddleware
 from app.observability import RequestIdMiddleware, setup_tracing, shutdown_tracing
-from app.registry import Registry
-from app.routers import demo, health, images, latents, models
+from app.registry import Registry, reload_in_background
+from app.routers import admin, demo, health, images, latents, models
 from app.settings import Settings
 
 
@@ -28,11 +29,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     drain: Drain = app.state.drain
     torch.set_num_threads(settings.torch_threads)
     thresholds = gc.get_threshold()
-    undo_signals = drain.on_signals()
+    undo_stop = on_signals(STOP_SIGNALS, drain.begin)
+    undo_hup = on_signals((signal.SIGHUP,), lambda: reload_in_background(registry), chain=False)
     try:
         await registry.load_all()
-        for served in registry.models.values():
-            drain.watch(served.budget)
         if settings.gc_freeze:
             gc.collect()
             gc.freeze()
@@ -42,7 +42,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.ready = False
-        undo_signals()
+        undo_stop()
+        undo_hup()
         drain.cancel()
         await registry.stop_all(shutting_down())
         if settings.gc_freeze:
@@ -64,13 +65,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.registry = Registry(settings, metrics)
     app.state.drain = Drain(settings.drain_timeout_s)
+    app.state.registry = Registry(settings, metrics, app.state.drain)
     app.state.ready = False
     install_error_handlers(app)
     api = [] if settings.api_token is None else [Depends(require_token)]
     api_errors = {} if settings.api_token is None else responses(401)
-    for router in (images.router, latents.router, models.router):
+    for router in (images.router, latents.router, models.router, admin.router):
         app.include_router(router, dependencies=api, responses=api_errors)
     app.include_router(health.router)
     app.include_router(demo.router)

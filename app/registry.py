@@ -1,20 +1,29 @@
 """The served models: found in the checkpoint directory, loaded through ``model/``, warmed up.
 
 ``load_model`` verifies a checkpoint (hash, shapes; no pickle), picks the class of its kind from
-``app.kinds.KINDS`` and builds its runtime. The registry keeps the models by name.
+``app.kinds.KINDS`` and builds its runtime. The registry keeps the models by name and reloads them
+without downtime (SIGHUP, ``POST /v1/admin/reload``): a changed or new folder is verified and
+warmed while the old model keeps serving, then swapped in with one assignment between two
+requests; requests already holding the old model finish on it, and it is retired once its queue is
+empty. A checkpoint that fails verification is refused with one log line; the old one serves on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
 
 from app.errors import ApiError
 from app.kinds import KINDS, ServedModel
+from app.lifecycle import Drain, shutting_down
 from app.metrics import Metrics
 from app.settings import Settings
-from model.checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint
+from model.checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint, read_meta
 
 log = logging.getLogger("aeserve")
 
@@ -67,21 +76,38 @@ def load_model(folder: Path, settings: Settings, metrics: Metrics) -> ServedMode
     return served
 
 
+@dataclass
+class ReloadReport:
+    loaded: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    retired: list[str] = field(default_factory=list)
+
+
 class Registry:
     """The models being served, by name."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, drain: Drain) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.drain = drain
         self.models: dict[str, ServedModel] = {}
+        self.retiring: set[asyncio.Task[None]] = set()
+        self._reload_lock = asyncio.Lock()
 
     async def add(self, served: ServedModel) -> None:
+        """Start and warm ``served``, then serve it under its name (replacing any model there)."""
         served.start()
-        if self.settings.warmup:
-            await served.warm_up()
-        else:
-            served.warm = True
-        self.metrics.for_model(served.name).load_seconds.set(served.load_seconds)
+        try:
+            if self.settings.warmup:
+                await served.warm_up()
+            else:
+                served.warm = True
+        except BaseException:
+            await served.stop(shutting_down())
+            raise
+        served.metrics.load_seconds.set(served.load_seconds)
+        self.drain.watch(served.budget)
         self.models[served.name] = served
         log.info("loaded %s (%s, %s, sha256 %s…) on %s in %.2f s", served.name, served.kind,
                  served.runtime.name, served.checkpoint.sha256[:12], served.device,
@@ -91,6 +117,63 @@ class Registry:
         for folder in discover(self.settings.checkpoint_dir):
             await self.add(load_model(folder, self.settings, self.metrics))
 
+    async def reload(self) -> ReloadReport:
+        """Load what changed on disk, keep what did not, retire what is gone."""
+        async with self._reload_lock:
+            report = ReloadReport()
+            root = self.settings.checkpoint_dir
+            folders = sorted(p for p in root.iterdir() if p.is_dir() and (p / CONFIG_FILE).is_file())
+            for folder in folders:
+                await self._reload_one(folder, report)
+            for name in sorted(set(self.models) - {f.name for f in folders}):
+                self._retire(self.models.pop(name))
+                report.retired.append(name)
+                log.info("retired %s: its folder is gone", name)
+            return report
+
+    async def _reload_one(self, folder: Path, report: ReloadReport) -> None:
+        name, current = folder.name, self.models.get(folder.name)
+        try:
+            if current is not None and read_meta(folder) == current.meta:
+                report.unchanged.append(name)
+                return
+            new = await run_in_threadpool(load_model, folder, self.settings, self.metrics)
+            await self.add(new)
+        except Exception as exc:  # any failure keeps the old model serving
+            log.error("reload refused %s, %s: %s", name,
+                      "the old one keeps serving" if current else "not served", exc)
+            self.metrics.for_model(name).loads("refused").inc()
+            report.refused[name] = str(exc)
+            return
+        self.metrics.for_model(name).loads("ok").inc()
+        report.loaded.append(name)
+        if current is not None:
+            self._retire(current)
+
+    def _retire(self, old: ServedModel) -> None:
+        """Stop ``old`` once the requests holding it have finished."""
+        async def retire() -> None:
+            await old.budget.wait_idle()
+            await old.stop(shutting_down())
+
+        task = asyncio.get_running_loop().create_task(retire(), name=f"retire-{old.name}")
+        self.retiring.add(task)
+        task.add_done_callback(self.retiring.discard)
+
     async def stop_all(self, error: ApiError) -> None:
+        for task in list(self.retiring):
+            task.cancel()
         for served in self.models.values():
             await served.stop(error)
+
+
+def reload_in_background(registry: Registry) -> None:
+    """SIGHUP's action: a reload, logged; the signal handler cannot await it."""
+    async def run() -> None:
+        report = await registry.reload()
+        log.info("reload: loaded %s, unchanged %s, refused %s, retired %s", report.loaded or "-",
+                 report.unchanged or "-", sorted(report.refused) or "-", report.retired or "-")
+
+    task = asyncio.get_running_loop().create_task(run(), name="reload")
+    registry.retiring.add(task)
+    task.add_done_callback(registry.retiring.discard)

@@ -178,8 +178,9 @@ class ServedModel:
     def ticket(self, request: Request) -> Ticket:
         """A new request's ticket (``with served.ticket(request) as ticket:``): its deadline
         starts now; 503 at once, before the body is read, when the model's work budget is full."""
-        self.budget.precheck()
-        return Ticket(self.settings.request_timeout_s, request.receive)
+        ticket = Ticket(self.settings.request_timeout_s, request.receive)
+        self.budget.open(ticket)
+        return ticket
 
     # ---- images in -------------------------------------------------------------------------
     def probe_all(self, datas: list[bytes]) -> list[images.Probe]:
