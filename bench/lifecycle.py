@@ -136,7 +136,7 @@ def overload(base: str, work: Path, pid: int, seconds: float) -> dict[str, Any]:
     ctype, body = multipart(digit_png())
     (work / "digit.multipart").write_bytes(body)
     url = f"{base}/v1/models/mnist-dae/denoise"
-    out = {}
+    out: dict[str, list[dict[str, Any]]] = {}
     for conns in (32, 512, 32, 512):
         r = wrk(url, work / "digit.multipart", ctype, conns, seconds, pid)
         ok = r["statuses"].get("200", 0) / (r["duration_us"] / 1e6)

@@ -59,8 +59,9 @@ def rss_mib(pid: int) -> float:
     return total
 
 
-def start(cmd: list[str], env: dict[str, str], ready_url: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+def start(cmd: list[str], env: dict[str, str], ready_url: str,
+          cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
