@@ -1,0 +1,92 @@
+"""A real ``python -m app`` process on a free port, for the tests that need the real server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(checkpoints: Path, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a server: this one's, less any AESERVE_* setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_")}
+    env.update(
+        AESERVE_CHECKPOINT_DIR=str(checkpoints),
+        AESERVE_PORT=str(port),
+        AESERVE_LOG_LEVEL="warning",
+        AESERVE_TORCH_THREADS="1",
+        **extra,
+    )
+    return env
+
+
+@dataclass
+class LiveServer:
+    proc: subprocess.Popen[bytes]
+    url: str
+    port: int
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server(checkpoints: Path, log: Path, **settings: str) -> LiveServer:
+    """Start ``python -m app`` with ``settings`` (``AESERVE_*`` names) and wait until it is ready."""
+    port = free_port()
+    env = server_env(checkpoints, port, **settings)
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    server = LiveServer(proc, f"http://127.0.0.1:{port}", port, log)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        assert proc.poll() is None, f"server exited: {server.output()[-3000:]}"
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"server not ready within {START_TIMEOUT_S:g} s"
+        time.sleep(0.2)  # polling a starting process: no event to wait on
+
+
+def stop_server(server: LiveServer, timeout_s: float = 60.0) -> int:
+    """SIGTERM, then wait for the exit; killed (and the test failed) if it does not come."""
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+    try:
+        return server.proc.wait(timeout=timeout_s)
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(timeout=30)
+
+
+@contextmanager
+def running_server(checkpoints: Path, log: Path, **settings: str) -> Iterator[LiveServer]:
+    """A started server, stopped (SIGTERM, then killed if need be) when the block ends."""
+    server = start_server(checkpoints, log, **settings)
+    try:
+        yield server
+    finally:
+        code = stop_server(server)
+        assert code in (0, -signal.SIGTERM), server.output()[-3000:]

@@ -1,0 +1,135 @@
+"""Model updates without downtime: reload on ``POST /v1/admin/reload`` and on SIGHUP, against a real
+server under a stream of requests; a corrupt checkpoint is refused while the old one serves."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.app.helpers import files, image_bytes
+from tests.app.live import LiveServer, running_server
+
+DENOISE = "/v1/models/mnist-dae/denoise"
+
+
+@pytest.fixture
+def checkpoints(tiny_checkpoints: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints, root)
+    return root
+
+
+@pytest.fixture
+def server(checkpoints: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    with running_server(checkpoints, tmp_path / "server.log") as live:
+        yield live
+
+
+class Stream:
+    """Denoise requests, one after another on their own connection, until stopped."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.statuses: Counter[int] = Counter()
+        self.stop = threading.Event()
+        self.sent = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self) -> None:
+        png = image_bytes()
+        with httpx.Client(base_url=self.url, timeout=60) as http:
+            while not self.stop.is_set():
+                self.statuses[http.post(DENOISE, files=files(png)).status_code] += 1
+                self.sent.set()
+
+    def __enter__(self) -> Stream:
+        self.thread.start()
+        assert self.sent.wait(60)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(60)
+
+
+def replace_folder(root: Path, name: str, source: Path) -> None:
+    """A new folder renamed into place, as a deployment does it."""
+    staged = root / f".{name}.new"
+    shutil.copytree(source, staged)
+    (root / name).rename(root / f".{name}.old")
+    staged.rename(root / name)
+
+
+def card(http: httpx.Client) -> dict[str, object]:
+    return dict(http.get("/v1/models/mnist-dae").json())
+
+
+def test_reload_swaps_a_model_under_a_stream_without_a_failed_request(
+    server: LiveServer, checkpoints: Path, tmp_path: Path
+) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        before = card(http)
+        with Stream(server.url) as stream:
+            # the VAE's checkpoint under the DAE's name: other weights, other kind, same operation
+            replace_folder(checkpoints, "mnist-dae", checkpoints / "mnist-vae")
+            answer = http.post("/v1/admin/reload").json()
+            after_reload = stream.statuses.total()
+            while stream.statuses.total() < after_reload + 5:  # requests on the new model too
+                stream.sent.clear()
+                assert stream.sent.wait(60)
+        after = card(http)
+    assert answer["loaded"] == ["mnist-dae"] and answer["refused"] == {}
+    assert sorted(answer["unchanged"]) == ["mnist-vae"]
+    assert after["sha256"] != before["sha256"] and after["kind"] == "vae"
+    assert after["loaded_at"] >= before["loaded_at"]
+    assert set(stream.statuses) == {200}, stream.statuses
+
+
+def test_a_corrupt_checkpoint_is_refused_and_the_old_one_serves_on(
+    server: LiveServer, checkpoints: Path, tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(checkpoints / "mnist-dae", corrupt)
+    weights = corrupt / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-8] ^= 0xFF  # the sha256 in config.json no longer matches
+    weights.write_bytes(bytes(data))
+    meta = json.loads((corrupt / "config.json").read_text())
+    meta["note"] = "changed, so the reload tries it"
+    (corrupt / "config.json").write_text(json.dumps(meta))
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        before = card(http)
+        with Stream(server.url) as stream:
+            replace_folder(checkpoints, "mnist-dae", corrupt)
+            answer = http.post("/v1/admin/reload").json()
+        assert card(http)["sha256"] == before["sha256"]
+        metrics = http.get("/metrics").text
+    assert "sha256 mismatch" in answer["refused"]["mnist-dae"]
+    assert answer["loaded"] == []
+    assert set(stream.statuses) == {200}, stream.statuses
+    assert 'aeserve_model_loads_total{model="mnist-dae",result="refused"} 1.0' in metrics
+    assert "reload refused mnist-dae" in server.output()
+
+
+def test_sighup_reloads_and_folders_come_and_go(server: LiveServer, checkpoints: Path) -> None:
+    shutil.copytree(checkpoints / "mnist-dae", checkpoints / "dae-copy")
+    shutil.rmtree(checkpoints / "mnist-vae")
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        os.kill(server.proc.pid, signal.SIGHUP)
+        for _ in range(600):  # each poll is a request: waits for the reload, bounded
+            names = {m["name"] for m in http.get("/v1/models").json()["models"]}
+            if names == {"mnist-dae", "dae-copy"}:
+                break
+        assert names == {"mnist-dae", "dae-copy"}
+        assert http.post("/v1/models/dae-copy/denoise", files=files(image_bytes())).status_code == 200
+        assert http.get("/v1/models/mnist-vae").status_code == 404
+    assert server.proc.poll() is None  # SIGHUP's default action would have killed it
