@@ -32,15 +32,22 @@ class StartupError(Exception):
     """The service cannot start; ``str`` is the one line printed before exiting."""
 
 
+def model_folders(checkpoint_dir: Path) -> list[Path]:
+    """Every subfolder holding a ``config.json``, sorted by name; hidden ones (``.name``, a
+    folder being staged or set aside during an update) are not models."""
+    return sorted(
+        p for p in checkpoint_dir.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / CONFIG_FILE).is_file()
+    )
+
+
 def discover(checkpoint_dir: Path) -> list[Path]:
-    """Every subfolder holding a ``config.json``, sorted by name."""
+    """The model folders; ``StartupError`` when there are none."""
     if not checkpoint_dir.is_dir():
         raise StartupError(
             f"checkpoint directory {checkpoint_dir}: does not exist (AESERVE_CHECKPOINT_DIR)"
         )
-    folders = sorted(
-        p for p in checkpoint_dir.iterdir() if p.is_dir() and (p / CONFIG_FILE).is_file()
-    )
+    folders = model_folders(checkpoint_dir)
     if not folders:
         raise StartupError(
             f"checkpoint directory {checkpoint_dir}: holds no model folder with a {CONFIG_FILE}"
@@ -121,8 +128,7 @@ class Registry:
         """Load what changed on disk, keep what did not, retire what is gone."""
         async with self._reload_lock:
             report = ReloadReport()
-            root = self.settings.checkpoint_dir
-            folders = sorted(p for p in root.iterdir() if p.is_dir() and (p / CONFIG_FILE).is_file())
+            folders = model_folders(self.settings.checkpoint_dir)
             for folder in folders:
                 await self._reload_one(folder, report)
             for name in sorted(set(self.models) - {f.name for f in folders}):
