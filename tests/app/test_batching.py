@@ -1,218 +1,337 @@
-"""The micro-batcher on a real model: merging, ordering, the bounded queue and the timeout.
+"""The micro-batcher on a real model: merging, ordering, failures, and tickets that end work early.
 
 A gate job (a callable that waits on a ``threading.Event`` on the model thread) holds the worker so
-that requests queue up deterministically; no sleeps, no timing assertions.
+that requests queue up deterministically; a job that runs alone waits on an event per step, so the
+test decides when each step happens. No sleeps, no timing assertions (but one: the linger test
+below waits 0.2 s to see that a lone request is *not* held back).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from app.batching import Batcher
-from app.errors import ApiError
-from app.inference import ModelOps
+from app.batching import Batcher, Check
+from app.errors import ApiError, ClientDisconnected
+from app.lifecycle import Ticket, shutting_down, timeout_error
 from app.metrics import Metrics
+from app.runtime import to_uint8, to_unit
 from model.checkpoint import load_checkpoint
 
+LONG_S = 600.0
+WAIT_S = 60.0  # the longest any event is waited for: a hang fails the test, it never times it
 
-def make_batcher(queue_size: int = 64, max_batch_size: int = 32) -> Batcher:
-    return Batcher(
-        "test",
-        max_batch_size=max_batch_size,
-        max_delay_s=0.002,
-        queue_size=queue_size,
-        inline_max_rows=0,
-        metrics=Metrics().for_model("test"),
-    )
+Denoise = Callable[[torch.Tensor], torch.Tensor]
 
 
-def hold(gate: threading.Event) -> object:
-    def wait(_: object) -> None:
-        assert gate.wait(30), "gate never opened"
+def make_batcher(max_batch_size: int = 32, max_delay_s: float = 0.002) -> Batcher:
+    batcher = Batcher("test", max_batch_size=max_batch_size, max_delay_s=max_delay_s,
+                      metrics=Metrics().for_model("test"))
+    batcher.start()
+    return batcher
+
+
+def hold(gate: threading.Event, started: threading.Event | None = None) -> Callable[[Any, Check], None]:
+    """A job that runs alone and keeps the model thread until ``gate`` opens."""
+
+    def wait(_: object, check: Check) -> None:
+        if started is not None:
+            started.set()
+        assert gate.wait(WAIT_S), "gate never opened"
 
     return wait
 
 
+async def occupy(batcher: Batcher, gate: threading.Event) -> asyncio.Future[Any]:
+    """Start a gate job and return once it runs on the model thread (the queue is then free)."""
+    started = threading.Event()
+    blocker = asyncio.ensure_future(batcher.run_alone(hold(gate, started), None, Ticket(LONG_S)))
+    assert await asyncio.to_thread(started.wait, WAIT_S)
+    return blocker
+
+
+async def drained(batcher: Batcher) -> None:
+    """Return once everything queued before this call has been run or dropped (queue order)."""
+    await batcher.run_alone(lambda arg, check: None, None, Ticket(LONG_S))
+
+
 @pytest.fixture(scope="module")
-def ops(tiny_checkpoints: Path) -> ModelOps:
-    ckpt = load_checkpoint(tiny_checkpoints / "mnist-dae")
-    return ModelOps(ckpt.model, "dae", "cpu")
+def denoise(tiny_checkpoints: Path) -> Denoise:
+    model = load_checkpoint(tiny_checkpoints / "mnist-dae").model
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return to_uint8(model.denoise(to_unit(x)))
+
+    return run
 
 
-async def _queued_then_merged(ops: ModelOps) -> tuple[list[int], list[torch.Tensor], torch.Tensor]:
+def digits(n: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=gen)
+
+
+# ---- merging -----------------------------------------------------------------------------------
+async def _queued_then_merged(denoise: Denoise) -> tuple[list[int], list[torch.Tensor], torch.Tensor]:
     batcher = make_batcher()
-    batcher.start()
     sizes: list[int] = []
 
-    def denoise(x: torch.Tensor) -> torch.Tensor:
+    def counted(x: torch.Tensor) -> torch.Tensor:
         sizes.append(x.shape[0])
-        return ops.denoise(x)
+        return denoise(x)
 
     gate = threading.Event()
-    blocker = asyncio.ensure_future(batcher.run_alone(hold(gate), None, 30))
-    await asyncio.sleep(0)  # the worker takes the gate job
-    x = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
+    blocker = await occupy(batcher, gate)
+    x = digits(5)
     calls = [
-        asyncio.ensure_future(batcher.run(denoise, x[i : i + 1], ("denoise", 1, 28, 28), 30))
+        asyncio.ensure_future(batcher.run(counted, x[i : i + 1], ("denoise", 1, 28, 28), Ticket(LONG_S)))
         for i in range(5)
     ]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # all five are queued behind the gate
     gate.set()
     await blocker
     outs = [await c for c in calls]
-    await batcher.stop()
+    await batcher.stop(shutting_down())
     with torch.inference_mode():
-        alone = ops.denoise(x)
+        alone = denoise(x)
     return sizes, outs, alone
 
 
-def test_queued_requests_share_one_forward_and_get_their_own_rows(ops: ModelOps) -> None:
-    sizes, outs, alone = asyncio.run(_queued_then_merged(ops))
+def test_queued_requests_share_one_forward_and_get_their_own_rows(denoise: Denoise) -> None:
+    sizes, outs, alone = asyncio.run(_queued_then_merged(denoise))
     assert sizes == [5]
     for i, out in enumerate(outs):
         assert out.dtype == torch.uint8
         assert (out.int() - alone[i : i + 1].int()).abs().max() <= 1  # rounding at the edge only
 
 
-async def _full_queue(ops: ModelOps) -> tuple[ApiError, float]:
-    batcher = make_batcher(queue_size=2)
-    batcher.start()
-    gate = threading.Event()
-    blocker = asyncio.ensure_future(batcher.run_alone(hold(gate), None, 30))
-    await asyncio.sleep(0)
-    x = torch.rand(1, 1, 28, 28)
-    queued = [
-        asyncio.ensure_future(batcher.run(ops.denoise, x, "k", 30)) for _ in range(2)
-    ]
-    await asyncio.sleep(0)
-    with pytest.raises(ApiError) as refused:
-        await batcher.run(ops.denoise, x, "k", 30)
-    rejected = batcher.metrics.rejected._value.get()
-    gate.set()
-    await blocker
-    for q in queued:
-        assert (await q).shape == (1, 1, 28, 28)
-    await batcher.stop()
-    return refused.value, rejected
-
-
-def test_a_full_queue_answers_503_with_retry_after(ops: ModelOps) -> None:
-    error, rejected = asyncio.run(_full_queue(ops))
-    assert error.status == 503 and error.code == "overloaded"
-    assert int(error.headers["Retry-After"]) >= 1
-    assert rejected == 1
-
-
-async def _timeout(ops: ModelOps) -> ApiError:
-    batcher = make_batcher()
-    batcher.start()
-    gate = threading.Event()
-    blocker = asyncio.ensure_future(batcher.run_alone(hold(gate), None, 30))
-    await asyncio.sleep(0)
-    try:
-        with pytest.raises(ApiError) as timed_out:
-            await batcher.run(ops.denoise, torch.rand(1, 1, 28, 28), "k", 0.05)
-    finally:
-        gate.set()
-    await blocker
-    await batcher.stop()
-    return timed_out.value
-
-
-def test_a_request_waiting_past_the_timeout_gets_503(ops: ModelOps) -> None:
-    error = asyncio.run(_timeout(ops))
-    assert (error.status, error.code) == (503, "timeout")
-    assert "Retry-After" in error.headers
-
-
-async def _different_keys(ops: ModelOps) -> list[int]:
+async def _different_keys(denoise: Denoise) -> list[int]:
     batcher = make_batcher(max_batch_size=3)
-    batcher.start()
     sizes: list[int] = []
 
-    def run(x: torch.Tensor) -> torch.Tensor:
+    def counted(x: torch.Tensor) -> torch.Tensor:
         sizes.append(x.shape[0])
-        return ops.denoise(x)
+        return denoise(x)
 
     gate = threading.Event()
-    blocker = asyncio.ensure_future(batcher.run_alone(hold(gate), None, 30))
-    await asyncio.sleep(0)
-    x = torch.rand(1, 1, 28, 28)
+    blocker = await occupy(batcher, gate)
+    x = digits(1)
     calls = [
-        asyncio.ensure_future(batcher.run(run, x, "a" if i % 2 else "b", 30)) for i in range(8)
+        asyncio.ensure_future(batcher.run(counted, x, "a" if i % 2 else "b", Ticket(LONG_S)))
+        for i in range(8)
     ]
     await asyncio.sleep(0)
     gate.set()
     await blocker
     await asyncio.gather(*calls)
-    await batcher.stop()
+    await batcher.stop(shutting_down())
     return sizes
 
 
-def test_only_same_key_requests_merge_up_to_the_max_batch(ops: ModelOps) -> None:
-    assert sorted(asyncio.run(_different_keys(ops))) == [1, 1, 3, 3]
+def test_only_same_key_requests_merge_up_to_the_max_batch(denoise: Denoise) -> None:
+    assert sorted(asyncio.run(_different_keys(denoise))) == [1, 1, 3, 3]
 
 
-async def _failing(ops: ModelOps) -> None:
+async def _failing(denoise: Denoise) -> None:
     batcher = make_batcher()
-    batcher.start()
 
     def broken(x: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        await batcher.run(broken, torch.rand(1, 1, 28, 28), "k", 30)
+        await batcher.run(broken, digits(1), "k", Ticket(LONG_S))
     assert batcher.alive  # a failing batch fails its requests, not the worker
-    out = await batcher.run(ops.denoise, torch.rand(1, 1, 28, 28), "k", 30)
-    assert out.shape == (1, 1, 28, 28)
-    await batcher.stop()
+    out = await batcher.run(denoise, digits(1), "k", Ticket(LONG_S))
+    assert isinstance(out, torch.Tensor) and out.shape == (1, 1, 28, 28)
+    await batcher.stop(shutting_down())
 
 
-def test_a_failing_batch_fails_its_requests_and_the_worker_lives_on(ops: ModelOps) -> None:
-    asyncio.run(_failing(ops))
+def test_a_failing_batch_fails_its_requests_and_the_worker_lives_on(denoise: Denoise) -> None:
+    asyncio.run(_failing(denoise))
 
 
-async def _after_a_batch_of(ops: ModelOps, first: int) -> tuple[list[int], bool]:
+async def _after_a_batch_of(denoise: Denoise, first: int) -> tuple[list[int], bool]:
     """Run a batch of ``first`` rows (max 4), then send one request: does it wait for company?"""
-    batcher = Batcher("test", max_batch_size=4, max_delay_s=30.0, queue_size=64, inline_max_rows=0,
-                      metrics=Metrics().for_model("test"))
-    batcher.start()
+    batcher = make_batcher(max_batch_size=4, max_delay_s=30.0)
     sizes: list[int] = []
 
-    def denoise(x: torch.Tensor) -> torch.Tensor:
+    def counted(x: torch.Tensor) -> torch.Tensor:
         sizes.append(x.shape[0])
-        return ops.denoise(x)
+        return denoise(x)
 
     key = ("denoise", 1, 28, 28)
-    x = torch.randint(0, 256, (1, 1, 28, 28), dtype=torch.uint8)
+    x = digits(1)
     gate = threading.Event()
-    blocker = asyncio.ensure_future(batcher.run_alone(hold(gate), None, 30))
-    await asyncio.sleep(0)
-    calls = [asyncio.ensure_future(batcher.run(denoise, x, key, 60)) for _ in range(first)]
+    blocker = await occupy(batcher, gate)
+    calls = [asyncio.ensure_future(batcher.run(counted, x, key, Ticket(LONG_S))) for _ in range(first)]
     await asyncio.sleep(0)
     gate.set()
     await blocker
     await asyncio.gather(*calls)
-    lone = asyncio.ensure_future(batcher.run(denoise, x, key, 60))
+    lone = asyncio.ensure_future(batcher.run(counted, x, key, Ticket(LONG_S)))
     await asyncio.sleep(0.2)
     waited = not lone.done()
     if waited:  # lingering: three more fill the batch and release it at once
-        await asyncio.gather(*(batcher.run(denoise, x, key, 60) for _ in range(3)))
+        await asyncio.gather(*(batcher.run(counted, x, key, Ticket(LONG_S)) for _ in range(3)))
     await asyncio.wait_for(lone, 10)
     if waited:  # that batch filled only by lingering: the next lone request runs at once
-        await asyncio.wait_for(batcher.run(denoise, x, key, 60), 10)
-    await batcher.stop()
+        await asyncio.wait_for(batcher.run(counted, x, key, Ticket(LONG_S)), 10)
+    await batcher.stop(shutting_down())
     return sizes, waited
 
 
-def test_the_batcher_lingers_only_after_a_full_batch(ops: ModelOps) -> None:
+def test_the_batcher_lingers_only_after_a_full_batch(denoise: Denoise) -> None:
     # fewer waiting clients than the batch size: nothing would arrive, so no linger
-    assert asyncio.run(_after_a_batch_of(ops, 3)) == ([3, 1], False)
+    assert asyncio.run(_after_a_batch_of(denoise, 3)) == ([3, 1], False)
     # arrivals outpaced the model: the next batch waits (here up to 30 s) to fill up; the one
     # after it does not, as that batch filled only by waiting (no collapse into lockstep)
-    assert asyncio.run(_after_a_batch_of(ops, 4)) == ([4, 4, 1], True)
+    assert asyncio.run(_after_a_batch_of(denoise, 4)) == ([4, 4, 1], True)
+
+
+# ---- tickets: a failed ticket's work is dropped or stopped ------------------------------------
+async def _queued_job_of_a_failed_ticket(denoise: Denoise, failure: str) -> tuple[BaseException, int]:
+    """A request queued behind a busy model fails (deadline or disconnect): it is never run."""
+    batcher = make_batcher()
+    ran: list[int] = []
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        ran.append(x.shape[0])
+        return denoise(x)
+
+    gate = threading.Event()
+    blocker = await occupy(batcher, gate)
+    gone = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    ticket = Ticket(LONG_S, receive)
+    queued = asyncio.ensure_future(batcher.run(counted, digits(1), "k", ticket))
+    await asyncio.sleep(0)  # queued, and the ticket watches the client
+    if failure == "deadline":
+        ticket.fail(timeout_error(1.0))  # what the deadline's timer does
+    else:
+        gone.set()
+    with pytest.raises((ApiError, ClientDisconnected)) as failed:
+        await asyncio.wait_for(queued, WAIT_S)  # answered while the model is still busy
+    busy = not blocker.done()
+    gate.set()
+    await blocker
+    await drained(batcher)
+    ticket.close()
+    await batcher.stop(shutting_down())
+    assert busy
+    return failed.value, len(ran)
+
+
+def test_a_queued_request_past_its_deadline_gets_503_timeout_and_never_runs(denoise: Denoise) -> None:
+    error, runs = asyncio.run(_queued_job_of_a_failed_ticket(denoise, "deadline"))
+    assert isinstance(error, ApiError) and (error.status, error.code) == (503, "timeout")
+    assert "Retry-After" in error.headers
+    assert runs == 0
+
+
+def test_a_queued_request_whose_client_disconnects_is_dropped(denoise: Denoise) -> None:
+    error, runs = asyncio.run(_queued_job_of_a_failed_ticket(denoise, "disconnect"))
+    assert isinstance(error, ClientDisconnected)
+    assert runs == 0
+
+
+class Steps:
+    """A job that runs alone in steps: ``check()`` before each, then it waits for the test."""
+
+    def __init__(self, total: int = 1000) -> None:
+        self.total = total
+        self.done: list[int] = []
+        self.reached = [threading.Event() for _ in range(total)]
+        self.go = [threading.Event() for _ in range(total)]
+
+    def __call__(self, arg: object, check: Check) -> int:
+        for i in range(self.total):
+            check()
+            self.done.append(i)
+            self.reached[i].set()
+            assert self.go[i].wait(WAIT_S), f"step {i} never allowed"
+        return len(self.done)
+
+    async def until(self, step: int) -> None:
+        assert await asyncio.to_thread(self.reached[step].wait, WAIT_S)
+
+
+async def _running_job_of_a_failed_ticket(failure: str) -> tuple[BaseException, list[int], int]:
+    """A job running alone (a score, a photo) whose ticket fails stops at its next check."""
+    batcher = make_batcher()
+    gone = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    ticket = Ticket(LONG_S, receive)
+    steps = Steps()
+    running = asyncio.ensure_future(batcher.run_alone(steps, None, ticket))
+    for i in range(3):
+        await steps.until(i)
+        if i < 2:
+            steps.go[i].set()
+    if failure == "deadline":
+        ticket.fail(timeout_error(1.0))  # what the deadline's timer does
+    else:
+        gone.set()
+    with pytest.raises((ApiError, ClientDisconnected)) as failed:
+        await asyncio.wait_for(running, WAIT_S)  # answered at once, mid-step
+    steps.go[2].set()  # the step in progress finishes; the next check stops the job
+    await drained(batcher)
+    computed = sum(int(b.get()) for b in batcher.metrics.compute._buckets) - 1  # less drained's
+    ticket.close()
+    await batcher.stop(shutting_down())
+    return failed.value, steps.done, computed
+
+
+def test_a_deadline_stops_a_long_job_at_its_next_check() -> None:
+    error, done, computed = asyncio.run(_running_job_of_a_failed_ticket("deadline"))
+    assert isinstance(error, ApiError) and (error.status, error.code) == (503, "timeout")
+    assert error.headers["Retry-After"] == "1"
+    assert done == [0, 1, 2]  # of 1000 steps: none after the failure
+    assert computed == 0  # a stopped job is not counted as compute
+
+
+def test_a_disconnect_stops_a_long_job_at_its_next_check() -> None:
+    error, done, _ = asyncio.run(_running_job_of_a_failed_ticket("disconnect"))
+    assert isinstance(error, ClientDisconnected)
+    assert done == [0, 1, 2]
+
+
+async def _stopped_with_work_queued(denoise: Denoise) -> tuple[BaseException, bool, int]:
+    batcher = make_batcher()
+    ran: list[int] = []
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        ran.append(1)
+        return denoise(x)
+
+    gate = threading.Event()
+    await occupy(batcher, gate)
+    queued = asyncio.ensure_future(batcher.run(counted, digits(1), "k", Ticket(LONG_S)))
+    await asyncio.sleep(0)
+    await batcher.stop(shutting_down())
+    with pytest.raises(ApiError) as failed:
+        await asyncio.wait_for(queued, WAIT_S)
+    gate.set()
+    alive = batcher.alive
+    with pytest.raises(ApiError) as refused:
+        await batcher.run(counted, digits(1), "k", Ticket(LONG_S))
+    assert refused.value.code == "unavailable"
+    return failed.value, alive, len(ran)
+
+
+def test_stop_fails_the_queued_requests_and_refuses_new_ones(denoise: Denoise) -> None:
+    error, alive, runs = asyncio.run(_stopped_with_work_queued(denoise))
+    assert isinstance(error, ApiError) and error.code == "shutting_down"
+    assert not alive and runs == 0
