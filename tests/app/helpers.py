@@ -57,3 +57,43 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
     if code is not None:
         assert error["code"] == code
     return dict(error)
+
+
+ORIENTATION = 0x0112
+
+
+def upright_pattern(width: int, height: int) -> np.ndarray:
+    """A gray (height, width) picture whose every rotation and mirror differs: bright top-left."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    return (255 - (160 * yy / max(height - 1, 1) + 90 * xx / max(width - 1, 1))).astype(np.uint8)
+
+
+def exif_rotated(upright: np.ndarray, fmt: str = "JPEG") -> bytes:
+    """``upright`` stored turned a quarter to the left, with EXIF orientation 6 (turn it right).
+
+    A camera held sideways writes this: the stored pixels are ``width`` x ``height`` swapped, and
+    a viewer turns them 90 degrees clockwise to show the picture upright.
+    """
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(upright, k=1)), "L")
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    buf = io.BytesIO()
+    if fmt == "TIFF":  # a TIFF's orientation is one of its own tags
+        stored.save(buf, format=fmt, tiffinfo={ORIENTATION: 6})
+    else:
+        extra: dict[str, Any] = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(fmt, {})
+        stored.save(buf, format=fmt, exif=exif.tobytes(), **extra)
+    return buf.getvalue()
+
+
+def stored_pixels(data: bytes) -> np.ndarray:
+    """The pixels as stored in the file, no orientation applied."""
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return np.asarray(img)
+
+
+def png_of(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,141 @@
+"""Image bytes <-> Pillow images <-> planes: the header probe, decoding upright, modes, planes, grid."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app import images
+from app.errors import ApiError
+from tests.app.helpers import exif_rotated, image_bytes, png_claiming, upright_pattern
+
+LIMIT = 4096 * 4096
+
+
+def test_the_probe_reads_the_size_from_the_header_without_decoding() -> None:
+    claimed = png_claiming(4096, 4096)  # a 1 KB file whose pixels are not there
+    probe = images.probe(claimed, LIMIT)
+    assert (probe.width, probe.height, probe.pixels, probe.bands) == (4096, 4096, LIMIT, 1)
+    with pytest.raises(ApiError) as err:  # decoding would find the truth
+        images.decode(probe)
+    assert err.value.status == 415
+
+
+@pytest.mark.parametrize(("mode", "bands"), [("L", 1), ("LA", 1), ("RGB", 3), ("RGBA", 3)])
+def test_the_probe_counts_colour_bands_without_alpha(mode: str, bands: int) -> None:
+    assert images.probe(image_bytes(size=(5, 3), mode=mode), LIMIT).bands == bands
+
+
+@pytest.mark.parametrize("side", [5000, 30000])  # over our limit; over Pillow's bomb guard too
+def test_an_image_over_the_pixel_limit_is_413_before_decoding(side: int) -> None:
+    with pytest.raises(ApiError) as err:
+        images.probe(png_claiming(side, side), LIMIT)
+    assert (err.value.status, err.value.code) == (413, "too_many_pixels")
+    assert "pixels" in err.value.message
+
+
+def test_the_pixel_limit_message_names_the_size_and_the_setting() -> None:
+    with pytest.raises(ApiError) as err:
+        images.probe(png_claiming(5000, 4000), LIMIT)
+    assert "5000x4000" in err.value.message and "AESERVE_MAX_PIXELS" in err.value.message
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image at all", image_bytes(fmt="PNG")[:20]])
+def test_what_is_not_an_accepted_image_is_415(data: bytes) -> None:
+    with pytest.raises(ApiError) as err:
+        images.probe(data, LIMIT)
+    assert (err.value.status, err.value.code) == (415, "unsupported_media_type")
+
+
+def test_a_gif_is_415() -> None:
+    buf = io.BytesIO()
+    Image.new("L", (4, 4)).save(buf, format="GIF")
+    with pytest.raises(ApiError) as err:
+        images.probe(buf.getvalue(), LIMIT)
+    assert err.value.status == 415
+
+
+def test_a_truncated_image_is_415_when_decoded() -> None:
+    data = image_bytes(size=(64, 64))
+    probe = images.probe(data[: len(data) // 2], LIMIT)
+    with pytest.raises(ApiError) as err:
+        images.decode(probe)
+    assert (err.value.status, err.value.code) == (415, "unsupported_media_type")
+
+
+TIFF_SIZE_BUG = pytest.mark.xfail(
+    strict=True,
+    reason="app/images.py probe swaps a TIFF's size although Pillow (>= 11) already reports it "
+           "upright at open: the probe's size comes out as stored",
+)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", pytest.param("TIFF", marks=TIFF_SIZE_BUG)])
+def test_the_probe_knows_the_upright_size_before_decoding(fmt: str) -> None:
+    upright = upright_pattern(24, 40)  # 24 wide, 40 high; stored 40 wide, 24 high
+    probe = images.probe(exif_rotated(upright, fmt), LIMIT)
+    assert (probe.width, probe.height) == (24, 40)  # the cost is known upright, before decoding
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+def test_exif_orientation_turns_the_pixels_upright(fmt: str) -> None:
+    upright = upright_pattern(24, 40)
+    probe = images.probe(exif_rotated(upright, fmt), LIMIT)
+    out = np.asarray(images.decode(probe).convert("L"), dtype=np.int16)
+    assert out.shape == (40, 24)
+    tolerance = 8 if fmt == "JPEG" else 0  # lossy
+    assert int(np.abs(out - upright).max()) <= tolerance
+    wrong_way = np.rot90(np.rot90(upright))  # turned the other way: would be far off
+    assert int(np.abs(out - wrong_way).max()) > 100
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("P", "RGB"), ("PA", "RGBA"), ("1", "L"), ("I;16", "L"), ("I", "L"), ("F", "L"),
+     ("CMYK", "RGB"), ("YCbCr", "RGB"), ("L", "L"), ("LA", "LA"), ("RGB", "RGB"), ("RGBA", "RGBA")],
+)
+def test_every_mode_becomes_l_la_rgb_or_rgba(mode: str, expected: str) -> None:
+    assert images.normalize_mode(Image.new(mode, (3, 2))).mode == expected
+
+
+def test_a_palette_with_transparency_keeps_it_as_alpha() -> None:
+    img = Image.new("P", (2, 2))
+    img.info["transparency"] = 0
+    assert images.normalize_mode(img).mode == "RGBA"
+
+
+def test_sixteen_bit_gray_is_scaled_to_eight_bits() -> None:
+    arr = np.array([[0, 65535], [32768, 257]], dtype=np.uint16)
+    img = Image.new("I;16", (2, 2))
+    img.frombytes(arr.astype("<u2").tobytes())
+    out = np.asarray(images.normalize_mode(img))
+    assert out.tolist() == [[0, 255], [128, 1]]
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_planes_and_alpha_round_trip(mode: str) -> None:
+    img = Image.open(io.BytesIO(image_bytes(size=(7, 5), mode=mode, seed=2)))
+    base, alpha = images.split_alpha(img)
+    planes = images.to_planes(base)
+    assert planes.shape == (len(base.getbands()), 5, 7) and planes.flags.c_contiguous
+    back = images.with_alpha(images.from_planes(planes), alpha)
+    assert back.mode == mode and np.array_equal(np.asarray(back), np.asarray(img))
+
+
+def test_png_out_decodes_to_the_same_pixels() -> None:
+    img = Image.open(io.BytesIO(image_bytes(size=(9, 4), mode="RGB", seed=1)))
+    again = Image.open(io.BytesIO(images.encode_png(img)))
+    assert again.format == "PNG" and np.array_equal(np.asarray(again), np.asarray(img))
+
+
+def test_grid_tiles_images_row_major_with_padding() -> None:
+    tiles = [Image.new("L", (3, 2), color=c) for c in (10, 20, 30)]
+    sheet = images.grid(tiles, pad=1)
+    assert sheet.size == (2 * 3 + 1, 2 * 2 + 1)
+    px = np.asarray(sheet)
+    assert (px[0, 0], px[0, 4], px[3, 0], px[3, 4]) == (10, 20, 30, 0)
+    with pytest.raises(ValueError):
+        images.grid([])
