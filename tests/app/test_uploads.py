@@ -1,0 +1,119 @@
+"""Reading uploads: multipart ``image`` parts in order, a raw image body, and every refusal."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+
+from app.errors import ApiError
+from app.settings import Settings
+from app.uploads import MAX_OTHER_PARTS, media_type, read_images, wants
+from tests.app.helpers import image_bytes
+
+BOUNDARY = "b0undary"
+SETTINGS = Settings(max_images=3)
+
+
+def request(body: bytes | None, content_type: str, accept: str = "") -> Request:
+    """A request whose body arrives in one message; ``None``: a body that never arrives."""
+    headers = [(b"content-type", content_type.encode()), (b"accept", accept.encode())]
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": headers, "query_string": b""}
+    never = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if body is None:
+            await never.wait()
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(scope, receive)
+
+
+def multipart(*parts: tuple[str, str | None, bytes]) -> tuple[bytes, str]:
+    """(name, filename or None for a text field, data) parts -> body and Content-Type."""
+    out = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    return out + f"--{BOUNDARY}--\r\n".encode(), f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def read(body: bytes | None, content_type: str, settings: Settings = SETTINGS) -> list[bytes]:
+    return asyncio.run(read_images(request(body, content_type), settings))
+
+
+def refused(body: bytes | None, content_type: str, settings: Settings = SETTINGS) -> ApiError:
+    with pytest.raises(ApiError) as err:
+        read(body, content_type, settings)
+    return err.value
+
+
+def test_image_parts_come_in_order_and_other_fields_are_ignored() -> None:
+    a, b = image_bytes(seed=1), image_bytes(seed=2)
+    body, ctype = multipart(("note", None, b"text"), ("image", 'x "q".png', a), ("other", "o.png", b),
+                            ("image", "b.png", b))
+    assert read(body, ctype) == [a, b]
+
+
+def test_a_raw_image_body_is_one_image() -> None:
+    data = image_bytes()
+    assert read(data, "image/png") == [data]
+    assert read(data, "Image/WEBP; q=1") == [data]  # any image/* type, case-insensitive
+
+
+def test_other_content_types_are_415_naming_both_ways_to_send() -> None:
+    error = refused(b"{}", "application/json")
+    assert (error.status, error.code) == (415, "unsupported_media_type")
+    assert "multipart/form-data" in error.message and "image/*" in error.message
+
+
+def test_no_image_part_is_422_missing_image() -> None:
+    body, ctype = multipart(("picture", "a.png", image_bytes()))
+    assert (refused(body, ctype).status, refused(body, ctype).code) == (422, "missing_image")
+
+
+def test_more_images_than_the_limit_is_422_too_many_images() -> None:
+    body, ctype = multipart(*[("image", f"{i}.png", image_bytes(seed=i)) for i in range(4)])
+    error = refused(body, ctype)
+    assert (error.status, error.code) == (422, "too_many_images") and "AESERVE_MAX_IMAGES" in error.message
+
+
+def test_a_text_field_named_image_is_422() -> None:
+    body, ctype = multipart(("image", None, b"not a file"))
+    error = refused(body, ctype)
+    assert error.status == 422 and "file upload" in error.message
+
+
+def test_endless_other_parts_are_422() -> None:
+    body, ctype = multipart(*[("x", None, b"1") for _ in range(MAX_OTHER_PARTS + 1)])
+    assert refused(body, ctype).status == 422
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype"),
+    [
+        (b"--b0undary\r\nContent-Disposition: form-data; name=image; filename=a\r\n\r\nabc\r\n--bad",
+         f"multipart/form-data; boundary={BOUNDARY}"),
+        (b"--b0undary\r\nContent-Disposition: form-data; name=image; filename=a\r\n\r\nabc",
+         f"multipart/form-data; boundary={BOUNDARY}"),
+        (b"x", "multipart/form-data"),
+    ],
+    ids=["bad-closing", "no-closing", "no-boundary"],
+)
+def test_malformed_multipart_is_400(body: bytes, ctype: str) -> None:
+    error = refused(body, ctype)
+    assert (error.status, error.code) == (400, "bad_request")
+
+
+def test_a_body_that_does_not_arrive_in_time_is_408_and_closes() -> None:
+    error = refused(None, "image/png", Settings(body_timeout_s=1e-3))
+    assert (error.status, error.code) == (408, "body_timeout")
+    assert error.headers == {"Connection": "close"} and "AESERVE_BODY_TIMEOUT_S" in error.message
+
+
+def test_media_type_and_accept() -> None:
+    req = request(b"", "Multipart/Form-Data; boundary=x", accept="image/png, application/json")
+    assert media_type(req) == "multipart/form-data"
+    assert wants(req, "application/json") and not wants(req, "text/html")
