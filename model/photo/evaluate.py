@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -153,8 +154,10 @@ def evaluate_photo(args: argparse.Namespace, command: str) -> int:
     for name, folder, channels, set_sigmas in sets:
         images = load_image_folder(Path(folder), channels)
         loaded.append((name, images[: args.limit] if args.limit else images, set_sigmas))
-    # BM3D runs in worker processes while the model works in this one
-    with ProcessPoolExecutor(max_workers=max(1, args.bm3d_workers)) as pool:
+    # BM3D runs in worker processes while the model works in this one; spawned, not forked (a
+    # fork of a process whose torch thread pool has run can hang in torch)
+    with ProcessPoolExecutor(max_workers=max(1, args.bm3d_workers),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
         jobs: dict[tuple[str, str, float], list[Job]] = {}
         for protocol in args.protocols:
             for name, images, set_sigmas in loaded:
