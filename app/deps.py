@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from app.errors import ApiError
 from app.kinds import ServedModel
@@ -46,18 +45,17 @@ async def get_model(request: Request, name: str) -> ServedModel:
 ModelDep = Annotated[ServedModel, Depends(get_model)]
 
 
-def supporting(operation: str) -> Callable[[Request, str], Awaitable[ServedModel]]:
-    """A dependency giving the named model, or 422 when it lacks ``operation``."""
+ModelName = Annotated[str, Path(description="the model: a folder of the checkpoint directory")]
 
-    async def dependency(request: Request, name: str) -> ServedModel:
-        served = lookup(request, name)
-        if not served.supports(operation):
-            raise ApiError(
-                422,
-                "unsupported_operation",
-                f"model {served.name} is a {served.kind} model and cannot {operation}; "
-                f"it supports: {', '.join(served.operations)}",
-            )
-        return served
 
-    return dependency
+def model_for(request: Request, name: str, operation: str) -> ServedModel:
+    """The named model, or 404; 422 when it lacks ``operation``."""
+    served = lookup(request, name)
+    if not served.supports(operation):
+        raise ApiError(
+            422,
+            "unsupported_operation",
+            f"model {served.name} is a {served.kind} model and cannot {operation}; "
+            f"it supports: {', '.join(served.operations)}",
+        )
+    return served

@@ -82,12 +82,12 @@ def decode(p: Probe) -> Image.Image:
     img = p.image
     try:
         img.load()
-        upright = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)
     except Image.DecompressionBombError as exc:
         raise ApiError(413, "too_many_pixels", f"image refused: {exc}") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise _unsupported(f"the {img.format} image is truncated or corrupt ({exc})") from exc
-    return normalize_mode(upright)
+    return normalize_mode(img)
 
 
 def normalize_mode(img: Image.Image) -> Image.Image:

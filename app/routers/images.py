@@ -5,13 +5,12 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app import images
-from app.deps import supporting
+from app.deps import ModelName, model_for
 from app.errors import ApiError, responses
-from app.kinds import ServedModel
 from app.kinds.base import DenoiseParams, EncodeParams
 from app.uploads import read_images
 
@@ -94,13 +93,14 @@ class ScoreAnswer(BaseModel):
 )
 async def denoise(
     request: Request,
-    served: Annotated[ServedModel, Depends(supporting("denoise"))],
+    name: ModelName,
     resize: Resize = False,
     sigma: Annotated[float | None, Query(ge=0, le=255, allow_inf_nan=False,
                                          description="photo models: noise σ on the 0-255 scale")] = None,
     accept: Accept = "",
 ) -> Any:
     """Clean image(s): one image -> image/png; several, or Accept: application/json -> JSON."""
+    served = model_for(request, name, "denoise")
     with served.ticket(request) as ticket:
         uploads = await read_images(request, served.settings)
         answers = await served.denoise(uploads, DenoiseParams(resize, sigma), ticket)
@@ -119,12 +119,13 @@ async def denoise(
              responses=IMAGE_ERRORS, openapi_extra=UPLOAD_BODY)
 async def encode(
     request: Request,
-    served: Annotated[ServedModel, Depends(supporting("encode"))],
+    name: ModelName,
     resize: Resize = False,
     sample: Annotated[bool, Query(description="VAE: add a reparameterized draw z")] = False,
     seed: Seed = None,
 ) -> dict[str, Any]:
     """Latent code(s): ``z`` for an autoencoder; ``mu``, ``sigma``, ``logvar`` for a VAE."""
+    served = model_for(request, name, "encode")
     with served.ticket(request) as ticket:
         uploads = await read_images(request, served.settings)
         answer = await served.encode(uploads, EncodeParams(resize, sample, seed), ticket)
@@ -135,12 +136,13 @@ async def encode(
              openapi_extra=UPLOAD_BODY)
 async def score(
     request: Request,
-    served: Annotated[ServedModel, Depends(supporting("score"))],
+    name: ModelName,
     resize: Resize = False,
     k: Annotated[int | None, Query(ge=1, description="importance samples (default 100)")] = None,
     seed: Seed = None,
 ) -> ScoreAnswer:
     """Anomaly score per image: negative ELBO and the IWAE estimate of -log p(x), in nats."""
+    served = model_for(request, name, "score")
     settings = served.settings
     k = settings.default_k if k is None else k
     if k > settings.max_k:

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 import numpy as np
 import torch
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from app import images
-from app.deps import SettingsDep, supporting
+from app.deps import ModelName, SettingsDep, model_for
 from app.errors import ApiError, responses
 from app.kinds import ServedModel
 from app.lifecycle import Ticket
@@ -91,11 +91,12 @@ def image_answer(served: ServedModel, out: torch.Tensor, accept: str, **extra: i
 async def decode(
     request: Request,
     body: DecodeBody,
-    served: Annotated[ServedModel, Depends(supporting("decode"))],
+    name: ModelName,
     settings: SettingsDep,
     accept: Accept = "",
 ) -> Any:
     """Latents -> images: JSON base64 PNGs, or one PNG grid with ``Accept: image/png``."""
+    served = model_for(request, name, "decode")
     z = check_latents(body.z, served, settings.max_n)
     with served.ticket(request) as ticket:
         return image_answer(served, await served.decode(z, ticket), accept)
@@ -105,12 +106,13 @@ async def decode(
              responses={**PNG_OR_JSON, **LATENT_ERRORS})
 async def sample(
     request: Request,
-    served: Annotated[ServedModel, Depends(supporting("sample"))],
+    name: ModelName,
     settings: SettingsDep,
     body: SampleBody | None = None,
     accept: Accept = "",
 ) -> Any:
     """Draws from the prior, decoded; the seed (given or drawn) comes back in the answer."""
+    served = model_for(request, name, "sample")
     body = body or SampleBody()
     if body.n > settings.max_n:
         raise ApiError(422, "limit_exceeded",
@@ -136,13 +138,14 @@ async def sample(
 )
 async def interpolate(
     request: Request,
-    served: Annotated[ServedModel, Depends(supporting("interpolate"))],
+    name: ModelName,
     settings: SettingsDep,
     steps: Annotated[int | None, Query(ge=2, description="points on the path, ends included")] = None,
     resize: Annotated[bool, Query(description="resize the two images to the model's size")] = False,
     accept: Accept = "",
 ) -> Any:
     """Two images (multipart) or ``{"z": [z0, z1], "steps": n}`` -> the decoded straight path."""
+    served = model_for(request, name, "interpolate")
     with served.ticket(request) as ticket:
         return await _interpolate(request, served, settings, ticket, steps, resize, accept)
 
