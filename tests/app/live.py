@@ -28,13 +28,13 @@ def free_port() -> int:
 def server_env(checkpoints: Path, port: int, **extra: str) -> dict[str, str]:
     """The environment of a server: this one's, less any AESERVE_* setting, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_")}
-    env.update(
-        AESERVE_CHECKPOINT_DIR=str(checkpoints),
-        AESERVE_PORT=str(port),
-        AESERVE_LOG_LEVEL="warning",
-        AESERVE_TORCH_THREADS="1",
+    env.update({
+        "AESERVE_CHECKPOINT_DIR": str(checkpoints),
+        "AESERVE_PORT": str(port),
+        "AESERVE_LOG_LEVEL": "warning",
+        "AESERVE_TORCH_THREADS": "1",
         **extra,
-    )
+    })
     return env
 
 
