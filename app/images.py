@@ -34,6 +34,7 @@ class Probe:
     width: int
     height: int
     bands: int  # colour bands after decoding: 1 (gray) or 3 (RGB); alpha is set aside
+    orientation: int  # EXIF orientation from the header (1: upright)
 
     @property
     def pixels(self) -> int:
@@ -74,7 +75,7 @@ def probe(data: bytes, max_pixels: int) -> Probe:
         )
     if orientation in TRANSPOSED:
         width, height = height, width
-    return Probe(img, width, height, 1 if img.mode in GRAY_MODES else 3)
+    return Probe(img, width, height, 1 if img.mode in GRAY_MODES else 3, orientation)
 
 
 def decode(p: Probe) -> Image.Image:
@@ -82,7 +83,9 @@ def decode(p: Probe) -> Image.Image:
     img = p.image
     try:
         img.load()
-        ImageOps.exif_transpose(img, in_place=True)
+        # a PNG may carry its EXIF after the pixels: known only now
+        if p.orientation != 1 or (img.format == "PNG" and "exif" in img.info):
+            ImageOps.exif_transpose(img, in_place=True)
     except Image.DecompressionBombError as exc:
         raise ApiError(413, "too_many_pixels", f"image refused: {exc}") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
