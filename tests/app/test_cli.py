@@ -1,0 +1,61 @@
+"""``python -m app``: ``--help`` lists the settings and loads nothing; mistakes are one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_app(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_")}
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, env={**clean, **env},
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_help_lists_every_setting_with_default_and_meaning() -> None:
+    result = run_app("--help")
+    assert result.returncode == 0, result.stderr
+    for name, field in Settings.model_fields.items():
+        line = next(x for x in result.stdout.splitlines()
+                    if x.strip().startswith(f"AESERVE_{name.upper()} "))
+        assert field.description and field.description in line
+    assert "AESERVE_MAX_WORK                 8.0" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_help_loads_nothing() -> None:
+    """No torch, no model, no server: the help comes before any of them is imported."""
+    code = ("import runpy, sys\nsys.argv = ['app', '--help']\n"
+            "try:\n    runpy.run_module('app', run_name='__main__')\nexcept SystemExit as e:\n"
+            "    assert e.code == 0\nprint(sorted(m for m in ('torch', 'uvicorn', 'app.main') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_bad_setting_is_one_line_and_exit_2() -> None:
+    result = run_app(AESERVE_MAX_WORK="lots")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("aeserve: invalid setting: AESERVE_MAX_WORK")
+
+
+def test_a_missing_checkpoint_dir_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    result = run_app(AESERVE_CHECKPOINT_DIR=str(tmp_path / "nope"))
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "does not exist (AESERVE_CHECKPOINT_DIR)" in result.stderr
+
+
+def test_an_unknown_flag_is_refused_without_starting() -> None:
+    result = run_app("--port", "1")
+    assert result.returncode == 2
+    assert "unrecognized arguments" in result.stderr
