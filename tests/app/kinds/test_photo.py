@@ -1,4 +1,5 @@
-"""POST /v1/models/photo-denoiser/denoise: any size and mode back, alpha kept, sigma in and out."""
+"""The photo denoiser: any size and mode back, alpha kept, sigma in and out; the cost of thin
+strips, EXIF, and tiles that stop when the ticket fails."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import base64
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,11 +15,24 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from app import images
+from app.errors import ApiError
+from app.lifecycle import timeout_error
 from app.main import create_app
 from app.settings import Settings
 from model.checkpoint import load_checkpoint
 from model.photo import denoise_image
-from tests.app.helpers import assert_error, decode_png, files, image_bytes
+from model.photo.inference import work_pixels
+from tests.app.helpers import (
+    assert_error,
+    decode_png,
+    exif_rotated,
+    files,
+    image_bytes,
+    png_of,
+    stored_pixels,
+    upright_pattern,
+)
 
 URL = "/v1/models/photo-denoiser/denoise"
 
@@ -123,12 +138,69 @@ def test_negative_sigma_is_refused(photo_client: TestClient) -> None:
     assert_error(response, 422)
 
 
-def test_a_photo_gets_time_in_proportion_to_its_work() -> None:
-    from app.routers.images import photo_timeout
+def photo_model(client: TestClient) -> Any:
+    return client.app.state.registry.models["photo-denoiser"]  # type: ignore[attr-defined]
 
-    small = torch.zeros(1, 1, 100, 100, dtype=torch.uint8)
-    gray_4mp = torch.zeros(1, 1, 2000, 2000, dtype=torch.uint8)
-    rgb_4mp = torch.zeros(1, 3, 2000, 2000, dtype=torch.uint8)
-    assert photo_timeout(30.0, small) == 30.0  # never below the base budget
-    assert photo_timeout(30.0, gray_4mp) == pytest.approx(120.0)
-    assert photo_timeout(30.0, rgb_4mp) == pytest.approx(600.0)  # five plane passes
+
+def strip(width: int) -> bytes:
+    """A real 1-pixel-high gray PNG: a few KB on the wire, ``width`` pixels decoded."""
+    buf = io.BytesIO()
+    Image.new("L", (width, 1), color=128).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_thin_strip_over_the_work_cap_is_413_naming_cost_and_cap_before_decoding(
+    photo_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[Any] = []
+    monkeypatch.setattr(images, "decode", lambda *a: decoded.append(a))
+    data = strip(4_000_000)
+    assert len(data) < 20_000
+    error = assert_error(photo_client.post(URL, files=files(data)), 413, "too_much_work")
+    cost = 4_000_000 + work_pixels(photo_model(photo_client).model, 1, 4_000_000, 1)
+    assert f"costs {cost / 1e6:.3g} megapixel" in error["message"]
+    assert "the limit is 8 (AESERVE_MAX_WORK)" in error["message"]
+    assert decoded == []
+
+
+def test_a_thin_strip_within_the_cap_is_cheap_and_answered(photo_client: TestClient) -> None:
+    width = 16_384
+    work = work_pixels(photo_model(photo_client).model, 1, width, 1)
+    assert work <= 16 * width  # the tiles follow the strip: not a square tile per pixel
+    response = photo_client.post(URL, files=files(strip(width)))
+    assert response.status_code == 200, response.text
+    assert decode_png(response.content).size == (width, 1)
+
+
+def test_a_sideways_jpeg_is_denoised_upright_in_the_rotated_size(photo_client: TestClient) -> None:
+    jpeg = exif_rotated(upright_pattern(24, 40))
+    upright = np.rot90(stored_pixels(jpeg), k=-1)  # the stored pixels, turned as EXIF says
+    answer = photo_client.post(URL, params={"sigma": 10}, files=files(jpeg))
+    assert answer.status_code == 200, answer.text
+    out = decode_png(answer.content)
+    assert out.size == (24, 40)
+    expected = photo_client.post(URL, params={"sigma": 10}, files=files(png_of(upright)))
+    assert np.array_equal(np.asarray(out), np.asarray(decode_png(expected.content)))
+
+
+def test_the_ticket_is_checked_before_every_tile_and_stops_the_rest(photo_client: TestClient) -> None:
+    served = photo_model(photo_client)
+    checks: list[int] = []
+
+    def check() -> None:
+        checks.append(1)
+        if len(checks) == 3:
+            raise timeout_error(1.0)
+
+    x = torch.zeros(1, 1, 1200, 1200, dtype=torch.uint8)  # nine tiles or more
+    with pytest.raises(ApiError) as stopped:
+        served._denoise((x, 10.0), check)
+    assert stopped.value.code == "timeout" and len(checks) == 3
+
+
+def test_a_photo_past_its_deadline_is_503_timeout(tiny_photo_checkpoint: Path) -> None:
+    settings = Settings(checkpoint_dir=tiny_photo_checkpoint, torch_threads=1, request_timeout_s=1e-6)
+    with TestClient(create_app(settings)) as client:
+        response = client.post(URL, files=files(image_bytes(size=(300, 200))))
+    assert_error(response, 503, "timeout")
+    assert response.headers["retry-after"] == "1"
