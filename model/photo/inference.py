@@ -17,10 +17,11 @@ Two kinds of network run here, told apart by their ``channels``:
 
 Borders: each side gets a mirrored margin of up to ``MARGIN`` pixels (never more than the side minus
 one, so a 1-pixel side gets none and a thin strip is not padded up to a square), cropped after the
-network. Tiles: the padded image is cut into cores of about ``tile`` x ``tile`` pixels (a thin image
-gets long, flat tiles of the same area), each run with ``overlap`` pixels of real context on every
-side, and only the core is kept. Tile origins sit on the network's downsampling grid, so a tiled
-result differs from the whole-image result only through the context cut beyond ``overlap`` pixels.
+network. Tiles: the padded image is cut into equal cores of about ``tile`` x ``tile`` pixels (a
+side up to 1/8 longer than ``tile`` stays whole; a thin image gets long, flat tiles of the same
+area), each run with ``overlap`` pixels of real context on every side, and only the core is kept.
+Tile origins sit on the network's downsampling grid, so a tiled result differs from the
+whole-image result only through the context cut beyond ``overlap`` pixels.
 
 ``work_pixels`` counts the pixels the network really processes (tiles with their context, margins
 and the network's own padding to its downsampling grid, every pass): the request's cost.
@@ -108,13 +109,19 @@ def tile_shape(height: int, width: int, tile: int, overlap: int, multiple: int) 
     return th, tw, overlap
 
 
-def spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """(crop_start, crop_end, core_start, core_end) along one axis; one span when size <= tile."""
-    if size <= tile:
+def spans(size: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int, int, int]]:
+    """(crop_start, crop_end, core_start, core_end) along one axis.
+
+    Equal cores of about ``tile`` pixels on the downsampling grid; a side up to 1/8 longer than
+    ``tile`` stays one span, so that the mirrored margin does not cost a sliver tile of its own.
+    """
+    count = max(1, -(-(size - tile // 8) // tile))
+    if count == 1:
         return [(0, size, 0, size)]
+    core = _round_up(-(-size // count), multiple)
     out = []
-    for start in range(0, size, tile):
-        end = min(start + tile, size)
+    for start in range(0, size, core):
+        end = min(start + core, size)
         out.append((max(0, start - overlap), min(size, end + overlap), start, end))
     return out
 
@@ -130,23 +137,33 @@ def run_tiled(
     """The network's output on (B, C, H, W), tile by tile; ``check()`` before every forward."""
     _, _, h, w = planes.shape
     th, tw, overlap = tile_shape(h, w, tile, overlap, net.multiple)
-    row_spans, col_spans = spans(h, th, overlap), spans(w, tw, overlap)
+    row_spans, col_spans = spans(h, th, overlap, net.multiple), spans(w, tw, overlap, net.multiple)
     if len(row_spans) == 1 and len(col_spans) == 1:
-        if check is not None:
-            check()
-        return net(planes, level)
+        return _one_at_a_time(net, planes, level, check)
     out = torch.empty_like(planes)
     for y0, y1, cy0, cy1 in row_spans:
         for x0, x1, cx0, cx1 in col_spans:
-            if check is not None:
-                check()
-            result = net(planes[..., y0:y1, x0:x1], level)
+            result = _one_at_a_time(net, planes[..., y0:y1, x0:x1], level, check)
             out[..., cy0:cy1, cx0:cx1] = result[..., cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
     return out
 
 
+def _one_at_a_time(
+    net: PhotoDenoiser, x: torch.Tensor, level: torch.Tensor | None, check: Check | None
+) -> torch.Tensor:
+    """One forward per image of the batch: the activations of a tile are held for one plane at a
+    time (a colour photo on a gray network is five planes), which bounds the memory of any
+    request by the tile size; ``check()`` before each."""
+    outs = []
+    for b in range(x.shape[0]):
+        if check is not None:
+            check()
+        outs.append(net(x[b : b + 1], None if level is None else level[b : b + 1]))
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
 def passes(net: PhotoDenoiser, channels: int) -> int:
-    """Images the network processes for one input of ``channels`` planes (batched as one call)."""
+    """Images the network processes for one input of ``channels`` planes (one forward each)."""
     if net.cfg.channels == 3 or channels == 1:
         return 1
     return 5  # Y, U, V and the two negated chroma planes
@@ -170,8 +187,8 @@ def work_pixels(
     mh, mw = margins(height, width)
     h, w = height + 2 * mh, width + 2 * mw
     th, tw, ov = tile_shape(h, w, tile, overlap, m)
-    rows = sum(_round_up(y1 - y0, m) for y0, y1, _, _ in spans(h, th, ov))
-    cols = sum(_round_up(x1 - x0, m) for x0, x1, _, _ in spans(w, tw, ov))
+    rows = sum(_round_up(y1 - y0, m) for y0, y1, _, _ in spans(h, th, ov, m))
+    cols = sum(_round_up(x1 - x0, m) for x0, x1, _, _ in spans(w, tw, ov, m))
     return rows * cols * passes(net, channels)
 
 
