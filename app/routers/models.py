@@ -65,6 +65,6 @@ async def list_models(registry: RegistryDep) -> dict[str, Any]:
     }
 
 
-@router.get("/{name}", response_model=ModelCard, responses=responses(404))
+@router.get("/{name}", response_model=ModelCard, responses=responses(404, 422))
 async def get_model(served: ModelDep) -> dict[str, Any]:
     return served.card()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
 
@@ -46,31 +43,3 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, 
 def test_empty_token_means_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AESERVE_API_TOKEN", "")
     assert Settings().api_token is None
-
-
-def test_startup_freezes_the_startup_objects_out_of_the_collector(tiny_checkpoints: Path) -> None:
-    from fastapi.testclient import TestClient
-
-    from app.main import create_app
-
-    gc.unfreeze()
-    with TestClient(create_app(Settings(checkpoint_dir=tiny_checkpoints, gc_freeze=False))):
-        assert gc.get_freeze_count() == 0
-    with TestClient(create_app(Settings(checkpoint_dir=tiny_checkpoints))):
-        assert gc.get_freeze_count() > 10_000  # torch, the models, the app
-    assert gc.get_freeze_count() == 0  # shutdown hands them back
-
-
-def test_startup_spaces_out_young_collections_and_shutdown_restores_them(
-    tiny_checkpoints: Path,
-) -> None:
-    from fastapi.testclient import TestClient
-
-    from app.main import create_app
-
-    before = gc.get_threshold()
-    with TestClient(create_app(Settings(checkpoint_dir=tiny_checkpoints, gc_gen0_threshold=5000))):
-        assert gc.get_threshold() == (5000, *before[1:])
-    assert gc.get_threshold() == before
-    with TestClient(create_app(Settings(checkpoint_dir=tiny_checkpoints, gc_gen0_threshold=0))):
-        assert gc.get_threshold() == before

@@ -1,0 +1,106 @@
+"""The app factory and its lifespan: the routers it mounts, the schema it publishes, the
+collector settings it applies and gives back."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+
+ERROR_REF = "#/components/schemas/ErrorBody"
+
+
+def error_schema(response: dict[str, Any]) -> str | None:
+    return response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+
+
+def test_the_openapi_schema_documents_every_route_under_its_router_tag(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    expected = {
+        ("/v1/models/{name}/denoise", "post"): "images",
+        ("/v1/models/{name}/encode", "post"): "images",
+        ("/v1/models/{name}/score", "post"): "images",
+        ("/v1/models/{name}/decode", "post"): "latents",
+        ("/v1/models/{name}/sample", "post"): "latents",
+        ("/v1/models/{name}/interpolate", "post"): "latents",
+        ("/v1/models", "get"): "models",
+        ("/v1/models/{name}", "get"): "models",
+    }
+    for (path, method), tag in expected.items():
+        assert paths[path][method]["tags"] == [tag], (path, method)
+    assert {"/healthz", "/readyz", "/metrics"} <= set(paths)
+    params = {p["name"] for p in paths["/v1/models/{name}/denoise"]["post"]["parameters"]}
+    assert {"name", "resize", "sigma"} <= params
+
+
+def v1_operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(path, method, op) for path, item in schema["paths"].items() if path.startswith("/v1")
+            for method, op in item.items()]
+
+
+def test_every_v1_route_documents_its_errors_with_the_error_schema(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert set(schema["components"]["schemas"]["ErrorBody"]["properties"]) == {"error"}
+    for path, method, op in v1_operations(schema):
+        errors = {int(s): r for s, r in op["responses"].items() if s.isdigit() and int(s) >= 400}
+        for status, response in errors.items():
+            assert error_schema(response) == ERROR_REF, (path, method, status)
+    for path, method, op in v1_operations(schema):
+        if "/{name}/" in path:  # the operations on a model: unknown, unfit or busy
+            assert {"404", "422", "503"} <= set(op["responses"]), (path, method)
+    for path in ("/v1/models/{name}/denoise", "/v1/models/{name}/score"):
+        assert {"408", "413", "415"} <= set(schema["paths"][path]["post"]["responses"]), path
+
+
+def test_the_bearer_scheme_is_documented_exactly_when_a_token_is_configured(
+    client: TestClient, app_with: Callable[..., TestClient]
+) -> None:
+    open_schema = client.get("/openapi.json").json()
+    assert "securitySchemes" not in open_schema.get("components", {})
+    assert all("security" not in op for _, _, op in v1_operations(open_schema))
+    guarded = app_with(api_token="s3cret").get("/openapi.json").json()
+    schemes = guarded["components"]["securitySchemes"]
+    ((name, scheme),) = schemes.items()
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    for path, method, op in v1_operations(guarded):
+        assert op["security"] == [{name: []}], (path, method)
+        assert error_schema(op["responses"]["401"]) == ERROR_REF, (path, method)
+    for path in ("/healthz", "/readyz", "/metrics"):  # never behind the token
+        assert "security" not in guarded["paths"][path]["get"], path
+
+
+def test_metrics_are_documented_as_text_plain(client: TestClient) -> None:
+    content = client.get("/openapi.json").json()["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(content) == [next(k for k in content if k.startswith("text/plain"))]
+
+
+def test_startup_freezes_the_startup_objects_out_of_the_collector(tiny_checkpoints: Path) -> None:
+    from fastapi.testclient import TestClient
+
+
+    gc.unfreeze()
+    with TestClient(create_app(Settings(checkpoint_dir=tiny_checkpoints, gc_freeze=False))):
+        assert gc.get_freeze_count() == 0
+    with TestClient(create_app(Settings(checkpoint_dir=tiny_checkpoints))):
+        assert gc.get_freeze_count() > 10_000  # torch, the models, the app
+    assert gc.get_freeze_count() == 0  # shutdown hands them back
+
+
+def test_startup_spaces_out_young_collections_and_shutdown_restores_them(
+    tiny_checkpoints: Path,
+) -> None:
+    from fastapi.testclient import TestClient
+
+
+    before = gc.get_threshold()
+    with TestClient(create_app(Settings(checkpoint_dir=tiny_checkpoints, gc_gen0_threshold=5000))):
+        assert gc.get_threshold() == (5000, *before[1:])
+    assert gc.get_threshold() == before
+    with TestClient(create_app(Settings(checkpoint_dir=tiny_checkpoints, gc_gen0_threshold=0))):
+        assert gc.get_threshold() == before
