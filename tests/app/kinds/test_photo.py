@@ -204,3 +204,10 @@ def test_a_photo_past_its_deadline_is_503_timeout(tiny_photo_checkpoint: Path) -
         response = client.post(URL, files=files(image_bytes(size=(300, 200))))
     assert_error(response, 503, "timeout")
     assert response.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize("sigma", ["nan", "inf", "-inf", "-1", "255.5", "1e300", "loud"])
+def test_sigma_must_be_finite_and_within_0_to_255(photo_client: TestClient, sigma: str) -> None:
+    response = photo_client.post(URL, params={"sigma": sigma}, files=files(image_bytes()))
+    assert "sigma" in assert_error(response, 422, "invalid_request")["message"]
+    assert photo_client.post(URL, params={"sigma": 255}, files=files(image_bytes())).status_code == 200

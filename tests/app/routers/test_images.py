@@ -138,3 +138,9 @@ def test_malformed_multipart_is_400(client: TestClient) -> None:
 def test_a_text_field_named_image_is_422(client: TestClient) -> None:
     error = assert_error(client.post(URL, files=[("image", (None, "not a file"))]), 422)
     assert "file upload" in error["message"]
+
+
+@pytest.mark.parametrize("params", [{"resize": "maybe"}, {"sample": "2"}, {"seed": "-1"}])
+def test_flags_and_seeds_are_validated(client: TestClient, params: dict[str, str]) -> None:
+    response = client.post("/v1/models/mnist-vae/encode", params=params, files=files(image_bytes()))
+    assert_error(response, 422, "invalid_request")

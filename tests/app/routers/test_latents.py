@@ -146,3 +146,49 @@ def test_interpolate_needs_exactly_two_ends(client: TestClient) -> None:
     assert_error(client.post(f"{VAE}/interpolate", files=files(image_bytes())), 422)
     assert_error(client.post(f"{VAE}/interpolate", json={"z": [[0.0] * 32] * 3}), 422)
     assert_error(client.post(f"{VAE}/interpolate", json={"z": [[0.0] * 32] * 2, "steps": 1000}), 422)
+
+
+@pytest.mark.parametrize("value", ["1e300", "-1e300", "3.5e38", "NaN", "-Infinity"])
+def test_a_latent_outside_float32_is_422_invalid_latent(client: TestClient, value: str) -> None:
+    """1e300 is finite in float64 but infinite in float32: it would decode to NaN garbage."""
+    body = '{"z": [[' + value + ", 0" * 31 + "]]}"
+    for path in ("decode", "interpolate"):
+        sent = body if path == "decode" else body.replace("]]}", "], [0" + ", 0" * 31 + "]]}")
+        response = client.post(f"{VAE}/{path}", content=sent,
+                               headers={"content-type": "application/json"})
+        error = assert_error(response, 422, "invalid_latent")
+        assert "float32" in error["message"] and "z[0][0]" in error["message"]
+
+
+def test_the_largest_float32_latent_is_accepted(client: TestClient) -> None:
+    response = client.post(f"{VAE}/decode", json={"z": [[3.4e38] + [0.0] * 31]})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "temperature", ["NaN", "Infinity", "-Infinity", "0", "-1", "10.5", "1e300", '"warm"']
+)
+def test_sample_temperature_must_be_finite_and_in_range(client: TestClient, temperature: str) -> None:
+    response = client.post(f"{VAE}/sample", content='{"n": 1, "temperature": ' + temperature + "}",
+                           headers={"content-type": "application/json"})
+    assert_error(response, 422, "invalid_request")
+
+
+@pytest.mark.parametrize("body", ['{"n": 0}', '{"n": -3}', '{"n": 1.5}', '{"seed": -1}',
+                                  '{"seed": 1e300}', '{"seed": 9223372036854775808}'])
+def test_sample_n_and_seed_are_checked(client: TestClient, body: str) -> None:
+    response = client.post(f"{VAE}/sample", content=body, headers={"content-type": "application/json"})
+    assert_error(response, 422, "invalid_request")
+
+
+@pytest.mark.parametrize("params", [{"k": "0"}, {"k": "-5"}, {"k": "inf"}, {"k": "NaN"}, {"k": "1e3"},
+                                    {"seed": "-1"}, {"seed": "nan"}])
+def test_score_k_and_seed_must_be_in_range(client: TestClient, params: dict[str, str]) -> None:
+    response = client.post(f"{VAE}/score", params=params, files=files(image_bytes()))
+    assert_error(response, 422, "invalid_request")
+
+
+@pytest.mark.parametrize("steps", ["1", "0", "inf", "2.5"])
+def test_interpolate_steps_must_be_an_integer_of_at_least_two(client: TestClient, steps: str) -> None:
+    body = {"z": [[0.0] * 32, [1.0] * 32]}
+    assert_error(client.post(f"{VAE}/interpolate", params={"steps": steps}, json=body), 422)
