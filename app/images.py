@@ -73,7 +73,7 @@ def probe(data: bytes, max_pixels: int) -> Probe:
             f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} "
             "(AESERVE_MAX_PIXELS)",
         )
-    if orientation in TRANSPOSED:
+    if orientation in TRANSPOSED and img.format != "TIFF":  # Pillow opens a TIFF upright already
         width, height = height, width
     return Probe(img, width, height, 1 if img.mode in GRAY_MODES else 3, orientation)
 

@@ -61,12 +61,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._in_headers:
-            self._header_bytes += len(data)
+            end = data.find(b"\r\n\r\n")  # the headers end in this chunk: count up to there
+            self._header_bytes += len(data) if end < 0 else end + 4
+            if self._header_bytes > self.max_header_bytes:
+                self._refuse(431, b"Request Header Fields Too Large", "headers_too_large",
+                             f"the request line and headers are over {self.max_header_bytes} "
+                             "bytes (AESERVE_MAX_HEADER_BYTES)")
+                return
         super().data_received(data)
-        if self._in_headers and self._header_bytes > self.max_header_bytes:
-            self._refuse(431, b"Request Header Fields Too Large", "headers_too_large",
-                         f"the request line and headers are over {self.max_header_bytes} bytes "
-                         "(AESERVE_MAX_HEADER_BYTES)")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -66,14 +66,7 @@ def test_a_truncated_image_is_415_when_decoded() -> None:
     assert (err.value.status, err.value.code) == (415, "unsupported_media_type")
 
 
-TIFF_SIZE_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="app/images.py probe swaps a TIFF's size although Pillow (>= 11) already reports it "
-           "upright at open: the probe's size comes out as stored",
-)
-
-
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", pytest.param("TIFF", marks=TIFF_SIZE_BUG)])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
 def test_the_probe_knows_the_upright_size_before_decoding(fmt: str) -> None:
     upright = upright_pattern(24, 40)  # 24 wide, 40 high; stored 40 wide, 24 high
     probe = images.probe(exif_rotated(upright, fmt), LIMIT)

@@ -73,11 +73,6 @@ def test_a_header_line_that_grows_past_the_limit_is_431_json_and_closed(limited:
     assert b"AESERVE_MAX_HEADER_BYTES" in body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/server.py GuardedHttpToolsProtocol.data_received: when the oversized headers "
-           "arrive complete in one read, on_headers_complete resets the count before the check",
-)
 def test_complete_headers_over_the_limit_in_one_read_are_431(limited: LiveServer) -> None:
     big = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * (2 * MAX_HEADER_BYTES) + b"\r\n\r\n"
     ((status, _, body),) = responses(exchange(limited.port, big))
