@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import torch
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from app.auth import require_token
 from app.errors import install_error_handlers, responses
@@ -56,7 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A configured app; models load when its lifespan starts."""
     settings = settings or Settings()
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their assets served here: no CDN, works offline
         title="aeserve",
         version="0.1.0",
         description="Denoise, encode, decode, sample and score with image autoencoders.",
