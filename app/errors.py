@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.observability import current_request_id
+
 log = logging.getLogger("aeserve")
 
 
@@ -129,8 +131,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # answered outside the request-id middleware: the id goes on by hand, so a report can cite it
     return error_response(
-        500, "internal_error", "the server failed to handle this request; it has been logged"
+        500, "internal_error", "the server failed to handle this request; it has been logged",
+        {"X-Request-ID": current_request_id()},
     )
 
 
