@@ -43,3 +43,42 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, 
 def test_empty_token_means_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AESERVE_API_TOKEN", "")
     assert Settings().api_token is None
+
+
+def test_the_lifecycle_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"AESERVE_MAX_WORK": "2.5", "AESERVE_QUEUE_WORK": "10",
+                        "AESERVE_REQUEST_TIMEOUT_S": "7", "AESERVE_HEADER_TIMEOUT_S": "0.5",
+                        "AESERVE_BODY_TIMEOUT_S": "3", "AESERVE_DRAIN_TIMEOUT_S": "0",
+                        "AESERVE_MAX_HEADER_BYTES": "8192"}.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert (settings.max_work_units, settings.queue_work_units) == (2_500_000, 10_000_000)
+    assert (settings.request_timeout_s, settings.header_timeout_s, settings.body_timeout_s,
+            settings.drain_timeout_s, settings.max_header_bytes) == (7.0, 0.5, 3.0, 0.0, 8192)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"max_work": 40.0, "queue_work": 32.0}, {"max_work": 0.0}, {"request_timeout_s": 0.0},
+     {"header_timeout_s": -1.0}, {"body_timeout_s": 0.0}, {"drain_timeout_s": -1.0},
+     {"max_header_bytes": 100}],
+)
+def test_lifecycle_limits_that_cannot_work_are_refused(values: dict[str, float]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**values)
+
+
+def test_the_default_cap_fits_in_the_default_queue_budget() -> None:
+    settings = Settings()
+    assert 0 < settings.max_work_units <= settings.queue_work_units
+
+
+def test_the_runtime_choice_is_resolved_for_the_device() -> None:
+    from app.runtime import onnx_available
+
+    assert Settings(runtime="torch").resolve_runtime("cpu") == "torch"
+    assert Settings(runtime="auto").resolve_runtime("cuda") == "torch"
+    assert Settings(runtime="auto").resolve_runtime("cpu") == (
+        "onnxruntime" if onnx_available() else "torch")
+    with pytest.raises(ValueError, match="CPU only"):
+        Settings(runtime="onnxruntime").resolve_runtime("cuda")
