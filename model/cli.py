@@ -32,14 +32,14 @@ class Parser(argparse.ArgumentParser):
 
 
 def positive_int(text: str) -> int:
-    value = _number(int, text)
+    value = int(_number(int, text))
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
     return value
 
 
 def nonnegative_int(text: str) -> int:
-    value = _number(int, text)
+    value = int(_number(int, text))
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
     return value

@@ -1,4 +1,5 @@
-"""Losses and likelihood bounds, assembled outside the networks' ``forward``."""
+"""Training losses, assembled outside the networks' ``forward`` (the likelihoods are in
+``model.scoring``, which serving uses too)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ import torch.nn.functional as F
 
 from model.distributions import DiagonalGaussian
 from model.networks import VAE
-from model.scoring import iwae_nll, log_likelihood
-
-__all__ = ["dae_loss", "iwae_nll", "log_likelihood", "vae_loss"]
+from model.scoring import log_likelihood
 
 
 def vae_loss(

@@ -34,4 +34,4 @@ def psnr_8bit(clean: npt.ArrayLike, estimate: npt.ArrayLike) -> float:
 
 def _host(x: npt.ArrayLike) -> npt.ArrayLike:
     detach = getattr(x, "detach", None)
-    return detach().cpu().numpy() if callable(detach) else x  # type: ignore[no-any-return]
+    return detach().cpu().numpy() if callable(detach) else x

@@ -23,8 +23,8 @@ HEAD, TAIL = "head.0.weight", ("tail.weight", "tail.bias")
 def warm_start(model: nn.Module, folder: Path, channels: int) -> dict[str, Any]:
     """Copy the weights of the checkpoint in ``folder`` into ``model``; returns what to record.
 
-    The record: the checkpoint's path and weights' sha256, and its chain of runs (each run's
-    command and steps, oldest first).
+    The record: the checkpoint's path and weights' sha256, and its chain of runs, oldest first:
+    each run's command, steps and the sha256 of the weights it started from (None: fresh).
     """
     ck = load_checkpoint(folder)
     state = ck.model.state_dict()
@@ -43,9 +43,8 @@ def warm_start(model: nn.Module, folder: Path, channels: int) -> dict[str, Any]:
         with torch.no_grad():
             value.copy_(weights)
     training = ck.meta.get("training", {})
-    chain = list(training.get("chain") or [{
-        "command": training.get("command"), "steps": training.get("steps"),
-        "weights_sha256": ck.sha256,
+    chain = list(training.get("chain") or [{  # a checkpoint from before chains were recorded
+        "command": training.get("command"), "steps": training.get("steps"), "init_from": None,
     }])
     return {"path": str(folder), "weights_sha256": ck.sha256, "chain": chain}
 

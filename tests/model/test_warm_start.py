@@ -41,6 +41,7 @@ def test_init_from_continues_the_weights_and_records_the_chain(
     assert training["init_from"] == {"path": str(second), "weights_sha256": b.sha256}
     assert training["chain"][1]["init_from"] == a.sha256 and training["chain"][2]["init_from"] == b.sha256
     assert all(run["command"].startswith("python -m model.train") for run in training["chain"])
+    assert all(set(run) == {"command", "steps", "init_from"} for run in training["chain"])
     assert "--init-from" in training["chain"][2]["command"]
 
 
