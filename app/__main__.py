@@ -17,8 +17,8 @@ from app.settings import Settings, describe_settings
 def _settings_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "settings"
-        parts.append(f"AESERVE_{field.upper()}: {err['msg']}")
+        field = ".".join(str(p) for p in err["loc"])  # empty: a rule between several settings
+        parts.append(f"AESERVE_{field.upper()}: {err['msg']}" if field else err["msg"])
     return "aeserve: invalid setting: " + "; ".join(parts)
 
 

@@ -243,10 +243,7 @@ def two_worker_server(tiny_checkpoints: Path, tmp_path: Path) -> Iterator[tuple[
         AESERVE_TORCH_THREADS="1",
         TMPDIR=str(tmp_path),  # where the service makes its metrics directory
     )
-    # Until app/__main__.py runs uvicorn inside prepare_multiprocess, the test does it; once it does,
-    # drop this `with` (the server then makes its own directory under TMPDIR, found the same way).
-    with prepare_multiprocess(2, root=tmp_path), log.open("wb") as out:
-        env[MULTIPROC_ENV] = os.environ[MULTIPROC_ENV]
+    with log.open("wb") as out:  # the server makes its own metrics directory under TMPDIR
         proc = subprocess.Popen(
             [sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
