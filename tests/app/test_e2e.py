@@ -20,9 +20,10 @@ __all__ = ["free_port"]  # other modules start servers on a free port too
 
 TOKEN = "e2e-token-0123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-# one score of 8 digits with k=1000 holds 6.28 of these megapixel-equivalents: while it runs,
-# only a dozen 28x28 denoises fit beside it
-WORK = "6.3"
+# one score of 64 digits with k=1000 holds 50.226 of these megapixel-equivalents (64 x (784 +
+# 1000 x 784) units): while it runs (seconds), only a dozen 28x28 denoises fit beside it
+WORK = "50.245"
+SCORE_IMAGES = 64
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +139,7 @@ def test_work_over_the_queue_budget_answers_503_with_retry_after(server: str) ->
                             model="mnist-vae")
             slow = asyncio.ensure_future(http.post(  # keeps the model thread busy for a while
                 "/v1/models/mnist-vae/score", params={"k": 1000},
-                files=files(*[image_bytes(seed=i) for i in range(8)]),
+                files=files(*[image_bytes(seed=i) for i in range(SCORE_IMAGES)]),
             ))
             for _ in range(600):  # until the score job has left the queue and runs
                 text = (await http.get("/metrics")).text
