@@ -78,8 +78,12 @@ def bm3d_job(clean: np.ndarray, sigma: float, index: int, eight_bit: bool,
 
 
 def evaluate_set(model: torch.nn.Module, images: list[np.ndarray], sigma: float, eight_bit: bool,
-                 known_sigma: bool, figure: list[np.ndarray], jobs: list[Job]) -> dict[str, Any]:
-    """The model on every image (blind, and told sigma); BM3D's results come from ``jobs``."""
+                 known_sigma: bool, figure: list[np.ndarray], jobs: list[Job],
+                 subset: int = 0) -> dict[str, Any]:
+    """The model on every image (blind, and told sigma); BM3D's results come from ``jobs``.
+
+    The model's blind figure on the first ``subset`` images (BM3D's, when it ran) is reported too.
+    """
     blind, known, est = [], [], []
     model_s = 0.0
     for i, clean in enumerate(images):
@@ -103,13 +107,15 @@ def evaluate_set(model: torch.nn.Module, images: list[np.ndarray], sigma: float,
         "sigma_estimate_max_rel_error": float(np.max(np.abs(errors))),
         "model_s_per_image": model_s / len(images),
     }
+    n_sub = len(jobs) or min(subset, len(images))
+    if n_sub:
+        result.update(subset_images=n_sub, model_blind_on_bm3d_subset=float(np.mean(blind[:n_sub])))
     if jobs:
         done = [job.result() for job in jobs]
         if done[0][2] is not None:
             figure.append(done[0][2])
         n = len(done)
         result.update(bm3d_images=n, bm3d=float(np.mean([d[0] for d in done])),
-                      model_blind_on_bm3d_subset=float(np.mean(blind[:n])),
                       bm3d_s_per_image=float(np.mean([d[1] for d in done])))
         print(f"  sigma {sigma:g}: BM3D {result['bm3d']:.2f} dB on {n}, model "
               f"{result['model_blind_on_bm3d_subset']:.2f} dB on the same", file=sys.stderr, flush=True)
@@ -175,7 +181,7 @@ def evaluate_photo(args: argparse.Namespace, command: str) -> int:
                     row: list[np.ndarray] = []
                     results[name][f"{sigma:g}"] = evaluate_set(
                         ckpt.model, images, sigma, protocol == "8bit", args.known_sigma, row,
-                        jobs[protocol, name, sigma])
+                        jobs[protocol, name, sigma], args.bm3d_limit or 0)
                     rows.append(row)
     metrics["speed_ms_per_mpx"] = measure_speed(ckpt.model, args.speed_size, device)
     metrics["command"] = command

@@ -209,5 +209,7 @@ def test_the_sigma_returned_is_the_clients_or_the_estimate() -> None:
     clean = photo(1, 96, 96)
     noisy = clean + (20 / 255) * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
     assert denoise_image(net, noisy, sigma=12.5)[1] == 12.5
-    blind = denoise_image(net, noisy)[1]
+    y, blind = denoise_image(net, noisy)
     assert blind == estimate_noise_sigma(noisy) and abs(blind - 20.0) < 2.0
+    assert torch.equal(y, denoise_image(net, noisy, sigma=blind)[0])  # the network is told it
+    assert not torch.equal(y, denoise_image(net, noisy, sigma=5.0)[0])
