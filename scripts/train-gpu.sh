@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Train the shipped checkpoints on one GPU within a fixed time, then evaluate the VAE there.
 #
-#   BUDGET=330 bash scripts/train-gpu.sh        # from the repository root, data under DATA
+#   DATA=/path/to/datasets BUDGET=330 bash scripts/train-gpu.sh   # from the repository root
 #
 # Several recipes train side by side on the one GPU (each small net leaves it mostly idle); each run
 # gets --time-budget, so it trains the whole epochs that fit and records the equivalent --epochs
 # command. The VAE with the best validation -ELBO becomes checkpoints/mnist-vae and is evaluated on
 # the whole test split. Everything lands in RESULTS (default runs/gpu/results.tar.gz).
 set -u
-DATA=${DATA:-../shared/datasets}
+DATA=${DATA:?set DATA to the data folder (docs/data.md)}
 RUNS=${RUNS:-runs/gpu}
 BUDGET=${BUDGET:-330}
 DEVICE=${DEVICE:-cuda}
