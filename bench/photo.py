@@ -30,7 +30,7 @@ from PIL import Image
 from app.settings import Settings
 from bench.run import ROOT, free_port, start
 from model.checkpoint import load_checkpoint
-from model.photo_infer import denoise_image
+from model.photo.inference import denoise_image
 
 
 def noisy_photo(size: int, channels: int, sigma: float = 25.0) -> np.ndarray:

@@ -13,7 +13,3 @@ training or evaluation.
 """
 
 from __future__ import annotations
-
-from model.photo.inference import denoise_image
-
-__all__ = ["denoise_image"]
