@@ -21,8 +21,7 @@ from app.lifecycle import timeout_error
 from app.main import create_app
 from app.settings import Settings
 from model.checkpoint import load_checkpoint
-from model.photo.inference import denoise_image
-from model.photo.inference import work_pixels
+from model.photo.inference import denoise_image, work_pixels
 from tests.app.helpers import (
     assert_error,
     decode_png,
