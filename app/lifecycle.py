@@ -21,7 +21,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from app.errors import ApiError, ClientDisconnected, overloaded
 from app.metrics import ModelMetrics
@@ -29,6 +29,9 @@ from app.metrics import ModelMetrics
 log = logging.getLogger("aeserve")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# an ASGI scope extension (app/server.py offers it): ``{"callbacks": [...]}``, a list the request
+# appends to, each called when the client disconnects before the answer is complete
+DISCONNECT_EXTENSION = "aeserve.disconnect"
 
 
 def timeout_error(timeout_s: float) -> ApiError:
@@ -50,12 +53,14 @@ def shutting_down() -> ApiError:
 class Ticket:
     """One request in flight. Create on the event loop; ``check`` may run on any thread."""
 
-    __slots__ = ("_receive", "_timer", "_watcher", "budget", "cost", "deadline", "error", "future",
-                 "timeout_s")
+    __slots__ = ("_receive", "_scope", "_timer", "_watcher", "budget", "cost", "deadline", "error",
+                 "future", "timeout_s")
 
-    def __init__(self, timeout_s: float, receive: Receive | None = None) -> None:
+    def __init__(self, timeout_s: float, receive: Receive | None = None,
+                 scope: Scope | None = None) -> None:
         self.timeout_s = timeout_s
         self._receive = receive  # the ASGI receive: after the body, it returns on a disconnect
+        self._scope = scope
         self._watcher: asyncio.Task[None] | None = None
         self.deadline = time.monotonic() + timeout_s
         self.error: BaseException | None = None
@@ -76,9 +81,21 @@ class Ticket:
             self.future.set_exception(error)
 
     def watch(self) -> None:
-        """Once the body is read: a client that disconnects from now on fails the ticket."""
-        if self._watcher is None and self._receive is not None:
+        """Once the body is read: a client that disconnects from now on fails the ticket.
+
+        Through the server's ``aeserve.disconnect`` extension when it offers one, else with a task
+        waiting on ``receive`` (which returns ``http.disconnect`` once the body has been read)."""
+        if self._watcher is not None or self._receive is None:
+            return
+        extension = (self._scope or {}).get("extensions", {}).get(DISCONNECT_EXTENSION)
+        if extension is not None:
+            extension["callbacks"].append(self._client_gone)
+            self._receive = None
+        else:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(self._receive))
+
+    def _client_gone(self) -> None:
+        self.fail(ClientDisconnected())
 
     async def _watch(self, receive: Receive) -> None:
         message = await receive()

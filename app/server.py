@@ -6,7 +6,9 @@ One small extension through uvicorn's public ``http`` option (the protocol class
   ``AESERVE_HEADER_TIMEOUT_S`` (408 and close otherwise: a client that dribbles header bytes
   cannot hold a file descriptor for ever) and be at most ``AESERVE_MAX_HEADER_BYTES`` (431 and
   close). uvicorn's httptools protocol has neither limit; its h11 protocol caps the size but has
-  no timeout, and costs throughput (docs/serving.md, "Protocol limits").
+  no timeout, and costs throughput (docs/serving.md, "Protocol limits"). It also offers each request
+  the ``aeserve.disconnect`` ASGI extension: callbacks run when the client goes away, so a request
+  learns of it without a task per request waiting on ``receive``.
 
 On SIGTERM the app drains (``app.lifecycle.Drain``) while uvicorn stops accepting connections and
 waits for the requests it has; ``timeout_graceful_shutdown`` bounds that wait a few seconds past the
@@ -18,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.lifecycle import DISCONNECT_EXTENSION
 from app.settings import Settings
 
 EXIT_MARGIN_S = 4.0  # the process exits at most this long after the drain timeout
@@ -55,10 +59,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._arm()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
     def data_received(self, data: bytes) -> None:
         if self._in_headers:
             end = data.find(b"\r\n\r\n")  # the headers end in this chunk: count up to there
@@ -72,9 +72,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        # the ASGI extension by which a request hears of its client's disconnect without a task
+        # waiting on ``receive`` (app.lifecycle.Ticket.watch uses it when present)
+        self.scope["extensions"] = {DISCONNECT_EXTENSION: {"callbacks": []}}
         if not self._in_headers:
             self._in_headers = True
             self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            extension = cycle.scope.get("extensions", {}).get(DISCONNECT_EXTENSION, {})
+            for callback in cast(list[Callable[[], None]], extension.get("callbacks", [])):
+                self.loop.call_soon(callback)
+        super().connection_lost(exc)
 
     def on_headers_complete(self) -> None:
         self._in_headers = False

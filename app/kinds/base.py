@@ -178,7 +178,7 @@ class ServedModel:
     def ticket(self, request: Request) -> Ticket:
         """A new request's ticket (``with served.ticket(request) as ticket:``): its deadline
         starts now; 503 at once, before the body is read, when the model's work budget is full."""
-        ticket = Ticket(self.settings.request_timeout_s, request.receive)
+        ticket = Ticket(self.settings.request_timeout_s, request.receive, request.scope)
         self.budget.open(ticket)
         return ticket
 
