@@ -5,14 +5,14 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app import images
 from app.deps import ModelName, model_for
 from app.errors import ApiError, responses
 from app.kinds.base import DenoiseParams, EncodeParams
-from app.uploads import read_images
+from app.uploads import read_images, wants
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["images"])
 
@@ -38,7 +38,19 @@ UPLOAD_BODY: dict[str, Any] = {
 
 Resize = Annotated[bool, Query(description="fixed-size models: resize other sizes (answer in the original)")]
 Seed = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="seed of the random draws")]
-Accept = Annotated[str, Header(description="application/json for a JSON answer")]
+
+
+class DenoiseQuery(BaseModel):
+    resize: bool = Field(default=False, description="fixed-size models: resize other sizes "
+                                                    "(the answer comes back in the original size)")
+    sigma: float | None = Field(default=None, ge=0, le=255, allow_inf_nan=False,
+                                description="photo models: the noise σ on the 0-255 scale")
+
+
+class EncodeQuery(BaseModel):
+    resize: bool = Field(default=False, description="fixed-size models: resize other sizes")
+    sample: bool = Field(default=False, description="VAE: add a reparameterized draw z")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="seed of that draw")
 
 
 class DenoisedJson(BaseModel):
@@ -92,19 +104,14 @@ class ScoreAnswer(BaseModel):
     openapi_extra=UPLOAD_BODY,
 )
 async def denoise(
-    request: Request,
-    name: ModelName,
-    resize: Resize = False,
-    sigma: Annotated[float | None, Query(ge=0, le=255, allow_inf_nan=False,
-                                         description="photo models: noise σ on the 0-255 scale")] = None,
-    accept: Accept = "",
+    request: Request, name: ModelName, query: Annotated[DenoiseQuery, Query()]
 ) -> Any:
     """Clean image(s): one image -> image/png; several, or Accept: application/json -> JSON."""
     served = model_for(request, name, "denoise")
     with served.ticket(request) as ticket:
         uploads = await read_images(request, served.settings)
-        answers = await served.denoise(uploads, DenoiseParams(resize, sigma), ticket)
-    if len(answers) == 1 and "application/json" not in accept:
+        answers = await served.denoise(uploads, DenoiseParams(query.resize, query.sigma), ticket)
+    if len(answers) == 1 and not wants(request, "application/json"):
         one = answers[0]
         headers = {} if one.noise_sigma is None else {"X-Noise-Sigma": f"{one.noise_sigma:.3f}"}
         return Response(one.png, media_type="image/png", headers=headers)
@@ -118,17 +125,15 @@ async def denoise(
 @router.post("/encode", response_model=EncodeAnswer, response_model_exclude_none=True,
              responses=IMAGE_ERRORS, openapi_extra=UPLOAD_BODY)
 async def encode(
-    request: Request,
-    name: ModelName,
-    resize: Resize = False,
-    sample: Annotated[bool, Query(description="VAE: add a reparameterized draw z")] = False,
-    seed: Seed = None,
+    request: Request, name: ModelName, query: Annotated[EncodeQuery, Query()]
 ) -> dict[str, Any]:
     """Latent code(s): ``z`` for an autoencoder; ``mu``, ``sigma``, ``logvar`` for a VAE."""
     served = model_for(request, name, "encode")
     with served.ticket(request) as ticket:
         uploads = await read_images(request, served.settings)
-        answer = await served.encode(uploads, EncodeParams(resize, sample, seed), ticket)
+        answer = await served.encode(
+            uploads, EncodeParams(query.resize, query.sample, query.seed), ticket
+        )
     return {"model": served.name, "kind": served.kind, **answer}
 
 
