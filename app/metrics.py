@@ -61,7 +61,7 @@ class ModelMetrics:
     """The children of one model's metrics, bound once so the hot path does no label lookup.
 
     ``rejected`` and ``loads`` take their second label when called: ``m.rejected("overloaded").inc()``,
-    ``m.loads("ok").inc()`` (each call is one label lookup, ~1 µs; they count rare events).
+    ``m.loads("ok").inc()`` (each call is one label lookup; they count rare events).
     """
 
     queue_wait: Histogram

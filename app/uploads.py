@@ -81,8 +81,7 @@ def _parse_multipart(request: Request, body: bytes, settings: Settings) -> list[
 
     Starlette's ``request.form()`` wraps every file in a spooled temporary file and parses each
     part's headers into a dict; with the body already bounded by ``AESERVE_MAX_BODY_BYTES`` the
-    parts can stay in memory, and this reader keeps only what the routes use (measured: 137 ->
-    88 µs for one 28x28 PNG, a quarter of the bare endpoint's per-request cost; docs/serving.md).
+    parts can stay in memory, and this reader keeps only what the routes use.
     """
     _, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
