@@ -52,10 +52,5 @@ def model_for(request: Request, name: str, operation: str) -> ServedModel:
     """The named model, or 404; 422 when it lacks ``operation``."""
     served = lookup(request, name)
     if not served.supports(operation):
-        raise ApiError(
-            422,
-            "unsupported_operation",
-            f"model {served.name} is a {served.kind} model and cannot {operation}; "
-            f"it supports: {', '.join(served.operations)}",
-        )
+        raise served.unsupported(operation)
     return served

@@ -196,7 +196,7 @@ class ServedModel:
         return await run_in_threadpool(lambda: [images.decode(p) for p in probes])
 
     # ---- operations: a kind overrides those it supports ------------------------------------
-    def _unsupported(self, operation: str) -> ApiError:
+    def unsupported(self, operation: str) -> ApiError:
         return ApiError(
             422,
             "unsupported_operation",
@@ -206,22 +206,22 @@ class ServedModel:
 
     async def denoise(self, datas: list[bytes], params: DenoiseParams,
                       ticket: Ticket) -> list[DenoisedImage]:
-        raise self._unsupported("denoise")
+        raise self.unsupported("denoise")
 
     async def encode(self, datas: list[bytes], params: EncodeParams,
                      ticket: Ticket) -> dict[str, Any]:
-        raise self._unsupported("encode")
+        raise self.unsupported("encode")
 
     async def score(self, datas: list[bytes], resize: bool, k: int, seed: int,
                     ticket: Ticket) -> tuple[list[float], list[float]]:
-        raise self._unsupported("score")
+        raise self.unsupported("score")
 
     async def decode(self, z: torch.Tensor, ticket: Ticket) -> torch.Tensor:
-        raise self._unsupported("decode")
+        raise self.unsupported("decode")
 
     async def sample(self, n: int, seed: int, temperature: float, ticket: Ticket) -> torch.Tensor:
-        raise self._unsupported("sample")
+        raise self.unsupported("sample")
 
     async def interpolate_ends(self, datas: list[bytes], resize: bool,
                                ticket: Ticket) -> torch.Tensor:
-        raise self._unsupported("interpolate")
+        raise self.unsupported("interpolate")

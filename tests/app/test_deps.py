@@ -9,13 +9,14 @@ import pytest
 
 from app.deps import lookup, model_for
 from app.errors import ApiError
+from app.kinds import ServedModel
 
 
 class Model:
     name, kind, operations = "digits", "dae", ("denoise", "encode")
 
-    def supports(self, operation: str) -> bool:
-        return operation in self.operations
+    supports = ServedModel.supports
+    unsupported = ServedModel.unsupported  # the one 422 wording, as the real models give it
 
 
 def request_with(**models: Any) -> Any:
