@@ -5,6 +5,9 @@ is decoded, so a request's cost (and the pixel limit) is checked first. ``decode
 pixels, brings any mode to L, LA, RGB or RGBA and applies the EXIF orientation, so the model sees
 the picture upright and the answer comes back upright, in the rotated size. Pillow's own
 decompression-bomb guard stays on as a backstop; its error is answered 413 like ours.
+
+Plain 8-bit PNGs, the common upload, take the fast path of ``app/png.py`` for their header and
+pixels, and every answer is written there; everything else is Pillow's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from app import png
 from app.errors import ApiError
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
@@ -30,7 +34,9 @@ TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 class Probe:
     """An opened, not yet decoded image: its upright size and colour bands."""
 
-    image: Image.Image
+    image: Image.Image | None  # None: a plain PNG, decoded by the fast path from ``data``
+    data: bytes
+    head: png.Header | None
     width: int
     height: int
     bands: int  # colour bands after decoding: 1 (gray) or 3 (RGB); alpha is set aside
@@ -56,6 +62,10 @@ def probe(data: bytes, max_pixels: int) -> Probe:
     """Open one image lazily: 415 for what is not an accepted image, 413 over ``max_pixels``."""
     if not data:
         raise _unsupported("empty image: the upload holds no bytes")
+    head = png.header(data)
+    if head is not None:
+        _check_pixels(head.width, head.height, max_pixels)
+        return Probe(None, data, head, head.width, head.height, 1 if head.mode in GRAY_MODES else 3, 1)
     try:
         img = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
         orientation = _orientation(img)
@@ -66,6 +76,13 @@ def probe(data: bytes, max_pixels: int) -> Probe:
             f"cannot decode the image: send PNG, JPEG, WebP, BMP or TIFF ({type(exc).__name__})"
         ) from exc
     width, height = img.size
+    _check_pixels(width, height, max_pixels)
+    if orientation in TRANSPOSED and img.format != "TIFF":  # Pillow opens a TIFF upright already
+        width, height = height, width
+    return Probe(img, data, None, width, height, 1 if img.mode in GRAY_MODES else 3, orientation)
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ApiError(
             413,
@@ -73,13 +90,16 @@ def probe(data: bytes, max_pixels: int) -> Probe:
             f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} "
             "(AESERVE_MAX_PIXELS)",
         )
-    if orientation in TRANSPOSED and img.format != "TIFF":  # Pillow opens a TIFF upright already
-        width, height = height, width
-    return Probe(img, width, height, 1 if img.mode in GRAY_MODES else 3, orientation)
 
 
 def decode(p: Probe) -> Image.Image:
     """The pixels, upright, in L, LA, RGB or RGBA; 415 for a truncated or corrupt file."""
+    if p.image is None:
+        assert p.head is not None
+        try:
+            return Image.fromarray(png.decode(p.data, p.head))
+        except ValueError as exc:
+            raise _unsupported(f"the PNG image is truncated or corrupt ({exc})") from exc
     img = p.image
     try:
         img.load()
@@ -146,9 +166,18 @@ def from_planes(planes: np.ndarray) -> Image.Image:
 
 
 def encode_png(img: Image.Image, compress_level: int = 1) -> bytes:
+    """An L, LA, RGB or RGBA image as a PNG (the fast path's encoder; Pillow's for other modes)."""
+    if img.mode in KEPT_MODES:
+        return png.encode(np.asarray(img), compress_level)
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
+
+
+def planes_png(planes: np.ndarray, compress_level: int = 1) -> bytes:
+    """(1, H, W) or (3, H, W) uint8 planes as a gray or RGB PNG, with no Pillow image between."""
+    pixels = planes[0] if planes.shape[0] == 1 else planes.transpose(1, 2, 0)
+    return png.encode(pixels, compress_level)
 
 
 def b64(data: bytes) -> str:

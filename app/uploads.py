@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import Request
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
+from multipart import MultipartSegment, ParserError, PushMultipartParser, parse_options_header
 
 from app.errors import ApiError
 from app.settings import Settings
@@ -77,73 +76,42 @@ async def read_body(request: Request, settings: Settings) -> bytes:
 
 
 def _parse_multipart(request: Request, body: bytes, settings: Settings) -> list[bytes]:
-    """The ``image`` file parts, parsed in memory with python-multipart's streaming parser.
+    """The ``image`` file parts, parsed in memory by the ``multipart`` package's push parser.
 
-    Starlette's ``request.form()`` wraps every file in a spooled temporary file and parses each
-    part's headers into a dict; with the body already bounded by ``AESERVE_MAX_BODY_BYTES`` the
-    parts can stay in memory, and this reader keeps only what the routes use.
+    Starlette's ``request.form()`` wraps every file in a spooled temporary file; with the body
+    already bounded by ``AESERVE_MAX_BODY_BYTES`` the parts can stay in memory, and this reader
+    keeps only what the routes use.
     """
-    _, params = parse_options_header(request.headers.get("content-type", ""))
-    boundary = params.get(b"boundary")
+    _, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get("boundary")
     if not boundary:
         raise ApiError(400, "bad_request", "multipart/form-data without a boundary parameter")
     images: list[bytes] = []
-    chunks: list[bytes] = []
-    field: list[bytes] = []  # the current header's name and value, as the parser hands them over
-    value: list[bytes] = []
-    disposition = b""
     others = 0
-
-    def on_part_begin() -> None:
-        nonlocal disposition
-        chunks.clear()
-        disposition = b""
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        chunks.append(data[start:end])
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        field.append(data[start:end])
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        value.append(data[start:end])
-
-    def on_header_end() -> None:
-        nonlocal disposition
-        if b"".join(field).lower() == b"content-disposition":
-            disposition = b"".join(value)
-        field.clear()
-        value.clear()
-
-    def on_part_end() -> None:
-        nonlocal others
-        _, options = parse_options_header(disposition)
-        if options.get(b"name") != IMAGE_FIELD.encode():
-            others += 1
-            if others > MAX_OTHER_PARTS:
-                raise ApiError(422, "invalid_request", f"over {MAX_OTHER_PARTS} non-image parts")
-            return
-        if b"filename" not in options:
-            raise ApiError(
-                422, "invalid_request", f"field '{IMAGE_FIELD}' must be a file upload, not text"
-            )
-        images.append(b"".join(chunks))
-        if len(images) > settings.max_images:
-            raise _too_many_images(len(images), settings.max_images)
-
-    parser = MultipartParser(boundary, {
-        "on_part_begin": on_part_begin,
-        "on_part_data": on_part_data,
-        "on_header_field": on_header_field,
-        "on_header_value": on_header_value,
-        "on_header_end": on_header_end,
-        "on_part_end": on_part_end,
-    })
+    part: MultipartSegment | None = None
+    chunks: list[bytes] = []
+    parser = PushMultipartParser(boundary, content_length=len(body),
+                                 max_segment_count=settings.max_images + MAX_OTHER_PARTS + 1)
     try:
-        parser.write(body)
-        parser.finalize()
-    except MultipartParseError as exc:
+        for event in parser.parse(body):
+            if isinstance(event, MultipartSegment):
+                part, chunks = event, []
+            elif event is not None:
+                chunks.append(event)
+            elif part is not None:  # the end of a part
+                if part.name != IMAGE_FIELD:
+                    others += 1
+                    if others > MAX_OTHER_PARTS:
+                        raise ApiError(422, "invalid_request",
+                                       f"over {MAX_OTHER_PARTS} non-image parts")
+                    continue
+                if part.filename is None:
+                    raise ApiError(422, "invalid_request",
+                                   f"field '{IMAGE_FIELD}' must be a file upload, not text")
+                images.append(b"".join(chunks))
+                if len(images) > settings.max_images:
+                    raise _too_many_images(len(images), settings.max_images)
+        parser.close()  # a body that ends before its closing boundary raises here
+    except ParserError as exc:
         raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from exc
-    if parser.state != MultipartState.END:
-        raise ApiError(400, "bad_request", "multipart body ends before its closing boundary")
     return images

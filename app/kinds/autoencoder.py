@@ -138,15 +138,19 @@ class Autoencoder(ServedModel):
     # ---- rows -> images --------------------------------------------------------------------
     def _to_png(self, prep: Prepared, out: torch.Tensor) -> DenoisedImage:
         planes = out[:, 0].numpy() if prep.per_channel else out[0].numpy()  # uint8
+        level = self.settings.png_compress_level
+        width, height = prep.size
+        if prep.alpha is None and planes.shape == (len(prep.mode), height, width):
+            # the planes are the answer as they are: L from L, RGB from RGB
+            return DenoisedImage(images.planes_png(planes, level), width, height, prep.mode)
         img = images.from_planes(planes)
         if img.size != prep.size:
             img = img.resize(prep.size, Image.Resampling.BICUBIC)
         base_mode = "L" if prep.mode in ("L", "LA") else "RGB"
         if img.mode != base_mode:
             img = img.convert(base_mode)
-        png = images.encode_png(images.with_alpha(img, prep.alpha),
-                                self.settings.png_compress_level)
-        return DenoisedImage(png, prep.size[0], prep.size[1], prep.mode)
+        png = images.encode_png(images.with_alpha(img, prep.alpha), level)
+        return DenoisedImage(png, width, height, prep.mode)
 
     # ---- operations ------------------------------------------------------------------------
     async def denoise(self, datas: list[bytes], params: DenoiseParams,

@@ -24,6 +24,16 @@ def test_the_probe_reads_the_size_from_the_header_without_decoding() -> None:
     assert err.value.status == 415
 
 
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_a_plain_png_takes_the_fast_path_and_decodes_as_pillow_does(mode: str) -> None:
+    data = image_bytes(size=(9, 7), mode=mode)
+    probe = images.probe(data, LIMIT)
+    assert probe.image is None and (probe.width, probe.height) == (9, 7)  # no Pillow reader
+    img = images.decode(probe)
+    assert img.mode == mode
+    np.testing.assert_array_equal(np.asarray(img), np.asarray(Image.open(io.BytesIO(data))))
+
+
 @pytest.mark.parametrize(("mode", "bands"), [("L", 1), ("LA", 1), ("RGB", 3), ("RGBA", 3)])
 def test_the_probe_counts_colour_bands_without_alpha(mode: str, bands: int) -> None:
     assert images.probe(image_bytes(size=(5, 3), mode=mode), LIMIT).bands == bands

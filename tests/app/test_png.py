@@ -1,0 +1,88 @@
+"""The PNG fast path: which files it takes, and that it reads and writes them as Pillow does."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app import png
+from tests.app.helpers import exif_rotated, image_bytes, png_claiming, upright_pattern
+
+MODES = ["L", "LA", "RGB", "RGBA"]
+
+
+def pillow_pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def saved(img: Image.Image, **options: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", **options)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_8_bit_png_is_read_from_its_header(mode: str) -> None:
+    head = png.header(image_bytes(size=(7, 5), mode=mode))
+    assert head == png.Header(width=7, height=5, mode=mode)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        image_bytes(fmt="JPEG", mode="RGB"),
+        saved(Image.new("I;16", (4, 4), 300)),  # 16 bits a sample
+        saved(Image.new("P", (4, 4))),  # palette
+        saved(Image.new("RGB", (4, 4)), transparency=(1, 2, 3)),  # a tRNS colour key
+        exif_rotated(upright_pattern(6, 4), "PNG"),  # EXIF orientation: Pillow applies it
+        b"\x89PNG\r\n\x1a\n",  # a signature and nothing else
+    ],
+    ids=["jpeg", "16-bit", "palette", "trns", "exif", "truncated-header"],
+)
+def test_other_files_are_left_to_pillow(data: bytes) -> None:
+    assert png.header(data) is None
+
+
+@pytest.mark.parametrize("interlace", [0, 1])
+@pytest.mark.parametrize("mode", MODES)
+def test_decoding_gives_pillows_pixels(mode: str, interlace: int) -> None:
+    rng = np.random.default_rng(3)
+    bands = len(mode)
+    arr = rng.integers(0, 256, size=(9, 11, bands), dtype=np.uint8)
+    data = saved(Image.fromarray(arr[..., 0] if bands == 1 else arr, mode), interlace=interlace)
+    head = png.header(data)
+    assert head is not None
+    np.testing.assert_array_equal(png.decode(data, head), pillow_pixels(data))
+
+
+def test_a_corrupt_or_lying_png_is_a_value_error() -> None:
+    data = image_bytes(size=(16, 16))
+    head = png.header(data)
+    assert head is not None
+    with pytest.raises(ValueError, match="libpng"):
+        png.decode(data[: len(data) // 2], head)
+    claimed = png_claiming(64, 64)  # its pixel data is far too short for its header
+    head = png.header(claimed)
+    assert head is not None
+    with pytest.raises(ValueError):
+        png.decode(claimed, head)
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (6, 4, 1), (6, 4, 2), (6, 4, 3), (6, 4, 4)])
+def test_encoding_round_trips_through_pillow(shape: tuple[int, ...]) -> None:
+    pixels = np.random.default_rng(5).integers(0, 256, size=shape, dtype=np.uint8)
+    data = png.encode(pixels, level=1)
+    img = Image.open(io.BytesIO(data))
+    want = pixels[..., 0] if len(shape) == 3 and shape[2] == 1 else pixels
+    bands = want.shape[2] if want.ndim == 3 else 1
+    assert img.mode == {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[bands]
+    np.testing.assert_array_equal(np.asarray(img), want)
+
+
+def test_encoding_takes_any_strides() -> None:
+    planes = np.random.default_rng(6).integers(0, 256, size=(3, 5, 7), dtype=np.uint8)
+    pixels = planes.transpose(1, 2, 0)  # not contiguous
+    np.testing.assert_array_equal(pillow_pixels(png.encode(pixels, level=6)), pixels)
