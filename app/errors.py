@@ -86,6 +86,15 @@ def overloaded(message: str, retry_after_s: int = 1) -> ApiError:
     return ApiError(503, "overloaded", message, {"Retry-After": str(retry_after_s)})
 
 
+def body_timeout(timeout_s: float) -> ApiError:
+    return ApiError(
+        408,
+        "body_timeout",
+        f"the request body did not arrive within {timeout_s:g} s (AESERVE_BODY_TIMEOUT_S)",
+        {"Connection": "close"},
+    )
+
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",

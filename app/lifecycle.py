@@ -30,8 +30,10 @@ log = logging.getLogger("aeserve")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # an ASGI scope extension (app/server.py offers it): ``{"callbacks": [...]}``, a list the request
-# appends to, each called when the client disconnects before the answer is complete
+# appends to, each called when the client disconnects before the answer is complete; the server
+# sets ``BODY_TIMED_OUT`` in it when it closed the connection because the body was too slow
 DISCONNECT_EXTENSION = "aeserve.disconnect"
+BODY_TIMED_OUT = "body_timed_out"
 
 
 def timeout_error(timeout_s: float) -> ApiError:

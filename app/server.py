@@ -5,8 +5,10 @@ One small extension through uvicorn's public ``http`` option (the protocol class
 - ``GuardedHttpToolsProtocol``: the request line and headers must arrive within
   ``AESERVE_HEADER_TIMEOUT_S`` (408 and close otherwise: a client that dribbles header bytes
   cannot hold a file descriptor for ever) and be at most ``AESERVE_MAX_HEADER_BYTES`` (431 and
-  close). uvicorn's httptools protocol has neither limit; its h11 protocol caps the size but has
-  no timeout, and costs throughput (docs/serving.md, "Protocol limits"). It also offers each request
+  close); a body must arrive within ``AESERVE_BODY_TIMEOUT_S`` of its first part (408 and close;
+  a body that comes whole with its headers, the usual upload, never starts the timer). uvicorn's
+  httptools protocol has none of these limits; its h11 protocol caps the size but has no
+  timeout, and costs throughput (docs/serving.md, "Protocol limits"). It also offers each request
   the ``aeserve.disconnect`` ASGI extension: callbacks run when the client goes away, so a request
   learns of it without a task per request waiting on ``receive``.
 
@@ -26,7 +28,8 @@ from typing import Any, cast
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.lifecycle import DISCONNECT_EXTENSION
+from app.errors import body_timeout
+from app.lifecycle import BODY_TIMED_OUT, DISCONNECT_EXTENSION
 from app.settings import Settings
 
 EXIT_MARGIN_S = 4.0  # the process exits at most this long after the drain timeout
@@ -39,21 +42,23 @@ def _refusal(status: int, reason: bytes, code: str, message: str) -> bytes:
 
 
 @functools.cache
-def _limits() -> tuple[int, float]:
+def _limits() -> tuple[int, float, float]:
     """This process's limits, from the environment (workers are spawned: classes travel by name)."""
     settings = Settings()
-    return settings.max_header_bytes, settings.header_timeout_s
+    return settings.max_header_bytes, settings.header_timeout_s, settings.body_timeout_s
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a header size cap and a header read timeout."""
+    """uvicorn's httptools protocol with a header size cap and header and body read timeouts."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.max_header_bytes, self.header_timeout_s = _limits()
+        self.max_header_bytes, self.header_timeout_s, self.body_timeout_s = _limits()
         self._in_headers = True  # between a request's first byte and its last header
+        self._in_body = False  # between a request's last header and the end of its body
         self._header_bytes = 0
         self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -69,6 +74,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                              "bytes (AESERVE_MAX_HEADER_BYTES)")
                 return
         super().data_received(data)
+        if self._in_body and self._body_timer is None and not self.transport.is_closing():
+            self._body_timer = self.loop.call_later(self.body_timeout_s, self._body_timed_out)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -81,6 +88,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._disarm_body()
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             extension = cycle.scope.get("extensions", {}).get(DISCONNECT_EXTENSION, {})
@@ -93,6 +101,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._disarm()
         super().on_headers_complete()
+        self._in_body = True  # until on_message_complete, in this read or a later one
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        self._disarm_body()
+        super().on_message_complete()
 
     def _arm(self) -> None:
         if self._header_timer is None:
@@ -102,6 +116,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+
+    def _disarm_body(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        """Answer 408 and close; the request, whose ``receive`` now reports a disconnect, learns
+        why from the disconnect extension and ends as a 408 too (app/uploads.py)."""
+        self._body_timer = None
+        if not self._in_body or self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.scope.get("extensions", {}).get(DISCONNECT_EXTENSION, {})[BODY_TIMED_OUT] = True
+        if cycle is not None and cycle.response_started:
+            self.transport.close()  # an answer is on its way already: only cut the connection
+            return
+        error = body_timeout(self.body_timeout_s)
+        self._refuse(408, b"Request Timeout", error.code, error.message)
 
     def _timed_out(self) -> None:
         self._header_timer = None

@@ -1,17 +1,18 @@
 """Reading the request: image uploads (multipart ``image`` fields or a raw ``image/*`` body).
 
-The body must arrive within ``AESERVE_BODY_TIMEOUT_S`` (408 ``body_timeout`` otherwise); its size is
-bounded by ``AESERVE_MAX_BODY_BYTES`` before this runs (``app/limits.py``).
+The body's size is bounded by ``AESERVE_MAX_BODY_BYTES`` before this runs (``app/limits.py``); the
+time it may take to arrive, ``AESERVE_BODY_TIMEOUT_S``, is a protocol limit of the server
+(``app/server.py``), which answers 408 ``body_timeout`` and closes the connection.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import Request
 from multipart import MultipartSegment, ParserError, PushMultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
-from app.errors import ApiError
+from app.errors import ApiError, body_timeout
+from app.lifecycle import BODY_TIMED_OUT, DISCONNECT_EXTENSION
 from app.settings import Settings
 
 IMAGE_FIELD = "image"
@@ -61,18 +62,15 @@ def _too_many_images(count: int, limit: int) -> ApiError:
 
 
 async def read_body(request: Request, settings: Settings) -> bytes:
-    """The whole body, or 408 when it does not arrive within the body timeout."""
+    """The whole body. When the server closed the connection because the body was slower than
+    ``AESERVE_BODY_TIMEOUT_S`` (it has answered 408 itself), the request ends as that 408."""
     try:
-        async with asyncio.timeout(settings.body_timeout_s):
-            return await request.body()
-    except TimeoutError:
-        raise ApiError(
-            408,
-            "body_timeout",
-            f"the request body did not arrive within {settings.body_timeout_s:g} s "
-            "(AESERVE_BODY_TIMEOUT_S)",
-            {"Connection": "close"},
-        ) from None
+        return await request.body()
+    except ClientDisconnect:
+        extension = request.scope.get("extensions", {}).get(DISCONNECT_EXTENSION, {})
+        if extension.get(BODY_TIMED_OUT):
+            raise body_timeout(settings.body_timeout_s) from None
+        raise
 
 
 def _parse_multipart(request: Request, body: bytes, settings: Settings) -> list[bytes]:

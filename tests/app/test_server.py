@@ -107,6 +107,11 @@ def test_a_body_that_stalls_is_408_body_timeout(limited: LiveServer) -> None:
     ((status, headers, body),) = responses(exchange(limited.port, head + b"\x89PNG\r\n"))
     assert status == 408 and headers["connection"] == "close"
     assert error_code(body) == "body_timeout" and b"AESERVE_BODY_TIMEOUT_S" in body
+    # the request ended as that 408 in the app too: counted under it, not as a disconnect
+    metrics = httpx.get(f"{limited.url}/metrics", timeout=SOCKET_TIMEOUT_S).text
+    assert any(line.startswith("aeserve_requests_total{") and 'status="408"' in line
+               and "/denoise" in line and not line.endswith(" 0.0")
+               for line in metrics.splitlines())
 
 
 # ---- SIGTERM -----------------------------------------------------------------------------------
