@@ -92,14 +92,46 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def decode(p: Probe) -> Image.Image:
+@dataclass(slots=True)
+class Decoded:
+    """A decoded image, upright, in L, LA, RGB or RGBA. A plain PNG holds the fast path's pixels
+    and makes its Pillow image only when one is asked for (to resize, change mode, split alpha)."""
+
+    mode: str
+    width: int
+    height: int
+    pixels: np.ndarray | None = None  # (H, W) or (H, W, bands) uint8, from the fast path
+    pillow: Image.Image | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    @property
+    def image(self) -> Image.Image:
+        if self.pillow is None:
+            assert self.pixels is not None
+            self.pillow = Image.fromarray(self.pixels)
+        return self.pillow
+
+    def planes(self) -> np.ndarray:
+        """(C, H, W) uint8 planes of an L or RGB image (from the fast path's pixels when there)."""
+        if self.pixels is None:
+            return to_planes(self.image)
+        if self.pixels.ndim == 2:
+            return self.pixels[None]
+        return np.ascontiguousarray(self.pixels.transpose(2, 0, 1))
+
+
+def decode(p: Probe) -> Decoded:
     """The pixels, upright, in L, LA, RGB or RGBA; 415 for a truncated or corrupt file."""
     if p.image is None:
         assert p.head is not None
         try:
-            return Image.fromarray(png.decode(p.data, p.head))
+            pixels = png.decode(p.data, p.head)
         except ValueError as exc:
             raise _unsupported(f"the PNG image is truncated or corrupt ({exc})") from exc
+        return Decoded(p.head.mode, p.width, p.height, pixels=pixels)
     img = p.image
     try:
         img.load()
@@ -110,7 +142,8 @@ def decode(p: Probe) -> Image.Image:
         raise ApiError(413, "too_many_pixels", f"image refused: {exc}") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise _unsupported(f"the {img.format} image is truncated or corrupt ({exc})") from exc
-    return normalize_mode(img)
+    img = normalize_mode(img)
+    return Decoded(img.mode, img.width, img.height, pillow=img)
 
 
 def normalize_mode(img: Image.Image) -> Image.Image:

@@ -98,29 +98,29 @@ class Autoencoder(ServedModel):
         return sum(p.pixels + self._rows_per_image(p, keep_color) * samples * self.pixels
                    for p in probes)
 
-    def prepare(self, img: Image.Image, resize: bool, keep_color: bool) -> Prepared:
+    def prepare(self, img: images.Decoded, resize: bool, keep_color: bool) -> Prepared:
         """A decoded image -> model rows; ``keep_color=False`` gives one row in the model's channels."""
-        base, alpha = images.split_alpha(img)
         h, w = self.size
-        if base.size != (w, h):
-            if not resize:
-                raise ApiError(
-                    422,
-                    "wrong_size",
-                    f"model {self.name} takes {w}x{h} images; this one is {base.width}x"
-                    f"{base.height}. Send resize=true to have it resized (the answer comes back "
-                    "in the original size).",
-                )
-            base = base.resize((w, h), Image.Resampling.LANCZOS)
-        per_channel = False
-        if self.channels == 1 and base.mode == "RGB":
-            if keep_color:
-                per_channel = True
-            else:
-                base = base.convert("L")
-        elif self.channels == 3 and base.mode == "L":
-            base = base.convert("RGB")
-        planes = images.to_planes(base)  # contiguous, so both views below are too
+        if img.size != (w, h) and not resize:
+            raise ApiError(
+                422,
+                "wrong_size",
+                f"model {self.name} takes {w}x{h} images; this one is {img.width}x{img.height}. "
+                "Send resize=true to have it resized (the answer comes back in the original size).",
+            )
+        # a one-channel model takes an RGB image's channels as three rows (keep_color)
+        per_channel = self.channels == 1 and keep_color and img.mode in ("RGB", "RGBA")
+        mode = "RGB" if per_channel or self.channels == 3 else "L"
+        alpha = None
+        if img.size == (w, h) and img.mode == mode:
+            planes = img.planes()  # already the model's size and mode: no Pillow image made
+        else:
+            base, alpha = images.split_alpha(img.image)
+            if base.size != (w, h):
+                base = base.resize((w, h), Image.Resampling.LANCZOS)
+            if base.mode != mode:
+                base = base.convert(mode)
+            planes = images.to_planes(base)  # contiguous, so both views below are too
         rows = planes[:, None] if per_channel else planes[None]
         return Prepared(torch.from_numpy(rows), img.size, img.mode, alpha, per_channel)
 

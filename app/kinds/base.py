@@ -190,7 +190,7 @@ class ServedModel:
     def admit(self, ticket: Ticket, cost: int) -> None:
         self.budget.admit(ticket, cost)
 
-    async def decode_all(self, probes: list[images.Probe], nbytes: int) -> list[Any]:
+    async def decode_all(self, probes: list[images.Probe], nbytes: int) -> list[images.Decoded]:
         if nbytes <= INLINE_BYTES:
             return [images.decode(p) for p in probes]
         return await run_in_threadpool(lambda: [images.decode(p) for p in probes])

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from app import images
@@ -41,7 +42,8 @@ class PhotoDenoiser(ServedModel):
         x = torch.zeros(1, self.channels, WARM_SIZE, WARM_SIZE, dtype=torch.uint8)
         await self.batcher.call_on_thread(self._denoise, (x, None), lambda: None)
 
-    def _to_png(self, img: Any, alpha: Any, out: torch.Tensor, sigma: float) -> DenoisedImage:
+    def _to_png(self, img: images.Decoded, alpha: Image.Image | None, out: torch.Tensor,
+                sigma: float) -> DenoisedImage:
         result = images.with_alpha(images.from_planes(out[0].numpy()), alpha)
         png = images.encode_png(result, self.settings.png_compress_level)
         return DenoisedImage(png, img.width, img.height, img.mode, sigma)
@@ -54,7 +56,7 @@ class PhotoDenoiser(ServedModel):
         for data, p in zip(datas, probes, strict=True):  # one image at a time: bounded memory
             small = len(data) <= INLINE_BYTES
             img = images.decode(p) if small else await run_in_threadpool(images.decode, p)
-            base, alpha = images.split_alpha(img)
+            base, alpha = images.split_alpha(img.image)
             rows = torch.from_numpy(images.to_planes(base))[None]
             out, sigma = await self.batcher.run_alone(self._denoise, (rows, params.sigma), ticket)
             answers.append(self._to_png(img, alpha, out, sigma) if small

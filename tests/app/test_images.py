@@ -29,9 +29,12 @@ def test_a_plain_png_takes_the_fast_path_and_decodes_as_pillow_does(mode: str) -
     data = image_bytes(size=(9, 7), mode=mode)
     probe = images.probe(data, LIMIT)
     assert probe.image is None and (probe.width, probe.height) == (9, 7)  # no Pillow reader
-    img = images.decode(probe)
-    assert img.mode == mode
-    np.testing.assert_array_equal(np.asarray(img), np.asarray(Image.open(io.BytesIO(data))))
+    decoded = images.decode(probe)
+    assert decoded.mode == mode and decoded.pillow is None  # no Pillow image until one is asked for
+    want = np.asarray(Image.open(io.BytesIO(data)))
+    np.testing.assert_array_equal(np.asarray(decoded.image), want)
+    if mode in ("L", "RGB"):  # the planes straight from the pixels equal Pillow's
+        np.testing.assert_array_equal(decoded.planes(), images.to_planes(Image.fromarray(want)))
 
 
 @pytest.mark.parametrize(("mode", "bands"), [("L", 1), ("LA", 1), ("RGB", 3), ("RGBA", 3)])
@@ -87,7 +90,7 @@ def test_the_probe_knows_the_upright_size_before_decoding(fmt: str) -> None:
 def test_exif_orientation_turns_the_pixels_upright(fmt: str) -> None:
     upright = upright_pattern(24, 40)
     probe = images.probe(exif_rotated(upright, fmt), LIMIT)
-    out = np.asarray(images.decode(probe).convert("L"), dtype=np.int16)
+    out = np.asarray(images.decode(probe).image.convert("L"), dtype=np.int16)
     assert out.shape == (40, 24)
     tolerance = 8 if fmt == "JPEG" else 0  # lossy
     assert int(np.abs(out - upright).max()) <= tolerance

@@ -82,7 +82,7 @@ def test_the_cost_is_pixels_decoded_plus_pixels_the_network_makes(client: TestCl
 
 def test_prepare_gives_a_row_per_plane_or_one_row_in_the_models_channels(client: TestClient) -> None:
     dae = served(client, "mnist-dae")
-    rgba = Image.open(io.BytesIO(image_bytes(size=(60, 44), mode="RGBA")))
+    rgba = images.decode(probes(image_bytes(size=(60, 44), mode="RGBA"))[0])
     per_plane = dae.prepare(rgba, resize=True, keep_color=True)
     assert per_plane.rows.shape == (3, 1, 28, 28) and per_plane.rows.dtype == torch.uint8
     assert per_plane.per_channel and per_plane.alpha is not None and per_plane.size == (60, 44)
@@ -91,6 +91,20 @@ def test_prepare_gives_a_row_per_plane_or_one_row_in_the_models_channels(client:
     with pytest.raises(ApiError) as wrong:
         dae.prepare(rgba, resize=False, keep_color=True)
     assert (wrong.value.status, wrong.value.code) == (422, "wrong_size")
+
+
+@pytest.mark.parametrize(("mode", "rows"), [("L", (1, 1, 28, 28)), ("RGB", (3, 1, 28, 28))])
+def test_an_image_in_the_models_size_and_mode_becomes_rows_without_pillow(
+    client: TestClient, mode: str, rows: tuple[int, ...]
+) -> None:
+    dae = served(client, "mnist-dae")
+    data = image_bytes(size=(28, 28), mode=mode)
+    decoded = images.decode(probes(data)[0])
+    prep = dae.prepare(decoded, resize=False, keep_color=True)
+    assert decoded.pillow is None and prep.rows.shape == rows  # no Pillow image was made
+    want = np.asarray(Image.open(io.BytesIO(data)))
+    planes = want[None] if mode == "L" else want.transpose(2, 0, 1)
+    np.testing.assert_array_equal(prep.rows[:, 0].numpy(), planes)
 
 
 # ---- admission before decoding -----------------------------------------------------------------
