@@ -8,11 +8,15 @@ to fill: with a fixed set of clients that each wait for their answer, lingering 
 idles the model.
 
 Model work runs on one dedicated thread per model (torch and ONNX Runtime release the GIL inside
-their kernels, so the event loop keeps parsing and encoding meanwhile). Every job carries its
-request's ``Ticket``: a job whose ticket failed (deadline, disconnect, shutdown) is dropped from the
-queue, never run, and a job that runs alone (a photo, a score) gets ``ticket.check`` to call between
-its tiles or chunks, so its work stops too. Admission (how much may queue) is the ticket's
-``WorkBudget``'s business, not the batcher's.
+their kernels, so the event loop keeps parsing and encoding meanwhile). One exception: a one-row
+job of the only request its model holds, with the model idle, runs right away on the event loop.
+No other request of that model is waiting for the loop then, and the two thread hand-offs (and a
+model thread woken from sleep) took longer than the small forward itself (docs/serving.md).
+
+Every job carries its request's ``Ticket``: a job whose ticket failed (deadline, disconnect,
+shutdown) is dropped from the queue, never run, and a job that runs alone (a photo, a score) gets
+``ticket.check`` to call between its tiles or chunks, so its work stops too. Admission (how much
+may queue) is the ticket's ``WorkBudget``'s business, not the batcher's.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ Output = torch.Tensor | tuple[torch.Tensor, ...]
 BatchFn = Callable[[torch.Tensor], Output]
 Check = Callable[[], None]
 EARLY_END = (ApiError, ClientDisconnected)  # a ticket's failure raised by ``check``: not a fault
+INLINE_ROWS = 1  # a lone request's batch of at most this many rows runs on the event loop
 
 
 @dataclass(slots=True)
@@ -80,6 +85,7 @@ class Batcher:
         self._under_load = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
         self._task: asyncio.Task[None] | None = None
+        self._running = False  # a batch or job is on the model thread
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -124,6 +130,13 @@ class Batcher:
             raise ApiError(
                 503, "unavailable", f"model {self.name} is not serving", {"Retry-After": "5"}
             )
+        if key is not None and rows <= INLINE_ROWS and ticket.alone:
+            # two turns of the loop: it polls the sockets once, and a request that had arrived
+            # meanwhile reaches its ticket; only a request still alone then runs inline
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            if not self._busy and ticket.alone:
+                return self._run_inline(fn, payload, rows)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append(_Job(key, fn, payload, rows, future, ticket, time.perf_counter()))
         self.metrics.queued_requests.inc()
@@ -138,6 +151,23 @@ class Batcher:
             return await future
         finally:
             ticket.future = None
+
+    @property
+    def _busy(self) -> bool:
+        return self._running or bool(self._queue)
+
+    def _run_inline(self, fn: BatchFn, payload: torch.Tensor, rows: int) -> Output:
+        """A lone request's small batch, run on the event loop (see the module's docstring)."""
+        start = time.perf_counter()
+        self.metrics.queue_wait.observe(0.0)
+        try:
+            out: Output = _run_inference(fn, payload)
+        except Exception:
+            log.exception("model %s failed on a batch of %d rows", self.name, rows)
+            raise
+        self.metrics.compute.observe(time.perf_counter() - start)
+        self.metrics.batch_size.observe(rows)
+        return out
 
     def _dequeued(self, count: int) -> None:
         if count:
@@ -207,6 +237,7 @@ class Batcher:
         for job in batch:
             self.metrics.queue_wait.observe(start - job.enqueued)
         loop = asyncio.get_running_loop()
+        self._running = True
         try:
             out = await loop.run_in_executor(self._executor, _run_inference, fn, payload)
         except Exception as exc:  # delivered to every waiting request, which answers 500
@@ -215,6 +246,8 @@ class Batcher:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
+        finally:
+            self._running = False
         self.metrics.compute.observe(time.perf_counter() - start)
         self.metrics.batch_size.observe(rows)
         pieces = _split(out, [j.rows for j in batch]) if len(batch) > 1 else [out]
@@ -226,6 +259,7 @@ class Batcher:
         start = time.perf_counter()
         self.metrics.queue_wait.observe(start - job.enqueued)
         loop = asyncio.get_running_loop()
+        self._running = True
         try:
             out = await loop.run_in_executor(
                 self._executor, _run_inference, job.fn, job.payload, job.ticket.check
@@ -240,6 +274,8 @@ class Batcher:
             if not job.future.done():
                 job.future.set_exception(exc)
             return
+        finally:
+            self._running = False
         self.metrics.compute.observe(time.perf_counter() - start)
         self.metrics.batch_size.observe(1)
         if not job.future.done():

@@ -104,6 +104,12 @@ class Ticket:
         if message["type"] == "http.disconnect":
             self.fail(ClientDisconnected())
 
+    @property
+    def alone(self) -> bool:
+        """Whether this is the only request its model's budget holds (none other is being read,
+        queued or run for that model)."""
+        return self.budget is not None and len(self.budget.live) == 1
+
     def check(self) -> None:
         """Raise the ticket's failure, or the timeout when the deadline passed: stop the work."""
         if self.error is None and time.monotonic() > self.deadline:

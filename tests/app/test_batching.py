@@ -19,7 +19,7 @@ import torch
 
 from app.batching import Batcher, Check
 from app.errors import ApiError, ClientDisconnected
-from app.lifecycle import Ticket, shutting_down, timeout_error
+from app.lifecycle import Ticket, WorkBudget, shutting_down, timeout_error
 from app.metrics import Metrics
 from app.runtime import to_uint8, to_unit
 from model.checkpoint import load_checkpoint
@@ -153,6 +153,81 @@ async def _failing(denoise: Denoise) -> None:
 
 def test_a_failing_batch_fails_its_requests_and_the_worker_lives_on(denoise: Denoise) -> None:
     asyncio.run(_failing(denoise))
+
+
+# ---- a lone request's one row runs on the event loop --------------------------------------------
+def budgeted(budget: WorkBudget) -> Ticket:
+    ticket = Ticket(LONG_S)
+    budget.open(ticket)
+    return ticket
+
+
+async def _threads_used(denoise: Denoise) -> dict[str, str]:
+    """Which thread ran each case's forward: the event loop's or the model's."""
+    batcher = make_batcher()
+    budget = WorkBudget("test", 10**9, 10**9, Metrics().for_model("test"))
+    ran: dict[str, str] = {}
+
+    def on(case: str) -> Denoise:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            ran[case] = threading.current_thread().name
+            return denoise(x)
+        return run
+
+    with budgeted(budget) as ticket:  # the only request of its model, one row, the model idle
+        out = await batcher.run(on("lone row"), digits(1), "k", ticket)
+        assert isinstance(out, torch.Tensor) and out.shape == (1, 1, 28, 28)
+    with budgeted(budget) as ticket:  # alone, but several rows: the model thread
+        await batcher.run(on("lone rows"), digits(2), "k", ticket)
+    with budgeted(budget) as ticket, budgeted(budget):  # another request of the model is open
+        await batcher.run(on("with company"), digits(1), "k", ticket)
+    await batcher.run(on("no budget"), digits(1), "k", Ticket(LONG_S))  # not admitted: thread
+    def broken(x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+    # a failure inline fails the request, as on the model thread
+    with budgeted(budget) as ticket, pytest.raises(RuntimeError, match="boom"):
+        await batcher.run(broken, digits(1), "k", ticket)
+    await batcher.stop(shutting_down())
+    return ran
+
+
+def test_only_a_lone_requests_single_row_runs_on_the_event_loop(denoise: Denoise) -> None:
+    ran = asyncio.run(_threads_used(denoise))
+    assert ran["lone row"] == threading.main_thread().name  # asyncio.run: the loop is this thread
+    assert all(ran[case].startswith("model-test") for case in ("lone rows", "with company",
+                                                                "no budget"))
+
+
+async def _arrival_during_the_turns(denoise: Denoise) -> str:
+    """A second request that reaches its ticket during the first one's two loop turns."""
+    batcher = make_batcher()
+    budget = WorkBudget("test", 10**9, 10**9, Metrics().for_model("test"))
+    ran: list[str] = []
+
+    def first(x: torch.Tensor) -> torch.Tensor:
+        ran.append(threading.current_thread().name)
+        return denoise(x)
+
+    first_done = asyncio.Event()
+
+    async def second() -> None:
+        with budgeted(budget):  # opened while the first request takes its turns; open till it ends
+            await first_done.wait()
+
+    with budgeted(budget) as ticket:
+        other = asyncio.ensure_future(second())
+        await batcher.run(first, digits(1), "k", ticket)
+        first_done.set()
+        await other
+    await batcher.stop(shutting_down())
+    return ran[0]
+
+
+def test_a_request_that_arrives_during_the_loop_turns_sends_the_first_to_the_model_thread(
+    denoise: Denoise,
+) -> None:
+    assert asyncio.run(_arrival_during_the_turns(denoise)).startswith("model-test")
 
 
 async def _after_a_batch_of(denoise: Denoise, first: int) -> tuple[list[int], bool]:
