@@ -1,11 +1,11 @@
 """The PNG fast path: 8-bit PNGs read and written by libpng (imagecodecs) instead of Pillow.
 
 A denoise of a small PNG spends more time in Pillow's per-chunk Python than in the pixels
-(docs/benchmarks.md, "PNG fast path"). Here an 8-bit PNG's header is read straight from its IHDR
-chunk (size and colour type, no Pillow object) and its pixels are decoded by imagecodecs; every
-PNG the service answers with is written by imagecodecs too. Everything else (other formats, 16-bit
-or palette PNGs, and PNGs carrying EXIF or a ``tRNS`` colour key, which Pillow and libpng read
-differently) goes through Pillow in ``app/images.py``, as before.
+(docs/benchmarks.md, "Service throughput on a CPU"). Here an 8-bit PNG's header is read straight
+from its IHDR chunk (size and colour type, no Pillow object) and its pixels are decoded by
+imagecodecs; every PNG the service answers with is written by imagecodecs too. Everything else
+(other formats, 16-bit or palette PNGs, and PNGs carrying EXIF or a ``tRNS`` colour key, which
+Pillow and libpng read differently) goes through Pillow in ``app/images.py``, as before.
 """
 
 from __future__ import annotations
