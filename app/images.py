@@ -34,9 +34,9 @@ TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 class Probe:
     """An opened, not yet decoded image: its upright size and colour bands."""
 
-    image: Image.Image | None  # None: a plain PNG, decoded by the fast path from ``data``
+    image: Image.Image | None  # Pillow's reader; None for a plain PNG (``head`` is set instead)
     data: bytes
-    head: png.Header | None
+    head: png.Header | None  # a plain PNG's header: the fast path decodes ``data``
     width: int
     height: int
     bands: int  # colour bands after decoding: 1 (gray) or 3 (RGB); alpha is set aside
@@ -125,14 +125,14 @@ class Decoded:
 
 def decode(p: Probe) -> Decoded:
     """The pixels, upright, in L, LA, RGB or RGBA; 415 for a truncated or corrupt file."""
-    if p.image is None:
-        assert p.head is not None
+    if p.head is not None:
         try:
             pixels = png.decode(p.data, p.head)
         except ValueError as exc:
             raise _unsupported(f"the PNG image is truncated or corrupt ({exc})") from exc
         return Decoded(p.head.mode, p.width, p.height, pixels=pixels)
     img = p.image
+    assert img is not None  # every probe has a header or a Pillow reader
     try:
         img.load()
         # a PNG may carry its EXIF after the pixels: known only now
@@ -199,12 +199,10 @@ def from_planes(planes: np.ndarray) -> Image.Image:
 
 
 def encode_png(img: Image.Image, compress_level: int = 1) -> bytes:
-    """An L, LA, RGB or RGBA image as a PNG (the fast path's encoder; Pillow's for other modes)."""
-    if img.mode in KEPT_MODES:
-        return png.encode(np.asarray(img), compress_level)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
+    """An L, LA, RGB or RGBA image (every image this module makes) as a PNG, by the fast path."""
+    if img.mode not in KEPT_MODES:
+        raise ValueError(f"encode_png takes L, LA, RGB or RGBA images, not {img.mode}")
+    return png.encode(np.asarray(img), compress_level)
 
 
 def planes_png(planes: np.ndarray, compress_level: int = 1) -> bytes:

@@ -17,9 +17,9 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from starlette.types import Receive, Scope
 
@@ -34,6 +34,12 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # sets ``BODY_TIMED_OUT`` in it when it closed the connection because the body was too slow
 DISCONNECT_EXTENSION = "aeserve.disconnect"
 BODY_TIMED_OUT = "body_timed_out"
+
+
+def disconnect_extension(scope: Mapping[str, object]) -> dict[str, Any] | None:
+    """The request's ``aeserve.disconnect`` extension, when its server offers one."""
+    extensions = cast(dict[str, Any], scope.get("extensions") or {})
+    return cast(dict[str, Any] | None, extensions.get(DISCONNECT_EXTENSION))
 
 
 def timeout_error(timeout_s: float) -> ApiError:
@@ -89,7 +95,7 @@ class Ticket:
         waiting on ``receive`` (which returns ``http.disconnect`` once the body has been read)."""
         if self._watcher is not None or self._receive is None:
             return
-        extension = (self._scope or {}).get("extensions", {}).get(DISCONNECT_EXTENSION)
+        extension = None if self._scope is None else disconnect_extension(self._scope)
         if extension is not None:
             extension["callbacks"].append(self._client_gone)
             self._receive = None

@@ -29,7 +29,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.errors import body_timeout
-from app.lifecycle import BODY_TIMED_OUT, DISCONNECT_EXTENSION
+from app.lifecycle import BODY_TIMED_OUT, DISCONNECT_EXTENSION, disconnect_extension
 from app.settings import Settings
 
 EXIT_MARGIN_S = 4.0  # the process exits at most this long after the drain timeout
@@ -91,7 +91,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm_body()
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
-            extension = cycle.scope.get("extensions", {}).get(DISCONNECT_EXTENSION, {})
+            extension = disconnect_extension(cycle.scope) or {}
             for callback in cast(list[Callable[[], None]], extension.get("callbacks", [])):
                 self.loop.call_soon(callback)
         super().connection_lost(exc)
@@ -129,8 +129,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self._in_body or self.transport.is_closing():
             return
         cycle = self.cycle
-        if cycle is not None:
-            cycle.scope.get("extensions", {}).get(DISCONNECT_EXTENSION, {})[BODY_TIMED_OUT] = True
+        extension = None if cycle is None else disconnect_extension(cycle.scope)
+        if extension is not None:
+            extension[BODY_TIMED_OUT] = True
         if cycle is not None and cycle.response_started:
             self.transport.close()  # an answer is on its way already: only cut the connection
             return

@@ -12,7 +12,7 @@ from multipart import MultipartSegment, ParserError, PushMultipartParser, parse_
 from starlette.requests import ClientDisconnect
 
 from app.errors import ApiError, body_timeout
-from app.lifecycle import BODY_TIMED_OUT, DISCONNECT_EXTENSION
+from app.lifecycle import BODY_TIMED_OUT, disconnect_extension
 from app.settings import Settings
 
 IMAGE_FIELD = "image"
@@ -67,8 +67,8 @@ async def read_body(request: Request, settings: Settings) -> bytes:
     try:
         return await request.body()
     except ClientDisconnect:
-        extension = request.scope.get("extensions", {}).get(DISCONNECT_EXTENSION, {})
-        if extension.get(BODY_TIMED_OUT):
+        extension = disconnect_extension(request.scope)
+        if extension is not None and extension.get(BODY_TIMED_OUT):
             raise body_timeout(settings.body_timeout_s) from None
         raise
 
