@@ -94,6 +94,11 @@ class Batcher:
         )
 
     @property
+    def lingering(self) -> bool:
+        """Whether the worker holds a batch open for company (only after a batch that came full)."""
+        return self._linger_need > 0
+
+    @property
     def alive(self) -> bool:
         return self._task is not None and not self._task.done()
 
@@ -165,9 +170,13 @@ class Batcher:
         except Exception:
             log.exception("model %s failed on a batch of %d rows", self.name, rows)
             raise
+        self._observe_compute(start, rows)
+        return out
+
+    def _observe_compute(self, start: float, rows: int) -> None:
+        """One finished model call: its time since ``start`` and its rows."""
         self.metrics.compute.observe(time.perf_counter() - start)
         self.metrics.batch_size.observe(rows)
-        return out
 
     def _dequeued(self, count: int) -> None:
         if count:
@@ -248,8 +257,7 @@ class Batcher:
             return
         finally:
             self._running = False
-        self.metrics.compute.observe(time.perf_counter() - start)
-        self.metrics.batch_size.observe(rows)
+        self._observe_compute(start, rows)
         pieces = _split(out, [j.rows for j in batch]) if len(batch) > 1 else [out]
         for job, piece in zip(batch, pieces, strict=True):
             if not job.future.done():
@@ -276,7 +284,6 @@ class Batcher:
             return
         finally:
             self._running = False
-        self.metrics.compute.observe(time.perf_counter() - start)
-        self.metrics.batch_size.observe(1)
+        self._observe_compute(start, 1)
         if not job.future.done():
             job.future.set_result(out)

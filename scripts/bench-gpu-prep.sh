@@ -4,9 +4,10 @@
 #
 #   PYVER=3.12 bash scripts/bench-gpu-prep.sh        # PYVER: the GPU machine's Python (3.12)
 #
-# .whl: wheels of the service's dependencies from pyproject.toml for that Python on x86_64 Linux,
-# less torch (the machine's own CUDA build), numpy (the machine's own) and ONNX (not used on a GPU),
-# with .whl/requirements.txt naming them. Run it with the project's venv active to get the versions
+# .whl: wheels of the service's dependencies and the bench extra from pyproject.toml for that Python on x86_64 Linux,
+# less torch (the machine's own CUDA build) and ONNX (not used on a GPU), with .whl/requirements.txt
+# naming them. The numpy wheel is kept: bench-gpu.sh installs it only where the machine's own numpy is
+# too old for imagecodecs. Run it with the project's venv active to get the versions
 # the project is tested with. .tools: Debian's wrk and the LuaJIT it links.
 set -eu
 cd "$(dirname "$0")/.."
@@ -17,7 +18,9 @@ import re
 import tomllib
 
 skip = {"torch", "numpy", "onnx", "onnxruntime"}
-for dep in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]:
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+# the service's dependencies and the bench extra (the bare endpoints' form parser)
+for dep in project["dependencies"] + project["optional-dependencies"]["bench"]:
     if re.match(r"[A-Za-z0-9_.-]+", dep)[0].lower() not in skip:
         print(dep)
 PYEOF
@@ -26,6 +29,5 @@ python3 -m pip freeze --exclude-editable 2>/dev/null | grep -v ' @ ' > .whl/cons
 pip download -q -d .whl --only-binary=:all: --python-version "$PYVER" --implementation cp \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
     -r .whl/requirements.txt -c .whl/constraints.txt 2>&1 | grep -v '^WARNING: Location' || true
-rm -f .whl/numpy-*.whl
 (cd .tools && apt-get download wrk && { apt-get download libluajit2-5.1-2 || apt-get download libluajit-5.1-2; })
 du -sh .whl .tools

@@ -52,9 +52,15 @@ log() { printf '[%4d s] %s\n' $((SECONDS - start)) "$*" | tee -a "$OUT/progress.
 if ! $PY -c 'import fastapi, uvicorn, multipart, pydantic_settings, prometheus_client, httpx' 2>/dev/null; then
     [ -d "$WHEELS" ] || { log "no serving stack and no $WHEELS: run scripts/bench-gpu-prep.sh first"; exit 1; }
     log "installing the serving stack from $WHEELS into $LIB"
-    $PY -m pip install -q --no-index --find-links "$WHEELS" --target "$LIB" -r "$WHEELS/requirements.txt" \
+    # every wheel prep downloaded, without resolving (pip --target would not see the machine's own
+    # numpy and torch); numpy only where the machine's is too old for imagecodecs
+    $PY -m pip install -q --no-index --no-deps --target "$LIB" $(ls "$WHEELS"/*.whl | grep -v /numpy-) \
         2>&1 | grep -v WARNING
     export PYTHONPATH="$PWD/$LIB${PYTHONPATH:+:$PYTHONPATH}"
+    if ! $PY -c 'import imagecodecs' 2>/dev/null; then
+        log "the machine's numpy is too old for imagecodecs: installing numpy from $WHEELS"
+        $PY -m pip install -q --no-index --no-deps --target "$LIB" "$WHEELS"/numpy-*.whl 2>&1 | grep -v WARNING
+    fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if ! command -v wrk >/dev/null; then

@@ -2,8 +2,7 @@
 
 A gate job (a callable that waits on a ``threading.Event`` on the model thread) holds the worker so
 that requests queue up deterministically; a job that runs alone waits on an event per step, so the
-test decides when each step happens. No sleeps, no timing assertions (but one: the linger test
-below waits 0.2 s to see that a lone request is *not* held back).
+test decides when each step happens. No sleeps, no timing assertions.
 """
 
 from __future__ import annotations
@@ -56,6 +55,26 @@ async def occupy(batcher: Batcher, gate: threading.Event) -> asyncio.Future[Any]
     return blocker
 
 
+class Counted:
+    """The model, recording the rows of every call it gets."""
+
+    def __init__(self, model: Denoise) -> None:
+        self.model = model
+        self.sizes: list[int] = []
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(x.shape[0])
+        return self.model(x)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Give the event loop turns until ``condition`` holds (a hang fails after WAIT_S)."""
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "the condition never held"
+        await asyncio.sleep(0)
+
+
 async def drained(batcher: Batcher) -> None:
     """Return once everything queued before this call has been run or dropped (queue order)."""
     await batcher.run_alone(lambda arg, check: None, None, Ticket(LONG_S))
@@ -79,11 +98,7 @@ def digits(n: int) -> torch.Tensor:
 # ---- merging -----------------------------------------------------------------------------------
 async def _queued_then_merged(denoise: Denoise) -> tuple[list[int], list[torch.Tensor], torch.Tensor]:
     batcher = make_batcher()
-    sizes: list[int] = []
-
-    def counted(x: torch.Tensor) -> torch.Tensor:
-        sizes.append(x.shape[0])
-        return denoise(x)
+    counted = Counted(denoise)
 
     gate = threading.Event()
     blocker = await occupy(batcher, gate)
@@ -99,7 +114,7 @@ async def _queued_then_merged(denoise: Denoise) -> tuple[list[int], list[torch.T
     await batcher.stop(shutting_down())
     with torch.inference_mode():
         alone = denoise(x)
-    return sizes, outs, alone
+    return counted.sizes, outs, alone
 
 
 def test_queued_requests_share_one_forward_and_get_their_own_rows(denoise: Denoise) -> None:
@@ -112,11 +127,7 @@ def test_queued_requests_share_one_forward_and_get_their_own_rows(denoise: Denoi
 
 async def _different_keys(denoise: Denoise) -> list[int]:
     batcher = make_batcher(max_batch_size=3)
-    sizes: list[int] = []
-
-    def counted(x: torch.Tensor) -> torch.Tensor:
-        sizes.append(x.shape[0])
-        return denoise(x)
+    counted = Counted(denoise)
 
     gate = threading.Event()
     blocker = await occupy(batcher, gate)
@@ -130,7 +141,7 @@ async def _different_keys(denoise: Denoise) -> list[int]:
     await blocker
     await asyncio.gather(*calls)
     await batcher.stop(shutting_down())
-    return sizes
+    return counted.sizes
 
 
 def test_only_same_key_requests_merge_up_to_the_max_batch(denoise: Denoise) -> None:
@@ -233,11 +244,7 @@ def test_a_request_that_arrives_during_the_loop_turns_sends_the_first_to_the_mod
 async def _after_a_batch_of(denoise: Denoise, first: int) -> tuple[list[int], bool]:
     """Run a batch of ``first`` rows (max 4), then send one request: does it wait for company?"""
     batcher = make_batcher(max_batch_size=4, max_delay_s=30.0)
-    sizes: list[int] = []
-
-    def counted(x: torch.Tensor) -> torch.Tensor:
-        sizes.append(x.shape[0])
-        return denoise(x)
+    counted = Counted(denoise)
 
     key = ("denoise", 1, 28, 28)
     x = digits(1)
@@ -249,7 +256,7 @@ async def _after_a_batch_of(denoise: Denoise, first: int) -> tuple[list[int], bo
     await blocker
     await asyncio.gather(*calls)
     lone = asyncio.ensure_future(batcher.run(counted, x, key, Ticket(LONG_S)))
-    await asyncio.sleep(0.2)
+    await until(lambda: lone.done() or batcher.lingering)
     waited = not lone.done()
     if waited:  # lingering: three more fill the batch and release it at once
         await asyncio.gather(*(batcher.run(counted, x, key, Ticket(LONG_S)) for _ in range(3)))
@@ -257,7 +264,7 @@ async def _after_a_batch_of(denoise: Denoise, first: int) -> tuple[list[int], bo
     if waited:  # that batch filled only by lingering: the next lone request runs at once
         await asyncio.wait_for(batcher.run(counted, x, key, Ticket(LONG_S)), 10)
     await batcher.stop(shutting_down())
-    return sizes, waited
+    return counted.sizes, waited
 
 
 def test_the_batcher_lingers_only_after_a_full_batch(denoise: Denoise) -> None:
@@ -272,11 +279,7 @@ def test_the_batcher_lingers_only_after_a_full_batch(denoise: Denoise) -> None:
 async def _queued_job_of_a_failed_ticket(denoise: Denoise, failure: str) -> tuple[BaseException, int]:
     """A request queued behind a busy model fails (deadline or disconnect): it is never run."""
     batcher = make_batcher()
-    ran: list[int] = []
-
-    def counted(x: torch.Tensor) -> torch.Tensor:
-        ran.append(x.shape[0])
-        return denoise(x)
+    counted = Counted(denoise)
 
     gate = threading.Event()
     blocker = await occupy(batcher, gate)
@@ -302,7 +305,7 @@ async def _queued_job_of_a_failed_ticket(denoise: Denoise, failure: str) -> tupl
     ticket.close()
     await batcher.stop(shutting_down())
     assert busy
-    return failed.value, len(ran)
+    return failed.value, len(counted.sizes)
 
 
 def test_a_queued_request_past_its_deadline_gets_503_timeout_and_never_runs(denoise: Denoise) -> None:
@@ -385,11 +388,7 @@ def test_a_disconnect_stops_a_long_job_at_its_next_check() -> None:
 
 async def _stopped_with_work_queued(denoise: Denoise) -> tuple[BaseException, bool, int]:
     batcher = make_batcher()
-    ran: list[int] = []
-
-    def counted(x: torch.Tensor) -> torch.Tensor:
-        ran.append(1)
-        return denoise(x)
+    counted = Counted(denoise)
 
     gate = threading.Event()
     await occupy(batcher, gate)
@@ -403,7 +402,7 @@ async def _stopped_with_work_queued(denoise: Denoise) -> tuple[BaseException, bo
     with pytest.raises(ApiError) as refused:
         await batcher.run(counted, digits(1), "k", Ticket(LONG_S))
     assert refused.value.code == "unavailable"
-    return failed.value, alive, len(ran)
+    return failed.value, alive, len(counted.sizes)
 
 
 def test_stop_fails_the_queued_requests_and_refuses_new_ones(denoise: Denoise) -> None:

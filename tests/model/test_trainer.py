@@ -97,6 +97,14 @@ def test_resume_continues_from_the_saved_state(tiny_mnist_dir: Path, tmp_path: P
     assert [h["step"] for h in state["history"]] == [10, 16, 25]
 
 
+def saved_step(out: Path) -> int:
+    """The step of a run's last snapshot, 0 before the first one (or while one is replaced)."""
+    try:
+        return int(json.loads((out / ".state" / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupt_leaves_a_whole_checkpoint_and_resume_works(
     tiny_mnist_dir: Path, tmp_path: Path, sig: signal.Signals
@@ -109,9 +117,13 @@ def test_interrupt_leaves_a_whole_checkpoint_and_resume_works(
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.monotonic() + 300
-    while not (out / "config.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)
+    first = 0
+    # signalled mid-training: after the first checkpoint, at the snapshot after it
+    while not (out / "config.json").exists() or saved_step(out) <= first:
+        if not first and (out / "config.json").exists():
+            first = max(1, saved_step(out))
+        assert time.monotonic() < deadline and proc.poll() is None, "training never got going"
+        time.sleep(0.2)  # polling another process's files
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
