@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -157,6 +158,36 @@ def markdown(name: str, metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report_dae(ck: Checkpoint, clean: torch.Tensor, args: argparse.Namespace,
+               device: torch.device) -> dict[str, Any]:
+    """The denoising metrics, and a figure per sigma in ``args.out``."""
+    denoising, examples = evaluate_denoising(ck, clean, args, device)
+    for sigma, rows in examples.items():
+        rows_figure(list(rows), args.out / f"denoise_sigma{sigma}.png")
+    return {"denoising": denoising}
+
+
+def report_vae(ck: Checkpoint, clean: torch.Tensor, args: argparse.Namespace,
+               device: torch.device) -> dict[str, Any]:
+    """The likelihood metrics, and reconstructions, samples and an interpolation in ``args.out``."""
+    vae = ck.model
+    assert isinstance(vae, VAE)
+    metrics = {"vae": evaluate_vae(vae, clean, args, device)}
+    x = clean[:10].to(device)
+    rows_figure([x.cpu(), vae.denoise(x).cpu()], args.out / "reconstructions.png")
+    samples = vae.sample(64, torch.Generator(device=device).manual_seed(EVAL_SEED))
+    grid(samples.cpu(), nrow=8, scale=3).save(args.out / "samples.png")
+    ends = vae.encode(x[:2]).mode()
+    t = torch.linspace(0, 1, 10, device=device)[:, None]
+    path = vae.decode(ends[0] * (1 - t) + ends[1] * t)
+    rows_figure([path.cpu()], args.out / "interpolation.png")
+    return metrics
+
+
+REPORTS: dict[str, Callable[[Checkpoint, torch.Tensor, argparse.Namespace, torch.device],
+                            dict[str, Any]]] = {"dae": report_dae, "vae": report_vae}
+
+
 def evaluate_autoencoder(args: argparse.Namespace, command: str) -> int:
     """Evaluate the DAE or VAE of ``args.checkpoint``; ``command`` is recorded with the metrics."""
     args.sigmas = args.sigmas or DEFAULT_SIGMAS
@@ -175,21 +206,7 @@ def evaluate_autoencoder(args: argparse.Namespace, command: str) -> int:
     metrics: dict[str, Any] = {"checkpoint": str(args.checkpoint), "sha256": ck.sha256}
     started = time.monotonic()
     with torch.no_grad():
-        if cfg.model.kind == "dae":
-            metrics["denoising"], examples = evaluate_denoising(ck, clean, args, device)
-            for sigma, rows in examples.items():
-                rows_figure(list(rows), args.out / f"denoise_sigma{sigma}.png")
-        elif isinstance(ck.model, VAE):
-            vae = ck.model
-            metrics["vae"] = evaluate_vae(vae, clean, args, device)
-            x = clean[:10].to(device)
-            rows_figure([x.cpu(), vae.denoise(x).cpu()], args.out / "reconstructions.png")
-            samples = vae.sample(64, torch.Generator(device=device).manual_seed(EVAL_SEED))
-            grid(samples.cpu(), nrow=8, scale=3).save(args.out / "samples.png")
-            ends = vae.encode(x[:2]).mode()
-            t = torch.linspace(0, 1, 10, device=device)[:, None]
-            path = vae.decode(ends[0] * (1 - t) + ends[1] * t)
-            rows_figure([path.cpu()], args.out / "interpolation.png")
+        metrics.update(REPORTS[cfg.model.kind](ck, clean, args, device))
     metrics["seconds"] = round(time.monotonic() - started, 1)
     loss_curves(ck.meta.get("training", {}).get("history", []), args.out / "loss_curves.png",
                 ck.name)

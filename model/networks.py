@@ -9,6 +9,8 @@ Losses live in ``model.losses``, not in ``forward``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -141,12 +143,15 @@ class VAE(nn.Module):
         return self.decode(z)
 
 
+NETWORKS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "dae": DenoisingAutoencoder,
+    "vae": VAE,
+    "photo": PhotoDenoiser,
+}
+
+
 def build_model(cfg: ModelConfig) -> nn.Module:
     """The network a config describes (weights freshly initialised)."""
-    if cfg.kind == "dae":
-        return DenoisingAutoencoder(cfg)
-    if cfg.kind == "vae":
-        return VAE(cfg)
-    if cfg.kind == "photo":
-        return PhotoDenoiser(cfg)
-    raise ValueError(f"unknown model kind {cfg.kind!r}")
+    if cfg.kind not in NETWORKS:
+        raise ValueError(f"unknown model kind {cfg.kind!r}")
+    return NETWORKS[cfg.kind](cfg)

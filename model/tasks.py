@@ -6,7 +6,7 @@ loop in ``model.train`` is the same for all kinds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,13 +42,31 @@ class Task(Protocol):
 
 
 class AutoencoderTask:
-    """DAE and VAE on fixed-size images (MNIST or a folder)."""
+    """What the DAE and the VAE share: fixed-size images (MNIST or a folder), corrupted on the fly.
+
+    A subclass says what a batch's loss is and what one validation chunk measures.
+    """
 
     def __init__(self, cfg: RunConfig, splits: Splits, device: torch.device) -> None:
         self.cfg = cfg
         self.splits = splits
         self.device = device
         self.data_description = splits.description
+
+    @classmethod
+    def from_dirs(cls, cfg: RunConfig, data_dirs: list[Path], device: torch.device,
+                  limit: int = 0) -> AutoencoderTask:
+        if len(data_dirs) != 1:
+            raise UsageError(f"--data-dir: {cfg.train.preset} reads one folder, got {len(data_dirs)}")
+        splits = load_splits(
+            cfg.train.dataset,
+            data_dirs[0],
+            cfg.model.channels,
+            (cfg.model.image_size[0], cfg.model.image_size[1]),
+            cfg.train.val_fraction,
+            limit,
+        )
+        return cls(cfg, splits, device)
 
     def num_train(self) -> int:
         return len(self.splits.train)
@@ -70,6 +88,55 @@ class AutoencoderTask:
             clean = binarize(clean, gen)
         return corrupt(clean, self.cfg.noise, gen), clean
 
+    def loss(
+        self, model: nn.Module, batch: torch.Tensor, step: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def _measure(self, model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor,
+                 gen: torch.Generator) -> dict[str, float]:
+        """One validation chunk's means; ``validate`` averages them over the split."""
+        raise NotImplementedError
+
+    def _summary(self, metrics: dict[str, float]) -> dict[str, float]:
+        """The split's means completed with ``val_loss`` (lower is better)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Fixed-seed validation over the held-out split, in chunks of 500 images."""
+        gen = torch.Generator(device=self.device).manual_seed(VAL_SEED)
+        total: dict[str, float] = {}
+        count = 0
+        for start in range(0, len(self.splits.val), 500):
+            noisy, clean = self._inputs(self.splits.val[start : start + 500], gen)
+            n = len(clean)
+            for key, value in self._measure(model, noisy, clean, gen).items():
+                total[key] = total.get(key, 0.0) + value * n
+            count += n
+        return self._summary({key: value / count for key, value in total.items()})
+
+
+class DAETask(AutoencoderTask):
+    """The denoising autoencoder: MSE against the clean image; validation MSE and PSNR."""
+
+    def loss(
+        self, model: nn.Module, batch: torch.Tensor, step: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        noisy, clean = self._inputs(batch, gen)
+        return dae_loss(model(noisy), clean), {}
+
+    def _measure(self, model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor,
+                 gen: torch.Generator) -> dict[str, float]:
+        return {"mse": dae_loss(model(noisy), clean).item()}
+
+    def _summary(self, metrics: dict[str, float]) -> dict[str, float]:
+        return {**metrics, "psnr": float(psnr_from_mse(metrics["mse"])), "val_loss": metrics["mse"]}
+
+
+class VAETask(AutoencoderTask):
+    """The VAE: reconstruction + KL (the KL weight warmed up); validation the negative ELBO."""
+
     def kl_weight(self, step: int) -> float:
         warm = self.cfg.train.kl_warmup_steps
         beta = self.cfg.train.beta
@@ -79,52 +146,31 @@ class AutoencoderTask:
         self, model: nn.Module, batch: torch.Tensor, step: int, gen: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, float]]:
         noisy, clean = self._inputs(batch, gen)
-        if self.cfg.model.kind == "vae":
-            logits, posterior = model(noisy, gen)
-            inner = model.module if hasattr(model, "module") else model
-            assert isinstance(inner, VAE)
-            return vae_loss(inner, clean, logits, posterior, self.kl_weight(step))
-        loss = dae_loss(model(noisy), clean)
-        return loss, {}
+        logits, posterior = model(noisy, gen)
+        inner = model.module if hasattr(model, "module") else model  # DDP wraps the VAE
+        assert isinstance(inner, VAE)
+        return vae_loss(inner, clean, logits, posterior, self.kl_weight(step))
 
-    @torch.no_grad()
-    def validate(self, model: nn.Module) -> dict[str, float]:
-        """Fixed-seed validation: the DAE's MSE/PSNR on noisy inputs, the VAE's negative ELBO."""
-        gen = torch.Generator(device=self.device).manual_seed(VAL_SEED)
-        total: dict[str, float] = {}
-        count = 0
-        for start in range(0, len(self.splits.val), 500):
-            noisy, clean = self._inputs(self.splits.val[start : start + 500], gen)
-            n = len(clean)
-            if self.cfg.model.kind == "vae":
-                assert isinstance(model, VAE)
-                logits, posterior = model(noisy, gen)
-                loss, parts = vae_loss(model, clean, logits, posterior, 1.0)
-                values = {"neg_elbo": loss.item(), **parts}
-            else:
-                values = {"mse": dae_loss(model(noisy), clean).item()}
-            for key, value in values.items():
-                total[key] = total.get(key, 0.0) + value * n
-            count += n
-        metrics = {key: value / count for key, value in total.items()}
-        if "mse" in metrics:
-            metrics["psnr"] = float(psnr_from_mse(metrics["mse"]))
-        metrics["val_loss"] = metrics.get("neg_elbo", metrics.get("mse", 0.0))
-        return metrics
+    def _measure(self, model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor,
+                 gen: torch.Generator) -> dict[str, float]:
+        assert isinstance(model, VAE)
+        logits, posterior = model(noisy, gen)
+        loss, parts = vae_loss(model, clean, logits, posterior, 1.0)
+        return {"neg_elbo": loss.item(), **parts}
+
+    def _summary(self, metrics: dict[str, float]) -> dict[str, float]:
+        return {**metrics, "val_loss": metrics["neg_elbo"]}
+
+
+TASKS: dict[str, Callable[[RunConfig, list[Path], torch.device, int], Task]] = {
+    "dae": DAETask.from_dirs,
+    "vae": VAETask.from_dirs,
+    "photo": PhotoTask.from_dirs,
+}
 
 
 def make_task(cfg: RunConfig, data_dirs: list[Path], device: torch.device, limit: int = 0) -> Task:
     """The task of ``cfg``'s kind; photo models read every folder given, the others one."""
-    if cfg.model.kind == "photo":
-        return PhotoTask(cfg, list(data_dirs), device, limit)
-    if len(data_dirs) != 1:
-        raise UsageError(f"--data-dir: {cfg.train.preset} reads one folder, got {len(data_dirs)}")
-    splits = load_splits(
-        cfg.train.dataset,
-        data_dirs[0],
-        cfg.model.channels,
-        (cfg.model.image_size[0], cfg.model.image_size[1]),
-        cfg.train.val_fraction,
-        limit,
-    )
-    return AutoencoderTask(cfg, splits, device)
+    if cfg.model.kind not in TASKS:
+        raise UsageError(f"no training task for model kind {cfg.model.kind!r}")
+    return TASKS[cfg.model.kind](cfg, list(data_dirs), device, limit)

@@ -88,6 +88,12 @@ class PhotoTask:
             f"{cfg.train.patches_per_epoch} per epoch",
         }
 
+    @classmethod
+    def from_dirs(cls, cfg: RunConfig, data_dirs: list[Path], device: torch.device,
+                  limit: int = 0) -> PhotoTask:
+        """``model.tasks.make_task``'s constructor: every folder given is read."""
+        return cls(cfg, data_dirs, device, limit)
+
     def _at_least_patch(self, img: np.ndarray) -> np.ndarray:
         _, h, w = img.shape
         ph, pw = max(0, self.patch - h), max(0, self.patch - w)
