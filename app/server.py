@@ -160,6 +160,9 @@ def serve(settings: Settings, log_config: dict[str, Any]) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        # a worker is ready once its models are loaded and warm, which takes longer than uvicorn's
+        # default 5 s; past this, a replacement on reload is killed and the old worker kept
+        timeout_worker_healthcheck=settings.worker_start_timeout_s,
         http=GuardedHttpToolsProtocol,
         log_level=settings.log_level,
         log_config=log_config,

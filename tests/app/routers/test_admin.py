@@ -35,10 +35,12 @@ def server(checkpoints: Path, tmp_path: Path) -> Iterator[LiveServer]:
 
 
 class Stream:
-    """Denoise requests, one after another on their own connection, until stopped."""
+    """Denoise requests, one after another, until stopped: on one kept-alive connection, or each on
+    a new one (``fresh``: with several workers, any worker may take each)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, fresh: bool = False) -> None:
         self.url = url
+        self.fresh = fresh
         self.statuses: Counter[int] = Counter()
         self.stop = threading.Event()
         self.sent = threading.Event()
@@ -46,7 +48,8 @@ class Stream:
 
     def run(self) -> None:
         png = image_bytes()
-        with httpx.Client(base_url=self.url, timeout=60) as http:
+        limits = httpx.Limits(max_keepalive_connections=0 if self.fresh else None)
+        with httpx.Client(base_url=self.url, timeout=60, limits=limits) as http:
             while not self.stop.is_set():
                 self.statuses[http.post(DENOISE, files=files(png)).status_code] += 1
                 self.sent.set()
@@ -133,3 +136,42 @@ def test_sighup_reloads_and_folders_come_and_go(server: LiveServer, checkpoints:
         assert http.post("/v1/models/dae-copy/denoise", files=files(image_bytes())).status_code == 200
         assert http.get("/v1/models/mnist-vae").status_code == 404
     assert server.proc.poll() is None  # SIGHUP's default action would have killed it
+
+
+def log_count(server: LiveServer, line: str) -> int:
+    return server.output().count(line)
+
+
+def wait_for_log(server: LiveServer, line: str, count: int, stream: Stream) -> None:
+    """Until ``line`` is in the server's log ``count`` times; each poll waits for a request."""
+    for _ in range(3000):
+        if log_count(server, line) >= count:
+            return
+        stream.sent.clear()
+        assert stream.sent.wait(60) and server.proc.poll() is None, server.output()[-3000:]
+    pytest.fail(f"{line!r} not {count} times in the log:\n{server.output()[-3000:]}")
+
+
+def test_with_two_workers_a_reload_replaces_each_worker_without_a_failed_request(
+    checkpoints: Path, tmp_path: Path
+) -> None:
+    started, finished = "Application startup complete", "Finished server process"
+    with running_server(checkpoints, tmp_path / "server.log", AESERVE_WORKERS="2",
+                        AESERVE_LOG_LEVEL="info") as server, Stream(server.url, fresh=True) as stream:
+        wait_for_log(server, started, 2, stream)  # both workers serve
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            before = card(http)
+            replace_folder(checkpoints, "mnist-dae", checkpoints / "mnist-vae")
+            answer = http.post("/v1/admin/reload").json()
+        # the supervisor starts a new worker, waits until it is ready, stops an old one; twice
+        wait_for_log(server, started, 4, stream)
+        wait_for_log(server, finished, 2, stream)
+        with httpx.Client(base_url=server.url, timeout=60,
+                          limits=httpx.Limits(max_keepalive_connections=0)) as http:
+            cards = [card(http) for _ in range(10)]  # a new connection each: either worker
+    assert answer["loaded"] == ["mnist-dae"] and answer["workers"] == 2
+    serving = {(c["sha256"], c["kind"]) for c in cards}
+    assert len(serving) == 1 and serving != {(before["sha256"], "dae")}, serving
+    assert cards[0]["kind"] == "vae"
+    assert "was not ready in time" not in server.output()
+    assert set(stream.statuses) == {200}, stream.statuses
