@@ -8,8 +8,9 @@
 #
 # Stages: `reqs` (the dependency lists from pyproject.toml), `deps` (venv with torch and the
 # runtime dependencies, cached until those lists change), `build` (the package as a wheel),
-# `train` (deps + the training extras + package) and `runtime` (the last stage, so the default
-# target: venv + package + checkpoints, non-root, no compilers, no tests, no training data).
+# `train` (deps + the training extras + package + the shipped checkpoints, for --init-from) and
+# `runtime` (the last stage, so the default target: venv + package + checkpoints, non-root, no
+# compilers, no tests, no training data).
 
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -62,6 +63,8 @@ RUN pip install -r /tmp/train-requirements.txt && rm /tmp/train-requirements.txt
 COPY --from=build /wheels/ /tmp/wheels/
 RUN pip install --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels \
  && mkdir -p /app/trained && chown aeserve:aeserve /app/trained
+# the shipped checkpoints, for --init-from (continue from the shipped weights)
+COPY checkpoints/ /app/checkpoints/
 WORKDIR /app
 ENV MPLCONFIGDIR=/tmp/matplotlib
 USER 10001:10001

@@ -60,3 +60,7 @@ def test_the_shared_data_passes() -> None:
     result = run_module("model.data", "check", "--data-dir", str(DATASETS), "--sets", "bsd68", "mnist")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("checksums match") == 2
+    unchecked = run_module("model.data", "check", "--data-dir", str(DATASETS), "--sets", "bsd68",
+                           "--no-checksums")
+    assert unchecked.returncode == 0, unchecked.stdout + unchecked.stderr
+    assert unchecked.stdout.startswith("ok      bsd68/: 68 files, checksums not checked")
