@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.observability import current_request_id
 
@@ -58,6 +60,7 @@ _DESCRIPTIONS = {
     401: "Missing or wrong API token",
     404: "No such model or route",
     408: "The body did not arrive within AESERVE_BODY_TIMEOUT_S",
+    409: "The checkpoint directory is gone or holds no model: nothing was reloaded",
     413: "Body, pixels or work over a limit (payload_too_large, too_many_pixels, too_much_work)",
     415: "Not an image this service decodes",
     422: "Invalid parameters, latents or images for this model",
@@ -138,13 +141,53 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, exc.headers)
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    # answered outside the request-id middleware: the id goes on by hand, so a report can cite it
+def _internal_error() -> JSONResponse:
     return error_response(
         500, "internal_error", "the server failed to handle this request; it has been logged",
         {"X-Request-ID": current_request_id()},
     )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """The backstop for an error in a middleware outside ``UnexpectedErrors``."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # answered outside the request-id middleware: the id goes on by hand, so a report can cite it
+    return _internal_error()
+
+
+class UnexpectedErrors:
+    """The innermost middleware: an unexpected exception becomes a logged 500 answer, and the
+    connection stays open for the client's next request.
+
+    Starlette's own handler for ``Exception`` re-raises after answering, and the server then closes
+    the connection, so a keep-alive client would lose its next request too. A client that went away
+    passes on (the metrics count it), and so does an error after the answer has begun: the server
+    must close a half-sent answer.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except (ClientDisconnected, ClientDisconnect):
+            raise
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            await _internal_error()(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:

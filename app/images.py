@@ -55,7 +55,9 @@ def _orientation(img: Image.Image) -> int:
     """The EXIF orientation from the header (Pillow's PNG ``getexif`` would decode the pixels)."""
     if img.format == "PNG" and "exif" not in img.info:
         return 1
-    return int(img.getexif().get(ORIENTATION, 1))
+    value = img.getexif().get(ORIENTATION, 1)
+    # a value outside 1..8 (text, a rational, garbage) says nothing: the pixels are shown as stored
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def probe(data: bytes, max_pixels: int) -> Probe:
@@ -83,6 +85,8 @@ def probe(data: bytes, max_pixels: int) -> Probe:
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width == 0 or height == 0:
+        raise _unsupported(f"image is {width}x{height}: it has no pixels")
     if width * height > max_pixels:
         raise ApiError(
             413,
@@ -136,7 +140,7 @@ def decode(p: Probe) -> Decoded:
     try:
         img.load()
         # a PNG may carry its EXIF after the pixels: known only now
-        if p.orientation != 1 or (img.format == "PNG" and "exif" in img.info):
+        if p.orientation != 1 or (img.format == "PNG" and _orientation(img) != 1):
             ImageOps.exif_transpose(img, in_place=True)
     except Image.DecompressionBombError as exc:
         raise ApiError(413, "too_many_pixels", f"image refused: {exc}") from exc
@@ -148,6 +152,8 @@ def decode(p: Probe) -> Decoded:
 
 def normalize_mode(img: Image.Image) -> Image.Image:
     """Bring any Pillow mode to L, LA, RGB or RGBA (palette and bilevel images included)."""
+    if img.mode in ("L", "RGB") and "transparency" in img.info:  # a PNG's tRNS colour key
+        return img.convert("LA" if img.mode == "L" else "RGBA")
     if img.mode in KEPT_MODES:
         return img
     if img.mode == "P":

@@ -1,4 +1,8 @@
-"""Request body limit, enforced before the body is read: by Content-Length, then while streaming."""
+"""Request body limits, enforced before the body is read: by Content-Length, then while streaming.
+
+A JSON body has its own, smaller limit (``AESERVE_MAX_JSON_BYTES``): latents are small, and a JSON
+body is parsed on the event loop, where a large one would hold up every other request.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +10,39 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ApiError, error_response
 
+BODY_SETTING, JSON_SETTING = "AESERVE_MAX_BODY_BYTES", "AESERVE_MAX_JSON_BYTES"
 
-def too_large(limit: int) -> ApiError:
-    return ApiError(
-        413,
-        "payload_too_large",
-        f"request body is over the limit of {limit} bytes (AESERVE_MAX_BODY_BYTES); "
-        "send fewer or smaller images",
-    )
+
+def too_large(limit: int, setting: str) -> ApiError:
+    advice = "send fewer latents" if setting == JSON_SETTING else "send fewer or smaller images"
+    return ApiError(413, "payload_too_large",
+                    f"request body is over the limit of {limit} bytes ({setting}); {advice}")
 
 
 class BodySizeLimitMiddleware:
-    """413 for a declared Content-Length over the limit (nothing read); counts chunked bodies."""
+    """413 for a declared Content-Length over the limit (nothing read); counts chunked bodies.
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    A chunked body that crosses the limit is answered 413 here, at once; the app's read of the body
+    then fails and whatever it would answer is dropped (a route that reads its body through FastAPI
+    would otherwise turn the error into a 400).
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_json_bytes: int) -> None:
         self.app = app
         self.limit = max_body_bytes
+        self.json_limit = min(max_json_bytes, max_body_bytes)
+
+    def _limit_of(self, scope: Scope) -> tuple[int, str]:
+        for name, value in scope["headers"]:
+            if name == b"content-type" and value.split(b";", 1)[0].strip().lower() == b"application/json":
+                return self.json_limit, JSON_SETTING
+        return self.limit, BODY_SETTING
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, setting = self._limit_of(scope)
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -37,8 +53,8 @@ class BodySizeLimitMiddleware:
                     response = error_response(400, "bad_request", "invalid Content-Length header")
                     await response(scope, receive, send)
                     return
-                if declared > self.limit:
-                    err = too_large(self.limit)
+                if declared > limit:
+                    err = too_large(limit, setting)
                     response = error_response(err.status, err.code, err.message)
                     response.headers["Connection"] = "close"
                     await response(scope, receive, send)
@@ -46,14 +62,28 @@ class BodySizeLimitMiddleware:
                 await self.app(scope, receive, send)  # the server enforces the declared length
                 return
         seen = 0
+        answered = started = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, answered
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise too_large(self.limit)
+                if seen > limit:
+                    err = too_large(limit, setting)
+                    if not started and not answered:
+                        answered = True
+                        response = error_response(err.status, err.code, err.message)
+                        response.headers["Connection"] = "close"
+                        await response(scope, receive, send)
+                    raise err
             return message
 
-        await self.app(scope, counting_receive, send)
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if answered:
+                return  # the 413 has gone out: what the app answers after it is dropped
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)

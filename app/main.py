@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from app.auth import require_token
-from app.errors import install_error_handlers, responses
+from app.errors import UnexpectedErrors, install_error_handlers, responses
 from app.lifecycle import STOP_SIGNALS, Drain, on_signals, shutting_down
 from app.limits import BodySizeLimitMiddleware
 from app.metrics import Metrics, RequestMetricsMiddleware
@@ -76,9 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, dependencies=api, responses=api_errors)
     app.include_router(health.router)
     app.include_router(demo.router)
-    # middleware, innermost first: body limit, CORS (answers preflights), metrics (counts all),
-    # tracing, request id (outermost: every log line of a request carries its id)
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    # middleware, innermost first: unexpected errors (a logged 500, the connection kept), body
+    # limit, CORS (answers preflights), metrics (counts all), tracing, request id (outermost: every
+    # log line of a request carries its id)
+    app.add_middleware(UnexpectedErrors)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes,
+                       max_json_bytes=settings.max_json_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

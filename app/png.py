@@ -60,4 +60,9 @@ def encode(pixels: np.ndarray, level: int) -> bytes:
     """(H, W) or (H, W, 1-4) uint8 pixels as a PNG (L, LA, RGB or RGBA) at zlib ``level``."""
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
-    return bytes(imagecodecs.png_encode(np.ascontiguousarray(pixels), level=level))
+    # the output buffer, sized for the worst case: libpng's default guess is too small for
+    # incompressible images with many short rows (each row adds a filter byte)
+    rows = pixels.shape[0]
+    raw = rows * (pixels.size // max(rows, 1) + 1)
+    return bytes(imagecodecs.png_encode(np.ascontiguousarray(pixels), level=level,
+                                        out=raw + raw // 8 + 1024))

@@ -125,10 +125,14 @@ class Registry:
             await self.add(load_model(folder, self.settings, self.metrics))
 
     async def reload(self) -> ReloadReport:
-        """Load what changed on disk, keep what did not, retire what is gone."""
+        """Load what changed on disk, keep what did not, retire what is gone.
+
+        ``StartupError`` (nothing changes) when the checkpoint directory is gone or holds no model:
+        what the service would refuse to start with, it does not reload into either.
+        """
         async with self._reload_lock:
             report = ReloadReport()
-            folders = model_folders(self.settings.checkpoint_dir)
+            folders = discover(self.settings.checkpoint_dir)
             for folder in folders:
                 await self._reload_one(folder, report)
             for name in sorted(set(self.models) - {f.name for f in folders}):
@@ -176,7 +180,11 @@ class Registry:
 def reload_in_background(registry: Registry) -> None:
     """SIGHUP's action: a reload, logged; the signal handler cannot await it."""
     async def run() -> None:
-        report = await registry.reload()
+        try:
+            report = await registry.reload()
+        except StartupError as exc:
+            log.error("reload refused: %s; the loaded models serve on", exc)
+            return
         log.info("reload: loaded %s, unchanged %s, refused %s, retired %s", report.loaded or "-",
                  report.unchanged or "-", sorted(report.refused) or "-", report.retired or "-")
 

@@ -138,6 +138,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         error = body_timeout(self.body_timeout_s)
         self._refuse(408, b"Request Timeout", error.code, error.message)
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that are not HTTP (bad request line, header, Content-Length or
+        chunk framing), in the service's JSON error shape instead of plain text."""
+        self._refuse(400, b"Bad Request", "bad_request",
+                     "malformed HTTP request: the request line, a header, Content-Length or the "
+                     "chunked framing is invalid")
+
     def _timed_out(self) -> None:
         self._header_timer = None
         if self._in_headers and not self.transport.is_closing():

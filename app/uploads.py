@@ -8,7 +8,7 @@ time it may take to arrive, ``AESERVE_BODY_TIMEOUT_S``, is a protocol limit of t
 from __future__ import annotations
 
 from fastapi import Request
-from multipart import MultipartSegment, ParserError, PushMultipartParser, parse_options_header
+from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
 from app.errors import ApiError, body_timeout
@@ -110,6 +110,6 @@ def _parse_multipart(request: Request, body: bytes, settings: Settings) -> list[
                 if len(images) > settings.max_images:
                     raise _too_many_images(len(images), settings.max_images)
         parser.close()  # a body that ends before its closing boundary raises here
-    except ParserError as exc:
+    except MultipartError as exc:  # malformed, or over the parser's limits (part headers, parts)
         raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from exc
     return images

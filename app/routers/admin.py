@@ -9,7 +9,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from app.deps import RegistryDep
-from app.errors import responses
+from app.errors import ApiError, responses
+from app.registry import StartupError
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -24,10 +25,16 @@ class ReloadAnswer(BaseModel):
                                      "restart); this answer covers the worker that answered")
 
 
-@router.post("/reload", response_model=ReloadAnswer, responses=responses(503))
+@router.post("/reload", response_model=ReloadAnswer, responses=responses(409, 503))
 async def reload(registry: RegistryDep) -> ReloadAnswer:
-    """Pick up model folders replaced, added or removed under AESERVE_CHECKPOINT_DIR (as SIGHUP)."""
-    report = await registry.reload()
+    """Pick up model folders replaced, added or removed under AESERVE_CHECKPOINT_DIR (as SIGHUP).
+
+    409 ``reload_refused`` when that folder is gone or holds no model: nothing changes."""
+    try:
+        report = await registry.reload()
+    except StartupError as exc:
+        raise ApiError(409, "reload_refused",
+                       f"{exc}; nothing was reloaded and the loaded models serve on") from exc
     workers = registry.settings.workers
     if workers > 1:  # the server's supervisor replaces every worker, each loading what is on disk
         os.kill(os.getppid(), signal.SIGHUP)

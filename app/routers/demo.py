@@ -40,10 +40,15 @@ router = APIRouter(tags=["demo"], include_in_schema=False)
 
 def static_file(relative: str) -> FileResponse:
     """A file under ``app/static`` with a known suffix; 404 for anything else (no traversal)."""
-    path = (STATIC_DIR / relative).resolve()
+    missing = ApiError(404, "not_found", f"no static file {relative!r}")
+    try:
+        path = (STATIC_DIR / relative).resolve()
+        found = path.is_relative_to(STATIC_DIR) and path.is_file()
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system
+        raise missing from exc
     media = MEDIA_TYPES.get(path.suffix)
-    if media is None or not path.is_relative_to(STATIC_DIR) or not path.is_file():
-        raise ApiError(404, "not_found", f"no static file {relative!r}")
+    if media is None or not found:
+        raise missing
     return FileResponse(path, media_type=media, headers=PAGE_HEADERS)
 
 

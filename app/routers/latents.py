@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Annotated, Any
 
@@ -35,15 +34,16 @@ class DecodeBody(BaseModel):
 
 
 class SampleBody(BaseModel):
-    n: int = Field(default=16, ge=1, description="how many samples")
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="same seed, same bytes")
+    n: int = Field(default=16, ge=1, strict=True, description="how many samples")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, strict=True,
+                             description="same seed, same bytes")
     temperature: float = Field(default=1.0, gt=0, le=10, allow_inf_nan=False,
                                description="scale of the prior's std")
 
 
 class InterpolateBody(BaseModel):
     z: list[list[float]] = Field(description="exactly two latent vectors: start and end")
-    steps: int = Field(default=8, ge=2)
+    steps: int = Field(default=8, ge=2, strict=True)
 
 
 class ImagesAnswer(BaseModel):
@@ -154,8 +154,8 @@ async def _interpolate(request: Request, served: ServedModel, settings: Settings
                        steps: int | None, resize: bool, accept: str) -> Any:
     if media_type(request) == "application/json":
         try:
-            body = InterpolateBody.model_validate(json.loads(await request.body()))
-        except (ValueError, ValidationError) as exc:
+            body = InterpolateBody.model_validate_json(await request.body())
+        except ValidationError as exc:  # not JSON, too deeply nested, or not this shape
             raise ApiError(422, "invalid_request", f"invalid JSON body: {exc}") from exc
         if len(body.z) != 2:
             raise ApiError(422, "invalid_request",

@@ -246,7 +246,7 @@ def test_the_page_and_every_file_it_names_are_served(site: Site) -> None:
 
 @pytest.mark.parametrize("path", [
     "/static/%2e%2e/settings.py", "/static/..%2f..%2fpyproject.toml", "/static/examples/make_examples.py",
-    "/static/nope.png", "/static/examples",
+    "/static/nope.png", "/static/examples", "/static/x%00.js", "/static/" + "a" * 300 + ".js",
 ])
 def test_nothing_else_is_served_from_static(site: Site, path: str) -> None:
     answer = httpx.get(site.url + path)

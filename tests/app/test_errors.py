@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI, Query
+from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
+from starlette.requests import ClientDisconnect
 
-from app.errors import ApiError, ErrorBody, install_error_handlers, overloaded, responses
+from app.errors import ApiError, ErrorBody, UnexpectedErrors, install_error_handlers, overloaded, responses
 from tests.app.helpers import assert_error
 
 
@@ -29,6 +32,24 @@ def small_app() -> FastAPI:
     async def crash() -> None:
         raise RuntimeError("secret internals")
 
+    @app.get("/gone")
+    async def gone() -> None:
+        raise ClientDisconnect()
+
+    @app.get("/half")
+    async def half() -> StreamingResponse:
+        def body() -> Iterator[bytes]:
+            yield b"the first part"
+            raise RuntimeError("after the answer began")
+
+        return StreamingResponse(body())
+
+    return app
+
+
+def guarded_app() -> FastAPI:
+    app = small_app()
+    app.add_middleware(UnexpectedErrors)
     return app
 
 
@@ -69,3 +90,25 @@ def test_responses_document_the_error_schema_per_status() -> None:
     documented = responses(404, 503)
     assert set(documented) == {404, 503}
     assert all(r["model"] is ErrorBody and r["description"] for r in documented.values())
+
+
+def test_an_unexpected_error_is_answered_and_not_raised_to_the_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the test client raises what reaches the server: nothing does, so the server has no reason
+    # to close the connection, and the client's next request on it is served
+    client = TestClient(guarded_app())
+    with caplog.at_level(logging.ERROR, logger="aeserve"):
+        response = client.get("/crash")
+    error = assert_error(response, 500, "internal_error")
+    assert "secret" not in error["message"]
+    assert any(r.exc_info for r in caplog.records if "/crash" in r.getMessage())
+    assert client.get("/count", params={"n": 2}).json() == {"n": 2}
+
+
+def test_a_client_gone_and_an_error_mid_answer_still_reach_the_server() -> None:
+    client = TestClient(guarded_app())
+    with pytest.raises(ClientDisconnect):
+        client.get("/gone")  # the metrics middleware counts it as 499
+    with pytest.raises(RuntimeError, match="after the answer began"):
+        client.get("/half")  # the server must cut a half-sent answer

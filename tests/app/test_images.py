@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from PIL import Image
 
 from app import images
 from app.errors import ApiError
-from tests.app.helpers import exif_rotated, image_bytes, png_claiming, upright_pattern
+from tests.app.helpers import ORIENTATION, exif_rotated, image_bytes, png_claiming, upright_pattern
 
 LIMIT = 4096 * 4096
 
@@ -145,3 +146,45 @@ def test_grid_tiles_images_row_major_with_padding() -> None:
     assert (px[0, 0], px[0, 4], px[3, 0], px[3, 4]) == (10, 20, 30, 0)
     with pytest.raises(ValueError):
         images.grid([])
+
+
+@pytest.mark.parametrize(("width", "height"), [(0, 0), (28, 0), (0, 28)])
+def test_an_image_without_pixels_is_415(width: int, height: int) -> None:
+    with pytest.raises(ApiError) as err:
+        images.probe(png_claiming(width, height), LIMIT)
+    assert (err.value.status, err.value.code) == (415, "unsupported_media_type")
+    assert "no pixels" in err.value.message
+
+
+def exif_with_orientation(kind: int, count: int, value: bytes, data: bytes = b"") -> bytes:
+    """EXIF (little-endian TIFF, one entry) whose orientation tag has any type: what a broken
+    writer may store, and Pillow will not write."""
+    entry = struct.pack("<HHI", ORIENTATION, kind, count) + value
+    return b"Exif\x00\x00II*\x00" + struct.pack("<IH", 8, 1) + entry + struct.pack("<I", 0) + data
+
+
+@pytest.mark.parametrize("exif", [
+    exif_with_orientation(2, 4, b"abc\x00"),  # text
+    exif_with_orientation(5, 1, struct.pack("<I", 26), struct.pack("<II", 1, 0)),  # 1/0
+    exif_with_orientation(3, 1, struct.pack("<HH", 9, 0)),  # a number past 8
+], ids=["text", "zero-denominator", "nine"])
+def test_an_orientation_that_means_nothing_leaves_the_pixels_as_stored(exif: bytes) -> None:
+    stored = upright_pattern(6, 4)
+    buf = io.BytesIO()
+    Image.fromarray(stored, "L").save(buf, format="PNG", exif=exif)
+    probe = images.probe(buf.getvalue(), LIMIT)
+    assert (probe.width, probe.height) == (6, 4)
+    assert np.array_equal(images.decode(probe).planes()[0], stored)
+
+
+@pytest.mark.parametrize(("mode", "key", "expected"), [("L", 0, "LA"), ("RGB", (0, 0, 0), "RGBA")])
+def test_a_png_colour_key_becomes_alpha(mode: str, key: object, expected: str) -> None:
+    pixels = upright_pattern(5, 3)
+    pixels[0, 0] = 0  # the transparent colour
+    img = Image.fromarray(pixels, "L").convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", transparency=key)
+    decoded = images.decode(images.probe(buf.getvalue(), LIMIT))
+    assert decoded.mode == expected
+    alpha = np.asarray(decoded.image.getchannel("A"))
+    assert alpha[0, 0] == 0 and (alpha[1:] == 255).all()

@@ -45,6 +45,32 @@ def test_chunked_body_over_the_limit_is_413(app_with: Callable[..., TestClient])
     assert_error(response, 413, "payload_too_large")
 
 
+def test_a_chunked_json_body_over_the_limit_is_413_not_a_parse_error(
+    app_with: Callable[..., TestClient],
+) -> None:
+    client = app_with(max_body_bytes=4096)
+
+    def chunks():  # FastAPI reads this body itself, and would turn the refusal into a 400
+        for _ in range(10):
+            yield b" " * 1000
+
+    response = client.post("/v1/models/mnist-vae/decode", content=chunks(),
+                           headers={"content-type": "application/json"})
+    assert_error(response, 413, "payload_too_large")
+
+
+def test_json_bodies_have_their_own_smaller_limit(app_with: Callable[..., TestClient]) -> None:
+    client = app_with(max_json_bytes=2048)
+    body = {"z": [[0.123456789] * 32] * 10}  # about 4 KB of JSON
+    error = assert_error(client.post("/v1/models/mnist-vae/decode", json=body), 413, "payload_too_large")
+    assert "AESERVE_MAX_JSON_BYTES" in error["message"]
+    assert client.post("/v1/models/mnist-vae/decode", json={"z": body["z"][:2]}).status_code == 200
+    big_image = image_bytes(size=(28, 28), mode="RGBA")  # over 2 KB: images keep the body limit
+    assert len(big_image) > 2048
+    response = client.post(URL, params={"resize": "true"}, files=files(big_image))
+    assert response.status_code == 200
+
+
 def test_too_many_images_is_422(app_with: Callable[..., TestClient]) -> None:
     client = app_with(max_images=2)
     response = client.post(URL, files=files(*[image_bytes(seed=i) for i in range(3)]))

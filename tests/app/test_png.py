@@ -86,3 +86,11 @@ def test_encoding_takes_any_strides() -> None:
     planes = np.random.default_rng(6).integers(0, 256, size=(3, 5, 7), dtype=np.uint8)
     pixels = planes.transpose(1, 2, 0)  # not contiguous
     np.testing.assert_array_equal(pillow_pixels(png.encode(pixels, level=6)), pixels)
+
+
+@pytest.mark.parametrize("shape", [(3000, 1), (100, 1), (4096, 4), (64, 64, 3)])
+def test_incompressible_images_with_short_rows_encode(shape: tuple[int, ...]) -> None:
+    # noise does not compress, and each row adds a filter byte: more out than in
+    pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    for level in (0, 1, 6):
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(png.encode(pixels, level)))), pixels)

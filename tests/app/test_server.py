@@ -79,6 +79,18 @@ def test_complete_headers_over_the_limit_in_one_read_are_431(limited: LiveServer
     assert status == 431 and error_code(body) == "headers_too_large"
 
 
+@pytest.mark.parametrize("request_bytes", [
+    b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"GET /healthz HTTP/9.9 what\r\n\r\n",
+], ids=["content-length", "chunk-size", "request-line"])
+def test_bytes_that_are_not_http_are_answered_400_in_json_and_closed(
+    limited: LiveServer, request_bytes: bytes
+) -> None:
+    ((status, headers, body),) = responses(exchange(limited.port, request_bytes))
+    assert (status, headers["content-type"], error_code(body)) == (400, "application/json", "bad_request")
+
+
 def test_headers_within_the_limit_are_served(limited: LiveServer) -> None:
     fine = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Fine: " + b"a" * 1000 + b"\r\nConnection: close\r\n\r\n"
     ((status, _, body),) = responses(exchange(limited.port, fine))

@@ -101,8 +101,13 @@ def test_endless_other_parts_are_422() -> None:
         (b"--b0undary\r\nContent-Disposition: form-data; name=image; filename=a\r\n\r\nabc",
          f"multipart/form-data; boundary={BOUNDARY}"),
         (b"x", "multipart/form-data"),
+        (b"--b0undary\r\nContent-Disposition: form-data; name=image; filename=" + b"a" * 5000
+         + b"\r\n\r\nabc\r\n--b0undary--\r\n", f"multipart/form-data; boundary={BOUNDARY}"),
+        (b"--b0undary\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(20))
+         + b"Content-Disposition: form-data; name=image; filename=a\r\n\r\nabc\r\n--b0undary--\r\n",
+         f"multipart/form-data; boundary={BOUNDARY}"),
     ],
-    ids=["bad-closing", "no-closing", "no-boundary"],
+    ids=["bad-closing", "no-closing", "no-boundary", "part-header-too-long", "too-many-part-headers"],
 )
 def test_malformed_multipart_is_400(body: bytes, ctype: str) -> None:
     error = refused(body, ctype)

@@ -138,6 +138,30 @@ def test_sighup_reloads_and_folders_come_and_go(server: LiveServer, checkpoints:
     assert server.proc.poll() is None  # SIGHUP's default action would have killed it
 
 
+def test_a_checkpoint_directory_gone_or_empty_is_refused_and_every_model_serves_on(
+    server: LiveServer, checkpoints: Path, tmp_path: Path
+) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        checkpoints.rename(tmp_path / "elsewhere")
+        gone = http.post("/v1/admin/reload")
+        checkpoints.mkdir()  # there again, but empty
+        empty = http.post("/v1/admin/reload")
+        os.kill(server.proc.pid, signal.SIGHUP)
+        for _ in range(600):  # each poll is a request: waits for the SIGHUP's log line, bounded
+            if "reload refused" in server.output():
+                break
+            http.get("/healthz")
+        served = {m["name"] for m in http.get("/v1/models").json()["models"]}
+        denoised = http.post(DENOISE, files=files(image_bytes())).status_code
+        ready = http.get("/readyz").status_code
+    for answer, what in ((gone, "does not exist"), (empty, "holds no model")):
+        assert answer.status_code == 409, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "reload_refused" and what in error["message"]
+    assert "reload refused" in server.output()
+    assert served == {"mnist-dae", "mnist-vae"} and denoised == 200 and ready == 200
+
+
 def log_count(server: LiveServer, line: str) -> int:
     return server.output().count(line)
 

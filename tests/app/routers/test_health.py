@@ -67,3 +67,9 @@ def test_readyz_turns_503_when_the_drain_begins(app_with: Callable[..., TestClie
 def test_metrics_are_text_plain(client: TestClient) -> None:
     response = client.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
+
+
+def test_probes_answer_head_without_a_body(client: TestClient) -> None:
+    for path in ("/healthz", "/readyz"):
+        response = client.head(path)
+        assert response.status_code == 200 and response.content == b"", path

@@ -175,7 +175,8 @@ def test_sample_temperature_must_be_finite_and_in_range(client: TestClient, temp
 
 
 @pytest.mark.parametrize("body", ['{"n": 0}', '{"n": -3}', '{"n": 1.5}', '{"seed": -1}',
-                                  '{"seed": 1e300}', '{"seed": 9223372036854775808}'])
+                                  '{"seed": 1e300}', '{"seed": 9223372036854775808}',
+                                  '{"n": true}', '{"n": "5"}', '{"seed": false}', '{"seed": "7"}'])
 def test_sample_n_and_seed_are_checked(client: TestClient, body: str) -> None:
     response = client.post(f"{VAE}/sample", content=body, headers={"content-type": "application/json"})
     assert_error(response, 422, "invalid_request")
@@ -192,3 +193,12 @@ def test_score_k_and_seed_must_be_in_range(client: TestClient, params: dict[str,
 def test_interpolate_steps_must_be_an_integer_of_at_least_two(client: TestClient, steps: str) -> None:
     body = {"z": [[0.0] * 32, [1.0] * 32]}
     assert_error(client.post(f"{VAE}/interpolate", params={"steps": steps}, json=body), 422)
+
+
+@pytest.mark.parametrize("body", ['{"z": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                                  '{"z": [[0], [1]], "steps": "4"}', '{"z": [[0], [1]], "steps": true}',
+                                  "not json"])
+def test_interpolate_refuses_a_body_it_cannot_read_with_422(client: TestClient, body: str) -> None:
+    response = client.post(f"{VAE}/interpolate", content=body,
+                           headers={"content-type": "application/json"})
+    assert_error(response, 422, "invalid_request")
