@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import ApiError, error_response
 
 BODY_SETTING, JSON_SETTING = "AESERVE_MAX_BODY_BYTES", "AESERVE_MAX_JSON_BYTES"
+JSON = b"application/json"
 
 
 def too_large(limit: int, setting: str) -> ApiError:
@@ -32,35 +33,34 @@ class BodySizeLimitMiddleware:
         self.limit = max_body_bytes
         self.json_limit = min(max_json_bytes, max_body_bytes)
 
-    def _limit_of(self, scope: Scope) -> tuple[int, str]:
-        for name, value in scope["headers"]:
-            if name == b"content-type" and value.split(b";", 1)[0].strip().lower() == b"application/json":
-                return self.json_limit, JSON_SETTING
-        return self.limit, BODY_SETTING
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit, setting = self._limit_of(scope)
+        declared: bytes | None = None
+        limit, setting = self.limit, BODY_SETTING
         for name, value in scope["headers"]:
             if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared < 0:
-                    response = error_response(400, "bad_request", "invalid Content-Length header")
-                    await response(scope, receive, send)
-                    return
-                if declared > limit:
-                    err = too_large(limit, setting)
-                    response = error_response(err.status, err.code, err.message)
-                    response.headers["Connection"] = "close"
-                    await response(scope, receive, send)
-                    return
-                await self.app(scope, receive, send)  # the server enforces the declared length
+                declared = value
+            elif name == b"content-type" and value.split(b";", 1)[0].strip().lower() == JSON:
+                limit, setting = self.json_limit, JSON_SETTING
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                length = -1
+            if length < 0:
+                response = error_response(400, "bad_request", "invalid Content-Length header")
+                await response(scope, receive, send)
                 return
+            if length > limit:
+                err = too_large(limit, setting)
+                response = error_response(err.status, err.code, err.message)
+                response.headers["Connection"] = "close"
+                await response(scope, receive, send)
+                return
+            await self.app(scope, receive, send)  # the server enforces the declared length
+            return
         seen = 0
         answered = started = False
 
