@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.observability import current_request_id
+from app.observability import current_request_id, record_error
 
 log = logging.getLogger("aeserve")
 
@@ -141,10 +141,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, exc.headers)
 
 
-def _internal_error() -> JSONResponse:
+def _internal_error(headers: Mapping[str, str] | None = None) -> JSONResponse:
     return error_response(
         500, "internal_error", "the server failed to handle this request; it has been logged",
-        {"X-Request-ID": current_request_id()},
+        headers,
     )
 
 
@@ -152,7 +152,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     """The backstop for an error in a middleware outside ``UnexpectedErrors``."""
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     # answered outside the request-id middleware: the id goes on by hand, so a report can cite it
-    return _internal_error()
+    return _internal_error({"X-Request-ID": current_request_id()})
 
 
 class UnexpectedErrors:
@@ -183,10 +183,11 @@ class UnexpectedErrors:
             await self.app(scope, receive, send_wrapper)
         except (ClientDisconnected, ClientDisconnect):
             raise
-        except Exception:
+        except Exception as exc:
             if started:
                 raise
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            record_error(exc)
             await _internal_error()(scope, receive, send)
 
 

@@ -25,6 +25,7 @@ from app.errors import ApiError
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 KEPT_MODES = ("L", "LA", "RGB", "RGBA")
+MAX_SIDE = 65535  # JPEG's and WebP's own bound; libpng would not write an answer past 1,000,000
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 ORIENTATION = 0x0112
 TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
@@ -87,6 +88,9 @@ def probe(data: bytes, max_pixels: int) -> Probe:
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
     if width == 0 or height == 0:
         raise _unsupported(f"image is {width}x{height}: it has no pixels")
+    if max(width, height) > MAX_SIDE:
+        raise ApiError(413, "too_many_pixels",
+                       f"image is {width}x{height}; a side may be at most {MAX_SIDE} pixels")
     if width * height > max_pixels:
         raise ApiError(
             413,

@@ -1,7 +1,9 @@
 """Request body limits, enforced before the body is read: by Content-Length, then while streaming.
 
-A JSON body has its own, smaller limit (``AESERVE_MAX_JSON_BYTES``): latents are small, and a JSON
-body is parsed on the event loop, where a large one would hold up every other request.
+Image uploads (``multipart/form-data``, ``image/*``) have ``AESERVE_MAX_BODY_BYTES``; any other
+body, JSON latents above all, has the smaller ``AESERVE_MAX_JSON_BYTES``: latents are small, and
+FastAPI parses a JSON body (``application/json`` or any ``+json`` type) on the event loop, where a
+large one would hold up every other request.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import ApiError, error_response
 
 BODY_SETTING, JSON_SETTING = "AESERVE_MAX_BODY_BYTES", "AESERVE_MAX_JSON_BYTES"
-JSON = b"application/json"
+UPLOADS = (b"multipart/form-data", b"image/")  # image uploads; any other body has the JSON limit
 
 
 def too_large(limit: int, setting: str) -> ApiError:
-    advice = "send fewer latents" if setting == JSON_SETTING else "send fewer or smaller images"
+    advice = ("a body that is not an image upload (multipart/form-data or image/*) has this "
+              "limit; send fewer latents") if setting == JSON_SETTING else "send fewer or smaller images"
     return ApiError(413, "payload_too_large",
                     f"request body is over the limit of {limit} bytes ({setting}); {advice}")
 
@@ -38,12 +41,12 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared: bytes | None = None
-        limit, setting = self.limit, BODY_SETTING
+        limit, setting = self.json_limit, JSON_SETTING  # no Content-Type: not an image upload
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = value
-            elif name == b"content-type" and value.split(b";", 1)[0].strip().lower() == JSON:
-                limit, setting = self.json_limit, JSON_SETTING
+            elif name == b"content-type" and value.split(b";", 1)[0].strip().lower().startswith(UPLOADS):
+                limit, setting = self.limit, BODY_SETTING
         if declared is not None:
             try:
                 length = int(declared)

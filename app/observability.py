@@ -223,6 +223,15 @@ def record_stage(name: str, start: float, end: float) -> None:
     span.end(end_time=int(end * 1e9) + offset)
 
 
+def record_error(exc: BaseException) -> None:
+    """An unexpected error on the request's span (its traceback as an event) while tracing is on."""
+    if _request_tracer.get() is None:
+        return
+    from opentelemetry import trace
+
+    trace.get_current_span().record_exception(exc)
+
+
 class TracingMiddleware:
     """Pure ASGI middleware: one server span per request, parented by the caller's traceparent."""
 

@@ -42,12 +42,15 @@ def model_folders(checkpoint_dir: Path) -> list[Path]:
 
 
 def discover(checkpoint_dir: Path) -> list[Path]:
-    """The model folders; ``StartupError`` when there are none."""
+    """The model folders; ``StartupError`` when there are none or the folder cannot be read."""
     if not checkpoint_dir.is_dir():
         raise StartupError(
             f"checkpoint directory {checkpoint_dir}: does not exist (AESERVE_CHECKPOINT_DIR)"
         )
-    folders = model_folders(checkpoint_dir)
+    try:
+        folders = model_folders(checkpoint_dir)
+    except OSError as exc:  # gone since, or not readable
+        raise StartupError(f"checkpoint directory {checkpoint_dir}: cannot be read ({exc})") from exc
     if not folders:
         raise StartupError(
             f"checkpoint directory {checkpoint_dir}: holds no model folder with a {CONFIG_FILE}"
@@ -63,11 +66,17 @@ def preflight(settings: Settings) -> list[str]:
         raise StartupError(str(exc)) from exc
     names = []
     for folder in discover(settings.checkpoint_dir):
-        ckpt = load_checkpoint(folder, "cpu")
-        if ckpt.meta.get("kind") not in KINDS:
-            raise CheckpointError(folder, CONFIG_FILE, f"unknown model kind {ckpt.meta.get('kind')!r}")
+        verify(folder)
         names.append(folder.name)
     return names
+
+
+def verify(folder: Path) -> None:
+    """Load a checkpoint on the CPU (hash and shapes verified, no pickle) and check its kind is
+    served; ``CheckpointError`` otherwise. Nothing is kept."""
+    ckpt = load_checkpoint(folder, "cpu")
+    if ckpt.meta.get("kind") not in KINDS:
+        raise CheckpointError(folder, CONFIG_FILE, f"unknown model kind {ckpt.meta.get('kind')!r}")
 
 
 def load_model(folder: Path, settings: Settings, metrics: Metrics) -> ServedModel:
@@ -139,6 +148,33 @@ class Registry:
                 self._retire(self.models.pop(name))
                 report.retired.append(name)
                 log.info("retired %s: its folder is gone", name)
+            return report
+
+    async def check(self) -> ReloadReport:
+        """What a reload of several workers will do, without doing it here: each changed or new
+        checkpoint is verified (``verify``), not loaded. Such a reload replaces every worker, each
+        loading from disk, so it is all or nothing: with anything refused, nothing is to load or
+        retire. ``StartupError`` as ``reload``."""
+        async with self._reload_lock:
+            report = ReloadReport()
+            folders = discover(self.settings.checkpoint_dir)
+            for folder in folders:
+                current = self.models.get(folder.name)
+                try:
+                    if current is not None and read_meta(folder) == current.meta:
+                        report.unchanged.append(folder.name)
+                        continue
+                    await run_in_threadpool(verify, folder)
+                except Exception as exc:
+                    log.error("reload refused %s: %s", folder.name, exc)
+                    self.metrics.for_model(folder.name).loads("refused").inc()
+                    report.refused[folder.name] = str(exc)
+                    continue
+                report.loaded.append(folder.name)
+            report.retired = sorted(set(self.models) - {f.name for f in folders})
+            if report.refused:
+                report.unchanged = sorted(report.unchanged + report.loaded)
+                report.loaded, report.retired = [], []
             return report
 
     async def _reload_one(self, folder: Path, report: ReloadReport) -> None:

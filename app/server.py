@@ -14,7 +14,11 @@ One small extension through uvicorn's public ``http`` option (the protocol class
 
 On SIGTERM the app drains (``app.lifecycle.Drain``) while uvicorn stops accepting connections and
 waits for the requests it has; ``timeout_graceful_shutdown`` bounds that wait a few seconds past the
-drain timeout, whatever is in flight.
+drain timeout, whatever is in flight. uvicorn closes at once every connection whose request has not
+been parsed yet, which loses a request that is already on its way (a client that has just connected,
+or one whose headers are half read); the protocol keeps such a connection open, serves that request
+and closes after it (``Connection: close``). Only a connection idle between two requests is closed
+at once, as HTTP keep-alive allows.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.max_header_bytes, self.header_timeout_s, self.body_timeout_s = _limits()
         self._in_headers = True  # between a request's first byte and its last header
         self._in_body = False  # between a request's last header and the end of its body
+        self._draining = False  # shutting down: the request on its way is the connection's last
         self._header_bytes = 0
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
@@ -102,6 +107,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_headers_complete()
         self._in_body = True  # until on_message_complete, in this read or a later one
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False
+
+    def shutdown(self) -> None:
+        """The server's graceful shutdown: a request on its way is served, then the connection
+        closes (the header timeout bounds a client that never sends); an idle one closes now."""
+        cycle = self.cycle
+        if self._in_headers and (cycle is None or cycle.response_complete):
+            self._draining = True
+            return
+        super().shutdown()
 
     def on_message_complete(self) -> None:
         self._in_body = False

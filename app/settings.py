@@ -28,8 +28,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port")
     workers: int = Field(default=1, ge=1, le=64, description="server processes (metrics add up)")
     worker_start_timeout_s: int = Field(
-        default=120, ge=1, description="with several workers: how long a new worker (at start or on "
-        "reload) may take to load and warm its models before the supervisor gives up on it")
+        default=60, ge=1, description="with several workers: how long a new worker (at start or on "
+        "reload) may take to load and warm its models before the supervisor gives up on it; also "
+        "how long the supervisor waits on a worker that does not answer its liveness check")
     log_level: LogLevel = Field(default="info", description="critical|error|warning|info|debug|trace")
     log_format: Literal["text", "json"] = Field(default="text", description="text or json lines")
     checkpoint_dir: Path = Field(default=ROOT / "checkpoints",

@@ -49,17 +49,20 @@ failed=()
 log() { printf '[%4d s] %s\n' $((SECONDS - start)) "$*" | tee -a "$OUT/progress.txt" >&2; }
 
 # --- the serving stack and wrk, when missing -----------------------------------------------------
-if ! $PY -c 'import fastapi, uvicorn, multipart, pydantic_settings, prometheus_client, httpx' 2>/dev/null; then
+if ! $PY -c 'import fastapi, uvicorn, multipart, imagecodecs, pydantic_settings, prometheus_client, httpx' \
+        2>/dev/null; then
     [ -d "$WHEELS" ] || { log "no serving stack and no $WHEELS: run scripts/bench-gpu-prep.sh first"; exit 1; }
     log "installing the serving stack from $WHEELS into $LIB"
     # every wheel prep downloaded, without resolving (pip --target would not see the machine's own
     # numpy and torch); numpy only where the machine's is too old for imagecodecs
+    # shellcheck disable=SC2046
     $PY -m pip install -q --no-index --no-deps --target "$LIB" $(ls "$WHEELS"/*.whl | grep -v /numpy-) \
-        2>&1 | grep -v WARNING
+        > "$OUT/pip.log" 2>&1 || { log "installing the serving stack failed:"; tail -5 "$OUT/pip.log" >&2; exit 1; }
     export PYTHONPATH="$PWD/$LIB${PYTHONPATH:+:$PYTHONPATH}"
     if ! $PY -c 'import imagecodecs' 2>/dev/null; then
         log "the machine's numpy is too old for imagecodecs: installing numpy from $WHEELS"
-        $PY -m pip install -q --no-index --no-deps --target "$LIB" "$WHEELS"/numpy-*.whl 2>&1 | grep -v WARNING
+        $PY -m pip install -q --no-index --no-deps --target "$LIB" "$WHEELS"/numpy-*.whl >> "$OUT/pip.log" 2>&1
+        $PY -c 'import imagecodecs' || { log "imagecodecs does not import"; exit 1; }
     fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

@@ -22,21 +22,25 @@ class ReloadAnswer(BaseModel):
                                                 "(the old one keeps serving), with the reason")
     retired: list[str] = Field(description="models whose folder is gone; retired once idle")
     workers: int = Field(description="with several workers, each is replaced in turn (a rolling "
-                                     "restart); this answer covers the worker that answered")
+                                     "restart) after this answer, and only when nothing is refused")
 
 
 @router.post("/reload", response_model=ReloadAnswer, responses=responses(409, 503))
 async def reload(registry: RegistryDep) -> ReloadAnswer:
     """Pick up model folders replaced, added or removed under AESERVE_CHECKPOINT_DIR (as SIGHUP).
 
-    409 ``reload_refused`` when that folder is gone or holds no model: nothing changes."""
+    One worker reloads in place: what verifies is swapped in, what does not is refused and the old
+    model serves on. Several workers reload all or nothing: every changed checkpoint is verified
+    here first; only if none is refused is each worker replaced in turn (uvicorn's supervisor, on
+    SIGHUP), every one loading the same folders from disk. 409 ``reload_refused`` when the folder
+    is gone or holds no model: nothing changes."""
+    workers = registry.settings.workers
     try:
-        report = await registry.reload()
+        report = await (registry.check() if workers > 1 else registry.reload())
     except StartupError as exc:
         raise ApiError(409, "reload_refused",
                        f"{exc}; nothing was reloaded and the loaded models serve on") from exc
-    workers = registry.settings.workers
-    if workers > 1:  # the server's supervisor replaces every worker, each loading what is on disk
+    if workers > 1 and not report.refused:  # the supervisor replaces every worker in turn
         os.kill(os.getppid(), signal.SIGHUP)
     return ReloadAnswer(loaded=report.loaded, unchanged=report.unchanged, refused=report.refused,
                         retired=report.retired, workers=workers)

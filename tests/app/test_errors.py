@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from starlette.requests import ClientDisconnect
 
 from app.errors import ApiError, ErrorBody, UnexpectedErrors, install_error_handlers, overloaded, responses
+from app.observability import RequestIdMiddleware
 from tests.app.helpers import assert_error
 
 
@@ -50,6 +51,7 @@ def small_app() -> FastAPI:
 def guarded_app() -> FastAPI:
     app = small_app()
     app.add_middleware(UnexpectedErrors)
+    app.add_middleware(RequestIdMiddleware)  # as in app.main: outermost
     return app
 
 
@@ -102,6 +104,7 @@ def test_an_unexpected_error_is_answered_and_not_raised_to_the_server(
         response = client.get("/crash")
     error = assert_error(response, 500, "internal_error")
     assert "secret" not in error["message"]
+    assert len(response.headers.get_list("x-request-id")) == 1  # the id to cite, once
     assert any(r.exc_info for r in caplog.records if "/crash" in r.getMessage())
     assert client.get("/count", params={"n": 2}).json() == {"n": 2}
 

@@ -148,6 +148,14 @@ def test_grid_tiles_images_row_major_with_padding() -> None:
         images.grid([])
 
 
+@pytest.mark.parametrize(("width", "height"), [(1, 65536), (2_000_000, 1)])
+def test_a_side_over_65535_is_413_before_decoding(width: int, height: int) -> None:
+    with pytest.raises(ApiError) as err:
+        images.probe(png_claiming(width, height), LIMIT)
+    assert (err.value.status, err.value.code) == (413, "too_many_pixels")
+    assert "65535" in err.value.message
+
+
 @pytest.mark.parametrize(("width", "height"), [(0, 0), (28, 0), (0, 28)])
 def test_an_image_without_pixels_is_415(width: int, height: int) -> None:
     with pytest.raises(ApiError) as err:

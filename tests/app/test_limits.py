@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
@@ -65,6 +66,11 @@ def test_json_bodies_have_their_own_smaller_limit(app_with: Callable[..., TestCl
     error = assert_error(client.post("/v1/models/mnist-vae/decode", json=body), 413, "payload_too_large")
     assert "AESERVE_MAX_JSON_BYTES" in error["message"]
     assert client.post("/v1/models/mnist-vae/decode", json={"z": body["z"][:2]}).status_code == 200
+    for ctype in ("application/problem+json", "application/vnd.x+json", "text/plain"):
+        # FastAPI parses any +json type as JSON: every body but an image upload has the JSON limit
+        response = client.post("/v1/models/mnist-vae/decode", content=json.dumps(body),
+                               headers={"content-type": ctype})
+        assert_error(response, 413, "payload_too_large")
     big_image = image_bytes(size=(28, 28), mode="RGBA")  # over 2 KB: images keep the body limit
     assert len(big_image) > 2048
     response = client.post(URL, params={"resize": "true"}, files=files(big_image))

@@ -21,7 +21,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app.errors import ClientDisconnected, install_error_handlers
+from app.errors import ClientDisconnected, UnexpectedErrors, install_error_handlers
 from app.metrics import Metrics, RequestMetricsMiddleware
 from app.observability import (
     JsonFormatter,
@@ -40,7 +40,8 @@ log = logging.getLogger("aeserve.tests.observability")
 
 
 def make_app() -> FastAPI:
-    """A small app with the service's middleware order: request id, [tracing], metrics."""
+    """A small app with the service's middleware order: request id, [tracing], metrics,
+    unexpected errors."""
     app = FastAPI()
     install_error_handlers(app)
 
@@ -65,6 +66,7 @@ def make_app() -> FastAPI:
     async def gone() -> None:
         raise ClientDisconnected()
 
+    app.add_middleware(UnexpectedErrors)
     app.add_middleware(RequestMetricsMiddleware, metrics=Metrics())
     return app
 
@@ -281,6 +283,8 @@ def test_traced_failures_are_marked(traced: tuple[TestClient, object]) -> None:
     client.get("/gone")  # the app sends nothing; the test client makes up a 500
     spans = {s.name: s for s in exporter.get_finished_spans()}  # type: ignore[attr-defined]
     assert spans["GET /boom"].status.status_code == StatusCode.ERROR
+    (event,) = spans["GET /boom"].events  # answered as a 500, the error still on the span
+    assert event.name == "exception" and event.attributes["exception.message"] == "boom"
     assert spans["GET /gone"].attributes["http.response.status_code"] == 499
     assert stage("decode") is stage("encode")  # outside a request: no span
 

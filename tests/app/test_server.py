@@ -127,6 +127,31 @@ def test_a_body_that_stalls_is_408_body_timeout(limited: LiveServer) -> None:
 
 
 # ---- SIGTERM -----------------------------------------------------------------------------------
+def test_a_request_on_its_way_when_sigterm_comes_is_served_and_its_connection_closed(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    server = start_server(tiny_checkpoints, tmp_path / "server.log", AESERVE_LOG_LEVEL="info")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=SOCKET_TIMEOUT_S) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # half its headers
+            # accepted: the listen queue is first come, first served, and a later one is answered
+            assert httpx.get(f"{server.url}/healthz", timeout=SOCKET_TIMEOUT_S).status_code == 200
+            server.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + SOCKET_TIMEOUT_S
+            while "Shutting down" not in server.output():  # the connections were told in the same step
+                assert time.monotonic() < deadline, server.output()[-3000:]
+                time.sleep(0.05)  # polling another process's log
+            sock.sendall(b"Accept: */*\r\n\r\n")  # the rest: uvicorn alone would have closed
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        ((status, headers, body),) = responses(b"".join(chunks))
+        assert (status, headers["connection"], json.loads(body)) == (200, "close", {"status": "ok"})
+        assert server.proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        stop_server(server)
+
+
 SCORE_IMAGES = 10  # k=1000 on 10 digits: 7.85 of the default 8 megapixel-equivalents; seconds
 IN_FLIGHT = 4  # four of them fill the default queue budget of 32
 

@@ -41,7 +41,7 @@ class Stream:
     def __init__(self, url: str, fresh: bool = False) -> None:
         self.url = url
         self.fresh = fresh
-        self.statuses: Counter[int] = Counter()
+        self.statuses: Counter[int | str] = Counter()  # a status, or the error of a failed request
         self.stop = threading.Event()
         self.sent = threading.Event()
         self.thread = threading.Thread(target=self.run)
@@ -51,7 +51,11 @@ class Stream:
         limits = httpx.Limits(max_keepalive_connections=0 if self.fresh else None)
         with httpx.Client(base_url=self.url, timeout=60, limits=limits) as http:
             while not self.stop.is_set():
-                self.statuses[http.post(DENOISE, files=files(png)).status_code] += 1
+                try:
+                    outcome: int | str = http.post(DENOISE, files=files(png)).status_code
+                except httpx.HTTPError as exc:  # reset, refused, cut short: a failed request too
+                    outcome = type(exc).__name__
+                self.statuses[outcome] += 1
                 self.sent.set()
 
     def __enter__(self) -> Stream:
@@ -62,14 +66,30 @@ class Stream:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(60)
+        assert not self.thread.is_alive(), "the stream's last request never ended"
 
 
 def replace_folder(root: Path, name: str, source: Path) -> None:
     """A new folder renamed into place, as a deployment does it."""
-    staged = root / f".{name}.new"
+    staged, old = root / f".{name}.new", root / f".{name}.old"
     shutil.copytree(source, staged)
-    (root / name).rename(root / f".{name}.old")
+    shutil.rmtree(old, ignore_errors=True)  # the one set aside by an earlier update
+    (root / name).rename(old)
     staged.rename(root / name)
+
+
+def corrupt_copy(source: Path, to: Path) -> Path:
+    """``source`` with its weights changed (the sha256 in its config.json no longer matches) and
+    its config.json changed (so that a reload tries it)."""
+    shutil.copytree(source, to)
+    weights = to / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-8] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    meta = json.loads((to / "config.json").read_text())
+    meta["note"] = "changed, so the reload tries it"
+    (to / "config.json").write_text(json.dumps(meta))
+    return to
 
 
 def card(http: httpx.Client) -> dict[str, object]:
@@ -100,15 +120,7 @@ def test_reload_swaps_a_model_under_a_stream_without_a_failed_request(
 def test_a_corrupt_checkpoint_is_refused_and_the_old_one_serves_on(
     server: LiveServer, checkpoints: Path, tmp_path: Path
 ) -> None:
-    corrupt = tmp_path / "corrupt"
-    shutil.copytree(checkpoints / "mnist-dae", corrupt)
-    weights = corrupt / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-8] ^= 0xFF  # the sha256 in config.json no longer matches
-    weights.write_bytes(bytes(data))
-    meta = json.loads((corrupt / "config.json").read_text())
-    meta["note"] = "changed, so the reload tries it"
-    (corrupt / "config.json").write_text(json.dumps(meta))
+    corrupt = corrupt_copy(checkpoints / "mnist-dae", tmp_path / "corrupt")
     with httpx.Client(base_url=server.url, timeout=60) as http:
         before = card(http)
         with Stream(server.url) as stream:
@@ -176,26 +188,38 @@ def wait_for_log(server: LiveServer, line: str, count: int, stream: Stream) -> N
     pytest.fail(f"{line!r} not {count} times in the log:\n{server.output()[-3000:]}")
 
 
-def test_with_two_workers_a_reload_replaces_each_worker_without_a_failed_request(
+def test_with_two_workers_a_reload_is_all_or_nothing_and_replaces_each_worker_without_a_failed_request(
     checkpoints: Path, tmp_path: Path
 ) -> None:
     started, finished = "Application startup complete", "Finished server process"
+
+    def cards(url: str) -> set[tuple[object, object]]:  # a new connection each: either worker
+        with httpx.Client(base_url=url, timeout=60,
+                          limits=httpx.Limits(max_keepalive_connections=0)) as http:
+            return {(c["sha256"], c["kind"]) for c in (card(http) for _ in range(10))}
+
     with running_server(checkpoints, tmp_path / "server.log", AESERVE_WORKERS="2",
                         AESERVE_LOG_LEVEL="info") as server, Stream(server.url, fresh=True) as stream:
         wait_for_log(server, started, 2, stream)  # both workers serve
+        before = cards(server.url)
         with httpx.Client(base_url=server.url, timeout=60) as http:
-            before = card(http)
+            # a corrupt checkpoint: refused here, and no worker is replaced (all serve the old one)
+            replace_folder(checkpoints, "mnist-dae", corrupt_copy(checkpoints / "mnist-dae",
+                                                                  tmp_path / "corrupt"))
+            refused = http.post("/v1/admin/reload").json()
+            after_refusal = cards(server.url)
+            # a good one: the supervisor starts a new worker, waits until it is ready, stops an
+            # old one; twice
             replace_folder(checkpoints, "mnist-dae", checkpoints / "mnist-vae")
-            answer = http.post("/v1/admin/reload").json()
-        # the supervisor starts a new worker, waits until it is ready, stops an old one; twice
+            loaded = http.post("/v1/admin/reload").json()
         wait_for_log(server, started, 4, stream)
         wait_for_log(server, finished, 2, stream)
-        with httpx.Client(base_url=server.url, timeout=60,
-                          limits=httpx.Limits(max_keepalive_connections=0)) as http:
-            cards = [card(http) for _ in range(10)]  # a new connection each: either worker
-    assert answer["loaded"] == ["mnist-dae"] and answer["workers"] == 2
-    serving = {(c["sha256"], c["kind"]) for c in cards}
-    assert len(serving) == 1 and serving != {(before["sha256"], "dae")}, serving
-    assert cards[0]["kind"] == "vae"
-    assert "was not ready in time" not in server.output()
+        after = cards(server.url)
+    assert "sha256 mismatch" in refused["refused"]["mnist-dae"] and refused["loaded"] == []
+    assert after_refusal == before and len(before) == 1
+    assert loaded["loaded"] == ["mnist-dae"] and loaded["refused"] == {} and loaded["workers"] == 2
+    assert len(after) == 1 and after != before and next(iter(after))[1] == "vae"
+    output = server.output()
+    assert log_count(server, started) == 4, "a worker was replaced on the refused reload"
+    assert "was not ready in time" not in output and "startup failed" not in output
     assert set(stream.statuses) == {200}, stream.statuses
