@@ -14,11 +14,12 @@ One small extension through uvicorn's public ``http`` option (the protocol class
 
 On SIGTERM the app drains (``app.lifecycle.Drain``) while uvicorn stops accepting connections and
 waits for the requests it has; ``timeout_graceful_shutdown`` bounds that wait a few seconds past the
-drain timeout, whatever is in flight. uvicorn closes at once every connection whose request has not
-been parsed yet, which loses a request that is already on its way (a client that has just connected,
-or one whose headers are half read); the protocol keeps such a connection open, serves that request
-and closes after it (``Connection: close``). Only a connection idle between two requests is closed
-at once, as HTTP keep-alive allows.
+drain timeout, whatever is in flight. uvicorn closes at once every connection that has no response
+in progress, which loses a request already on its way: from a client that has just connected, one
+whose headers are half read, or one that sends on its kept-alive connection at that instant. The
+protocol keeps such a connection open instead: its next request is served and answered with
+``Connection: close``, and a connection that stays quiet closes at its keep-alive timeout (5 s) or,
+before a first request, at the header timeout.
 """
 
 from __future__ import annotations
@@ -111,10 +112,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False
 
     def shutdown(self) -> None:
-        """The server's graceful shutdown: a request on its way is served, then the connection
-        closes (the header timeout bounds a client that never sends); an idle one closes now."""
+        """The server's graceful shutdown: with no response in progress, the connection's next
+        request is served and then it closes (a quiet one closes at its keep-alive or header
+        timeout); a response in progress is the last, as uvicorn has it."""
         cycle = self.cycle
-        if self._in_headers and (cycle is None or cycle.response_complete):
+        if cycle is None or cycle.response_complete:
             self._draining = True
             return
         super().shutdown()

@@ -127,13 +127,23 @@ def test_a_body_that_stalls_is_408_body_timeout(limited: LiveServer) -> None:
 
 
 # ---- SIGTERM -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("before", [b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"],
+                         ids=["new-connection", "kept-alive-connection"])
 def test_a_request_on_its_way_when_sigterm_comes_is_served_and_its_connection_closed(
-    tiny_checkpoints: Path, tmp_path: Path
+    tiny_checkpoints: Path, tmp_path: Path, before: bytes
 ) -> None:
     server = start_server(tiny_checkpoints, tmp_path / "server.log", AESERVE_LOG_LEVEL="info")
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=SOCKET_TIMEOUT_S) as sock:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # half its headers
+            request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+            if before:  # a request answered: the connection is kept alive, idle at the SIGTERM
+                sock.sendall(before)
+                head = b""
+                while not head.endswith(b"}"):  # the small JSON answer, whole
+                    head += sock.recv(65536)
+            else:  # a new connection with half its first request's headers sent
+                sock.sendall(request)
+                request = b""
             # accepted: the listen queue is first come, first served, and a later one is answered
             assert httpx.get(f"{server.url}/healthz", timeout=SOCKET_TIMEOUT_S).status_code == 200
             server.proc.send_signal(signal.SIGTERM)
@@ -141,7 +151,7 @@ def test_a_request_on_its_way_when_sigterm_comes_is_served_and_its_connection_cl
             while "Shutting down" not in server.output():  # the connections were told in the same step
                 assert time.monotonic() < deadline, server.output()[-3000:]
                 time.sleep(0.05)  # polling another process's log
-            sock.sendall(b"Accept: */*\r\n\r\n")  # the rest: uvicorn alone would have closed
+            sock.sendall(request + b"Accept: */*\r\n\r\n")  # (the rest): uvicorn alone would have closed
             chunks = []
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
