@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What scripts/bench-gpu.sh needs on a lent GPU machine that has Python and a CUDA torch but no
-# network: run this on a machine with pip and apt, then carry .whl and .tools to it.
+# What scripts/bench-gpu.sh needs on a GPU machine that has Python and a CUDA torch but no network:
+# run this on a machine with pip and apt, then copy .whl and .tools with the checkout.
 #
 #   PYVER=3.12 bash scripts/bench-gpu-prep.sh        # PYVER: the GPU machine's Python (3.12)
 #

@@ -15,13 +15,13 @@
 # no phase starts after it), PYTHON (python3). Every phase has its own timeout, so a hung one costs
 # its share of the window, not all of it; a failed phase is reported and the rest run. Estimate with
 # the defaults: bench.run ~85 s per worker count (servers up, its in-process limits, 2 ops x 2
-# connection counts x (2 + 8) s), photo ~60 s, setup ~20 s: ~6 min. On the device tool: timeout_s
-# 540, carry .whl and .tools.
+# connection counts x (2 + 8) s), photo ~60 s, setup ~20 s: ~6 min; give the command 9 minutes.
+# Copy .whl and .tools with the checkout.
 #
-# The lent GPU machine has Python and a CUDA torch but no FastAPI stack, no wrk and no network.
+# A GPU machine without network may have Python and a CUDA torch but no FastAPI stack and no wrk:
 # scripts/bench-gpu-prep.sh (on a machine with pip and apt) puts the wheels in .whl and wrk in
-# .tools; carry both. Where the stack is already importable and wrk installed (a development
-# machine), nothing is installed: a dry run there, e.g.
+# .tools; copy both. Where the stack is already importable and wrk installed, nothing is
+# installed: a dry run on a CPU machine, e.g.
 #   WORKERS_LIST="1 2" CONNS=32 DURATION=1 WARMUP=1 PHOTO_SIZES="64 128" PHOTO_REPEATS=1 \
 #       OUT=/tmp/gpu-dry bash scripts/bench-gpu.sh
 set -u

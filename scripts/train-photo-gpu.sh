@@ -4,7 +4,7 @@
 #   DATA=runs/data BUDGET=480 bash scripts/train-photo-gpu.sh       # from the repository root
 #
 # GPU time comes in short windows (about 15 minutes on one H200, start-up included), so each window
-# trains for BUDGET seconds from the weights the last window brought home (--init-from; every
+# trains for BUDGET seconds from the weights the last window brought back (--init-from; every
 # checkpoint's config.json records the chain of windows and their steps) and packs what it made into
 # parts small enough to come back through a transfer that limits file sizes.
 #
@@ -16,9 +16,9 @@
 # luminance). Validation (held-out training images, sigma 15/25/50, unclipped and 8-bit) picks each
 # run's best epoch; nothing here looks at a test set.
 #
-# Out: $OUT (the device tool's folder), else runs/gpu-photo/out: photo-window.tar split into
+# Out: $OUT (a folder that is copied back), else runs/gpu-photo/out: photo-window.tar split into
 # photo-window.tar.part-aa, -ab, ... of at most PART_MB MiB (the two checkpoints, the logs, the
-# machine record). At home:
+# machine record). Back on your machine:
 #   cat photo-window.tar.part-* | tar x -C runs/gpu-photo/home
 # which leaves runs/gpu-photo/home/{color,gray}/ for the next window's INIT_* and for evaluation
 # (python -m model.evaluate ... on BSD68 and CBSD68; see docs/training.md).

@@ -26,7 +26,7 @@ def photo_preset() -> RunConfig:
     a lower cost per pixel than a 20-layer, 64-channel DnCNN. Each patch's MSE is weighted by
     1 / (sigma + 0.04): with plain MSE the high noise levels dominate and the blind model gave up
     quality at sigma 15. The shipped weights: 19 epochs of 64000 patches in batches of 128, planned
-    by ``--time-budget 220`` on a lent H200 (``scripts/train-photo-gpu.sh``), best validation at
+    by ``--time-budget 220`` on an H200 (``scripts/train-photo-gpu.sh``), best validation at
     epoch 16; chosen by validation PSNR over widths 16 and 24 and over plain MSE.
     """
     return RunConfig(
