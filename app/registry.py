@@ -159,16 +159,13 @@ class Registry:
             report = ReloadReport()
             folders = discover(self.settings.checkpoint_dir)
             for folder in folders:
-                current = self.models.get(folder.name)
                 try:
-                    if current is not None and read_meta(folder) == current.meta:
+                    if self._unchanged(folder):
                         report.unchanged.append(folder.name)
                         continue
                     await run_in_threadpool(verify, folder)
                 except Exception as exc:
-                    log.error("reload refused %s: %s", folder.name, exc)
-                    self.metrics.for_model(folder.name).loads("refused").inc()
-                    report.refused[folder.name] = str(exc)
+                    self._refuse(report, folder.name, exc)
                     continue
                 report.loaded.append(folder.name)
             report.retired = sorted(set(self.models) - {f.name for f in folders})
@@ -180,21 +177,31 @@ class Registry:
     async def _reload_one(self, folder: Path, report: ReloadReport) -> None:
         name, current = folder.name, self.models.get(folder.name)
         try:
-            if current is not None and read_meta(folder) == current.meta:
+            if self._unchanged(folder):
                 report.unchanged.append(name)
                 return
             new = await run_in_threadpool(load_model, folder, self.settings, self.metrics)
             await self.add(new)
         except Exception as exc:  # any failure keeps the old model serving
-            log.error("reload refused %s, %s: %s", name,
-                      "the old one keeps serving" if current else "not served", exc)
-            self.metrics.for_model(name).loads("refused").inc()
-            report.refused[name] = str(exc)
+            self._refuse(report, name, exc)
             return
         self.metrics.for_model(name).loads("ok").inc()
         report.loaded.append(name)
         if current is not None:
             self._retire(current)
+
+    def _unchanged(self, folder: Path) -> bool:
+        """Whether ``folder`` holds the checkpoint already served under its name (its config.json,
+        which carries the weights' sha256, is the same)."""
+        current = self.models.get(folder.name)
+        return current is not None and read_meta(folder) == current.meta
+
+    def _refuse(self, report: ReloadReport, name: str, exc: Exception) -> None:
+        """A checkpoint that failed: one log line, a metric, and its reason in the report."""
+        log.error("reload refused %s, %s: %s", name,
+                  "the old one keeps serving" if name in self.models else "not served", exc)
+        self.metrics.for_model(name).loads("refused").inc()
+        report.refused[name] = str(exc)
 
     def _retire(self, old: ServedModel) -> None:
         """Stop ``old`` once the requests holding it have finished."""
