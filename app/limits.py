@@ -20,7 +20,8 @@ def too_large(limit: int, setting: str) -> ApiError:
     advice = ("a body that is not an image upload (multipart/form-data or image/*) has this "
               "limit; send fewer latents") if setting == JSON_SETTING else "send fewer or smaller images"
     return ApiError(413, "payload_too_large",
-                    f"request body is over the limit of {limit} bytes ({setting}); {advice}")
+                    f"request body is over the limit of {limit} bytes ({setting}); {advice}",
+                    {"Connection": "close"})  # the rest of the body is not read
 
 
 class BodySizeLimitMiddleware:
@@ -58,9 +59,7 @@ class BodySizeLimitMiddleware:
                 return
             if length > limit:
                 err = too_large(limit, setting)
-                response = error_response(err.status, err.code, err.message)
-                response.headers["Connection"] = "close"
-                await response(scope, receive, send)
+                await error_response(err.status, err.code, err.message, err.headers)(scope, receive, send)
                 return
             await self.app(scope, receive, send)  # the server enforces the declared length
             return
@@ -76,9 +75,8 @@ class BodySizeLimitMiddleware:
                     err = too_large(limit, setting)
                     if not started and not answered:
                         answered = True
-                        response = error_response(err.status, err.code, err.message)
-                        response.headers["Connection"] = "close"
-                        await response(scope, receive, send)
+                        await error_response(err.status, err.code, err.message, err.headers)(
+                            scope, receive, send)
                     raise err
             return message
 

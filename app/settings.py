@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="largest body (413)")
     max_json_bytes: int = Field(
         default=2 * 1024 * 1024, ge=1024,
-        description="largest JSON body (413): latents are small, and JSON is parsed on the event loop")
+        description="largest body that is not an image upload, JSON latents above all (413): "
+                    "latents are small, and JSON is parsed on the event loop")
     max_pixels: int = Field(default=4096 * 4096, ge=1, description="largest image, pixels (413)")
     max_images: int = Field(default=64, ge=1, description="images per request (422)")
     max_n: int = Field(default=256, ge=1, description="samples or latents per request (422)")
