@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import ROOT, free_port, start, wrk
-from bench.workload import digit_png, multipart
+from bench.workload import digit_png, multipart, snapshot_checkpoints
 
 
 def main() -> None:
@@ -49,10 +49,7 @@ def main() -> None:
 
 
 def compare(args: argparse.Namespace, work: Path, tree: Path) -> dict[str, Any]:
-    snapshot = work / "checkpoints"
-    for name in ("mnist-dae", "mnist-vae"):
-        shutil.copytree(ROOT / "checkpoints" / name, snapshot / name,
-                        ignore=shutil.ignore_patterns(".*"))
+    snapshot = snapshot_checkpoints(ROOT / "checkpoints", work / "checkpoints", ("mnist-dae", "mnist-vae"))
     ctype, body = multipart(digit_png())
     (work / "body").write_bytes(body)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AESERVE_", "PYTHONPATH"))}

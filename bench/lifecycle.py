@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from bench.run import ROOT, free_port, start, wrk
-from bench.workload import digit_png, multipart
+from bench.workload import digit_png, multipart, snapshot_checkpoints
 
 PHOTO = "/v1/models/photo-denoiser/denoise"
 
@@ -203,8 +203,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="aeserve-lifecycle-"))
-    snapshot = work / "checkpoints"
-    shutil.copytree(args.checkpoints, snapshot, ignore=shutil.ignore_patterns(".*"))
+    snapshot = snapshot_checkpoints(args.checkpoints, work / "checkpoints")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_")}
     env.update(AESERVE_CHECKPOINT_DIR=str(snapshot), AESERVE_LOG_LEVEL="warning")
     report: dict[str, Any] = {}

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message
 
 from bench.bare import create_app as create_bare
 from bench.run import ROOT
-from bench.workload import digit_png, multipart
+from bench.workload import digit_png, multipart, snapshot_checkpoints
 
 
 def scope(path: str, ctype: str, length: int) -> dict[str, Any]:
@@ -145,10 +145,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="aeserve-loop-"))
     try:
-        for name in ("mnist-dae",):
-            shutil.copytree(args.checkpoints / name, work / name,
-                            ignore=shutil.ignore_patterns(".*"))
-        report = uvloop.run(measure(args, work))
+        report = uvloop.run(measure(args, snapshot_checkpoints(args.checkpoints, work, ("mnist-dae",))))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     text = json.dumps(report, indent=2)

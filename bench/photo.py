@@ -29,6 +29,7 @@ from PIL import Image
 
 from app.settings import Settings
 from bench.run import ROOT, free_port, start
+from bench.workload import snapshot_checkpoints
 from model.checkpoint import load_checkpoint
 from model.photo.inference import denoise_image
 
@@ -59,9 +60,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="aeserve-photo-bench-"))
-    snapshot = work / "checkpoints"
-    shutil.copytree(args.checkpoints / "photo-denoiser", snapshot / "photo-denoiser",
-                    ignore=shutil.ignore_patterns(".*"))
+    snapshot = snapshot_checkpoints(args.checkpoints, work / "checkpoints", ("photo-denoiser",))
     settings = Settings()
     torch.set_num_threads(settings.torch_threads)
     device = settings.resolve_device()

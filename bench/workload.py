@@ -1,13 +1,28 @@
-"""The benchmark's request bodies: one noisy 28x28 digit as PNG, wrapped in multipart."""
+"""What the benchmarks serve and send: a snapshot of the checkpoints, and the request bodies (one
+noisy 28x28 digit as PNG, wrapped in multipart)."""
 
 from __future__ import annotations
 
 import io
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 BOUNDARY = "aeservebenchboundary"
+
+
+def snapshot_checkpoints(checkpoints: Path, into: Path, names: Sequence[str] | None = None) -> Path:
+    """Copy the model folders ``names`` (default: all) of ``checkpoints`` into ``into``, without
+    training state (hidden files), so that a training run writing there meanwhile cannot change
+    what is measured; returns ``into``."""
+    into.mkdir(parents=True, exist_ok=True)
+    for folder in ([checkpoints / n for n in names] if names is not None
+                   else [p for p in checkpoints.iterdir() if p.is_dir() and not p.name.startswith(".")]):
+        shutil.copytree(folder, into / folder.name, ignore=shutil.ignore_patterns(".*"))
+    return into
 
 
 def digit_png(seed: int = 0) -> bytes:
