@@ -137,9 +137,10 @@ def gpu_peak(name):
     return f"{max(int(r[1]) for r in rows)} MiB" if rows else "-"
 
 
-runs = []
-for path in sorted(out.glob("run-w*/*.json"), key=lambda p: int(p.parent.name[5:])):
-    runs.append((int(path.parent.name[5:]), json.loads(path.read_text())))
+runs = []  # the newest result of each worker count: an OUT used before keeps its older runs
+for run_dir in sorted((p for p in out.glob("run-w*") if p.is_dir()), key=lambda p: int(p.name[5:])):
+    if results := sorted(run_dir.glob("*.json")):
+        runs.append((int(run_dir.name[5:]), json.loads(results[-1].read_text())))
 bares = sorted({r["op"] for _, raw in runs for r in raw["results"] if r["op"].startswith("bare")})
 print("## 28x28 denoise vs the bare endpoint (same workers)\n")
 print("| workers | conns | " + " | ".join(f"{b} req/s" for b in bares) + " | denoise req/s | "
