@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from model.config import NoiseConfig
@@ -42,12 +44,31 @@ def draw_levels(
     return cfg.sigma_min + (cfg.sigma_max - cfg.sigma_min) * u
 
 
+def item_count(n: int, fraction: float) -> int:
+    """How many of a batch's ``n`` items ``fraction`` of it is: ``n * fraction`` rounded half up,
+    but at least one when ``fraction > 0`` and, with ``n > 1``, not all when ``fraction < 1``: a
+    fraction promised for every batch is in every batch, and so is the rest."""
+    if fraction <= 0.0 or n == 0:
+        return 0
+    if fraction >= 1.0:
+        return n
+    return min(max(math.floor(n * fraction + 0.5), 1), max(n - 1, 1))
+
+
 def eight_bit_items(cfg: NoiseConfig, n: int, device: torch.device) -> torch.Tensor:
-    """Which of a batch's ``n`` items get 8-bit noise: the first ``round(n * eight_bit_fraction)``.
+    """Which of a batch's ``n`` items get 8-bit noise: the first ``item_count(n, eight_bit_fraction)``.
 
     A fixed count, not a draw, so that every batch holds them (the items are in random order).
     """
-    return torch.arange(n, device=device) < round(n * cfg.eight_bit_fraction)
+    return torch.arange(n, device=device) < item_count(n, cfg.eight_bit_fraction)
+
+
+def spread_items(n: int, fraction: float, device: torch.device) -> torch.Tensor:
+    """``item_count(n, fraction)`` of a batch's ``n`` items, spread evenly over it (every fourth
+    for 0.25): any leading block, such as ``eight_bit_items``, holds its share of them."""
+    i = torch.arange(n, device=device)
+    count = item_count(n, fraction)
+    return (i + 1) * count // n > i * count // n
 
 
 def corrupt(
