@@ -6,11 +6,13 @@ square). Images of one shape are stacked on the training device, so a batch is c
 indexing op per shape. Noise is drawn per patch: sigma uniform in ``[sigma_min, sigma_max]`` (0-1
 scale), white Gaussian; the first ``eight_bit_fraction`` of every batch is clipped to [0, 1] and
 rounded to 8 bits (the noise users' photos carry), the rest unclipped (the papers' protocol). For a
-colour network, the last ``gray_fraction`` of every batch is made gray (three equal planes with the
-same noise in each). A fraction ``KNOWN_FRACTION`` of the patches is shown its true sigma, the rest
-are blind, so one set of weights serves both uses. With ``sigma_weight_floor`` > 0 the patches'
-MSEs are averaged with weights 1 / (sigma + floor): the MSE of a denoiser grows about linearly with
-sigma, so plain MSE lets the high levels dominate and a blind model trades low sigma for them.
+colour network, ``gray_fraction`` of every batch, spread evenly over it (every fourth patch for
+0.25), is made gray (three equal planes with the same noise in each): gray patches get 8-bit and
+unclipped noise alike, as gray photos reach the service both ways. A fraction ``KNOWN_FRACTION``
+of the patches is shown its true sigma, the rest are blind, so one set of weights serves both uses.
+With ``sigma_weight_floor`` > 0 the patches' MSEs are averaged with weights 1 / (sigma + floor): the
+MSE of a denoiser grows about linearly with sigma, so plain MSE lets the high levels dominate and a
+blind model trades low sigma for them.
 
 Validation: held-out whole images with fixed-seed noise at sigma 15, 25 and 50 (0-255 scale), blind,
 unclipped and 8-bit; ``val_loss`` is minus the mean PSNR (dB) over both.
@@ -30,7 +32,7 @@ from torch import nn
 from model.config import RunConfig
 from model.data.loaders import SPLIT_SEED, load_image_folder
 from model.metrics import psnr
-from model.noise import eight_bit_items, gaussian_noise
+from model.noise import draw_levels, eight_bit_items, gaussian_noise, spread_items
 
 KNOWN_FRACTION = 0.25
 VAL_SIGMAS = (15.0, 25.0, 50.0)
@@ -42,11 +44,6 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     if k >= 4:
         x = x.flip(-1)
     return torch.rot90(x, k % 4, dims=(-2, -1))
-
-
-def gray_items(n: int, fraction: float, device: torch.device) -> torch.Tensor:
-    """Which of a batch's ``n`` patches are made gray: the last ``round(n * fraction)``."""
-    return torch.arange(n, device=device) >= n - round(n * fraction)
 
 
 class PhotoTask:
@@ -166,16 +163,15 @@ class PhotoTask:
         noise_cfg, train_cfg = self.cfg.noise, self.cfg.train
         clean = batch.to(self.device, non_blocking=True).float().div_(255.0)
         n = clean.shape[0]
-        u = torch.rand(n, generator=gen, device=clean.device)
-        sigma = noise_cfg.sigma_min + (noise_cfg.sigma_max - noise_cfg.sigma_min) * u
+        level = draw_levels(noise_cfg, n, gen, clean.device)
         normal = torch.randn(clean.shape, generator=gen, device=clean.device)
         if clean.shape[1] == 3 and train_cfg.gray_fraction > 0.0:
-            gray = gray_items(n, train_cfg.gray_fraction, clean.device).view(n, 1, 1, 1)
+            gray = spread_items(n, train_cfg.gray_fraction, clean.device).view(n, 1, 1, 1)
             clean = torch.where(gray, clean.mean(dim=1, keepdim=True).expand_as(clean), clean)
             normal = torch.where(gray, normal[:, :1].expand_as(normal), normal)
-        noisy = gaussian_noise(clean, sigma.view(n, 1, 1, 1), normal, clip=noise_cfg.clip,
+        noisy = gaussian_noise(clean, level, normal, clip=noise_cfg.clip,
                                eight_bit=eight_bit_items(noise_cfg, n, clean.device))
-        return noisy, clean, sigma
+        return noisy, clean, level.view(n)
 
     def loss(
         self, model: nn.Module, batch: torch.Tensor, step: int, gen: torch.Generator

@@ -9,6 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from model.config import NoiseConfig
+from model.photo import task as task_module
 from model.photo.network import PhotoDenoiser
 from model.photo.preset import photo_color_preset, photo_gray_preset, photo_preset
 from model.photo.task import PhotoTask, dihedral
@@ -84,6 +86,26 @@ def test_sigma_weighting_favours_the_low_noise_patches(tmp_path: Path) -> None:
     assert float(weighted) == pytest.approx(float((w * sigma**2).sum() / w.sum()), rel=0.05)
 
 
+def test_training_draws_its_noise_levels_with_the_noise_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_photos(tmp_path / "photos", 5, 60, 1)
+    cfg = photo_preset()
+    cfg.train.batch_size, cfg.train.patches_per_epoch = 8, 8
+    task = PhotoTask(cfg, str(data), torch.device("cpu"))
+    calls: list[int] = []
+
+    def fixed_levels(noise_cfg: NoiseConfig, n: int, generator: torch.Generator | None,
+                     device: torch.device) -> torch.Tensor:
+        assert noise_cfg is cfg.noise
+        calls.append(n)
+        return torch.full((n, 1, 1, 1), 0.2, device=device)
+
+    monkeypatch.setattr(task_module, "draw_levels", fixed_levels)
+    noisy, clean, sigma = task.noisy_batch(next(iter(task.batches(0, 0, 1))), torch.Generator())
+    assert calls == [8]
+    assert torch.equal(sigma, torch.full((8,), 0.2))
+    assert float((noisy - clean).std()) == pytest.approx(0.2, rel=0.05)  # the levels drawn are used
 
 
 def test_clipped_8bit_noise_is_in_every_training_batch(tmp_path: Path) -> None:
@@ -126,10 +148,25 @@ def test_colour_task_reads_several_folders_and_makes_a_quarter_gray(tmp_path: Pa
     task.stacked = False
     assert all(torch.equal(a, b) for a, b in zip(batches, task.batches(0, 0, 1), strict=True))
     noisy = task.noisy_batch(batches[0], torch.Generator().manual_seed(0))[0]
-    last = slice(12, 16)  # the last quarter: gray, the same noise in every plane
-    assert torch.equal(noisy[last, 0], noisy[last, 1]) and torch.equal(noisy[last, 0], noisy[last, 2])
-    assert not torch.equal(noisy[:12, 0], noisy[:12, 1])
+    gray = [i for i in range(16) if torch.equal(noisy[i, 0], noisy[i, 1])
+            and torch.equal(noisy[i, 0], noisy[i, 2])]  # three equal planes, the same noise in each
+    assert len(gray) == 4
     net = PhotoDenoiser(cfg.model)
     loss, _ = task.loss(net, batches[0], 0, torch.Generator().manual_seed(0))
     assert float(loss.detach()) > 0.0
 
+
+
+def test_gray_and_colour_patches_both_get_8bit_and_unclipped_noise(tmp_path: Path) -> None:
+    """Users' gray JPEGs are gray and 8-bit: the two choices are made independently of each other."""
+    colour = colour_photos(tmp_path / "colour", 4, (60, 60), 2)
+    cfg = photo_color_preset()
+    cfg.train.batch_size, cfg.train.patches_per_epoch = 128, 128
+    task = PhotoTask(cfg, str(colour), torch.device("cpu"))
+    noisy = task.noisy_batch(next(iter(task.batches(0, 0, 1))), torch.Generator().manual_seed(0))[0]
+    gray = (noisy[:, 0] == noisy[:, 1]).all(dim=(1, 2)) & (noisy[:, 0] == noisy[:, 2]).all(dim=(1, 2))
+    eight_bit = (noisy * 255.0 == torch.round(noisy * 255.0)).all(dim=(1, 2, 3))
+    counts = {(g, e): int((gray == g).logical_and(eight_bit == e).sum())
+              for g in (True, False) for e in (True, False)}
+    # gray a quarter, 8-bit a half, chosen independently: 1/8, 1/8, 3/8, 3/8 of 128
+    assert counts == {(True, True): 16, (True, False): 16, (False, True): 48, (False, False): 48}
