@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 import pytest
 import torch
+from torch import nn
+from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
+from model.distributions import DiagonalGaussian
 from model.networks import VAE
 from model.presets import get_preset
 from model.scoring import iwae_nll, log_likelihood
@@ -15,12 +21,76 @@ def vae() -> VAE:
     return VAE(get_preset("mnist-vae").model).eval()
 
 
-def test_iwae_bound_is_tighter_than_the_elbo() -> None:
-    model = vae()
-    x = (torch.rand(4, 1, 28, 28) > 0.7).float()
-    nll, neg_elbo = iwae_nll(model, x, k=64, chunk=16, generator=torch.Generator().manual_seed(0))
-    assert nll.shape == neg_elbo.shape == (4,)
-    assert torch.all(nll <= neg_elbo + 1e-4)
+DIM_X = 5
+
+
+class LinearGaussianVAE(nn.Module):
+    """z ~ N(0, I), x = W z + b + s * eps: log p(x) = log N(x; b, W W^T + s^2 I), in closed form.
+
+    W's columns are orthogonal, so the exact posterior p(z | x) is a diagonal Gaussian. The encoder
+    returns it, its mean moved by ``shift`` and its variance times ``widen``: (0, 1) is exact.
+    """
+
+    def __init__(self, shift: float = 0.0, widen: float = 1.0) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        q, _ = torch.linalg.qr(torch.randn(DIM_X, 2, generator=gen, dtype=torch.float64))
+        self.w = q * torch.tensor([2.0, 1.0], dtype=torch.float64)
+        self.b = torch.randn(DIM_X, generator=gen, dtype=torch.float64)
+        self.s = 0.8
+        self.cfg = SimpleNamespace(likelihood="gaussian")
+        self.log_sigma = torch.tensor(math.log(self.s), dtype=torch.float64)
+        self.shift, self.widen = shift, widen
+
+    def posterior(self, x: torch.Tensor) -> Normal:
+        precision = 1.0 + self.w.pow(2).sum(0) / self.s**2  # diagonal, as W^T W is
+        mean = (x.flatten(1) - self.b) @ self.w / self.s**2 / precision
+        return Normal(mean, precision.rsqrt().expand_as(mean))
+
+    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        exact = self.posterior(x)
+        return DiagonalGaussian(exact.mean + self.shift, (exact.variance * self.widen).log())
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return (z @ self.w.T + self.b).view(-1, 1, 1, DIM_X)
+
+    def nll(self, x: torch.Tensor) -> torch.Tensor:
+        cov = self.w @ self.w.T + self.s**2 * torch.eye(DIM_X, dtype=torch.float64)
+        return -MultivariateNormal(self.b, cov).log_prob(x.flatten(1))
+
+    def sample_x(self, n: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(1)
+        z = torch.randn(n, 2, generator=gen, dtype=torch.float64)
+        eps = torch.randn(n, DIM_X, generator=gen, dtype=torch.float64)
+        return (z @ self.w.T + self.b + self.s * eps).view(n, 1, 1, DIM_X)
+
+
+def test_with_the_exact_posterior_both_scores_are_the_exact_nll() -> None:
+    model = LinearGaussianVAE()
+    x = model.sample_x(8)
+    nll, neg_elbo = iwae_nll(model, x, k=5, chunk=2,  # type: ignore[arg-type]
+                             generator=torch.Generator().manual_seed(0))
+    assert nll.shape == neg_elbo.shape == (8,)
+    # every importance weight p(x, z) / p(z | x) is p(x) itself
+    torch.testing.assert_close(nll, model.nll(x))
+    torch.testing.assert_close(neg_elbo, model.nll(x))
+
+
+def test_with_a_poor_encoder_the_estimate_converges_to_the_exact_nll() -> None:
+    model = LinearGaussianVAE(shift=0.5, widen=2.0)
+    x = model.sample_x(64)
+    errors = []
+    for k in (1, 10, 100, 10_000):
+        nll, neg_elbo = iwae_nll(model, x, k=k, chunk=1000,  # type: ignore[arg-type]
+                                 generator=torch.Generator().manual_seed(k))
+        errors.append(float((nll - model.nll(x)).abs().max()))
+    assert errors[0] > errors[1] > errors[2] > errors[3]
+    assert errors[0] > 2.0 and errors[3] < 0.1
+    assert float((nll - model.nll(x)).mean()) == pytest.approx(0.0, abs=0.01)
+    # the ELBO falls short of log p(x) by KL(q || p(z | x))
+    q = model.encode(x)
+    gap = kl_divergence(Normal(q.mean, q.std), model.posterior(x))
+    assert float((neg_elbo - model.nll(x)).mean()) == pytest.approx(float(gap.sum(-1).mean()), rel=0.03)
 
 
 class Stop(Exception):
