@@ -31,8 +31,10 @@ log = logging.getLogger("aeserve")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # an ASGI scope extension (app/server.py offers it): ``{"callbacks": [...]}``, a list the request
 # appends to, each called when the client disconnects before the answer is complete; the server
-# sets ``BODY_TIMED_OUT`` in it when it closed the connection because the body was too slow
+# sets ``CLIENT_GONE`` in it then (for a request that looks later), and ``BODY_TIMED_OUT`` when it
+# closed the connection because the body was too slow
 DISCONNECT_EXTENSION = "aeserve.disconnect"
+CLIENT_GONE = "client_gone"
 BODY_TIMED_OUT = "body_timed_out"
 
 
@@ -89,7 +91,8 @@ class Ticket:
             self.future.set_exception(error)
 
     def watch(self) -> None:
-        """Once the body is read: a client that disconnects from now on fails the ticket.
+        """Once the body is read: a client that has disconnected, or disconnects from now on,
+        fails the ticket.
 
         Through the server's ``aeserve.disconnect`` extension when it offers one, else with a task
         waiting on ``receive`` (which returns ``http.disconnect`` once the body has been read)."""
@@ -97,8 +100,11 @@ class Ticket:
             return
         extension = None if self._scope is None else disconnect_extension(self._scope)
         if extension is not None:
-            extension["callbacks"].append(self._client_gone)
             self._receive = None
+            if extension.get(CLIENT_GONE):  # while the body was read and decoded
+                self._client_gone()
+            else:
+                extension["callbacks"].append(self._client_gone)
         else:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(self._receive))
 

@@ -34,7 +34,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.errors import body_timeout
-from app.lifecycle import BODY_TIMED_OUT, DISCONNECT_EXTENSION, disconnect_extension
+from app.lifecycle import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION, disconnect_extension
 from app.settings import Settings
 
 EXIT_MARGIN_S = 4.0  # the process exits at most this long after the drain timeout
@@ -98,6 +98,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             extension = disconnect_extension(cycle.scope) or {}
+            extension[CLIENT_GONE] = True
             for callback in cast(list[Callable[[], None]], extension.get("callbacks", [])):
                 self.loop.call_soon(callback)
         super().connection_lost(exc)
@@ -125,6 +126,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_body = False
         self._disarm_body()
         super().on_message_complete()
+        # uvicorn pauses reading while more than 64 KiB of body waits for the app, and resumes only
+        # when the app calls ``receive`` again; a request that read its body and now waits on the
+        # disconnect extension never does. Read on: a client that closes is then seen at once (its
+        # callbacks stop the work), and a pipelined request pauses reading again by itself.
+        self.flow.resume_reading()
 
     def _arm(self) -> None:
         if self._header_timer is None:

@@ -17,7 +17,17 @@ import pytest
 from prometheus_client import Counter, Gauge
 
 from app.errors import ApiError, ClientDisconnected
-from app.lifecycle import STOP_SIGNALS, Drain, Ticket, WorkBudget, on_signals, shutting_down, timeout_error
+from app.lifecycle import (
+    CLIENT_GONE,
+    DISCONNECT_EXTENSION,
+    STOP_SIGNALS,
+    Drain,
+    Ticket,
+    WorkBudget,
+    on_signals,
+    shutting_down,
+    timeout_error,
+)
 from app.metrics import Metrics, ModelMetrics
 
 LONG_S = 600.0  # a deadline no test reaches
@@ -107,6 +117,34 @@ def test_a_watched_ticket_fails_when_the_client_disconnects() -> None:
 
     before, after = run(scenario)
     assert before is None and isinstance(after, ClientDisconnected)
+
+
+@pytest.mark.parametrize("before_watch", [True, False], ids=["gone-before-watch", "gone-after-watch"])
+def test_the_servers_disconnect_extension_fails_the_ticket_whenever_the_client_left(
+    before_watch: bool,
+) -> None:
+    """The server (app/server.py) calls the callbacks and marks the request; a client that left
+    while its body was still being read or decoded is seen when the ticket starts watching."""
+    extension: dict[str, Any] = {"callbacks": []}
+
+    def client_leaves() -> None:  # what the server's connection_lost does
+        extension[CLIENT_GONE] = True
+        for callback in extension["callbacks"]:
+            callback()
+
+    async def scenario() -> BaseException | None:
+        ticket = Ticket(LONG_S, disconnect_when(asyncio.Event()),
+                        {"type": "http", "extensions": {DISCONNECT_EXTENSION: extension}})
+        if before_watch:
+            client_leaves()
+        ticket.watch()
+        if not before_watch:
+            assert ticket.error is None
+            client_leaves()
+        ticket.close()
+        return ticket.error
+
+    assert isinstance(run(scenario), ClientDisconnected)
 
 
 async def after_timers(delay_s: float) -> None:

@@ -6,6 +6,7 @@ exits), with a generous timeout that only fails a hung test; nothing asserts how
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -17,7 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from uvicorn.server import ServerState
 
+from app.lifecycle import CLIENT_GONE, disconnect_extension
+from app.server import GuardedHttpToolsProtocol
 from tests.app.helpers import files, image_bytes
 from tests.app.live import LiveServer, running_server, start_server, stop_server
 
@@ -124,6 +129,102 @@ def test_a_body_that_stalls_is_408_body_timeout(limited: LiveServer) -> None:
     assert any(line.startswith("aeserve_requests_total{") and 'status="408"' in line
                and "/denoise" in line and not line.endswith(" 0.0")
                for line in metrics.splitlines())
+
+
+# ---- a client that goes away -------------------------------------------------------------------
+def metric_lines(url: str, prefix: str) -> list[str]:
+    text = httpx.get(f"{url}/metrics", timeout=SOCKET_TIMEOUT_S).text
+    return [line for line in text.splitlines() if line.startswith(prefix) and not line.endswith(" 0.0")]
+
+
+class Transport(asyncio.Transport):
+    """What the protocol writes, and whether it reads: the socket side of a connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading, self.closing, self.written = True, False, b""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 8000) if name in ("sockname", "peername") else default
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+
+def test_the_server_reads_on_after_a_large_body_so_that_it_sees_the_client_close() -> None:
+    """uvicorn stops reading while over 64 KiB of body waits for the app and reads on only when
+    the app calls ``receive`` again; the body's last part arriving while the app waits pauses the
+    connection, and a request that has its body never calls ``receive`` again. The server reads on
+    once the body is whole, or it would never hear that client close."""
+
+    async def scenario() -> tuple[bool, bool]:
+        started, body_read, work = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        scopes: list[Any] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            scopes.append(scope)
+            started.set()
+            while (await receive()).get("more_body"):
+                pass
+            body_read.set()
+            await work.wait()  # the model's work, for as long as the client stays
+
+        config = uvicorn.Config(app, http=GuardedHttpToolsProtocol, log_level="critical")
+        config.load()
+        protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = Transport()
+        protocol.connection_made(transport)
+        body = b"x" * (1 << 20)
+        protocol.data_received(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
+                               % (len(body), body[:1000]))
+        await started.wait()  # the app reads its body, and waits for more
+        protocol.data_received(body[1000:])  # the rest, in one read: over 64 KiB
+        await body_read.wait()
+        reading = transport.reading
+        protocol.connection_lost(None)  # what reading on lets the server see
+        work.set()
+        return reading, bool((disconnect_extension(scopes[0]) or {}).get(CLIENT_GONE))
+
+    reading, gone = asyncio.run(scenario())
+    assert reading and gone
+
+
+def test_a_client_that_closes_after_a_large_upload_stops_its_running_job(
+    tiny_photo_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A body over uvicorn's 64 KiB read buffer, sent without ``Expect: 100-continue`` (a browser's
+    way): the server paused reading for it, and must read on to see the client close."""
+    png = image_bytes((900, 900), "RGB")  # noise does not compress: 2.4 MB, a minute of work here
+    body = (b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + png + b"\r\n--b--\r\n")
+    head = ("POST /v1/models/photo-denoiser/denoise HTTP/1.1\r\nHost: t\r\n"
+            f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {len(body)}\r\n\r\n")
+    with running_server(tiny_photo_checkpoint, tmp_path / "server.log") as live:
+        deadline = time.monotonic() + SOCKET_TIMEOUT_S
+        with socket.create_connection(("127.0.0.1", live.port), timeout=SOCKET_TIMEOUT_S) as sock:
+            sock.sendall(head.encode() + body)
+            # polling the server's metrics (no event to wait on): the job is admitted and running
+            while not metric_lines(live.url, 'aeserve_queue_work{model="photo-denoiser"}'):
+                assert time.monotonic() < deadline, "the job never started"
+                time.sleep(0.05)
+        # the client is gone: the job stops at its next tile, counted as a disconnect (499)
+        while not (answered := metric_lines(live.url, 'aeserve_requests_total{model="photo-denoiser"')):
+            assert time.monotonic() < deadline, "the request never ended"
+            time.sleep(0.05)
+        assert ['status="499"' in line for line in answered] == [True], answered
+        assert metric_lines(live.url, 'aeserve_requests_cancelled_total{model="photo-denoiser"}')
 
 
 # ---- SIGTERM -----------------------------------------------------------------------------------
