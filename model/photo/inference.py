@@ -1,19 +1,7 @@
 """Inference with the photo denoiser: any size, gray or colour, in overlapping tiles.
 
-Two kinds of network run here, told apart by their ``channels``:
-
-- a native colour network (3 channels in and out) denoises an RGB image in one pass; a gray image is
-  given to it as three equal planes and the three outputs are averaged;
-- a gray network (1 channel) denoises gray images directly; an RGB image becomes three planes of an
-  opponent colour space whose rows are orthogonal::
-
-      Y = (R + G + B) / 3,   U = (R - B) / 2 + 1/2,   V = (R - 2G + B) / 4 + 1/2
-
-  Orthogonal rows keep white Gaussian RGB noise white and independent across the planes, with a
-  known level in each (sigma/sqrt(3), sigma/sqrt(2), sigma*sqrt(6)/4), and every plane stays in
-  [0, 1]. The chroma planes are also denoised negated (1 - U, 1 - V) and the two results averaged,
-  which makes the chroma estimate exactly odd around 1/2: a neutral image comes back exactly
-  neutral. That is five planes, so five gray passes per colour image.
+Gray and colour images on gray and colour networks: ``model.photo.colour`` (one pass for RGB on a
+colour network, five on a gray one).
 
 Borders: each side gets a mirrored margin of up to ``MARGIN`` pixels (never more than the side minus
 one, so a 1-pixel side gets none and a thin strip is not padded up to a square), cropped after the
@@ -36,36 +24,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.photo.colour import planes_for
 from model.photo.network import PhotoDenoiser
 from model.photo.noise_level import estimate_noise_sigma
 
 __all__ = ["denoise_image", "estimate_noise_sigma", "work_pixels"]
 
 SIGMA_CAP = 55.0  # levels are clamped to the training range (0-255 scale)
-OPP_NOISE_SCALE = (1.0 / math.sqrt(3.0), 1.0 / math.sqrt(2.0), math.sqrt(6.0) / 4.0)
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 48  # >= the receptive-field radius (47): tiles equal the whole image
 MARGIN = 16  # mirrored border, cropped after the network
 
 Check = Callable[[], None]
-
-
-def rgb_to_opponent(x: torch.Tensor) -> torch.Tensor:
-    """(1, 3, H, W) RGB in [0, 1] -> (3, 1, H, W): the Y, U, V planes as a batch of gray images."""
-    r, g, b = x[0, 0], x[0, 1], x[0, 2]
-    y = (r + g + b) / 3.0
-    u = (r - b) / 2.0 + 0.5
-    v = (r - 2.0 * g + b) / 4.0 + 0.5
-    return torch.stack([y, u, v])[:, None]
-
-
-def opponent_to_rgb(t: torch.Tensor) -> torch.Tensor:
-    """Exact inverse of ``rgb_to_opponent``: (3, 1, H, W) -> (1, 3, H, W)."""
-    y, u, v = t[0, 0], t[1, 0] - 0.5, t[2, 0] - 0.5
-    r = y + u + (2.0 / 3.0) * v
-    g = y - (4.0 / 3.0) * v
-    b = y - u + (2.0 / 3.0) * v
-    return torch.stack([r, g, b])[None]
 
 
 def margins(height: int, width: int) -> tuple[int, int]:
@@ -162,13 +132,6 @@ def _one_at_a_time(
     return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
-def passes(net: PhotoDenoiser, channels: int) -> int:
-    """Images the network processes for one input of ``channels`` planes (one forward each)."""
-    if net.cfg.channels == 3 or channels == 1:
-        return 1
-    return 5  # Y, U, V and the two negated chroma planes
-
-
 def work_pixels(
     model: nn.Module, height: int, width: int, channels: int,
     tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
@@ -189,16 +152,7 @@ def work_pixels(
     th, tw, ov = tile_shape(h, w, tile, overlap, m)
     rows = sum(_round_up(y1 - y0, m) for y0, y1, _, _ in spans(h, th, ov, m))
     cols = sum(_round_up(x1 - x0, m) for x0, x1, _, _ in spans(w, tw, ov, m))
-    return rows * cols * passes(net, channels)
-
-
-def _levels(net: PhotoDenoiser, colour: bool, sigma: float, device: torch.device) -> torch.Tensor:
-    """The level input (0-1 scale) for each image of the batch the network sees."""
-    level = min(sigma, SIGMA_CAP) / 255.0
-    if net.cfg.channels == 3 or not colour:
-        return torch.tensor([level], device=device)
-    scales = OPP_NOISE_SCALE + OPP_NOISE_SCALE[1:]
-    return torch.tensor(scales, device=device) * level
+    return rows * cols * planes_for(net.cfg.channels).passes(channels)
 
 
 @torch.no_grad()
@@ -232,26 +186,17 @@ def denoise_image(
     if not torch.isfinite(x).all():
         raise ValueError("image holds NaN or infinite values")
     sigma_used = float(sigma) if sigma is not None else estimate_noise_sigma(x)
-    colour = x.shape[1] == 3
+    channels = x.shape[1]
+    view = planes_for(net.cfg.channels)
     # blind: the network is told the estimate (on BSD68, 10 images: +0.07 / +0.06 / +0.15 dB at
     # sigma 15 / 25 / 50 over giving it no level; docs/photo-denoiser.md)
-    too_small = sigma is None and sigma_used == 0.0
-    level = None if too_small else _levels(net, colour, sigma_used, device)
-    if net.cfg.channels == 3:
-        planes = x if colour else x.expand(1, 3, *x.shape[2:])
-    elif colour:  # chroma is also denoised negated: the average is exactly odd around 1/2
-        planes = rgb_to_opponent(x)
-        planes = torch.cat([planes, 1.0 - planes[1:]])
-    else:
-        planes = x
+    level = None
+    if sigma is not None or sigma_used > 0.0:  # an image too small to estimate gets no level
+        scales = torch.tensor(view.level_scales(channels), device=device)
+        level = scales * (min(sigma_used, SIGMA_CAP) / 255.0)
+    planes = view.split(x)
     h, w = planes.shape[-2:]
     mh, mw = margins(h, w)
     out = run_tiled(net, pad_edges(planes), level, tile, overlap, check)
-    out = out[..., mh : mh + h, mw : mw + w]
-    if net.cfg.channels == 3:
-        y = out if colour else out.mean(dim=1, keepdim=True)
-    elif colour:
-        y = opponent_to_rgb(torch.cat([out[:1], 0.5 * (out[1:3] + 1.0 - out[3:])]))
-    else:
-        y = out
+    y = view.merge(out[..., mh : mh + h, mw : mw + w], channels)
     return y.clamp_(0.0, 1.0), sigma_used

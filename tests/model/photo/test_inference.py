@@ -9,13 +9,7 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint
-from model.photo.inference import (
-    denoise_image,
-    estimate_noise_sigma,
-    opponent_to_rgb,
-    rgb_to_opponent,
-    work_pixels,
-)
+from model.photo.inference import denoise_image, estimate_noise_sigma, work_pixels
 from model.photo.network import PhotoDenoiser
 from tests.model.photo.synthetic import busy_model, photo, psnr
 
@@ -71,20 +65,6 @@ def test_any_size_round_trips(size: tuple[int, int], channels: int) -> None:
     assert y.shape == x.shape
     assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
     assert math.isfinite(est) and est >= 0.0
-
-
-def test_opponent_transform_is_exact_and_keeps_noise_white() -> None:
-    x = torch.rand(1, 3, 40, 50)
-    planes = rgb_to_opponent(x)
-    assert planes.shape == (3, 1, 40, 50)
-    assert float(planes.min()) >= 0.0 and float(planes.max()) <= 1.0
-    assert torch.allclose(opponent_to_rgb(planes), x, atol=1e-6)
-    noise = rgb_to_opponent(torch.randn(1, 3, 400, 500, generator=torch.Generator().manual_seed(0)))
-    noise = noise - torch.tensor([0.0, 0.5, 0.5]).view(3, 1, 1, 1)
-    stds = noise.flatten(1).std(dim=1)
-    assert torch.allclose(stds, torch.tensor([1 / 3**0.5, 1 / 2**0.5, 6**0.5 / 4]), rtol=0.02)
-    corr = torch.corrcoef(noise.flatten(1))
-    assert float((corr - torch.eye(3)).abs().max()) < 0.01
 
 
 def test_gray_stays_gray_and_a_neutral_colour_image_stays_neutral() -> None:
