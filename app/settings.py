@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -10,6 +11,11 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# bodies of the largest size the process reads and holds at once by default: uploads of 20 MiB
+# arrive in parallel from a few slow clients while their bytes, in the server's buffer, the body and
+# the multipart parts, stay a few hundred MiB at most (docs/deployment.md, "Resource sizing")
+BODIES_PER_PROCESS = 4
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -49,6 +55,10 @@ class Settings(BaseSettings):
         default=2 * 1024 * 1024, ge=1024,
         description="largest body that is not an image upload, JSON latents above all (413): "
                     "latents are small, and JSON is parsed on the event loop")
+    max_bodies_bytes: int | None = Field(
+        default=None, ge=1024,
+        description="request bodies being read or held at once, in all, bytes (503 overloaded); "
+                    "unset: 4 x max_body_bytes")
     max_pixels: int = Field(default=4096 * 4096, ge=1, description="largest image, pixels (413)")
     max_images: int = Field(default=64, ge=1, description="images per request (422)")
     max_n: int = Field(default=256, ge=1, description="samples or latents per request (422)")
@@ -94,12 +104,16 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("max_bodies_bytes", mode="before")
+    @classmethod
+    def _unset_bodies(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
         value = value.strip().lower()
-        head = value.split(":", 1)[0]
-        if head not in ("auto", "cpu", "cuda", "mps"):
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
             raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
         return value
 
@@ -118,7 +132,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"max_work ({self.max_work:g}) must not exceed queue_work ({self.queue_work:g})"
             )
+        if self.max_bodies_bytes is not None and self.max_bodies_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_bodies_bytes ({self.max_bodies_bytes}) must not be under max_body_bytes "
+                f"({self.max_body_bytes}): the largest upload could never be read"
+            )
         return self
+
+    @property
+    def bodies_limit(self) -> int:
+        """Body bytes the process may read and hold at once (``AESERVE_MAX_BODIES_BYTES``)."""
+        if self.max_bodies_bytes is not None:
+            return self.max_bodies_bytes
+        return BODIES_PER_PROCESS * self.max_body_bytes
 
     @property
     def max_work_units(self) -> int:
@@ -141,12 +167,20 @@ class Settings(BaseSettings):
         return "onnxruntime"
 
     def resolve_device(self) -> str:
-        """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``."""
-        if self.device != "auto":
-            return self.device
+        """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``; a device this machine
+        does not have is a ``ValueError`` that names the setting."""
         import torch
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        head, _, index = self.device.partition(":")
+        if head == "cuda" and int(index or 0) >= torch.cuda.device_count():
+            seen = torch.cuda.device_count()
+            raise ValueError(f"AESERVE_DEVICE={self.device}: torch sees {seen} CUDA device(s) here; "
+                             "use auto or cpu")
+        if head == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"AESERVE_DEVICE={self.device}: no MPS device here; use auto or cpu")
+        return self.device
 
 
 def describe_settings() -> str:

@@ -55,6 +55,16 @@ def test_a_missing_checkpoint_dir_is_one_line_and_exit_1(tmp_path: Path) -> None
     assert "does not exist (AESERVE_CHECKPOINT_DIR)" in result.stderr
 
 
+def test_a_device_this_machine_lacks_is_one_line_and_exit_1() -> None:
+    import torch
+
+    device = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU: none on a CPU machine
+    result = run_app(AESERVE_DEVICE=device)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"AESERVE_DEVICE={device}: torch sees" in result.stderr
+
+
 def test_an_unknown_flag_is_refused_without_starting() -> None:
     result = run_app("--port", "1")
     assert result.returncode == 2

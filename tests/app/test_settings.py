@@ -82,3 +82,22 @@ def test_the_runtime_choice_is_resolved_for_the_device() -> None:
         "onnxruntime" if onnx_available() else "torch")
     with pytest.raises(ValueError, match="CPU only"):
         Settings(runtime="onnxruntime").resolve_runtime("cuda")
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda:", "cuda:x", "cuda:0:1", "mps:0"])
+def test_a_device_that_is_no_device_name_is_refused(bad: str) -> None:
+    with pytest.raises(ValidationError, match="device must be"):
+        Settings(device=bad)
+
+
+def test_a_device_this_machine_does_not_have_is_named_at_startup() -> None:
+    import torch
+
+    count = torch.cuda.device_count()
+    with pytest.raises(ValueError, match=rf"AESERVE_DEVICE=cuda:{count}: torch sees {count} CUDA"):
+        Settings(device=f"cuda:{count}").resolve_device()
+    assert Settings(device="cpu").resolve_device() == "cpu"
+    assert Settings(device="auto").resolve_device() == ("cuda" if count else "cpu")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ValueError, match="no MPS device"):
+            Settings(device="mps").resolve_device()
