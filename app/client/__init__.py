@@ -77,9 +77,16 @@ class Client:
     def denoise(self, name: str, image: bytes, resize: bool = False,
                 sigma: float | None = None) -> bytes:
         """One image in (any accepted format), one PNG out."""
+        return self.denoise_with_sigma(name, image, resize, sigma)[0]
+
+    def denoise_with_sigma(self, name: str, image: bytes, resize: bool = False,
+                           sigma: float | None = None) -> tuple[bytes, float | None]:
+        """``denoise``, and the noise σ (0-255) a photo model used: the one given, else its
+        estimate (``X-Noise-Sigma``); None for models that take no σ."""
         response = self._images_in(name, "denoise", [image], {"resize": resize, "sigma": sigma},
                                    accept="image/png")
-        return response.content
+        used = response.headers.get("X-Noise-Sigma")
+        return response.content, None if used is None else float(used)
 
     def denoise_many(self, name: str, images: list[bytes], resize: bool = False,
                      sigma: float | None = None) -> list[bytes]:
@@ -88,8 +95,14 @@ class Client:
 
     def encode(self, name: str, images: list[bytes], resize: bool = False, sample: bool = False,
                seed: int | None = None) -> list[dict[str, list[float]]]:
+        return list(self.encode_answer(name, images, resize, sample, seed)["results"])
+
+    def encode_answer(self, name: str, images: list[bytes], resize: bool = False,
+                      sample: bool = False, seed: int | None = None) -> dict[str, Any]:
+        """The whole answer: ``results``, and with ``sample`` the ``seed`` of the draw (the one
+        given, or the one the service drew), so that the draw can be made again."""
         params = {"resize": resize, "sample": sample, "seed": seed}
-        return list(self._images_in(name, "encode", images, params).json()["results"])
+        return dict(self._images_in(name, "encode", images, params).json())
 
     def score(self, name: str, images: list[bytes], k: int | None = None,
               seed: int | None = None) -> list[dict[str, float]]:

@@ -73,15 +73,19 @@ def latents_from(path: Path) -> list[list[float]]:
 def run(args: argparse.Namespace) -> None:
     with Client(args.url, args.token, args.timeout) as client:
         if args.command == "denoise":
-            args.output.write_bytes(client.denoise(args.model, args.image.read_bytes(),
-                                                   args.resize, args.sigma))
+            png, used = client.denoise_with_sigma(args.model, args.image.read_bytes(), args.resize,
+                                                  args.sigma)
+            args.output.write_bytes(png)
+            if used is not None:
+                how = "given" if args.sigma is not None else "estimated"
+                print(f"noise sigma: {used:g} ({how})", file=sys.stderr)
         elif args.command == "sample":
             payload = {"n": args.n, "seed": args.seed, "temperature": args.temperature}
             args.output.write_bytes(client.grid(args.model, "sample", payload))
         elif args.command == "encode":
-            results = client.encode(args.model, [p.read_bytes() for p in args.images],
-                                    args.resize, args.sample, args.seed)
-            json.dump({"model": args.model, "results": results}, sys.stdout)
+            answer = client.encode_answer(args.model, [p.read_bytes() for p in args.images],
+                                          args.resize, args.sample, args.seed)
+            json.dump({"model": args.model, **answer}, sys.stdout)
             sys.stdout.write("\n")
         elif args.command == "decode":
             args.output.write_bytes(client.grid(args.model, "decode", {"z": latents_from(args.latents)}))

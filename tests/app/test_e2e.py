@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import subprocess
@@ -203,6 +204,10 @@ def test_python_client_against_the_server(server: str) -> None:
         assert len(client.denoise_many("mnist-dae", [image_bytes(), image_bytes(seed=1)])) == 2
         codes = client.encode("mnist-vae", [image_bytes()])
         assert len(codes[0]["mu"]) == 32
+        drawn = client.encode_answer("mnist-vae", [image_bytes()], sample=True)  # the service's seed
+        again = client.encode_answer("mnist-vae", [image_bytes()], sample=True, seed=drawn["seed"])
+        assert again["results"][0]["z"] == drawn["results"][0]["z"]
+        assert client.denoise_with_sigma("mnist-dae", image_bytes())[1] is None
         assert len(client.decode("mnist-vae", [codes[0]["mu"]])) == 1
         assert client.sample("mnist-vae", n=3, seed=1) == client.sample("mnist-vae", n=3, seed=1)
         assert len(client.interpolate("mnist-vae", [0.0] * 32, [1.0] * 32, steps=4)) == 4
@@ -227,6 +232,8 @@ def test_command_line_client(server: str, tmp_path: Path) -> None:
     assert decode_png((tmp_path / "s.png").read_bytes()).size == (58, 58)
     encoded = cli("encode", str(noisy))
     assert encoded.returncode == 0
+    sampled = json.loads(cli("encode", str(noisy), "--sample").stdout)
+    assert isinstance(sampled["seed"], int) and len(sampled["results"][0]["z"]) == 32
     (tmp_path / "z.json").write_text(encoded.stdout)
     assert cli("decode", str(tmp_path / "z.json"), "-o", str(tmp_path / "d.png")).returncode == 0
     assert decode_png((tmp_path / "d.png").read_bytes()).size == (28, 28)
@@ -241,3 +248,24 @@ def test_an_invalid_setting_stops_startup_with_one_line(tiny_checkpoints: Path) 
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "AESERVE_MAX_BATCH_SIZE" in lines[0]
+
+
+def test_clients_report_the_noise_sigma_a_photo_model_used(
+    tiny_photo_checkpoint: Path, tmp_path: Path
+) -> None:
+    from app.client import Client
+
+    noisy = tmp_path / "photo.png"
+    noisy.write_bytes(image_bytes((64, 48)))
+    with running_server(tiny_photo_checkpoint, tmp_path / "server.log") as live:
+        with Client(live.url) as client:
+            png, given = client.denoise_with_sigma("photo-denoiser", noisy.read_bytes(), sigma=25)
+            assert given == 25.0 and decode_png(png).size == (64, 48)
+            _, estimated = client.denoise_with_sigma("photo-denoiser", noisy.read_bytes())
+            assert estimated is not None and estimated > 0  # uniform noise: far from clean
+        result = subprocess.run([sys.executable, "-m", "app.client", "denoise", str(noisy), "-o",
+                                 str(tmp_path / "clean.png"), "--model", "photo-denoiser",
+                                 "--url", live.url], cwd=ROOT, capture_output=True, text=True,
+                                timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == f"noise sigma: {estimated:g} (estimated)"
