@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.app.helpers import assert_error, files, image_bytes, png_claiming
+from tests.app.live import running_server
 
 URL = "/v1/models/mnist-dae/denoise"
 
@@ -104,3 +110,205 @@ def test_k_over_the_limit_is_422(app_with: Callable[..., TestClient]) -> None:
 def test_invalid_query_values_are_422_in_the_error_shape(client: TestClient) -> None:
     response = client.post("/v1/models/mnist-vae/score", params={"k": 0}, files=files(image_bytes()))
     assert "k" in assert_error(response, 422, "invalid_request")["message"]
+
+
+# ---- body bytes read and held at once (AESERVE_MAX_BODIES_BYTES) -------------------------------
+DIGIT_RGB = image_bytes(mode="RGB")  # a 28x28 upload over 1 KiB, the smallest body limit
+WAIT_S = 60.0
+SOCKET_TIMEOUT_S = 60.0  # only a server that never answers reaches it
+
+
+def upload_scope(content_length: int | None) -> dict[str, Any]:
+    headers = [(b"host", b"testserver"), (b"content-type", b"image/png")]
+    if content_length is not None:
+        headers.append((b"content-length", str(content_length).encode()))
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": URL, "raw_path": URL.encode(), "query_string": b"",
+        "root_path": "", "headers": headers, "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80), "state": {},
+    }
+
+
+async def connected() -> dict[str, Any]:
+    """What ``receive`` gives after the body while the client stays: nothing, until the request
+    stops waiting (the app watches ``receive`` for a disconnect)."""
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+async def answer(client: TestClient, chunked: bool, receive: Any) -> tuple[int, dict[str, str], bytes]:
+    """Call the whole app with ``receive``; its status, headers and body."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = upload_scope(None if chunked else len(DIGIT_RGB))
+    await client.app(scope, receive, send)  # type: ignore[arg-type]
+    headers = {k.decode().lower(): v.decode() for k, v in sent[0]["headers"]}
+    return sent[0]["status"], headers, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_that_does_not_fit_beside_those_being_read_is_503_then_served(
+    app_with: Callable[..., TestClient], chunked: bool
+) -> None:
+    """Room for two bodies: two uploads stay half read, a third is refused at once (a declared one
+    without reading a byte of it), and once the two are answered it is served."""
+    size = len(DIGIT_RGB)
+    client = app_with(max_body_bytes=size, max_bodies_bytes=2 * size)
+
+    async def scenario() -> None:
+        reading = [asyncio.Event(), asyncio.Event()]
+        gate = asyncio.Event()
+
+        def held(index: int) -> Any:
+            parts = [{"type": "http.request", "body": DIGIT_RGB, "more_body": True},
+                     {"type": "http.request", "body": b"", "more_body": False}]
+
+            async def receive() -> dict[str, Any]:
+                if len(parts) == 1:  # the whole image is in; the end of the body waits
+                    reading[index].set()
+                    await gate.wait()
+                return parts.pop(0) if parts else await connected()
+
+            return receive
+
+        received: list[int] = []
+
+        async def whole() -> dict[str, Any]:
+            received.append(1)
+            if len(received) == 1:
+                return {"type": "http.request", "body": DIGIT_RGB, "more_body": False}
+            return await connected()
+
+        first, second = (asyncio.ensure_future(answer(client, chunked, held(i))) for i in range(2))
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in reading)), WAIT_S)
+        status, headers, body = await asyncio.wait_for(answer(client, chunked, whole), WAIT_S)
+        assert status == 503, body
+        error = json.loads(body)["error"]
+        assert error["code"] == "overloaded" and int(headers["retry-after"]) >= 1
+        assert "AESERVE_MAX_BODIES_BYTES" in error["message"]
+        assert str(2 * size) in error["message"]
+        assert received == ([1] if chunked else [])  # a declared body is refused unread
+        assert headers.get("connection") != "close"  # the server drops the body, the client stays
+        gate.set()
+        for request in (first, second):
+            assert (await asyncio.wait_for(request, WAIT_S))[0] == 200
+        received.clear()
+        assert (await asyncio.wait_for(answer(client, chunked, whole), WAIT_S))[0] == 200
+
+    client.portal.call(scenario)  # type: ignore[union-attr]
+
+
+def test_bodies_are_given_back_when_their_request_fails(app_with: Callable[..., TestClient]) -> None:
+    size = len(DIGIT_RGB)
+    client = app_with(max_body_bytes=size, max_bodies_bytes=2 * size)
+    png = {"content-type": "image/png"}
+    narrow = image_bytes(size=(27, 28), mode="RGB")
+    assert size // 2 < len(narrow) <= size
+    for _ in range(3):  # each would fill the room, were it kept
+        assert_error(client.post(URL, content=b"x" * size, headers=png), 415)
+        assert_error(client.post(URL, content=iter([b"x" * size]), headers=png), 415)  # chunked
+        assert_error(client.post(URL, content=narrow, headers=png), 422, "wrong_size")
+    assert client.post(URL, content=DIGIT_RGB, headers={"content-type": "image/png"}).status_code == 200
+
+
+def test_every_body_counts_json_too(app_with: Callable[..., TestClient]) -> None:
+    """The JSON body of a decode needs the room an upload holds: refused while it is held."""
+    size = len(DIGIT_RGB)
+    client = app_with(max_body_bytes=size, max_bodies_bytes=size + 100)
+
+    async def scenario() -> int:
+        reading, gate = asyncio.Event(), asyncio.Event()
+
+        async def held() -> dict[str, Any]:
+            if not reading.is_set():
+                reading.set()
+                await gate.wait()
+                return {"type": "http.request", "body": DIGIT_RGB, "more_body": False}
+            return await connected()
+
+        upload = asyncio.ensure_future(answer(client, False, held))
+        await asyncio.wait_for(reading.wait(), WAIT_S)
+        body = json.dumps({"z": [[0.0] * 32]}).encode()
+        assert len(body) > 100
+        sent: list[dict[str, Any]] = []
+
+        async def whole() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {**upload_scope(len(body)), "path": "/v1/models/mnist-vae/decode",
+                 "raw_path": b"/v1/models/mnist-vae/decode",
+                 "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"),
+                             (b"content-length", str(len(body)).encode())]}
+        await client.app(scope, whole, send)  # type: ignore[arg-type]
+        gate.set()
+        assert (await asyncio.wait_for(upload, WAIT_S))[0] == 200
+        return int(sent[0]["status"])
+
+    assert client.portal.call(scenario) == 503  # type: ignore[union-attr]
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One answer from ``sock``: status, headers and body (by its Content-Length)."""
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before an answer: {raw!r}"
+        raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
+    length = int(headers.get("content-length", 0))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "closed inside an answer"
+        body += chunk
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_the_real_server_refuses_a_third_upload_while_two_are_read_and_serves_it_after(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    """On raw sockets: two clients send their headers with ``Expect: 100-continue``; the server's
+    ``100 Continue`` says each body has its room and is being read. A third upload is 503 and its
+    connection serves it once the two are answered; a client waiting for ``100 Continue`` is
+    refused and closed (it holds its body back, so the connection cannot go on)."""
+    size = len(DIGIT_RGB)
+    head = (f"POST {URL} HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+            f"Content-Length: {size}\r\n").encode()
+
+    def connect(port: int) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT_S)
+
+    with running_server(tiny_checkpoints, tmp_path / "server.log",
+                        AESERVE_MAX_BODY_BYTES=str(size),
+                        AESERVE_MAX_BODIES_BYTES=str(2 * size)) as live:
+        waiting = [connect(live.port) for _ in range(2)]
+        try:
+            for sock in waiting:
+                sock.sendall(head + b"Expect: 100-continue\r\n\r\n")
+                assert read_answer(sock)[0] == 100
+            with connect(live.port) as third, connect(live.port) as expecting:
+                third.sendall(head + b"\r\n" + DIGIT_RGB)
+                status, headers, body = read_answer(third)
+                assert status == 503 and json.loads(body)["error"]["code"] == "overloaded"
+                assert int(headers["retry-after"]) >= 1 and headers.get("connection") != "close"
+                expecting.sendall(head + b"Expect: 100-continue\r\n\r\n")
+                status, headers, _ = read_answer(expecting)
+                assert status == 503 and headers["connection"] == "close"
+                assert expecting.recv(1) == b""  # closed
+                for sock in waiting:
+                    sock.sendall(DIGIT_RGB)
+                    assert read_answer(sock)[0] == 200
+                third.sendall(head + b"\r\n" + DIGIT_RGB)  # the same connection, served now
+                status, headers, body = read_answer(third)
+                assert status == 200 and headers["content-type"] == "image/png"
+        finally:
+            for sock in waiting:
+                sock.close()

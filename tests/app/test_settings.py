@@ -101,3 +101,18 @@ def test_a_device_this_machine_does_not_have_is_named_at_startup() -> None:
     if not torch.backends.mps.is_available():
         with pytest.raises(ValueError, match="no MPS device"):
             Settings(device="mps").resolve_device()
+
+
+def test_bodies_held_at_once_default_to_four_of_the_largest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AESERVE_MAX_BODY_BYTES", raising=False)
+    monkeypatch.delenv("AESERVE_MAX_BODIES_BYTES", raising=False)
+    assert Settings().bodies_limit == 4 * 20 * 1024 * 1024  # 80 MiB
+    monkeypatch.setenv("AESERVE_MAX_BODY_BYTES", "1000000")
+    assert Settings().bodies_limit == 4_000_000  # it follows the largest body
+    monkeypatch.setenv("AESERVE_MAX_BODIES_BYTES", "3000000")
+    assert Settings().bodies_limit == 3_000_000
+    monkeypatch.setenv("AESERVE_MAX_BODIES_BYTES", "")
+    assert Settings().bodies_limit == 4_000_000  # empty: unset
+    monkeypatch.setenv("AESERVE_MAX_BODIES_BYTES", "999999")
+    with pytest.raises(ValidationError, match="largest upload could never be read"):
+        Settings()
