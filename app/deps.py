@@ -1,15 +1,27 @@
-"""``Annotated`` dependencies shared by the routers. All async: no threadpool hop on hot routes."""
+"""``Annotated`` dependencies shared by the routers. All async: no threadpool hop on hot routes.
+
+- ``ModelDep``: the model named in the path (404 naming the ones there are);
+  ``Annotated[ServedModel, Depends(ModelFor("decode"))]``: that model, able to decode (422 if not).
+- ``Annotated[DecodeBody, Depends(JsonBody(DecodeBody))]``: the JSON body as that model, read
+  through ``app.uploads.read_body``, so a body cut short ends as the 408 or the disconnect it was
+  (FastAPI's own body parameter turns both into a 400). A route documents it with
+  ``openapi_extra=json_request_body(DecodeBody)``.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Path, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.errors import ApiError
 from app.kinds import ServedModel
 from app.registry import Registry
 from app.settings import Settings
+from app.uploads import media_type, read_body
 
 
 async def get_settings(request: Request) -> Settings:
@@ -28,7 +40,10 @@ async def get_registry(request: Request) -> Registry:
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 
 
-def lookup(request: Request, name: str) -> ServedModel:
+ModelName = Annotated[str, Path(description="the model: a folder of the checkpoint directory")]
+
+
+async def get_model(request: Request, name: ModelName) -> ServedModel:
     """The model named in the path, or 404 naming the ones there are."""
     models = request.app.state.registry.models
     served: ServedModel | None = models.get(name)
@@ -38,19 +53,70 @@ def lookup(request: Request, name: str) -> ServedModel:
     return served
 
 
-async def get_model(request: Request, name: str) -> ServedModel:
-    return lookup(request, name)
-
-
 ModelDep = Annotated[ServedModel, Depends(get_model)]
 
 
-ModelName = Annotated[str, Path(description="the model: a folder of the checkpoint directory")]
+class ModelFor:
+    """The model named in the path, able to do ``operation``: 404 for an unknown model, 422
+    ``unsupported_operation`` naming what it can do for one that cannot."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    async def __call__(self, served: ModelDep) -> ServedModel:
+        if not served.supports(self.operation):
+            raise served.unsupported(self.operation)
+        return served
 
 
-def model_for(request: Request, name: str, operation: str) -> ServedModel:
-    """The named model, or 404; 422 when it lacks ``operation``."""
-    served = lookup(request, name)
-    if not served.supports(operation):
-        raise served.unsupported(operation)
-    return served
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+def is_json(media: str) -> bool:
+    """``application/json`` or an ``application/*+json`` media type."""
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def read_json(request: Request, settings: Settings, model: type[BodyT],
+                    default: Callable[[], BodyT] | None = None) -> BodyT:
+    """The request's JSON body, validated as ``model``.
+
+    Read through ``read_body``: a body slower than ``AESERVE_BODY_TIMEOUT_S`` is 408
+    ``body_timeout`` and a client that leaves mid-body is a disconnect (499 in the metrics). An
+    empty body is ``default()``, or 422 when there is none; a Content-Type that is not JSON (or
+    none) is 415; invalid JSON or fields are 422 ``invalid_request``, in the shape of FastAPI's own
+    body validation errors.
+    """
+    body = await read_body(request, settings)
+    if not body:
+        if default is not None:
+            return default()
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required",
+                                       "input": None}])
+    media = media_type(request)
+    if not is_json(media):  # none is not JSON either, as for FastAPI's own JSON bodies
+        raise ApiError(415, "unsupported_media_type",
+                       f"Content-Type {media or '(none)'} is not JSON: send the body with Content-Type: "
+                       "application/json (curl: -H 'Content-Type: application/json')")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:  # not JSON, too deeply nested, or not this shape
+        raise RequestValidationError([{**error, "loc": ("body", *error["loc"])}
+                                      for error in exc.errors(include_url=False)]) from None
+
+
+class JsonBody(Generic[BodyT]):
+    """``read_json`` as a dependency: ``Annotated[DecodeBody, Depends(JsonBody(DecodeBody))]``."""
+
+    def __init__(self, model: type[BodyT], default: Callable[[], BodyT] | None = None) -> None:
+        self.model = model
+        self.default = default
+
+    async def __call__(self, request: Request, settings: SettingsDep) -> BodyT:
+        return await read_json(request, settings, self.model, self.default)
+
+
+def json_request_body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
+    """``openapi_extra`` documenting a ``JsonBody(model)`` body."""
+    return {"requestBody": {"required": required, "content": {
+        "application/json": {"schema": model.model_json_schema()}}}}

@@ -5,12 +5,13 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app import images
-from app.deps import ModelName, model_for
+from app.deps import ModelFor
 from app.errors import ApiError, responses
+from app.kinds import ServedModel
 from app.kinds.base import DenoiseParams, EncodeParams
 from app.uploads import read_images, wants
 
@@ -104,10 +105,11 @@ class ScoreAnswer(BaseModel):
     openapi_extra=UPLOAD_BODY,
 )
 async def denoise(
-    request: Request, name: ModelName, query: Annotated[DenoiseQuery, Query()]
-) -> Any:
+    served: Annotated[ServedModel, Depends(ModelFor("denoise"))],
+    query: Annotated[DenoiseQuery, Query()],
+    request: Request,
+) -> DenoiseAnswer | Response:
     """Clean image(s): one image -> image/png; several, or Accept: application/json -> JSON."""
-    served = model_for(request, name, "denoise")
     with served.ticket(request) as ticket:
         uploads = await read_images(request, served.settings)
         answers = await served.denoise(uploads, DenoiseParams(query.resize, query.sigma), ticket)
@@ -125,29 +127,29 @@ async def denoise(
 @router.post("/encode", response_model=EncodeAnswer, response_model_exclude_none=True,
              responses=IMAGE_ERRORS, openapi_extra=UPLOAD_BODY)
 async def encode(
-    request: Request, name: ModelName, query: Annotated[EncodeQuery, Query()]
-) -> dict[str, Any]:
+    served: Annotated[ServedModel, Depends(ModelFor("encode"))],
+    query: Annotated[EncodeQuery, Query()],
+    request: Request,
+) -> EncodeAnswer:
     """Latent code(s): ``z`` for an autoencoder; ``mu``, ``sigma``, ``logvar`` for a VAE."""
-    served = model_for(request, name, "encode")
     with served.ticket(request) as ticket:
         uploads = await read_images(request, served.settings)
         answer = await served.encode(
             uploads, EncodeParams(query.resize, query.sample, query.seed), ticket
         )
-    return {"model": served.name, "kind": served.kind, **answer}
+    return EncodeAnswer.model_validate({"model": served.name, "kind": served.kind, **answer})
 
 
 @router.post("/score", response_model=ScoreAnswer, responses=IMAGE_ERRORS,
              openapi_extra=UPLOAD_BODY)
 async def score(
+    served: Annotated[ServedModel, Depends(ModelFor("score"))],
     request: Request,
-    name: ModelName,
     resize: Resize = False,
     k: Annotated[int | None, Query(ge=1, description="importance samples (default 100)")] = None,
     seed: Seed = None,
 ) -> ScoreAnswer:
     """Anomaly score per image: negative ELBO and the IWAE estimate of -log p(x), in nats."""
-    served = model_for(request, name, "score")
     settings = served.settings
     k = settings.default_k if k is None else k
     if k > settings.max_k:

@@ -7,12 +7,12 @@ from typing import Annotated, Any
 
 import numpy as np
 import torch
-from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import BaseModel, Field, ValidationError
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel, Field
 
 from app import images
-from app.deps import ModelName, SettingsDep, model_for
-from app.errors import ApiError, responses
+from app.deps import JsonBody, ModelFor, SettingsDep, is_json, json_request_body, read_json
+from app.errors import ApiError, ErrorBody, responses
 from app.kinds import ServedModel
 from app.lifecycle import Ticket
 from app.settings import Settings
@@ -21,7 +21,10 @@ from app.uploads import media_type, read_images
 router = APIRouter(prefix="/v1/models/{name}", tags=["latents"])
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-LATENT_ERRORS = responses(400, 404, 413, 422, 503)
+LATENT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **responses(400, 404, 408, 413, 422, 503),
+    415: {"model": ErrorBody, "description": "The body is not application/json"},
+}
 PNG_OR_JSON: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}},
           "description": "JSON base64 PNGs, or one PNG grid with Accept: image/png"},
@@ -75,7 +78,8 @@ def check_latents(z: list[list[float]], served: ServedModel, max_rows: int) -> t
     return torch.from_numpy(values.astype(np.float32))
 
 
-def image_answer(served: ServedModel, out: torch.Tensor, accept: str, **extra: int) -> Any:
+def image_answer(served: ServedModel, out: torch.Tensor, accept: str,
+                 **extra: int) -> ImagesAnswer | Response:
     level = served.settings.png_compress_level
     decoded = [images.from_planes(row) for row in out.numpy()]
     if "image/png" in accept:
@@ -87,33 +91,31 @@ def image_answer(served: ServedModel, out: torch.Tensor, accept: str, **extra: i
 
 
 @router.post("/decode", response_model=ImagesAnswer, response_model_exclude_none=True,
-             responses={**PNG_OR_JSON, **LATENT_ERRORS})
+             responses={**PNG_OR_JSON, **LATENT_ERRORS}, openapi_extra=json_request_body(DecodeBody))
 async def decode(
-    request: Request,
-    body: DecodeBody,
-    name: ModelName,
+    served: Annotated[ServedModel, Depends(ModelFor("decode"))],
+    body: Annotated[DecodeBody, Depends(JsonBody(DecodeBody))],
     settings: SettingsDep,
+    request: Request,
     accept: Accept = "",
-) -> Any:
+) -> ImagesAnswer | Response:
     """Latents -> images: JSON base64 PNGs, or one PNG grid with ``Accept: image/png``."""
-    served = model_for(request, name, "decode")
     z = check_latents(body.z, served, settings.max_n)
     with served.ticket(request) as ticket:
         return image_answer(served, await served.decode(z, ticket), accept)
 
 
 @router.post("/sample", response_model=ImagesAnswer, response_model_exclude_none=True,
-             responses={**PNG_OR_JSON, **LATENT_ERRORS})
+             responses={**PNG_OR_JSON, **LATENT_ERRORS},
+             openapi_extra=json_request_body(SampleBody, required=False))
 async def sample(
-    request: Request,
-    name: ModelName,
+    served: Annotated[ServedModel, Depends(ModelFor("sample"))],
+    body: Annotated[SampleBody, Depends(JsonBody(SampleBody, default=SampleBody))],
     settings: SettingsDep,
-    body: SampleBody | None = None,
+    request: Request,
     accept: Accept = "",
-) -> Any:
+) -> ImagesAnswer | Response:
     """Draws from the prior, decoded; the seed (given or drawn) comes back in the answer."""
-    served = model_for(request, name, "sample")
-    body = body or SampleBody()
     if body.n > settings.max_n:
         raise ApiError(422, "limit_exceeded",
                        f"n={body.n} is over the limit of {settings.max_n} (AESERVE_MAX_N)")
@@ -127,7 +129,9 @@ async def sample(
     "/interpolate",
     response_model=ImagesAnswer,
     response_model_exclude_none=True,
-    responses={**PNG_OR_JSON, **responses(400, 404, 408, 413, 415, 422, 503)},
+    responses={**PNG_OR_JSON, **responses(400, 404, 408, 413, 422, 503),
+               415: {"model": ErrorBody, "description": "Neither JSON latents nor an image upload, "
+                                                        "or not an image this service decodes"}},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": InterpolateBody.model_json_schema()},
         "multipart/form-data": {"schema": {
@@ -137,38 +141,40 @@ async def sample(
     }}},
 )
 async def interpolate(
-    request: Request,
-    name: ModelName,
+    served: Annotated[ServedModel, Depends(ModelFor("interpolate"))],
     settings: SettingsDep,
+    request: Request,
     steps: Annotated[int | None, Query(ge=2, description="points on the path, ends included")] = None,
     resize: Annotated[bool, Query(description="resize the two images to the model's size")] = False,
     accept: Accept = "",
-) -> Any:
+) -> ImagesAnswer | Response:
     """Two images (multipart) or ``{"z": [z0, z1], "steps": n}`` -> the decoded straight path."""
-    served = model_for(request, name, "interpolate")
     with served.ticket(request) as ticket:
         return await _interpolate(request, served, settings, ticket, steps, resize, accept)
 
 
 async def _interpolate(request: Request, served: ServedModel, settings: Settings, ticket: Ticket,
-                       steps: int | None, resize: bool, accept: str) -> Any:
-    if media_type(request) == "application/json":
-        try:
-            body = InterpolateBody.model_validate_json(await request.body())
-        except ValidationError as exc:  # not JSON, too deeply nested, or not this shape
-            raise ApiError(422, "invalid_request", f"invalid JSON body: {exc}") from exc
+                       steps: int | None, resize: bool, accept: str) -> ImagesAnswer | Response:
+    media = media_type(request)
+    if is_json(media):
+        body = await read_json(request, settings, InterpolateBody)
         if len(body.z) != 2:
             raise ApiError(422, "invalid_request",
                            f"interpolate needs exactly two ends; got {len(body.z)}")
         ends = check_latents(body.z, served, 2)
         n_steps = steps or body.steps
-    else:
+    elif media == "multipart/form-data" or media.startswith("image/"):
         datas = await read_images(request, settings)
         if len(datas) != 2:
             raise ApiError(422, "invalid_request",
                            f"interpolate needs exactly two images; got {len(datas)}")
         ends = await served.interpolate_ends(datas, resize, ticket)
         n_steps = steps or 8
+    else:
+        raise ApiError(415, "unsupported_media_type",
+                       f"Content-Type {media or '(none)'} is neither JSON nor an image upload: send "
+                       '{"z": [z0, z1]} with Content-Type: application/json, or two images as '
+                       "multipart/form-data fields 'image'")
     if n_steps > settings.max_steps:
         raise ApiError(422, "limit_exceeded",
                        f"steps={n_steps} is over the limit of {settings.max_steps} (AESERVE_MAX_STEPS)")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
@@ -48,23 +46,21 @@ class ModelCard(BaseModel):
 
 
 @router.get("", response_model=ModelList)
-async def list_models(registry: RegistryDep) -> dict[str, Any]:
-    return {
-        "models": [
-            {
-                "name": m.name,
-                "kind": m.kind,
-                "input_shape": m.meta["input_shape"],
-                "any_size": m.any_size,
-                "latent_dim": m.latent_dim,
-                "operations": list(m.operations),
-                "url": f"/v1/models/{m.name}",
-            }
-            for m in sorted(registry.models.values(), key=lambda m: m.name)
-        ]
-    }
+async def list_models(registry: RegistryDep) -> ModelList:
+    return ModelList(models=[
+        ModelSummary(
+            name=m.name,
+            kind=m.kind,
+            input_shape=m.meta["input_shape"],
+            any_size=m.any_size,
+            latent_dim=m.latent_dim,
+            operations=list(m.operations),
+            url=f"/v1/models/{m.name}",
+        )
+        for m in sorted(registry.models.values(), key=lambda m: m.name)
+    ])
 
 
 @router.get("/{name}", response_model=ModelCard, responses=responses(404, 422))
-async def get_model(served: ModelDep) -> dict[str, Any]:
-    return served.card()
+async def get_model(served: ModelDep) -> ModelCard:
+    return ModelCard.model_validate(served.card())

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
 import math
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
+from app.lifecycle import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION
 from tests.app.helpers import assert_error, decode_png, files, image_bytes
 
 VAE = "/v1/models/mnist-vae"
@@ -202,3 +206,100 @@ def test_interpolate_refuses_a_body_it_cannot_read_with_422(client: TestClient, 
     response = client.post(f"{VAE}/interpolate", content=body,
                            headers={"content-type": "application/json"})
     assert_error(response, 422, "invalid_request")
+
+
+# ---- the JSON body: how it is read -------------------------------------------------------------
+JSON_ROUTES = {"decode": {"z": [[0.0] * 32]}, "sample": {"n": 1, "seed": 0},
+               "interpolate": {"z": [[0.0] * 32, [1.0] * 32], "steps": 2}}
+
+
+def answered(client: TestClient, route: str, status: int) -> float:
+    """How many requests to ``route`` the metrics have counted with ``status``."""
+    text = client.get("/metrics").text
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == "aeserve_requests_total"
+               and s.labels.get("route") == f"/v1/models/{{name}}/{route}"
+               and s.labels.get("status") == str(status))
+
+
+def cut_short(client: TestClient, route: str, why: str) -> list[dict[str, Any]]:
+    """POST a JSON body to ``route`` through the whole app, as the server (app/server.py) hands
+    it over when the connection closes after its first part: ``receive`` reports a disconnect,
+    and the disconnect extension says why (``why``). Returns what the app sent."""
+    body = json.dumps(JSON_ROUTES[route]).encode()
+    path = f"{VAE}/{route}"
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 50000), "server": ("testserver", 80), "state": {},
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())],
+        "extensions": {DISCONNECT_EXTENSION: {"callbacks": [], why: True}},
+    }
+    parts = [{"type": "http.request", "body": body[:5], "more_body": True},
+             {"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return parts.pop(0) if parts else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    client.portal.call(client.app, scope, receive, send)  # type: ignore[union-attr]
+    return sent
+
+
+@pytest.mark.parametrize("route", list(JSON_ROUTES))
+def test_a_json_body_cut_short_by_the_client_leaving_counts_as_499(
+    client: TestClient, route: str
+) -> None:
+    before = {status: answered(client, route, status) for status in (400, 499)}
+    assert cut_short(client, route, CLIENT_GONE) == []  # nothing is sent to a client that is gone
+    assert answered(client, route, 499) - before[499] == 1
+    assert answered(client, route, 400) == before[400]
+
+
+@pytest.mark.parametrize("route", list(JSON_ROUTES))
+def test_a_json_body_slower_than_the_body_timeout_ends_as_408(client: TestClient, route: str) -> None:
+    before = {status: answered(client, route, status) for status in (400, 408, 499)}
+    start, body = cut_short(client, route, BODY_TIMED_OUT)
+    assert start["status"] == 408
+    assert json.loads(body["body"])["error"]["code"] == "body_timeout"
+    assert answered(client, route, 408) - before[408] == 1
+    assert [answered(client, route, s) for s in (400, 499)] == [before[400], before[499]]
+
+
+@pytest.mark.parametrize("route", list(JSON_ROUTES))
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", None])
+def test_a_json_body_without_a_json_content_type_is_415_saying_to_send_one(
+    client: TestClient, route: str, content_type: str | None
+) -> None:
+    # x-www-form-urlencoded is what `curl -d @latents.json` sends
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = client.post(f"{VAE}/{route}", content=json.dumps(JSON_ROUTES[route]), headers=headers)
+    error = assert_error(response, 415, "unsupported_media_type")
+    assert "Content-Type: application/json" in error["message"]
+    assert (content_type or "(none)") in error["message"]
+
+
+@pytest.mark.parametrize("route", list(JSON_ROUTES))
+def test_json_and_json_suffixed_content_types_are_read(client: TestClient, route: str) -> None:
+    body = json.dumps(JSON_ROUTES[route])
+    for content_type in ("Application/JSON; charset=utf-8", "application/vnd.latents+json"):
+        response = client.post(f"{VAE}/{route}", content=body, headers={"content-type": content_type})
+        assert response.status_code == 200, (content_type, response.text)
+
+
+def test_an_empty_body_is_sample_defaults_and_422_where_a_body_is_needed(client: TestClient) -> None:
+    assert len(client.post(f"{VAE}/sample").json()["images"]) == 16
+    for route in ("decode", "interpolate"):
+        response = client.post(f"{VAE}/{route}", headers={"content-type": "application/json"})
+        assert "body: Field required" in assert_error(response, 422, "invalid_request")["message"]
+
+
+def test_a_json_error_names_the_field(client: TestClient) -> None:
+    error = assert_error(client.post(f"{VAE}/decode", json={"z": "zero"}), 422, "invalid_request")
+    assert error["message"].startswith("invalid request: z: ")
+    error = assert_error(client.post(f"{VAE}/sample", json={"n": 2, "seed": "7"}), 422)
+    assert error["message"].startswith("invalid request: seed: ")
