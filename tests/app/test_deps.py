@@ -1,47 +1,51 @@
-"""The shared dependencies: the model named in the path, and whether it can do the operation."""
+"""The model in the path, as every model route looks it up (``ModelDep``, ``ModelFor``): 404 for
+an unknown name and 422 for an operation the model lacks, both before the body is read."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from app.deps import lookup, model_for
-from app.errors import ApiError
-from app.kinds import ServedModel
+from app.main import create_app
+from tests.app.conftest import make_settings
+from tests.app.helpers import assert_error
 
-
-class Model:
-    name, kind, operations = "digits", "dae", ("denoise", "encode")
-
-    supports = ServedModel.supports
-    unsupported = ServedModel.unsupported  # the one 422 wording, as the real models give it
+OPERATIONS = ("denoise", "encode", "score", "decode", "sample", "interpolate")
 
 
-def request_with(**models: Any) -> Any:
-    registry = SimpleNamespace(models=models)
-    return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(registry=registry)))
+def test_every_model_route_is_checked_here(client: TestClient) -> None:
+    paths = {p for p in client.get("/openapi.json").json()["paths"] if "{name}" in p}
+    assert paths == {"/v1/models/{name}", *(f"/v1/models/{{name}}/{op}" for op in OPERATIONS)}
 
 
-def test_lookup_gives_the_named_model() -> None:
-    model = Model()
-    assert lookup(request_with(digits=model), "digits") is model
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_an_unknown_model_is_404_naming_every_model_before_the_body_is_read(
+    client: TestClient, operation: str
+) -> None:
+    # a body no route accepts: the answer is about the model, not the body
+    response = client.post(f"/v1/models/cats/{operation}", content=b"\x00",
+                           headers={"content-type": "application/json"})
+    error = assert_error(response, 404, "unknown_model")
+    assert error["message"] == "no model named 'cats'; available: mnist-dae, mnist-vae"
+    assert_error(client.get("/v1/models/cats"), 404, "unknown_model")
 
 
-def test_an_unknown_model_is_404_naming_the_ones_there_are() -> None:
-    with pytest.raises(ApiError) as err:
-        lookup(request_with(digits=Model(), faces=Model()), "cats")
-    assert (err.value.status, err.value.code) == (404, "unknown_model")
-    assert "'cats'" in err.value.message and "digits, faces" in err.value.message
-    with pytest.raises(ApiError, match="none loaded"):
-        lookup(request_with(), "cats")
+@pytest.mark.parametrize("operation", ["sample", "score"])
+def test_an_operation_the_model_lacks_is_422_naming_what_it_can_do(
+    client: TestClient, operation: str
+) -> None:
+    can = client.get("/v1/models/mnist-dae").json()["operations"]
+    assert operation not in can
+    response = client.post(f"/v1/models/mnist-dae/{operation}", content=b"\x00",
+                           headers={"content-type": "application/json"})
+    error = assert_error(response, 422, "unsupported_operation")
+    assert f"cannot {operation}" in error["message"]
+    assert error["message"].endswith(f"it supports: {', '.join(can)}")
 
 
-def test_an_operation_the_model_lacks_is_422_naming_what_it_supports() -> None:
-    model = Model()
-    assert model_for(request_with(digits=model), "digits", "encode") is model
-    with pytest.raises(ApiError) as err:
-        model_for(request_with(digits=model), "digits", "sample")
-    assert (err.value.status, err.value.code) == (422, "unsupported_operation")
-    assert "cannot sample" in err.value.message and "denoise, encode" in err.value.message
+def test_before_any_model_is_loaded_the_404_says_none_is(tiny_checkpoints: Path) -> None:
+    app = TestClient(create_app(make_settings(tiny_checkpoints)))  # its lifespan has not run
+    error = assert_error(app.get("/v1/models/mnist-vae"), 404, "unknown_model")
+    assert error["message"].endswith("available: none loaded")
