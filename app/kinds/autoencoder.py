@@ -19,11 +19,11 @@ from typing import Any, ClassVar
 
 import torch
 from PIL import Image
-from starlette.concurrency import run_in_threadpool
 
 from app import images
 from app.errors import ApiError
-from app.kinds.base import INLINE_BYTES, DenoisedImage, DenoiseParams, EncodeParams, ServedModel
+from app.kinds.base import DenoisedImage, DenoiseParams, EncodeParams, ServedModel
+from app.kinds.inline import inline_or_thread
 from app.lifecycle import Ticket
 from app.runtime import GraphFn, to_uint8, to_unit
 from model.scoring import iwae_nll
@@ -128,8 +128,9 @@ class Autoencoder(ServedModel):
                     samples: int = 1) -> list[Prepared]:
         probes = self.probe_all(datas)
         self.admit(ticket, self.cost(probes, keep_color, samples))
-        decoded = await self.decode_all(probes, sum(len(d) for d in datas))
-        return [self.prepare(img, resize, keep_color) for img in decoded]
+        # each image decoded and prepared in turn: one decoded image alive at a time
+        return await inline_or_thread(sum(p.pixels for p in probes), lambda: [
+            self.prepare(images.decode(p), resize, keep_color) for p in probes])
 
     @staticmethod
     def _stack(preps: list[Prepared]) -> torch.Tensor:
@@ -165,9 +166,8 @@ class Autoencoder(ServedModel):
         assert isinstance(out, tuple)
         outs = [out[0]] if len(preps) == 1 else list(out[0].split([p.rows.shape[0] for p in preps]))
         pairs = list(zip(preps, outs, strict=True))
-        if len(datas) == 1 and len(datas[0]) <= INLINE_BYTES:
-            return [self._to_png(p, o) for p, o in pairs]
-        return await run_in_threadpool(lambda: [self._to_png(p, o) for p, o in pairs])
+        pixels = sum(p.size[0] * p.size[1] for p in preps)  # the answers', in the original sizes
+        return await inline_or_thread(pixels, lambda: [self._to_png(p, o) for p, o in pairs])
 
     async def _encode_rows(self, datas: list[bytes], resize: bool,
                            ticket: Ticket) -> tuple[torch.Tensor, ...]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from app import images
@@ -28,8 +27,6 @@ from app.settings import Settings
 from model.checkpoint import Checkpoint
 
 log = logging.getLogger("aeserve")
-
-INLINE_BYTES = 64 * 1024  # decode/encode on the event loop below this; larger work goes to threads
 
 
 @dataclass(slots=True)
@@ -189,11 +186,6 @@ class ServedModel:
 
     def admit(self, ticket: Ticket, cost: int) -> None:
         self.budget.admit(ticket, cost)
-
-    async def decode_all(self, probes: list[images.Probe], nbytes: int) -> list[images.Decoded]:
-        if nbytes <= INLINE_BYTES:
-            return [images.decode(p) for p in probes]
-        return await run_in_threadpool(lambda: [images.decode(p) for p in probes])
 
     # ---- operations: a kind overrides those it supports ------------------------------------
     def unsupported(self, operation: str) -> ApiError:

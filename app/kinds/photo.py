@@ -10,14 +10,15 @@ The photo network runs on torch whatever ``AESERVE_RUNTIME`` says (its card show
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
 from PIL import Image
-from starlette.concurrency import run_in_threadpool
 
 from app import images
-from app.kinds.base import INLINE_BYTES, DenoisedImage, DenoiseParams, ServedModel
+from app.kinds.base import DenoisedImage, DenoiseParams, ServedModel
+from app.kinds.inline import inline_or_thread
 from app.lifecycle import Ticket
 from app.runtime import to_uint8, to_unit
 from model.photo.inference import denoise_image, work_pixels
@@ -42,6 +43,13 @@ class PhotoDenoiser(ServedModel):
         x = torch.zeros(1, self.channels, WARM_SIZE, WARM_SIZE, dtype=torch.uint8)
         await self.batcher.call_on_thread(self._denoise, (x, None), lambda: None)
 
+    @staticmethod
+    def _rows(p: images.Probe) -> tuple[images.Decoded, Image.Image | None, torch.Tensor]:
+        """The decoded image, its alpha set aside, and its colour planes as one row."""
+        img = images.decode(p)
+        base, alpha = images.split_alpha(img.image)
+        return img, alpha, torch.from_numpy(images.to_planes(base))[None]
+
     def _to_png(self, img: images.Decoded, alpha: Image.Image | None, out: torch.Tensor,
                 sigma: float) -> DenoisedImage:
         result = images.with_alpha(images.from_planes(out[0].numpy()), alpha)
@@ -53,12 +61,9 @@ class PhotoDenoiser(ServedModel):
         probes = self.probe_all(datas)
         self.admit(ticket, sum(self.cost(p) for p in probes))
         answers = []
-        for data, p in zip(datas, probes, strict=True):  # one image at a time: bounded memory
-            small = len(data) <= INLINE_BYTES
-            img = images.decode(p) if small else await run_in_threadpool(images.decode, p)
-            base, alpha = images.split_alpha(img.image)
-            rows = torch.from_numpy(images.to_planes(base))[None]
+        for p in probes:  # one image at a time: bounded memory
+            img, alpha, rows = await inline_or_thread(p.pixels, partial(self._rows, p))
             out, sigma = await self.batcher.run_alone(self._denoise, (rows, params.sigma), ticket)
-            answers.append(self._to_png(img, alpha, out, sigma) if small
-                           else await run_in_threadpool(self._to_png, img, alpha, out, sigma))
+            answers.append(await inline_or_thread(
+                p.pixels, partial(self._to_png, img, alpha, out, sigma)))
         return answers

@@ -144,6 +144,46 @@ def test_a_model_whose_work_budget_is_full_answers_503_before_reading_the_body(
     assert client.post(f"{DAE}/denoise", files=files(image_bytes())).status_code == 200
 
 
+# ---- on the event loop or in a thread -----------------------------------------------------------
+def record_threads(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int]:
+    """Replace ``owner.name`` by a wrapper that records the thread of each call."""
+    threads: list[int] = []
+    original = getattr(owner, name)
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recorded)
+    return threads
+
+
+def flat_png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (width, height), color=200).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("data", "on_loop"), [
+    (flat_png(1000, 1000), False),  # a megapixel in a few KB: decoded and resized off the loop
+    (image_bytes(), True),  # a 28x28 digit, the measured fast path, stays on the loop
+], ids=["flat-megapixel", "digit"])
+def test_images_are_decoded_prepared_and_encoded_off_the_loop_by_their_pixels(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, data: bytes, on_loop: bool
+) -> None:
+    assert len(data) < 8 * 1024
+    loop = client.portal.call(threading.get_ident)  # type: ignore[union-attr]
+    decoded = record_threads(monkeypatch, images, "decode")
+    prepared = record_threads(monkeypatch, Autoencoder, "prepare")
+    encoded = record_threads(monkeypatch, Autoencoder, "_to_png")
+    response = client.post(f"{DAE}/denoise", params={"resize": "true"}, files=files(data))
+    assert response.status_code == 200, response.text
+    assert len(decoded) == len(prepared) == len(encoded) == 1
+    assert all((thread == loop) == on_loop for thread in decoded + prepared + encoded)
+    assert client.post(f"{DAE}/encode", params={"resize": "true"}, files=files(data)).status_code == 200
+    assert len(prepared) == 2 and (prepared[1] == loop) == on_loop  # encode prepares alike
+
+
 # ---- EXIF --------------------------------------------------------------------------------------
 def test_a_sideways_jpeg_is_denoised_upright_in_the_rotated_size(client: TestClient) -> None:
     jpeg = exif_rotated(upright_pattern(24, 40))  # stored 40 wide, 24 high; shown 24 x 40

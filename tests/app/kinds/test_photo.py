@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,32 @@ def test_a_thin_strip_within_the_cap_is_cheap_and_answered(photo_client: TestCli
     response = photo_client.post(URL, files=files(strip(width)))
     assert response.status_code == 200, response.text
     assert decode_png(response.content).size == (width, 1)
+
+
+@pytest.mark.parametrize(("data", "on_loop"), [
+    (strip(400, 400), False),  # 160,000 pixels in under a KB: decoded and encoded off the loop
+    (image_bytes(size=(32, 32)), True),  # a few hundred pixels stay on the loop
+], ids=["flat-400x400", "32x32"])
+def test_a_photo_is_decoded_and_encoded_off_the_loop_by_its_pixels(
+    photo_client: TestClient, monkeypatch: pytest.MonkeyPatch, data: bytes, on_loop: bool
+) -> None:
+    loop = photo_client.portal.call(threading.get_ident)  # type: ignore[union-attr]
+    threads: list[int] = []
+
+    def recorder(original: Any) -> Any:
+        def recorded(*args: Any) -> Any:
+            threads.append(threading.get_ident())
+            return original(*args)
+
+        return recorded
+
+    monkeypatch.setattr(images, "decode", recorder(images.decode))
+    monkeypatch.setattr(images, "to_planes", recorder(images.to_planes))
+    monkeypatch.setattr(images, "encode_png", recorder(images.encode_png))
+    response = photo_client.post(URL, files=files(data))
+    assert response.status_code == 200, response.text
+    assert len(threads) == 3  # decode, planes, encode
+    assert all((thread == loop) == on_loop for thread in threads)
 
 
 def test_a_sideways_jpeg_is_denoised_upright_in_the_rotated_size(photo_client: TestClient) -> None:
