@@ -6,11 +6,14 @@
     torchrun --nproc_per_node=2 -m model.train --preset mnist-vae ...   # DistributedDataParallel
 
 ``--out`` receives the best model (by validation loss) as ``config.json`` + ``model.safetensors``;
-``--out/.state/`` holds the last training state (weights, optimiser, step, RNG) for ``--resume``.
+``--out/.state/`` holds the last training state (weights, optimiser, step, each rank's RNG, and the
+run's config and command) for ``--resume``, which refuses to continue it with another config; a run
+without ``--resume`` refuses an ``--out`` that holds a state.
 ``--init-from CHECKPOINT`` starts from a checkpoint's weights (a gray photo checkpoint can start a
 colour network) and the new config.json records the chain of runs and their steps.
 Every write is atomic and Ctrl-C is held back while writing, so an interrupt never tears a file.
-Mistakes (missing data, unknown preset, bad value, no GPU) answer in one line and exit code 2.
+Mistakes (missing data, unknown preset, bad value, a batch larger than the data, no GPU, a --resume
+that does not match) answer in one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -39,7 +42,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="photo: weigh each patch's MSE by 1/(sigma + this), 0-1 scale (0: plain MSE)")
     p.add_argument("--seed", type=nonnegative_int)
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
-    p.add_argument("--resume", action="store_true", help="continue from --out/.state")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run saved in --out/.state (the same flags; only --epochs, "
+                   "--max-steps, --time-budget, --save-every, --threads, --no-progress and --data-dir "
+                   "may change)")
     p.add_argument("--init-from", type=Path, metavar="CHECKPOINT",
                    help="start from this checkpoint's weights; config.json records the chain")
     p.add_argument("--limit", type=nonnegative_int, default=0,

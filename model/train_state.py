@@ -1,7 +1,11 @@
 """The training state behind ``--resume``: weights, optimiser and RNG as safetensors, the rest JSON.
 
 No pickle: tensors go to ``state.safetensors``, scalars and the run's bookkeeping to ``state.json``,
-each written atomically with Ctrl-C held back.
+each written atomically with Ctrl-C held back. The RNG is one row per process (rank), so that every
+rank of a resumed DistributedDataParallel run draws its own stream again. ``state.json`` also holds
+the run as it started (its config, data limit, world size and device type, and its command line):
+``--resume`` refuses a command that would train another run, and the checkpoint records the command
+of the run as started, which trains it from scratch.
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ from model.checkpoint import atomic_save_tensors, atomic_write_bytes, deferred_i
 from model.cli import UsageError
 
 STATE_DIR = ".state"
+# what a --resume may change: how long the run trains (the time budget, the state's cadence, the
+# threads and the progress bar are flags outside the config, and may change too)
+RESUMABLE = ("config.train.epochs", "config.train.max_steps")
 
 
 def save_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, info: dict[str, Any],
-               gen: torch.Generator) -> None:
-    """Weights, optimiser tensors and RNG as safetensors; the rest as JSON."""
+               rng: torch.Tensor) -> None:
+    """Weights, optimiser tensors and every rank's RNG state (one row each) as safetensors; the rest
+    as JSON."""
     folder.mkdir(parents=True, exist_ok=True)
     opt_state = opt.state_dict()
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -33,18 +41,44 @@ def save_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, info:
                 tensors[f"opt.{idx}.{key}"] = value
             else:
                 scalars.setdefault(str(idx), {})[key] = value
-    tensors["rng"] = gen.get_state()
+    tensors["rng"] = rng
     info = {**info, "param_groups": opt_state["param_groups"], "opt_scalars": scalars}
     with deferred_interrupt():
         atomic_save_tensors(folder / "state.safetensors", tensors)
         atomic_write_bytes(folder / "state.json", json.dumps(info, indent=1).encode())
 
 
-def load_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
-               gen: torch.Generator) -> dict[str, Any]:
-    """Restore what ``save_state`` wrote; returns the bookkeeping (step, epoch, history, ...)."""
+def refuse_overwrite(folder: Path) -> None:
+    """A fresh run must not replace the state of another one in the same ``--out``."""
+    if (folder / "state.json").is_file():
+        step = json.loads((folder / "state.json").read_text()).get("step")
+        raise UsageError(f"--out {folder.parent} already holds a run's training state (step {step}): "
+                         "continue it with --resume, or train into another --out (or delete "
+                         f"{folder} to start it over)")
+
+
+def resume_info(folder: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """The bookkeeping saved in ``folder`` (step, epoch, history, the run as started, ...), once it is
+    sure that ``run`` (this command's config and set-up) continues that run."""
     if not (folder / "state.json").is_file():
         raise UsageError(f"--resume: no training state in {folder}")
+    info: dict[str, Any] = json.loads((folder / "state.json").read_text())
+    if "run" not in info:
+        raise UsageError(f"--resume: the state in {folder} was saved by an older model.train that did "
+                         "not record its config; train into another --out")
+    saved, given = _flat(info["run"]), _flat(run)
+    diffs = [f"{key} was {saved.get(key)!r}, now {given.get(key)!r}" for key in sorted({*saved, *given})
+             if key not in RESUMABLE and saved.get(key) != given.get(key)]
+    if diffs:
+        raise UsageError(f"--resume: this command trains another run than the one saved in {folder}: "
+                         f"{'; '.join(diffs)} (only --epochs, --max-steps, --time-budget, --save-every, "
+                         "--threads, --no-progress and --data-dir may change)")
+    return info
+
+
+def load_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
+               rank: int) -> None:
+    """Restore the tensors ``save_state`` wrote: weights, optimiser and this rank's RNG."""
     info: dict[str, Any] = json.loads((folder / "state.json").read_text())
     tensors = load_file(folder / "state.safetensors")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -56,5 +90,15 @@ def load_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
     for idx, slots in info["opt_scalars"].items():
         state.setdefault(int(idx), {}).update(slots)
     opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-    gen.set_state(tensors["rng"])
-    return info
+    gen.set_state(tensors["rng"][rank].clone())  # a copy: set_state misreads a row's view of the rows
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"config": {"train": {"lr": 1e-3}}}`` as ``{"config.train.lr": 1e-3}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

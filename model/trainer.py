@@ -3,12 +3,14 @@
 The loop checks the loss for NaN/inf without a host-device sync per step (a flag on the device,
 read every ``CHECK_EVERY`` steps and before anything is saved, so no saved state holds a bad step),
 validates after every epoch, keeps the best checkpoint and saves the training state every
-``--save-every`` steps. Ctrl-C and SIGTERM (docker stop) stop cleanly, the state saved.
+``--save-every`` steps. Ctrl-C and SIGTERM (docker stop) ask the loop to stop: it finishes the step
+it is in, saves the state and exits with 130 (under DDP every rank stops at the same step).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -16,6 +18,7 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -25,12 +28,13 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from model.checkpoint import read_meta, save_checkpoint, write_config
+from model.cli import UsageError
 from model.config import RunConfig
 from model.device import resolve_device
 from model.networks import build_model
 from model.presets import get_preset
 from model.tasks import Task, make_task
-from model.train_state import STATE_DIR, load_state, save_state
+from model.train_state import STATE_DIR, load_state, refuse_overwrite, resume_info, save_state
 from model.warm_start import chain_of, warm_start
 
 CHECK_EVERY = 100  # steps between reads of the non-finite-loss flag
@@ -63,23 +67,21 @@ def budget_epochs(budget_s: float, elapsed_s: float, step: int, sec_per_step: fl
     return max(epoch + 1, int((step + steps_left) // steps_per_epoch))
 
 
-def recorded_command(argv: list[str], epochs: int | None) -> list[str]:
-    """The training command as given, with a time budget replaced by the epochs it came to."""
-    if epochs is None:
-        return argv
+def recorded_command(argv: list[str], replace: dict[str, str], drop: tuple[str, ...] = ()) -> list[str]:
+    """``argv`` without the flags of ``replace`` and ``drop`` (and their values), then ``replace``'s."""
+    gone = {*replace, *drop}
     out: list[str] = []
     skip = False
     for arg in argv:
         if skip:
             skip = False
-            continue
-        if arg in ("--time-budget", "--epochs"):
+        elif arg in gone:
             skip = True
-            continue
-        if arg.startswith(("--time-budget=", "--epochs=")):
-            continue
-        out.append(arg)
-    return [*out, "--epochs", str(epochs)]
+        elif arg.split("=", 1)[0] not in gone:
+            out.append(arg)
+    for flag, value in replace.items():
+        out += [flag, value]
+    return out
 
 
 def lr_at(cfg: RunConfig, step: int, total: int) -> float:
@@ -92,6 +94,7 @@ def lr_at(cfg: RunConfig, step: int, total: int) -> float:
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    """SIGINT and SIGTERM before the loop starts: stop at once, there is nothing to save yet."""
     raise KeyboardInterrupt
 
 
@@ -102,41 +105,54 @@ class Trainer:
     model: nn.Module
     opt: torch.optim.Optimizer
 
-    def __init__(self, args: argparse.Namespace, given: list[str], cfg: RunConfig,
-                 device: torch.device, rank: int, world: int) -> None:
+    def __init__(self, args: argparse.Namespace, cfg: RunConfig, device: torch.device, rank: int,
+                 world: int, info: dict[str, Any]) -> None:
         self.args, self.cfg, self.device, self.rank, self.world = args, cfg, device, rank, world
         self.is_main = rank == 0
-        launcher = (f"torchrun --nproc_per_node={world} -m model.train" if world > 1
-                    else "python -m model.train")
-        self.launcher, self.given = launcher, given
-        self.info: dict[str, Any] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [],
-                                     "best_val": None, "elapsed_s": 0.0, "init_from": None}
+        self.launcher = (f"torchrun --nproc_per_node={world} -m model.train" if world > 1
+                         else "python -m model.train")
+        self.info = info  # what the state saves: step, position, history, the run as started
+        self.saved: int | None = info["step"] if args.resume else None  # the step of the saved state
         self.gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 7919 + rank)
+        self.asked = False  # a signal asked to stop (``stopping``)
+        # DDP: a CPU group agrees on signals and gathers the RNG states, without waiting for the GPU
+        self.group = dist.new_group(backend="gloo") if world > 1 else None
 
     @classmethod
     def set_up(cls, args: argparse.Namespace, argv: list[str] | None) -> Trainer:
-        """Signals, device, process group, threads and the run's config (the preset + flags)."""
+        """Signals, device, the run's config (the preset + flags) checked against --out's state,
+        process group and threads."""
         signal.signal(signal.SIGINT, _interrupt)  # even where a shell started us with SIGINT ignored
         signal.signal(signal.SIGTERM, _interrupt)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
         cfg = build_config(args)
         device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
+        run = {"config": cfg.to_dict(), "limit": args.limit, "world_size": world, "device": device.type}
+        if args.resume:  # the same run, or a usage error
+            info = resume_info(args.out / STATE_DIR, run)
+        else:
+            refuse_overwrite(args.out / STATE_DIR)
+            info = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "best_val": None,
+                    "elapsed_s": 0.0, "init_from": None, "run": run,
+                    "argv": list(sys.argv[1:] if argv is None else argv)}
         if world > 1:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if args.threads:
             torch.set_num_threads(args.threads)
         torch.manual_seed(cfg.train.seed)
-        if device.type == "cuda":
+        if device.type == "cuda":  # fast, but not bit-reproducible (docs/training.md)
             torch.backends.cudnn.benchmark = True
-        given = list(sys.argv[1:] if argv is None else argv)
-        return cls(args, given, cfg, device, rank, world)
+        return cls(args, cfg, device, rank, world, info)
 
     def load_data(self) -> None:
         self.task = make_task(self.cfg, self.args.data_dir, self.device, self.args.limit)
-        self.steps_per_epoch = self.task.num_train() // (self.cfg.train.batch_size * self.world)
+        batch, examples = self.cfg.train.batch_size, self.task.num_train()
+        self.steps_per_epoch = examples // (batch * self.world)
         if self.steps_per_epoch == 0:
-            raise SystemExit("batch size larger than the training split")
+            ranks = f" x {self.world} processes" if self.world > 1 else ""
+            raise UsageError(f"--batch-size {batch}{ranks} is more than an epoch's {examples} "
+                             "training examples")
         self.total = planned_steps(self.cfg, self.steps_per_epoch)
 
     def build(self) -> None:
@@ -148,8 +164,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr,
                                      weight_decay=cfg.train.weight_decay, fused=device.type == "cuda")
         if self.args.resume:
-            self.info = {"init_from": None, **load_state(self.args.out / STATE_DIR, self.model,
-                                                         self.opt, self.gen)}
+            load_state(self.args.out / STATE_DIR, self.model, self.opt, self.gen, self.rank)
             if self.info.get("budget_epochs"):
                 cfg.train.epochs = self.info["budget_epochs"]
                 self.total = planned_steps(cfg, self.steps_per_epoch)
@@ -160,11 +175,18 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
 
     def command(self) -> str:
-        return self.launcher + " " + shlex.join(recorded_command(self.given, self.info.get("budget_epochs")))
+        """The command that trains this run from scratch: the one that started it (not a --resume),
+        with the epochs and step limit it ends with (a time budget's cut, a --resume's change)."""
+        first, now = self.info["run"]["config"]["train"], self.cfg.train
+        changed = {f"--{name.replace('_', '-')}": str(getattr(now, name))
+                   for name in ("epochs", "max_steps") if getattr(now, name) != first[name]}
+        budget = ("--time-budget",) if "budget_epochs" in self.info else ()
+        return self.launcher + " " + shlex.join(recorded_command(self.info["argv"], changed, budget))
 
     def fit(self) -> int:
-        """Train until the planned steps are done; 130 when interrupted (the state is saved)."""
+        """Train until the planned steps are done; 130 when a signal stopped it (the state saved)."""
         cfg, args = self.cfg, self.args
+        previous = {sig: signal.signal(sig, self.ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         self.step: int = self.info["step"]
         self.started = time.monotonic() - self.info["elapsed_s"]
         self.bar = tqdm(total=self.total, initial=self.step, disable=not self.is_main or args.no_progress,
@@ -177,21 +199,25 @@ class Trainer:
         self.loss = torch.tensor(float("nan"))
         try:
             while self.step < self.total and self.epoch < cfg.train.epochs:
-                stopped = self.train_epoch()
-                if not stopped:
+                ended = self.train_epoch()
+                if self.step < self.total and self.stopping():  # a signal: save at this step's end, leave
+                    self.snapshot()
+                    self.bar.close()
+                    if self.is_main:
+                        print(f"interrupted at step {self.step}; state saved, continue with --resume",
+                              file=sys.stderr)
+                    return 130
+                if ended:
                     self.epoch, self.pos = self.epoch + 1, 0
                 if args.time_budget and "budget_epochs" not in self.info:
                     self.apply_budget()
                 if self.is_main:
-                    self.keep_best(self.epoch + self.pos / self.steps_per_epoch, self.loss.item())
+                    with self.signals_held():
+                        self.keep_best(self.epoch + self.pos / self.steps_per_epoch, self.loss.item())
                 self.snapshot()
-        except KeyboardInterrupt:
-            self.snapshot()
-            self.bar.close()
-            print(f"interrupted at step {self.step}; state saved, continue with --resume",
-                  file=sys.stderr)
-            return 130
         finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             if self.world > 1:
                 dist.destroy_process_group()
         self.bar.close()
@@ -201,7 +227,7 @@ class Trainer:
         return 0
 
     def train_epoch(self) -> bool:
-        """The rest of the current epoch; True when the step limit stopped it early."""
+        """The rest of the current epoch; False when the step limit or a signal stopped it early."""
         cfg, device, scaler = self.cfg, self.device, self.scaler
         use_amp, amp_dtype = self.use_amp, self.amp_dtype
         self.ddp.train()
@@ -209,8 +235,8 @@ class Trainer:
         for i, batch in enumerate(self.task.batches(self.epoch, self.rank, self.world)):
             if i < self.pos:
                 continue
-            if self.step >= self.total:
-                return True
+            if self.step >= self.total or self.stopping():
+                return False
             for group in self.opt.param_groups:
                 group["lr"] = lr_at(cfg, self.step, self.total)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
@@ -235,7 +261,29 @@ class Trainer:
                 self.check_finite()
             if self.step % self.args.save_every == 0:
                 self.snapshot()
-        return False
+        return True
+
+    def ask_to_stop(self, signum: int, frame: object) -> None:
+        """The handler of SIGINT and SIGTERM while training: the loop stops at the next step boundary,
+        so a step is applied and counted whole or not at all."""
+        self.asked = True
+
+    def stopping(self) -> bool:
+        """Whether a signal asked to stop; under DDP whether any rank's did, so that all stop together."""
+        if self.world == 1:
+            return self.asked
+        flag = torch.tensor([int(self.asked)])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.group)
+        return bool(flag.item())
+
+    @contextlib.contextmanager
+    def signals_held(self) -> Iterator[None]:
+        """A signal held back while a file was written (``deferred_interrupt`` raises it once the file
+        is whole) asks to stop, as one that came between two writes does."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.asked = True
 
     def apply_budget(self) -> None:
         """After a calibration phase, cut the epochs to what fits ``--time-budget``."""
@@ -269,16 +317,26 @@ class Trainer:
 
     def check_finite(self) -> None:
         if bool(self.bad):
+            kept = ("no training state had been saved" if self.saved is None
+                    else f"the training state saved at step {self.saved} is kept")
             raise SystemExit(f"the loss became NaN or inf between steps {self.checked} and "
-                             f"{self.step}; the last saved state is kept")
+                             f"{self.step}; {kept}")
         self.checked = self.step
 
     def snapshot(self) -> None:
+        """Save the training state. Every rank takes part: the state keeps each one's RNG."""
         self.check_finite()
+        rng = [self.gen.get_state()]
+        if self.world > 1:
+            rng = [torch.empty_like(rng[0]) for _ in range(self.world)]
+            dist.all_gather(rng, self.gen.get_state(), group=self.group)
         if self.is_main:
             self.info.update(step=self.step, epoch=self.epoch, batch_in_epoch=self.pos,
                              elapsed_s=time.monotonic() - self.started)
-            save_state(self.args.out / STATE_DIR, self.model, self.opt, self.info, self.gen)
+            with self.signals_held():
+                save_state(self.args.out / STATE_DIR, self.model, self.opt, self.info, torch.stack(rng))
+            self.bar.write(f"state saved at step {self.step}")
+        self.saved = self.step
 
     def keep_best(self, epoch_done: float, last_loss: float) -> None:
         """Validate; write the checkpoint when this is the best validation loss so far."""

@@ -28,6 +28,12 @@ def test_flag_mistakes(tmp_path: Path, args: list[str], words: list[str]) -> Non
     assert_one_line_mistake(result, *words)
 
 
+def test_a_batch_larger_than_the_data(tiny_mnist_dir: Path, tmp_path: Path) -> None:
+    result = run_module("model.train", "--preset", "mnist-dae", "--data-dir", str(tiny_mnist_dir),
+                        "--out", str(tmp_path / "o"), "--device", "cpu", "--batch-size", "100000")
+    assert_one_line_mistake(result, "--batch-size 100000", "540 training examples")
+
+
 def test_a_missing_argument() -> None:
     assert_one_line_mistake(run_module("model.train", "--preset", "mnist-dae"), "--data-dir")
 

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from model.checkpoint import load_checkpoint, sha256_file
 from model.networks import build_model
 from model.presets import get_preset
 from model.tasks import make_task
 from tests.conftest import ROOT, train_tiny
+from tests.model.commands import assert_one_line_mistake
+
+SMALL_VAE = ("--hidden", "32", "64", "--extra-convs", "0", "--latent-dim", "32")
 
 
 @pytest.mark.parametrize("preset", ["mnist-dae", "mnist-vae"])
@@ -71,38 +78,105 @@ def test_same_seed_gives_the_same_weights(tiny_mnist_dir: Path, tmp_path: Path) 
 def test_a_diverging_run_stops_with_a_clear_error_and_keeps_a_finite_state(
     tiny_mnist_dir: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "run"
+    # the state is saved after every step: the first step's loss comes from the initial weights, so at
+    # least the state after it is saved before the loss (lr 1e12) turns NaN or inf
+    out = tmp_path / "saved"
     result = train_tiny("mnist-dae", tiny_mnist_dir, out, "--max-steps", "300", "--lr", "1e12",
-                        "--save-every", "2")
-    assert result.returncode != 0
-    assert "became NaN or inf between steps" in result.stderr
-    state = out / ".state" / "state.safetensors"
-    if state.is_file():  # whatever was saved before the check fired holds no NaN
-        from safetensors.torch import load_file
+                        "--save-every", "1")
+    assert result.returncode == 1, result.stderr[-2000:]
+    kept = re.search(r"became NaN or inf between steps \d+ and \d+; the training state saved at step "
+                     r"(\d+) is kept", result.stderr)
+    assert kept, result.stderr[-2000:]
+    assert json.loads((out / ".state" / "state.json").read_text())["step"] == int(kept[1]) >= 1
+    state = load_file(out / ".state" / "state.safetensors")
+    assert all(torch.isfinite(t).all() for k, t in state.items() if k != "rng")
+    # never saved: the epoch's end finds the NaN before its first save
+    out = tmp_path / "unsaved"
+    result = train_tiny("mnist-dae", tiny_mnist_dir, out, "--max-steps", "300", "--lr", "1e12")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "became NaN or inf between steps 0 and 16; no training state had been saved" in result.stderr
+    assert not (out / ".state").exists()
 
-        assert all(torch.isfinite(t).all() for k, t in load_file(state).items() if k != "rng")
+
+def saved_tensors(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(out / ".state" / "state.safetensors")
 
 
 def test_resume_continues_from_the_saved_state(tiny_mnist_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    first = train_tiny("mnist-vae", tiny_mnist_dir, out, "--max-steps", "10")
+    out, whole = tmp_path / "run", tmp_path / "whole"
+    first = train_tiny("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE, "--max-steps", "10")
     assert first.returncode == 0, first.stderr[-2000:]
-    state = json.loads((out / ".state" / "state.json").read_text())
-    assert state["step"] == 10
-    second = train_tiny("mnist-vae", tiny_mnist_dir, out, "--max-steps", "25", "--resume")
+    assert json.loads((out / ".state" / "state.json").read_text())["step"] == 10
+    # another run's flags, or a fresh run, would mix two runs in one folder: refused, nothing touched
+    before = saved_tensors(out)
+    other = train_tiny("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE, "--resume", "--batch-size", "16")
+    assert_one_line_mistake(other, "--resume", "config.train.batch_size was 32, now 16")
+    fresh = train_tiny("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE)
+    assert_one_line_mistake(fresh, "already holds a run's training state (step 10)", "--resume")
+    assert all(torch.equal(v, before[k]) for k, v in saved_tensors(out).items())
+
+    second = train_tiny("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE, "--max-steps", "25", "--resume")
     assert second.returncode == 0, second.stderr[-2000:]
     state = json.loads((out / ".state" / "state.json").read_text())
-    assert state["step"] == 25
     # 540 training images / 32 = 16 batches an epoch: stop at 10, finish epoch 0 at 16, stop at 25
-    assert [h["step"] for h in state["history"]] == [10, 16, 25]
+    assert state["step"] == 25 and [h["step"] for h in state["history"]] == [10, 16, 25]
+    # the same weights, optimiser moments and RNG as a run that was never stopped
+    uninterrupted = train_tiny("mnist-vae", tiny_mnist_dir, whole, *SMALL_VAE, "--max-steps", "25")
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
+    resumed, expected = saved_tensors(out), saved_tensors(whole)
+    assert resumed.keys() == expected.keys() and any(k.startswith("opt.") for k in resumed)
+    assert all(torch.equal(resumed[k], expected[k]) for k in expected)
+    whole_state = json.loads((whole / ".state" / "state.json").read_text())
+    assert state["opt_scalars"] == whole_state["opt_scalars"]
+    # the checkpoint records the command that trains it from scratch: the first one, 25 steps
+    resumed_meta = load_checkpoint(out).meta["training"]
+    expected_meta = load_checkpoint(whole).meta["training"]
+    assert resumed_meta["steps"] == expected_meta["steps"] == 25
+    assert [run["command"] for run in resumed_meta["chain"]] == [resumed_meta["command"]]
+    assert "--resume" not in resumed_meta["command"]
+    assert flags(resumed_meta["command"]) == {**flags(expected_meta["command"]), "out": out}
 
 
-def saved_step(out: Path) -> int:
-    """The step of a run's last snapshot, 0 before the first one (or while one is replaced)."""
+def flags(command: str) -> dict[str, Any]:
+    """What a recorded ``python -m model.train ...`` command asks for, as parsed."""
+    from model.train import parse_args
+
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "model.train"], command
+    return vars(parse_args(words[3:]))
+
+
+def test_a_signal_during_a_step_stops_after_it(tiny_mnist_dir: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal that lands between the optimiser's update and the step count waits for the count."""
+    from model.train import parse_args
+    from model.trainer import Trainer
+
+    argv = ["--preset", "mnist-dae", "--data-dir", str(tiny_mnist_dir), "--out", str(tmp_path / "run"),
+            "--max-steps", "8", "--batch-size", "32", "--no-progress", "--device", "cpu"]
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return int(json.loads((out / ".state" / "state.json").read_text())["step"])
-    except (OSError, ValueError, KeyError):
-        return 0
+        trainer = Trainer.set_up(parse_args(argv), argv)
+        trainer.load_data()
+        trainer.build()
+        update = trainer.opt.step
+        updates: list[int] = []
+
+        def update_then_signal(*args: Any, **kwargs: Any) -> Any:
+            result = update(*args, **kwargs)
+            updates.append(1)
+            if len(updates) == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # the weights are updated, the step not yet counted
+            return result
+
+        monkeypatch.setattr(trainer.opt, "step", update_then_signal)
+        assert trainer.fit() == 130
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert json.loads((tmp_path / "run" / ".state" / "state.json").read_text())["step"] == len(updates) == 3
+    saved = saved_tensors(tmp_path / "run")
+    assert all(torch.equal(saved[f"model.{k}"], v) for k, v in trainer.model.state_dict().items())
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -115,15 +189,21 @@ def test_interrupt_leaves_a_whole_checkpoint_and_resume_works(
            "--save-every", "5", "--no-progress", "--device", "cpu"]
     # started with SIGINT ignored, as a shell's background job would be: training must still stop
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    deadline = time.monotonic() + 300
-    first = 0
-    # signalled mid-training: after the first checkpoint, at the snapshot after it
-    while not (out / "config.json").exists() or saved_step(out) <= first:
-        if not first and (out / "config.json").exists():
-            first = max(1, saved_step(out))
-        assert time.monotonic() < deadline and proc.poll() is None, "training never got going"
-        time.sleep(0.2)  # polling another process's files
+    assert proc.stdout is not None
+    watchdog = threading.Timer(300, proc.kill)  # a run that never says it saved ends the wait below
+    watchdog.start()
+    # signalled mid-training, once the first checkpoint is written: the epoch's validation line comes
+    # before the checkpoint, the state saved after it; each line is read as the trainer writes it
+    validated = False
+    for line in proc.stdout:
+        validated = validated or line.startswith("{")
+        if validated and line.startswith("state saved at step"):
+            break
+    else:
+        pytest.fail(f"training never got going: exit {proc.wait()}")
+    watchdog.cancel()
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
@@ -156,15 +236,22 @@ def test_two_process_ddp_run_trains(tiny_mnist_dir: Path, tmp_path: Path) -> Non
     assert ck.meta["training"]["command"].startswith("torchrun --nproc_per_node=2 -m model.train")
     fresh = build_model(get_preset("mnist-dae").model)
     assert any(not torch.equal(v, fresh.state_dict()[k]) for k, v in ck.model.state_dict().items())
+    rng = saved_tensors(out)["rng"]  # one RNG state per rank, so that --resume gives each its own
+    assert rng.shape[0] == 2 and not torch.equal(rng[0], rng[1])
 
 
-def test_recorded_command_replaces_a_time_budget_with_its_epochs() -> None:
+def test_recorded_command_replaces_the_flags_a_run_ended_with() -> None:
     from model.trainer import budget_epochs, recorded_command
 
     argv = ["--preset", "mnist-vae", "--epochs", "1000", "--time-budget", "280", "--device", "cuda"]
-    assert recorded_command(argv, None) == argv
-    assert recorded_command(argv, 52) == ["--preset", "mnist-vae", "--device", "cuda", "--epochs", "52"]
-    assert recorded_command(["--time-budget=9", "--epochs=3"], 4) == ["--epochs", "4"]
+    budget = ("--time-budget",)
+    assert recorded_command(argv, {}) == argv
+    assert recorded_command(argv, {"--epochs": "52"}, budget) == [
+        "--preset", "mnist-vae", "--device", "cuda", "--epochs", "52"]
+    assert recorded_command(["--time-budget=9", "--epochs=3"], {"--epochs": "4"}, budget) == ["--epochs", "4"]
+    # a --resume that trained longer: the last --max-steps given wins, and is the one recorded
+    argv = ["--max-steps", "20", "--lr", "1", "--max-steps", "10"]
+    assert recorded_command(argv, {"--max-steps": "25"}) == ["--lr", "1", "--max-steps", "25"]
     # 100 s left at 10 ms/step is 9500 steps (5 % margin): from step 500, 10000 steps = 20 epochs
     assert budget_epochs(200.0, 100.0, 500, 0.010, 500, 1) == 20
     assert budget_epochs(200.0, 250.0, 500, 0.010, 500, 1) == 2  # over budget: finish this epoch

@@ -1,0 +1,68 @@
+"""The state behind --resume: each rank gets its own RNG back, and only the same run continues."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from model.cli import UsageError
+from model.presets import get_preset
+from model.train_state import load_state, refuse_overwrite, resume_info, save_state
+
+
+def test_each_rank_resumes_its_own_random_stream(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    ranks = [torch.Generator().manual_seed(7919 * 5 + rank) for rank in range(2)]  # as the trainer seeds
+    for gen in ranks:
+        torch.rand(10, generator=gen)  # each rank's stream moved on
+    save_state(tmp_path, model, opt, {"step": 1}, torch.stack([gen.get_state() for gen in ranks]))
+
+    draws = []
+    for rank, gen in enumerate(ranks):
+        other = nn.Linear(3, 2)
+        other_opt = torch.optim.AdamW(other.parameters())
+        resumed = torch.Generator().manual_seed(5)
+        load_state(tmp_path, other, other_opt, resumed, rank)
+        assert torch.equal(resumed.get_state(), gen.get_state())
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in other.state_dict().items())
+        moments = other_opt.state_dict()["state"][0]
+        assert torch.equal(moments["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+        draws.append(torch.rand(4, generator=resumed))
+    assert not torch.equal(draws[0], draws[1])
+
+
+def test_resume_continues_only_the_same_run(tmp_path: Path) -> None:
+    folder = tmp_path / ".state"
+    folder.mkdir()
+    run = {"config": get_preset("mnist-dae").to_dict(), "limit": 0, "world_size": 2, "device": "cpu"}
+    (folder / "state.json").write_text(json.dumps({"step": 4, "run": run}))
+    longer = copy.deepcopy(run)
+    longer["config"]["train"].update(epochs=99, max_steps=1000)  # training longer is the same run
+    assert resume_info(folder, longer)["step"] == 4
+
+    other = copy.deepcopy(run)
+    other["config"]["train"]["lr"] = 0.5
+    other["world_size"] = 1
+    with pytest.raises(UsageError) as refused:
+        resume_info(folder, other)
+    lr = run["config"]["train"]["lr"]
+    assert f"config.train.lr was {lr!r}, now 0.5; world_size was 2, now 1" in str(refused.value)
+
+    with pytest.raises(UsageError, match=r"already holds a run's training state \(step 4\).*--resume"):
+        refuse_overwrite(folder)
+    refuse_overwrite(tmp_path / "elsewhere" / ".state")  # nothing there: a fresh run may start
+
+    (folder / "state.json").write_text(json.dumps({"step": 4}))  # saved before runs were recorded
+    with pytest.raises(UsageError, match="did not record its config"):
+        resume_info(folder, run)
+    with pytest.raises(UsageError, match="no training state"):
+        resume_info(tmp_path / "elsewhere", run)
