@@ -9,11 +9,10 @@ from contextlib import asynccontextmanager
 
 import torch
 from fastapi import Depends, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from app.auth import require_token
-from app.errors import UnexpectedErrors, install_error_handlers, responses
+from app.errors import JsonCORSMiddleware, UnexpectedErrors, install_error_handlers, responses
 from app.lifecycle import STOP_SIGNALS, Drain, on_signals, shutting_down
 from app.limits import BodySizeLimitMiddleware
 from app.metrics import Metrics, RequestMetricsMiddleware
@@ -84,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        max_json_bytes=settings.max_json_bytes)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            JsonCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],

@@ -47,3 +47,18 @@ def test_cors_origins_are_configurable(app_with: Callable[..., TestClient]) -> N
     assert ok.headers["access-control-allow-origin"] == "https://example.org"
     other = client.get("/v1/models", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_a_refused_cors_preflight_is_a_json_error(app_with: Callable[..., TestClient]) -> None:
+    client = app_with(cors_origins=["https://example.org"])
+    preflight = {"Access-Control-Request-Method": "POST"}
+    ok = client.options("/v1/models/mnist-dae/denoise",
+                        headers={**preflight, "Origin": "https://example.org"})
+    assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://example.org"
+    refused = client.options("/v1/models/mnist-dae/denoise",
+                             headers={**preflight, "Origin": "https://evil.example",
+                                      "Access-Control-Request-Headers": "X-Custom"})
+    assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
+    error = refused.json()["error"]
+    assert error["code"] == "cors_refused"
+    assert "origin, headers" in error["message"] and "AESERVE_CORS_ORIGINS" in error["message"]
