@@ -14,9 +14,10 @@ No other request of that model is waiting for the loop then, and the two thread 
 model thread woken from sleep) took longer than the small forward itself (docs/serving.md).
 
 Every job carries its request's ``Ticket``: a job whose ticket failed (deadline, disconnect,
-shutdown) is dropped from the queue, never run, and a job that runs alone (a photo, a score) gets
-``ticket.check`` to call between its tiles or chunks, so its work stops too. Admission (how much
-may queue) is the ticket's ``WorkBudget``'s business, not the batcher's.
+shutdown) is taken out of the queue at once (its payload with it), never run, and a job that runs
+alone (a photo, a score) gets ``ticket.check`` to call between its tiles or chunks, so its work
+stops too. Admission (how much may queue) is the ticket's ``WorkBudget``'s business, not the
+batcher's.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ EARLY_END = (ApiError, ClientDisconnected)  # a ticket's failure raised by ``che
 INLINE_ROWS = 1  # a lone request's batch of at most this many rows runs on the event loop
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared by identity: the queue finds a job by itself
 class _Job:
     key: Hashable | None  # None: runs alone, never merged
     fn: Callable[..., Any]
@@ -143,7 +144,9 @@ class Batcher:
             if not self._busy and ticket.alone:
                 return self._run_inline(fn, payload, rows)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Job(key, fn, payload, rows, future, ticket, time.perf_counter()))
+        job = _Job(key, fn, payload, rows, future, ticket, time.perf_counter())
+        self._queue.append(job)
+        future.add_done_callback(lambda _: self._unqueue(job))
         self.metrics.queued_requests.inc()
         if self._linger_need > 0:
             self._linger_need -= rows
@@ -177,6 +180,14 @@ class Batcher:
         """One finished model call: its time since ``start`` and its rows."""
         self.metrics.compute.observe(time.perf_counter() - start)
         self.metrics.batch_size.observe(rows)
+
+    def _unqueue(self, job: _Job) -> None:
+        """A job answered: out of the queue, if it is still there (its ticket failed while it
+        waited). Its work is already given back to the budget; its payload, the decoded images,
+        must not wait in the queue behind a long job until the worker reaches it."""
+        if job in self._queue:
+            self._queue.remove(job)
+            self._dequeued(1)
 
     def _dequeued(self, count: int) -> None:
         if count:

@@ -8,7 +8,9 @@ test decides when each step happens. No sleeps, no timing assertions.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -319,6 +321,54 @@ def test_a_queued_request_whose_client_disconnects_is_dropped(denoise: Denoise) 
     error, runs = asyncio.run(_queued_job_of_a_failed_ticket(denoise, "disconnect"))
     assert isinstance(error, ClientDisconnected)
     assert runs == 0
+
+
+async def _payload_of_a_dead_job(denoise: Denoise) -> tuple[str, bool, float, bool, int]:
+    """A request queued behind a long job fails: it leaves the queue, its payload (its decoded
+    images) with it, at once, not when the worker reaches it."""
+    batcher = make_batcher()
+    counted = Counted(denoise)
+
+    gate = threading.Event()
+    blocker = await occupy(batcher, gate)
+    gone = asyncio.Event()
+    held: list[weakref.ref[torch.Tensor]] = []
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def request() -> str:  # stands for the request's handler, which ends with its failure
+        with Ticket(LONG_S, receive) as ticket:
+            payload = digits(4)
+            held.append(weakref.ref(payload))
+            try:
+                await batcher.run(counted, payload, "k", ticket)
+            except ClientDisconnected:
+                return "client gone"
+        return "answered"
+
+    queued = asyncio.ensure_future(request())
+    await asyncio.sleep(0)  # queued behind the long job, and the ticket watches the client
+    gone.set()
+    outcome = await queued  # the request has ended
+    gc.collect()  # what only the queue would still refer to is garbage now
+    released = held[0]() is None
+    depth = float(batcher.metrics.queued_requests._value.get())
+    busy = not blocker.done()  # the worker has not reached the dead job yet
+    gate.set()
+    await blocker
+    await drained(batcher)
+    await batcher.stop(shutting_down())
+    return outcome, released, depth, busy, len(counted.sizes)
+
+
+def test_a_dead_queued_job_lets_go_of_its_payload_before_the_worker_reaches_it(
+    denoise: Denoise,
+) -> None:
+    outcome, released, depth, busy, runs = asyncio.run(_payload_of_a_dead_job(denoise))
+    assert busy and released and depth == 0
+    assert outcome == "client gone" and runs == 0
 
 
 class Steps:
