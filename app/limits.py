@@ -64,16 +64,11 @@ class BodySizeLimitMiddleware:
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, max_json_bytes: int,
-                 max_bodies_bytes: int | None = None) -> None:
+                 max_bodies_bytes: int) -> None:
         self.app = app
         self.limit = max_body_bytes
         self.json_limit = min(max_json_bytes, max_body_bytes)
-        self.bodies = None if max_bodies_bytes is None else BodyBytes(max_bodies_bytes)
-
-    def _bodies(self, scope: Scope) -> BodyBytes:
-        if self.bodies is None:  # not given: the app's settings say (AESERVE_MAX_BODIES_BYTES)
-            self.bodies = BodyBytes(scope["app"].state.settings.bodies_limit)
-        return self.bodies
+        self.bodies = BodyBytes(max_bodies_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,7 +84,7 @@ class BodySizeLimitMiddleware:
                 limit, setting = self.limit, BODY_SETTING
             elif name == b"expect":
                 expects_continue = value.strip().lower() == b"100-continue"
-        bodies = self._bodies(scope)
+        bodies = self.bodies
         if declared is not None:
             try:
                 length = int(declared)

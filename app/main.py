@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # log line of a request carries its id)
     app.add_middleware(UnexpectedErrors)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes,
-                       max_json_bytes=settings.max_json_bytes)
+                       max_json_bytes=settings.max_json_bytes, max_bodies_bytes=settings.bodies_limit)
     if settings.cors_origins:
         app.add_middleware(
             JsonCORSMiddleware,
