@@ -13,6 +13,7 @@ or a drain. docs/serving.md has the table of stages, limits and status codes.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import signal
 import threading
@@ -288,7 +289,9 @@ def on_signals(signals: tuple[int, ...], callback: Callable[[], None],
     previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in signals}
 
     def handler(sig: int, frame: FrameType | None) -> None:
-        loop.call_soon_threadsafe(callback)
+        # in a fresh context: the signal may land while a request runs, and its request id (a
+        # context variable) is no part of what the callback does
+        loop.call_soon_threadsafe(callback, context=contextvars.Context())
         if not chain:
             return
         then = previous[sig]

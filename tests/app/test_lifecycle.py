@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import Counter, Gauge
+from starlette.types import Receive, Scope, Send
 
 from app.errors import ApiError, ClientDisconnected
 from app.lifecycle import (
@@ -29,6 +30,7 @@ from app.lifecycle import (
     timeout_error,
 )
 from app.metrics import Metrics, ModelMetrics
+from app.observability import RequestIdMiddleware, current_request_id
 
 LONG_S = 600.0  # a deadline no test reaches
 
@@ -421,3 +423,39 @@ def test_signals_are_not_touched_off_the_main_thread() -> None:
     thread.start()
     thread.join(60)
     assert result == [True]
+
+
+def test_a_signal_callback_runs_outside_the_request_the_signal_interrupted() -> None:
+    seen: dict[str, str] = {}
+    original = signal.getsignal(signal.SIGUSR1)
+
+    async def scenario() -> None:
+        called = asyncio.Event()
+
+        def callback() -> None:  # logs (a drain's, a reload's) would carry this id
+            seen["callback"] = current_request_id()
+            called.set()
+
+        async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+            seen["request"] = current_request_id()
+            signal.raise_signal(signal.SIGUSR1)  # lands while this request runs
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: Any) -> None:
+            pass
+
+        undo = on_signals((signal.SIGUSR1,), callback, chain=False)
+        try:
+            await RequestIdMiddleware(endpoint)(
+                {"type": "http", "headers": [(b"x-request-id", b"req-1")]}, receive, send)
+            await asyncio.wait_for(called.wait(), LONG_S)
+        finally:
+            undo()
+
+    try:
+        run(scenario)
+    finally:
+        signal.signal(signal.SIGUSR1, original)
+    assert seen == {"request": "req-1", "callback": "-"}
