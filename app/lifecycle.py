@@ -240,7 +240,7 @@ class Drain:
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.started: float | None = None
-        self._budgets: list[WorkBudget] = []
+        self._budgets: set[WorkBudget] = set()  # the models being served or retired, until stopped
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -248,7 +248,11 @@ class Drain:
         return self.started is not None
 
     def watch(self, budget: WorkBudget) -> None:
-        self._budgets.append(budget)
+        self._budgets.add(budget)
+
+    def unwatch(self, budget: WorkBudget) -> None:
+        """A stopped model's budget: nothing of it is left to drain."""
+        self._budgets.discard(budget)
 
     def begin(self) -> None:
         """Call on the event loop when the server is told to stop; idempotent."""
@@ -273,8 +277,7 @@ class Drain:
             self._timer.cancel()
 
 
-
-def on_signals(signals: tuple[int, ...], callback: Callable[[], None],
+def on_signals(signals: tuple[int, ...], callback: Callable[[], object],
                chain: bool = True) -> Callable[[], None]:
     """Run ``callback`` on the event loop when one of ``signals`` arrives; returns the undo.
 

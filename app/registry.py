@@ -4,8 +4,9 @@
 ``app.kinds.KINDS`` and builds its runtime. The registry keeps the models by name and reloads them
 without downtime (SIGHUP, ``POST /v1/admin/reload``): a changed or new folder is verified and
 warmed while the old model keeps serving, then swapped in with one assignment between two
-requests; requests already holding the old model finish on it, and it is retired once its queue is
-empty. A checkpoint that fails verification is refused with one log line; the old one serves on.
+requests; requests already holding the old model finish on it, and it is stopped once its queue
+is empty (or at shutdown, whichever comes first). A checkpoint that fails verification is refused
+with one log line; the old one serves on.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -108,8 +111,9 @@ class Registry:
         self.metrics = metrics
         self.drain = drain
         self.models: dict[str, ServedModel] = {}
-        self.retiring: set[asyncio.Task[None]] = set()
-        self._reload_lock = asyncio.Lock()
+        self.retiring: set[ServedModel] = set()  # replaced or removed, until stopped
+        self.tasks: set[asyncio.Task[None]] = set()  # retirements and SIGHUP's reloads
+        self._reload_lock = asyncio.Lock()  # one load at a time: startup, a reload, a check
 
     async def add(self, served: ServedModel) -> None:
         """Start and warm ``served``, then serve it under its name (replacing any model there)."""
@@ -130,8 +134,10 @@ class Registry:
                  served.load_seconds)
 
     async def load_all(self) -> None:
-        for folder in discover(self.settings.checkpoint_dir):
-            await self.add(load_model(folder, self.settings, self.metrics))
+        """The startup load. Under the reload lock: a SIGHUP meanwhile reloads after it."""
+        async with self._reload_lock:
+            for folder in discover(self.settings.checkpoint_dir):
+                await self.add(load_model(folder, self.settings, self.metrics))
 
     async def reload(self) -> ReloadReport:
         """Load what changed on disk, keep what did not, retire what is gone.
@@ -204,23 +210,44 @@ class Registry:
         report.refused[name] = str(exc)
 
     def _retire(self, old: ServedModel) -> None:
-        """Stop ``old`` once the requests holding it have finished."""
+        """Stop ``old`` once the requests holding it have finished (``stop_all`` stops it sooner)."""
+        self.retiring.add(old)
+
         async def retire() -> None:
             await old.budget.wait_idle()
-            await old.stop(shutting_down())
+            await self._stop(old, shutting_down())
+            log.info("stopped the old %s (sha256 %s…): its last request finished", old.name,
+                     old.checkpoint.sha256[:12])
 
-        task = asyncio.get_running_loop().create_task(retire(), name=f"retire-{old.name}")
-        self.retiring.add(task)
-        task.add_done_callback(self.retiring.discard)
+        self.background(retire(), f"retire-{old.name}")
+
+    def background(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``work`` as a task of the registry's: ``stop_all`` cancels it."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _stop(self, served: ServedModel, error: ApiError) -> None:
+        await served.stop(error)
+        self.retiring.discard(served)
+        self.drain.unwatch(served.budget)
 
     async def stop_all(self, error: ApiError) -> None:
-        for task in list(self.retiring):
+        """At shutdown: cancel the reloads and retirements under way, then stop every model,
+        retiring ones too; whatever they still hold or queue fails with ``error``."""
+        tasks = list(self.tasks)
+        for task in tasks:
             task.cancel()
-        for served in self.models.values():
-            await served.stop(error)
+        for task, outcome in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True),
+                                 strict=True):
+            if isinstance(outcome, Exception):
+                log.error("%s failed while the service stopped", task.get_name(), exc_info=outcome)
+        for served in [*self.retiring, *self.models.values()]:
+            await self._stop(served, error)
 
 
-def reload_in_background(registry: Registry) -> None:
+def reload_in_background(registry: Registry) -> asyncio.Task[None]:
     """SIGHUP's action: a reload, logged; the signal handler cannot await it."""
     async def run() -> None:
         try:
@@ -231,6 +258,4 @@ def reload_in_background(registry: Registry) -> None:
         log.info("reload: loaded %s, unchanged %s, refused %s, retired %s", report.loaded or "-",
                  report.unchanged or "-", sorted(report.refused) or "-", report.retired or "-")
 
-    task = asyncio.get_running_loop().create_task(run(), name="reload")
-    registry.retiring.add(task)
-    task.add_done_callback(registry.retiring.discard)
+    return registry.background(run(), "reload")

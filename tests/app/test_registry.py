@@ -1,16 +1,32 @@
-"""Finding, verifying and loading checkpoints: each kind's class, one-line startup errors."""
+"""Finding, verifying and loading checkpoints: each kind's class, one-line startup errors; the
+registry's startup load, reloads, retirements and shutdown, on the real tiny checkpoints."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import logging
 import shutil
+import threading
+import weakref
 from pathlib import Path
 
 import pytest
 
+from app.batching import Check
+from app.errors import ApiError
 from app.kinds.autoencoder import Autoencoder, VariationalAutoencoder
+from app.lifecycle import Drain, Ticket, WorkBudget, shutting_down
 from app.metrics import Metrics
-from app.registry import StartupError, discover, load_model, preflight
+from app.registry import (
+    Registry,
+    StartupError,
+    discover,
+    load_model,
+    preflight,
+    reload_in_background,
+)
 from app.settings import Settings
 from model.checkpoint import CheckpointError
 
@@ -60,3 +76,127 @@ def test_load_model_picks_the_class_of_the_kind(tiny_checkpoints: Path, name: st
     assert type(served) is cls and served.name == name
     assert not served.warm and served.load_seconds > 0
     assert served.card()["runtime"] == "torch" and served.card()["sha256"] == served.checkpoint.sha256
+
+
+# ---- the registry: startup, reloads, retirements, shutdown -----------------------------------
+LONG_S = 600.0  # a deadline no test reaches
+WAIT_S = 60.0  # the longest any event is waited for: a hang fails the test, it never times it
+
+
+def copied(tiny_checkpoints: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints, root)
+    return root
+
+
+def replace_folder(root: Path, name: str, source: Path) -> None:
+    """Other weights (and another config.json) under ``name``, as a deployment puts them there."""
+    shutil.rmtree(root / name)
+    shutil.copytree(source, root / name)
+
+
+def changed_meta(folder: Path, **changes: object) -> None:
+    meta = json.loads((folder / "config.json").read_text())
+    meta.update(changes)
+    (folder / "config.json").write_text(json.dumps(meta))
+
+
+def corrupt(folder: Path) -> None:
+    """Weights that no longer match the sha256 in config.json; config.json changed, so a reload
+    tries them."""
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-8] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    changed_meta(folder, note="changed, so a reload tries it")
+
+
+def registry_for(root: Path) -> Registry:
+    return Registry(settings_for(root), Metrics(), Drain(LONG_S))
+
+
+def loads(registry: Registry, name: str, result: str) -> float:
+    return float(registry.metrics.loads.labels(name, result)._value.get())
+
+
+def test_shutdown_stops_a_retiring_model_and_fails_the_requests_it_still_queues(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    root = copied(tiny_checkpoints, tmp_path)
+    gate, started = threading.Event(), threading.Event()
+
+    def hold(_: object, check: Check) -> None:  # a long job: keeps the old model's thread
+        started.set()
+        assert gate.wait(WAIT_S), "gate never opened"
+
+    async def scenario() -> tuple[bool, bool, bool, BaseException | None]:
+        registry = registry_for(root)
+        await registry.load_all()
+        old = registry.models["mnist-dae"]
+        running, waiting = Ticket(LONG_S), Ticket(LONG_S)
+        old.budget.open(running)
+        old.budget.open(waiting)
+        job = asyncio.ensure_future(old.batcher.run_alone(hold, None, running))
+        assert await asyncio.to_thread(started.wait, WAIT_S)
+        queued = asyncio.ensure_future(old.batcher.run_alone(lambda _, check: None, None, waiting))
+        await asyncio.sleep(0)  # queued behind the long job
+        replace_folder(root, "mnist-dae", root / "mnist-vae")
+        report = await registry.reload()
+        assert report.loaded == ["mnist-dae"] and registry.models["mnist-dae"] is not old
+        retiring = old.batcher.alive  # its requests hold it
+        await registry.stop_all(shutting_down())
+        gate.set()
+        outcomes = await asyncio.gather(job, queued, return_exceptions=True)
+        running.close()
+        waiting.close()
+        assert all(isinstance(o, ApiError) and o.code == "shutting_down" for o in outcomes)
+        return retiring, old.batcher.alive, registry.models["mnist-dae"].batcher.alive, waiting.error
+
+    retiring, old_alive, new_alive, error = asyncio.run(scenario())
+    assert retiring and not old_alive and not new_alive
+    assert isinstance(error, ApiError) and error.code == "shutting_down"
+
+
+def test_a_sighup_during_the_startup_load_reloads_after_it_and_loads_nothing_twice(
+    tiny_checkpoints: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = copied(tiny_checkpoints, tmp_path)
+
+    async def scenario() -> Registry:
+        registry = registry_for(root)
+        loading = asyncio.ensure_future(registry.load_all())
+        reloading = reload_in_background(registry)  # what SIGHUP does, while the models load
+        await loading
+        await reloading
+        await registry.stop_all(shutting_down())
+        return registry
+
+    with caplog.at_level(logging.INFO, "aeserve"):
+        asyncio.run(scenario())
+    lines = [r.getMessage() for r in caplog.records]
+    for name in ("mnist-dae", "mnist-vae"):
+        assert sum(line.startswith(f"loaded {name} (") for line in lines) == 1, lines
+    (reload_line,) = [line for line in lines if line.startswith("reload:")]
+    assert reload_line.startswith("reload: loaded -, unchanged ['mnist-dae', 'mnist-vae']")
+
+
+def test_a_retired_model_is_let_go_once_stopped(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    root = copied(tiny_checkpoints, tmp_path)
+
+    async def scenario() -> tuple[weakref.ref[WorkBudget], Registry]:
+        registry = registry_for(root)
+        await registry.load_all()
+        budget = weakref.ref(registry.models["mnist-dae"].budget)
+        replace_folder(root, "mnist-dae", root / "mnist-vae")
+        shutil.rmtree(root / "mnist-vae")  # one replaced, one removed
+        report = await registry.reload()
+        assert report.loaded == ["mnist-dae"] and report.retired == ["mnist-vae"]
+        await asyncio.gather(*registry.tasks)  # the retirements: no request holds either
+        assert not registry.retiring
+        await registry.stop_all(shutting_down())
+        return budget, registry
+
+    budget, registry = asyncio.run(scenario())
+    gc.collect()
+    assert budget() is None  # the registry (its drain too), still here, no longer holds it
+    assert registry.models["mnist-dae"].kind == "vae" and "mnist-vae" not in registry.models

@@ -30,7 +30,8 @@ def checkpoints(tiny_checkpoints: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def server(checkpoints: Path, tmp_path: Path) -> Iterator[LiveServer]:
-    with running_server(checkpoints, tmp_path / "server.log") as live:
+    # info: the log says when a replaced or removed model has stopped
+    with running_server(checkpoints, tmp_path / "server.log", AESERVE_LOG_LEVEL="info") as live:
         yield live
 
 
@@ -109,6 +110,9 @@ def test_reload_swaps_a_model_under_a_stream_without_a_failed_request(
             while stream.statuses.total() < after_reload + 5:  # requests on the new model too
                 stream.sent.clear()
                 assert stream.sent.wait(60)
+            # the old model's last request has finished: its batcher and thread are stopped
+            wait_for_log(server, f"stopped the old mnist-dae (sha256 {before['sha256'][:12]}", 1,
+                         stream)
         after = card(http)
     assert answer["loaded"] == ["mnist-dae"] and answer["refused"] == {}
     assert sorted(answer["unchanged"]) == ["mnist-vae"]
@@ -147,6 +151,11 @@ def test_sighup_reloads_and_folders_come_and_go(server: LiveServer, checkpoints:
         assert names == {"mnist-dae", "dae-copy"}
         assert http.post("/v1/models/dae-copy/denoise", files=files(image_bytes())).status_code == 200
         assert http.get("/v1/models/mnist-vae").status_code == 404
+        for _ in range(600):  # each poll is a request: waits for the retirement, bounded
+            if "stopped the old mnist-vae" in server.output():
+                break
+            http.get("/healthz")
+        assert "stopped the old mnist-vae" in server.output()  # no request held it: stopped
     assert server.proc.poll() is None  # SIGHUP's default action would have killed it
 
 
