@@ -57,6 +57,7 @@ class ServedModel:
     kind: ClassVar[str]
     operations: ClassVar[tuple[str, ...]] = ()
     any_size: ClassVar[bool] = False
+    takes_sigma: ClassVar[bool] = False  # denoise takes the input's noise level (``sigma``)
 
     def __init__(self, checkpoint: Checkpoint, device: str, settings: Settings,
                  metrics: ModelMetrics) -> None:
@@ -112,6 +113,7 @@ class ServedModel:
             "channels": self.channels,
             "size": None,
             "any_size": self.any_size,
+            "takes_sigma": self.takes_sigma,
             "value_range": meta.get("value_range", [0.0, 1.0]),
             "latent_dim": self.latent_dim,
             "likelihood": meta.get("likelihood"),

@@ -30,6 +30,7 @@ class PhotoDenoiser(ServedModel):
     kind: ClassVar[str] = "photo"
     operations: ClassVar[tuple[str, ...]] = ("denoise",)
     any_size: ClassVar[bool] = True
+    takes_sigma: ClassVar[bool] = True
 
     def cost(self, p: images.Probe) -> int:
         return p.pixels + work_pixels(self.model, p.height, p.width, p.bands)

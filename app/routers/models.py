@@ -16,6 +16,7 @@ class ModelSummary(BaseModel):
     kind: str
     input_shape: list[int]
     any_size: bool
+    takes_sigma: bool
     latent_dim: int | None
     operations: list[str]
     url: str
@@ -36,6 +37,7 @@ class ModelCard(BaseModel):
     channels: int
     size: dict[str, int] | None
     any_size: bool
+    takes_sigma: bool
     latent_dim: int | None
     operations: list[str]
     device: str
@@ -53,6 +55,7 @@ async def list_models(registry: RegistryDep) -> ModelList:
             kind=m.kind,
             input_shape=m.meta["input_shape"],
             any_size=m.any_size,
+            takes_sigma=m.takes_sigma,
             latent_dim=m.latent_dim,
             operations=list(m.operations),
             url=f"/v1/models/{m.name}",

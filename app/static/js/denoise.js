@@ -37,7 +37,7 @@ function describeModel() {
     ? `Trained on ${size.width}×${size.height} gray digits; other sizes are resized for the model ` +
       "and the answer comes back at the input's size."
     : "Any size, gray or colour. Blind: it estimates the noise level unless you give σ.";
-  show($("sigma-field"), m.kind === "photo");
+  show($("sigma-field"), m.takes_sigma);
 }
 
 function resetResult() {
@@ -59,8 +59,8 @@ async function choose(blob, name) {
     ? `${name} · ${image.width}×${image.height} ${image.gray ? "gray" : "colour"} · ${bytes(blob.size)}`
     : `${name} · ${bytes(blob.size)} · this browser cannot preview it; the service will try`;
   $("denoise-input-info").textContent = info;
-  const wanted = isDigitSized(image) ? ["dae", "vae"] : ["photo"];
-  const fit = models.find((m) => wanted.includes(m.kind));
+  const digit = isDigitSized(image); // a digit to a fixed-size model, anything else to any size
+  const fit = models.find((m) => m.any_size !== digit);
   if (fit) $("denoise-model").value = fit.name;
   describeModel();
   $("denoise-run").disabled = !model();
@@ -100,7 +100,7 @@ async function run() {
   if (size && (!input || input.width !== size.width || input.height !== size.height)) {
     params.set("resize", "true");
   }
-  if (m.kind === "photo" && $("sigma-on").checked) params.set("sigma", $("sigma").value);
+  if (m.takes_sigma && $("sigma-on").checked) params.set("sigma", $("sigma").value);
   const form = new FormData();
   form.append("image", sent, noisy ? "noisy.png" : source.name);
 

@@ -181,7 +181,7 @@ function wirePicker(key, fileInput, thumb) {
 
 export function initVae(allModels) {
   models = allModels.filter((m) => OPS.some((op) => m.operations.includes(op)));
-  const vae = models.find((m) => m.kind === "vae");
+  const vae = models.find((m) => m.operations.includes("sample"));
   fillSelect($("vae-model"), models, vae && vae.name);
   refreshModel();
   $("vae-model").addEventListener("change", refreshModel);

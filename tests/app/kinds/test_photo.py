@@ -133,6 +133,13 @@ def test_json_form_carries_the_estimated_sigma(photo_client: TestClient) -> None
     assert decode_png(base64.b64decode(item["png"])).size == (20, 30)
 
 
+def test_the_card_and_the_list_say_it_takes_any_size_and_a_sigma(photo_client: TestClient) -> None:
+    card = photo_client.get("/v1/models/photo-denoiser").json()
+    (summary,) = photo_client.get("/v1/models").json()["models"]
+    assert (card["any_size"], card["takes_sigma"]) == (summary["any_size"], summary["takes_sigma"]) \
+        == (True, True)
+
+
 def test_negative_sigma_is_refused(photo_client: TestClient) -> None:
     response = photo_client.post(URL, params={"sigma": -1}, files=files(image_bytes()))
     assert_error(response, 422)

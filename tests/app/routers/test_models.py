@@ -31,6 +31,7 @@ def test_model_card_has_what_a_client_needs(client: TestClient, tiny_checkpoints
     assert card["recipe"]["train"]["preset"] == "mnist-vae"
     assert "command" in card["training"] and "history" not in card["training"]
     assert "metrics" in card["evaluation"]
+    assert (card["any_size"], card["takes_sigma"]) == (False, False)
     dae = client.get("/v1/models/mnist-dae").json()
     assert dae["kind"] == "dae" and "sample" not in dae["operations"]
     assert dae["latent_dim"] == 128
