@@ -9,6 +9,11 @@ files there and :meth:`Metrics.render` merges the files of every worker (prometh
 multiprocess mode). Counters and histograms are summed over all workers, including ones that have
 exited (totals never go down); the queue gauges are summed over live workers; the model load time
 is the slowest live worker's latest load.
+
+A model's series appear when its checkpoint is loaded. One whose checkpoint a reload refused before
+it ever served keeps only ``aeserve_model_loads_total`` (:meth:`Metrics.forget`). In multiprocess
+mode nothing is removed (prometheus-client cannot take a value out of a worker's files), but there a
+reload only verifies checkpoints (``Registry.check``) and makes no series.
 """
 
 from __future__ import annotations
@@ -186,7 +191,8 @@ class Metrics:
         )
         self.rejected = Counter(
             "aeserve_queue_rejected",
-            "Requests refused before queueing (503), by reason",
+            "Requests refused at admission, before their work was queued, by reason: the error "
+            "code (overloaded, shutting_down, timeout: 503; too_much_work: 413)",
             ["model", "reason"],
             registry=r,
         )
@@ -211,7 +217,7 @@ class Metrics:
         )
         self.loads = Counter(
             "aeserve_model_loads",
-            "Checkpoint loads and reloads, by result (ok, refused)",
+            "Checkpoint loads, at startup and on reloads, by result (ok, refused)",
             ["model", "result"],
             registry=r,
         )
@@ -236,6 +242,24 @@ class Metrics:
             load_seconds=self.load_seconds.labels(name),
             loads=lambda result: self.loads.labels(name, result),
         )
+
+    def count_load(self, name: str, result: str) -> None:
+        """One load of ``name``'s checkpoint (startup or reload), by result: ``ok`` or ``refused``."""
+        for each in LOAD_RESULTS:  # both series exist from the first load, the other at 0
+            self.loads.labels(name, each)
+        self.loads.labels(name, result).inc()
+
+    def forget(self, name: str) -> None:
+        """Drop the series of a model that never served (its checkpoint was refused, maybe after
+        its load had made them), all but its ``aeserve_model_loads_total``. Nothing in
+        multiprocess mode (see the module's docstring)."""
+        if self.multiprocess_dir is not None or name not in self.model_names:
+            return  # (not in model_names: ``for_model`` never made them)
+        self.model_names.discard(name)
+        # ``for_model`` made each of these; ``rejected`` has none: no request reached the model
+        for metric in (self.queue_wait, self.compute, self.batch_size, self.queued_requests,
+                       self.queued_work, self.cancelled, self.expired, self.load_seconds):
+            metric.remove(name)
 
     def render(self) -> bytes:
         """The text exposition: this app's metrics, or every worker's merged in multiprocess mode."""

@@ -113,6 +113,7 @@ class Registry:
         self.models: dict[str, ServedModel] = {}
         self.retiring: set[ServedModel] = set()  # replaced or removed, until stopped
         self.tasks: set[asyncio.Task[None]] = set()  # retirements and SIGHUP's reloads
+        self._served: set[str] = set()  # every name that has served (its metrics have history)
         self._reload_lock = asyncio.Lock()  # one load at a time: startup, a reload, a check
 
     async def add(self, served: ServedModel) -> None:
@@ -129,6 +130,7 @@ class Registry:
         served.metrics.load_seconds.set(served.load_seconds)
         self.drain.watch(served.budget)
         self.models[served.name] = served
+        self._served.add(served.name)
         log.info("loaded %s (%s, %s, sha256 %s…) on %s in %.2f s", served.name, served.kind,
                  served.runtime.name, served.checkpoint.sha256[:12], served.device,
                  served.load_seconds)
@@ -137,7 +139,12 @@ class Registry:
         """The startup load. Under the reload lock: a SIGHUP meanwhile reloads after it."""
         async with self._reload_lock:
             for folder in discover(self.settings.checkpoint_dir):
-                await self.add(load_model(folder, self.settings, self.metrics))
+                try:
+                    await self.add(load_model(folder, self.settings, self.metrics))
+                except Exception:  # the service does not start; the error says why
+                    self.metrics.count_load(folder.name, "refused")
+                    raise
+                self.metrics.count_load(folder.name, "ok")
 
     async def reload(self) -> ReloadReport:
         """Load what changed on disk, keep what did not, retire what is gone.
@@ -191,7 +198,7 @@ class Registry:
         except Exception as exc:  # any failure keeps the old model serving
             self._refuse(report, name, exc)
             return
-        self.metrics.for_model(name).loads("ok").inc()
+        self.metrics.count_load(name, "ok")
         report.loaded.append(name)
         if current is not None:
             self._retire(current)
@@ -203,10 +210,20 @@ class Registry:
         return current is not None and read_meta(folder) == current.meta
 
     def _refuse(self, report: ReloadReport, name: str, exc: Exception) -> None:
-        """A checkpoint that failed: one log line, a metric, and its reason in the report."""
-        log.error("reload refused %s, %s: %s", name,
-                  "the old one keeps serving" if name in self.models else "not served", exc)
-        self.metrics.for_model(name).loads("refused").inc()
+        """A checkpoint that failed: one log line, a metric, and its reason in the report.
+
+        A bad checkpoint (``CheckpointError``) is one clean line; anything else (a bug in loading,
+        the device) comes with its traceback. A name that never served keeps no metric series but
+        its loads (its load may have made them before it failed)."""
+        serving = "the old one keeps serving" if name in self.models else "not served"
+        if isinstance(exc, CheckpointError):
+            log.error("reload refused %s, %s: %s", name, serving, exc)
+        else:
+            log.error("reload refused %s, %s: %s: %s", name, serving, type(exc).__name__, exc,
+                      exc_info=exc)
+        self.metrics.count_load(name, "refused")
+        if name not in self._served:
+            self.metrics.forget(name)
         report.refused[name] = str(exc)
 
     def _retire(self, old: ServedModel) -> None:

@@ -78,6 +78,13 @@ def test_each_metrics_object_keeps_its_own_numbers() -> None:
     first.close()  # nothing to mark in one process
 
 
+def test_the_startup_load_of_each_model_counts_as_a_load(client: TestClient) -> None:
+    text = client.get("/metrics").text
+    for name in ("mnist-dae", "mnist-vae"):
+        assert sample(text, "aeserve_model_loads_total", model=name, result="ok") == 1, name
+        assert sample(text, "aeserve_model_loads_total", model=name, result="refused") == 0, name
+
+
 def test_prepare_multiprocess_makes_and_removes_a_directory_only_for_several_workers(
     tmp_path: Path,
 ) -> None:

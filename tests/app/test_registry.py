@@ -21,6 +21,7 @@ from app.lifecycle import Drain, Ticket, WorkBudget, shutting_down
 from app.metrics import Metrics
 from app.registry import (
     Registry,
+    ReloadReport,
     StartupError,
     discover,
     load_model,
@@ -119,6 +120,24 @@ def loads(registry: Registry, name: str, result: str) -> float:
     return float(registry.metrics.loads.labels(name, result)._value.get())
 
 
+def test_a_checkpoint_refused_at_startup_counts_as_a_refused_load(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    root = copied(tiny_checkpoints, tmp_path)
+    corrupt(root / "mnist-vae")
+
+    async def scenario() -> Registry:
+        registry = registry_for(root)
+        with pytest.raises(CheckpointError, match="sha256 mismatch"):
+            await registry.load_all()
+        await registry.stop_all(shutting_down())
+        return registry
+
+    registry = asyncio.run(scenario())
+    assert loads(registry, "mnist-dae", "ok") == 1 and loads(registry, "mnist-dae", "refused") == 0
+    assert loads(registry, "mnist-vae", "refused") == 1 and loads(registry, "mnist-vae", "ok") == 0
+
+
 def test_shutdown_stops_a_retiring_model_and_fails_the_requests_it_still_queues(
     tiny_checkpoints: Path, tmp_path: Path
 ) -> None:
@@ -172,10 +191,11 @@ def test_a_sighup_during_the_startup_load_reloads_after_it_and_loads_nothing_twi
         return registry
 
     with caplog.at_level(logging.INFO, "aeserve"):
-        asyncio.run(scenario())
+        registry = asyncio.run(scenario())
     lines = [r.getMessage() for r in caplog.records]
     for name in ("mnist-dae", "mnist-vae"):
         assert sum(line.startswith(f"loaded {name} (") for line in lines) == 1, lines
+        assert loads(registry, name, "ok") == 1, name
     (reload_line,) = [line for line in lines if line.startswith("reload:")]
     assert reload_line.startswith("reload: loaded -, unchanged ['mnist-dae', 'mnist-vae']")
 
@@ -200,3 +220,42 @@ def test_a_retired_model_is_let_go_once_stopped(tiny_checkpoints: Path, tmp_path
     gc.collect()
     assert budget() is None  # the registry (its drain too), still here, no longer holds it
     assert registry.models["mnist-dae"].kind == "vae" and "mnist-vae" not in registry.models
+
+
+def test_a_refusal_logs_one_line_or_a_traceback_and_a_never_served_model_keeps_no_series(
+    tiny_checkpoints: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = copied(tiny_checkpoints, tmp_path)
+
+    async def scenario() -> tuple[Registry, ReloadReport]:
+        registry = registry_for(root)
+        await registry.load_all()
+        corrupt(root / "mnist-dae")  # refused by verification: the old one serves on
+        shutil.copytree(tiny_checkpoints / "mnist-dae", root / "bad")
+        corrupt(root / "bad")  # refused by verification, never served
+        shutil.copytree(tiny_checkpoints / "mnist-dae", root / "odd")
+        # verifies (config.json's sha256 is of the weights), loads, and fails in its warm-up: the
+        # network cannot take the input shape config.json claims
+        changed_meta(root / "odd", input_shape=[1, 20, 20])
+        report = await registry.reload()
+        await registry.stop_all(shutting_down())
+        return registry, report
+
+    with caplog.at_level(logging.ERROR, "aeserve"):
+        registry, report = asyncio.run(scenario())
+    assert sorted(report.refused) == ["bad", "mnist-dae", "odd"]
+    lines = {r.getMessage().split(",")[0]: r for r in caplog.records
+             if r.getMessage().startswith("reload refused")}
+    assert lines["reload refused mnist-dae"].exc_info is None
+    assert lines["reload refused bad"].exc_info is None
+    odd = lines["reload refused odd"]
+    assert odd.exc_info is not None and odd.exc_info[0] is RuntimeError
+    assert "RuntimeError" in odd.getMessage()
+
+    text = registry.metrics.render().decode()
+    for name in ("bad", "odd"):
+        series = {line.split("{")[0] for line in text.splitlines() if f'model="{name}"' in line}
+        assert series == {"aeserve_model_loads_total", "aeserve_model_loads_created"}, series
+        assert f'aeserve_model_loads_total{{model="{name}",result="refused"}} 1.0' in text
+    assert 'aeserve_queue_depth{model="mnist-dae"} 0.0' in text  # it serves on, its series too
+    assert loads(registry, "mnist-dae", "ok") == 1 and loads(registry, "mnist-dae", "refused") == 1
