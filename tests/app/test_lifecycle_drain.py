@@ -1,0 +1,168 @@
+"""A request's lifecycle, at its end: the drain on SIGTERM, and the signal handling it hangs on.
+
+Everything runs on an event loop of its own; the drain's timeout passes by a timer the test awaits
+(an event), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from typing import Any
+
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from app.errors import ApiError
+from app.lifecycle import STOP_SIGNALS, Drain, Ticket, WorkBudget, on_signals
+from app.observability import RequestIdMiddleware, current_request_id
+from tests.app.test_lifecycle import LONG_S, after_timers, model_metrics, run
+
+
+# ---- Drain -------------------------------------------------------------------------------------
+def test_a_drain_answers_what_is_still_held_with_503_shutting_down_when_it_expires() -> None:
+    async def scenario() -> tuple[bool, bool, BaseException]:
+        budget = WorkBudget("m", limit=1000, cap=600, metrics=model_metrics())
+        drain = Drain(1e-6)
+        drain.watch(budget)
+        ticket = Ticket(LONG_S)
+        budget.admit(ticket, 100)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        ticket.future = future
+        before = drain.draining
+        drain.begin()
+        drain.begin()  # idempotent
+        with pytest.raises(ApiError) as answered:
+            await asyncio.wait_for(future, LONG_S)  # the drain's timer ends the wait
+        ticket.close()
+        drain.cancel()
+        return before, drain.draining, answered.value
+
+    before, draining, error = run(scenario)
+    assert (before, draining) == (False, True)
+    assert isinstance(error, ApiError) and error.code == "shutting_down"
+
+
+def test_a_cancelled_drain_answers_nothing() -> None:
+    async def scenario() -> BaseException | None:
+        budget = WorkBudget("m", limit=1000, cap=600, metrics=model_metrics())
+        drain = Drain(1e-6)
+        drain.watch(budget)
+        ticket = Ticket(LONG_S)
+        budget.admit(ticket, 100)
+        drain.begin()
+        drain.cancel()
+        await after_timers(1e-3)  # the drain's timer would have fired by now
+        error = ticket.error
+        ticket.close()
+        return error
+
+    assert run(scenario) is None
+
+
+def test_sigterm_begins_the_drain_and_hands_the_signal_on() -> None:
+    seen: list[int] = []
+
+    def server_handler(sig: int, frame: object) -> None:  # stands for uvicorn's
+        seen.append(sig)
+
+    original = signal.signal(signal.SIGTERM, server_handler)
+
+    async def scenario() -> tuple[bool, bool]:
+        drain = Drain(LONG_S)
+        undo = on_signals(STOP_SIGNALS, drain.begin)
+        try:
+            installed = signal.getsignal(signal.SIGTERM) is not server_handler
+            signal.raise_signal(signal.SIGTERM)
+            await asyncio.sleep(0)  # the handler scheduled ``begin`` on the loop
+            return drain.draining, installed
+        finally:
+            undo()
+            drain.cancel()
+
+    try:
+        draining, installed = run(scenario)
+        restored = signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, original)
+    assert draining and installed
+    assert seen == [signal.SIGTERM]  # the server's own handler still ran
+    assert restored is server_handler  # undo put it back
+
+
+def test_an_unchained_signal_runs_only_the_callback() -> None:
+    seen: list[str] = []
+
+    def before(sig: int, frame: object) -> None:
+        seen.append("before")
+
+    original = signal.signal(signal.SIGUSR1, before)
+
+    async def scenario() -> None:
+        undo = on_signals((signal.SIGUSR1,), lambda: seen.append("callback"), chain=False)
+        try:
+            signal.raise_signal(signal.SIGUSR1)
+            await asyncio.sleep(0)
+        finally:
+            undo()
+
+    try:
+        run(scenario)
+    finally:
+        signal.signal(signal.SIGUSR1, original)
+    assert seen == ["callback"]
+
+
+def test_signals_are_not_touched_off_the_main_thread() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    result: list[bool] = []
+
+    def in_thread() -> None:
+        async def scenario() -> None:
+            undo = on_signals(STOP_SIGNALS, lambda: None)
+            result.append(signal.getsignal(signal.SIGTERM) is before)
+            undo()
+
+        asyncio.run(scenario())
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(60)
+    assert result == [True]
+
+
+def test_a_signal_callback_runs_outside_the_request_the_signal_interrupted() -> None:
+    seen: dict[str, str] = {}
+    original = signal.getsignal(signal.SIGUSR1)
+
+    async def scenario() -> None:
+        called = asyncio.Event()
+
+        def callback() -> None:  # logs (a drain's, a reload's) would carry this id
+            seen["callback"] = current_request_id()
+            called.set()
+
+        async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+            seen["request"] = current_request_id()
+            signal.raise_signal(signal.SIGUSR1)  # lands while this request runs
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: Any) -> None:
+            pass
+
+        undo = on_signals((signal.SIGUSR1,), callback, chain=False)
+        try:
+            await RequestIdMiddleware(endpoint)(
+                {"type": "http", "headers": [(b"x-request-id", b"req-1")]}, receive, send)
+            await asyncio.wait_for(called.wait(), LONG_S)
+        finally:
+            undo()
+
+    try:
+        run(scenario)
+    finally:
+        signal.signal(signal.SIGUSR1, original)
+    assert seen == {"request": "req-1", "callback": "-"}
