@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -208,8 +209,10 @@ def evaluate_autoencoder(args: argparse.Namespace, command: str) -> int:
     with torch.no_grad():
         metrics.update(REPORTS[cfg.model.kind](ck, clean, args, device))
     metrics["seconds"] = round(time.monotonic() - started, 1)
-    loss_curves(ck.meta.get("training", {}).get("history", []), args.out / "loss_curves.png",
-                ck.name)
+    if not loss_curves(ck.meta.get("training", {}).get("history", []),
+                       args.out / "loss_curves.png", ck.name):
+        print("no loss_curves.png: matplotlib is not installed or the checkpoint has no training "
+              "history", file=sys.stderr)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (args.out / "metrics.md").write_text(markdown(ck.name, metrics))
     print(markdown(ck.name, metrics))

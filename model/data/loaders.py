@@ -109,9 +109,11 @@ def load_splits(
     if dataset == "mnist":
         train = read_idx_images(find_mnist_file(data_dir, "train"))
         try:
-            test = read_idx_images(find_mnist_file(data_dir, "test"))
-        except DataError:
+            test_file = find_mnist_file(data_dir, "test")
+        except DataError:  # no test files: training needs none (a corrupt one still stops)
             test = None
+        else:
+            test = read_idx_images(test_file)
     elif dataset == "folder":
         train = np.stack(load_image_folder(data_dir, channels, image_size))
         test = None
