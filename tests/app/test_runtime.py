@@ -84,6 +84,8 @@ def test_the_card_names_the_runtime_and_torch_can_be_chosen(
 
 def test_onnxruntime_on_a_gpu_is_refused_at_startup(tiny_checkpoints: Path) -> None:
     settings = Settings(checkpoint_dir=tiny_checkpoints, device="cuda", runtime="onnxruntime")
-    with pytest.raises(StartupError, match="CPU only"):
+    # without a GPU the device itself is refused first, naming AESERVE_DEVICE
+    refusal = "CPU only" if torch.cuda.is_available() else "AESERVE_DEVICE=cuda: torch sees 0 CUDA"
+    with pytest.raises(StartupError, match=refusal):
         preflight(settings)
     assert Settings(device="cuda").resolve_runtime("cuda") == "torch"  # auto: torch on a GPU
