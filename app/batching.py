@@ -36,6 +36,7 @@ import torch
 from app.errors import ApiError, ClientDisconnected
 from app.lifecycle import Ticket
 from app.metrics import ModelMetrics
+from app.observability import record_stage
 
 log = logging.getLogger("aeserve.batching")
 
@@ -55,6 +56,8 @@ class _Job:
     future: asyncio.Future[Any]
     ticket: Ticket
     enqueued: float
+    started: float = 0.0  # when its batch began on the model thread
+    ended: float = 0.0  # when its batch ended
 
 
 def _run_inference(fn: Callable[..., Any], *args: Any) -> Any:
@@ -156,9 +159,12 @@ class Batcher:
         ticket.future = future
         ticket.watch()
         try:
-            return await future
+            out = await future
         finally:
             ticket.future = None
+        record_stage("queue", job.enqueued, job.started)
+        record_stage("batch", job.started, job.ended)
+        return out
 
     @property
     def _busy(self) -> bool:
@@ -174,6 +180,7 @@ class Batcher:
             log.exception("model %s failed on a batch of %d rows", self.name, rows)
             raise
         self._observe_compute(start, rows)
+        record_stage("batch", start, time.perf_counter())
         return out
 
     def _observe_compute(self, start: float, rows: int) -> None:
@@ -256,6 +263,7 @@ class Batcher:
         start = time.perf_counter()
         for job in batch:
             self.metrics.queue_wait.observe(start - job.enqueued)
+            job.started = start
         loop = asyncio.get_running_loop()
         self._running = True
         try:
@@ -270,12 +278,14 @@ class Batcher:
             self._running = False
         self._observe_compute(start, rows)
         pieces = _split(out, [j.rows for j in batch]) if len(batch) > 1 else [out]
+        ended = time.perf_counter()
         for job, piece in zip(batch, pieces, strict=True):
+            job.ended = ended
             if not job.future.done():
                 job.future.set_result(piece)
 
     async def _execute_alone(self, job: _Job) -> None:
-        start = time.perf_counter()
+        start = job.started = time.perf_counter()
         self.metrics.queue_wait.observe(start - job.enqueued)
         loop = asyncio.get_running_loop()
         self._running = True
@@ -296,5 +306,6 @@ class Batcher:
         finally:
             self._running = False
         self._observe_compute(start, 1)
+        job.ended = time.perf_counter()
         if not job.future.done():
             job.future.set_result(out)

@@ -129,7 +129,7 @@ class Autoencoder(ServedModel):
         probes = self.probe_all(datas)
         self.admit(ticket, self.cost(probes, keep_color, samples))
         # each image decoded and prepared in turn: one decoded image alive at a time
-        return await inline_or_thread(sum(p.pixels for p in probes), lambda: [
+        return await inline_or_thread("decode", sum(p.pixels for p in probes), lambda: [
             self.prepare(images.decode(p), resize, keep_color) for p in probes])
 
     @staticmethod
@@ -167,7 +167,8 @@ class Autoencoder(ServedModel):
         outs = [out[0]] if len(preps) == 1 else list(out[0].split([p.rows.shape[0] for p in preps]))
         pairs = list(zip(preps, outs, strict=True))
         pixels = sum(p.size[0] * p.size[1] for p in preps)  # the answers', in the original sizes
-        return await inline_or_thread(pixels, lambda: [self._to_png(p, o) for p, o in pairs])
+        return await inline_or_thread("encode", pixels,
+                                     lambda: [self._to_png(p, o) for p, o in pairs])
 
     async def _encode_rows(self, datas: list[bytes], resize: bool,
                            ticket: Ticket) -> tuple[torch.Tensor, ...]:

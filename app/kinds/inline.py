@@ -18,6 +18,8 @@ from typing import TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
+from app.observability import stage
+
 INLINE_PIXELS = 64 * 64
 
 T = TypeVar("T")
@@ -28,8 +30,10 @@ def runs_inline(pixels: int) -> bool:
     return pixels <= INLINE_PIXELS
 
 
-async def inline_or_thread(pixels: int, work: Callable[[], T]) -> T:
-    """``work()`` on the event loop for at most ``INLINE_PIXELS`` pixels, else in the threadpool."""
-    if runs_inline(pixels):
-        return work()
-    return await run_in_threadpool(work)
+async def inline_or_thread(stage_name: str, pixels: int, work: Callable[[], T]) -> T:
+    """``work()`` on the event loop for at most ``INLINE_PIXELS`` pixels, else in the threadpool;
+    traced as the request's ``stage_name`` stage (``decode``, ``encode``) when tracing is on."""
+    with stage(stage_name):
+        if runs_inline(pixels):
+            return work()
+        return await run_in_threadpool(work)

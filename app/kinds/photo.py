@@ -63,8 +63,8 @@ class PhotoDenoiser(ServedModel):
         self.admit(ticket, sum(self.cost(p) for p in probes))
         answers = []
         for p in probes:  # one image at a time: bounded memory
-            img, alpha, rows = await inline_or_thread(p.pixels, partial(self._rows, p))
+            img, alpha, rows = await inline_or_thread("decode", p.pixels, partial(self._rows, p))
             out, sigma = await self.batcher.run_alone(self._denoise, (rows, params.sigma), ticket)
             answers.append(await inline_or_thread(
-                p.pixels, partial(self._to_png, img, alpha, out, sigma)))
+                "encode", p.pixels, partial(self._to_png, img, alpha, out, sigma)))
         return answers

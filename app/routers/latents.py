@@ -15,6 +15,7 @@ from app.deps import JsonBody, ModelFor, SettingsDep, is_json, json_request_body
 from app.errors import ApiError, ErrorBody, responses
 from app.kinds import ServedModel
 from app.lifecycle import Ticket
+from app.observability import stage
 from app.settings import Settings
 from app.uploads import media_type, read_images
 
@@ -81,13 +82,14 @@ def check_latents(z: list[list[float]], served: ServedModel, max_rows: int) -> t
 def image_answer(served: ServedModel, out: torch.Tensor, accept: str,
                  **extra: int) -> ImagesAnswer | Response:
     level = served.settings.png_compress_level
-    decoded = [images.from_planes(row) for row in out.numpy()]
-    if "image/png" in accept:
-        headers = {f"X-{k.capitalize()}": str(v) for k, v in extra.items()}
-        return Response(images.encode_png(images.grid(decoded), level), media_type="image/png",
-                        headers=headers)
-    return ImagesAnswer(model=served.name, **extra,
-                        images=[images.b64(images.encode_png(i, level)) for i in decoded])
+    with stage("encode"):
+        decoded = [images.from_planes(row) for row in out.numpy()]
+        if "image/png" in accept:
+            headers = {f"X-{k.capitalize()}": str(v) for k, v in extra.items()}
+            return Response(images.encode_png(images.grid(decoded), level),
+                            media_type="image/png", headers=headers)
+        return ImagesAnswer(model=served.name, **extra,
+                            images=[images.b64(images.encode_png(i, level)) for i in decoded])
 
 
 @router.post("/decode", response_model=ImagesAnswer, response_model_exclude_none=True,

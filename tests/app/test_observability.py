@@ -275,6 +275,42 @@ def test_traced_requests_have_a_server_span_and_a_child_per_stage(
         assert server.start_time <= child.start_time <= child.end_time <= server.end_time
 
 
+@pytest.mark.parametrize(("path", "stages"), [
+    ("/v1/models/mnist-dae/denoise", ["batch", "decode", "encode"]),  # one digit: run at once
+    ("/v1/models/mnist-dae/denoise?many", ["batch", "decode", "encode", "queue"]),  # 3 digits
+    ("/v1/models/mnist-vae/sample", ["batch", "encode", "queue"]),  # 16 latents, no upload
+])
+def test_the_service_traces_the_stages_of_its_requests(
+    tiny_checkpoints: Path, path: str, stages: list[str]
+) -> None:
+    """The real app and models: decode, queue, batch and encode each a child of the request's span."""
+    pytest.importorskip("opentelemetry.sdk", reason="tracing needs the otel extra (opentelemetry-sdk)")
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from app.main import create_app
+    from tests.app.conftest import make_settings
+    from tests.app.helpers import files, image_bytes
+
+    exporter = InMemorySpanExporter()
+    app = create_app(make_settings(tiny_checkpoints))
+    setup_tracing(app, exporter=exporter)
+    with TestClient(app) as client:
+        if path.endswith("sample"):
+            answer = client.post(path, json={"n": 16, "seed": 0})
+        else:
+            count = 3 if path.endswith("?many") else 1
+            answer = client.post(path.removesuffix("?many"),
+                                 files=files(*(image_bytes(seed=i) for i in range(count))))
+    assert answer.status_code == 200, answer.text
+    spans = exporter.get_finished_spans()
+    (server,) = [s for s in spans if s.name.startswith("POST ")]
+    children = [s for s in spans if s is not server]
+    assert sorted(s.name for s in children) == stages
+    for child in children:
+        assert child.parent is not None and child.parent.span_id == server.context.span_id
+        assert server.start_time <= child.start_time <= child.end_time <= server.end_time
+
+
 def test_traced_failures_are_marked(traced: tuple[TestClient, object]) -> None:
     from opentelemetry.trace import StatusCode
 

@@ -31,8 +31,8 @@ def test_the_choice_is_by_decoded_pixels_not_by_bytes() -> None:
 
 def test_work_runs_on_the_loop_up_to_the_limit_and_in_a_thread_above() -> None:
     async def threads() -> tuple[int, int, int]:
-        small = await inline_or_thread(INLINE_PIXELS, threading.get_ident)
-        large = await inline_or_thread(INLINE_PIXELS + 1, threading.get_ident)
+        small = await inline_or_thread("decode", INLINE_PIXELS, threading.get_ident)
+        large = await inline_or_thread("decode", INLINE_PIXELS + 1, threading.get_ident)
         return threading.get_ident(), small, large
 
     loop, small, large = asyncio.run(threads())
