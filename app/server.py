@@ -128,9 +128,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         # uvicorn pauses reading while more than 64 KiB of body waits for the app, and resumes only
         # when the app calls ``receive`` again; a request that read its body and now waits on the
-        # disconnect extension never does. Read on: a client that closes is then seen at once (its
-        # callbacks stop the work), and a pipelined request pauses reading again by itself.
-        self.flow.resume_reading()
+        # disconnect extension never does. Read on, so that a client that closes is seen at once
+        # (its callbacks stop the work); but not past a pipelined request, which waits unread
+        # until the one before it is answered (uvicorn paused for it, and reading on would buffer
+        # every request the client pipelines behind it)
+        if not self.pipeline:
+            self.flow.resume_reading()
 
     def _arm(self) -> None:
         if self._header_timer is None:
