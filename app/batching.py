@@ -56,6 +56,7 @@ class _Job:
     future: asyncio.Future[Any]
     ticket: Ticket
     enqueued: float
+    queued: bool = True  # in the queue (False once the worker or a failure took it out)
     started: float = 0.0  # when its batch began on the model thread
     ended: float = 0.0  # when its batch ended
 
@@ -108,10 +109,11 @@ class Batcher:
 
     async def stop(self, error: BaseException) -> None:
         """Fail what is queued with ``error``, stop the worker, let the model thread finish."""
-        for job in self._queue:
+        queued, self._queue = self._queue, collections.deque()
+        for job in queued:
+            job.queued = False
             job.ticket.fail(error)
-        self._dequeued(len(self._queue))
-        self._queue.clear()
+        self._dequeued(len(queued))
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -192,7 +194,8 @@ class Batcher:
         """A job answered: out of the queue, if it is still there (its ticket failed while it
         waited). Its work is already given back to the budget; its payload, the decoded images,
         must not wait in the queue behind a long job until the worker reaches it."""
-        if job in self._queue:
+        if job.queued:  # the worker's jobs are out already: only a failed one is looked for
+            job.queued = False
             self._queue.remove(job)
             self._dequeued(1)
 
@@ -208,8 +211,10 @@ class Batcher:
         while self._queue:
             job = self._queue.popleft()
             if job.future.done():
+                job.queued = False
                 continue
             if job.key == key and rows + job.rows <= self.max_batch_size:
+                job.queued = False
                 batch.append(job)
                 rows += job.rows
             else:
@@ -225,6 +230,7 @@ class Batcher:
                 await self._wakeup.wait()
                 continue
             job = self._queue.popleft()
+            job.queued = False
             self._dequeued(1)
             if job.future.done():  # its ticket failed while it waited
                 continue

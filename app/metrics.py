@@ -65,8 +65,8 @@ LOAD_RESULTS = ("ok", "refused")
 class ModelMetrics:
     """The children of one model's metrics, bound once so the hot path does no label lookup.
 
-    ``rejected`` and ``loads`` take their second label when called: ``m.rejected("overloaded").inc()``,
-    ``m.loads("ok").inc()`` (each call is one label lookup; they count rare events).
+    ``rejected`` takes its second label when called: ``m.rejected("overloaded").inc()`` (one label
+    lookup a call; it counts rare events). Loads are counted by ``Metrics.count_load``.
     """
 
     queue_wait: Histogram
@@ -78,7 +78,6 @@ class ModelMetrics:
     cancelled: Counter  # requests whose client went away before their answer
     expired: Counter  # requests whose deadline passed before their answer
     load_seconds: Gauge
-    loads: Callable[[str], Counter]  # by result: "ok" or "refused"
 
 
 def multiprocess_dir() -> str | None:
@@ -228,8 +227,6 @@ class Metrics:
 
     def for_model(self, name: str) -> ModelMetrics:
         self.model_names.add(name)
-        for result in LOAD_RESULTS:  # both series exist from the start, at 0
-            self.loads.labels(name, result)
         return ModelMetrics(
             queue_wait=self.queue_wait.labels(name),
             compute=self.compute.labels(name),
@@ -240,7 +237,6 @@ class Metrics:
             cancelled=self.cancelled.labels(name),
             expired=self.expired.labels(name),
             load_seconds=self.load_seconds.labels(name),
-            loads=lambda result: self.loads.labels(name, result),
         )
 
     def count_load(self, name: str, result: str) -> None:

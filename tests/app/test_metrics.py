@@ -56,7 +56,7 @@ def test_each_metrics_object_keeps_its_own_numbers() -> None:
     m.cancelled.inc()
     m.expired.inc()
     m.load_seconds.set(1.5)
-    m.loads("ok").inc()
+    first.count_load("mnist-dae", "ok")
     m.batch_size.observe(4)
     first.requests.labels("/r", "mnist-dae", "200").inc()
 
@@ -163,7 +163,7 @@ queued, load, answered, end = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv
 m = metrics.for_model("mnist-dae")
 m.queued_requests.inc(queued)
 m.load_seconds.set(load)
-m.loads("ok").inc()
+metrics.count_load("mnist-dae", "ok")
 for _ in range(answered):
     metrics.requests.labels("/v1/models/{name}/denoise", "mnist-dae", "200").inc()
 if end == "render":
