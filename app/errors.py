@@ -41,6 +41,10 @@ class ApiError(Exception):
         self.message = message
         self.headers = dict(headers or {})
 
+    def response(self) -> JSONResponse:
+        """This error as the service's JSON answer, its headers included."""
+        return error_response(self.status, self.code, self.message, self.headers)
+
 
 class ClientDisconnected(Exception):
     """The client went away before its answer: the work stops, nothing is sent, it counts as 499."""
@@ -124,7 +128,7 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.headers)
+    return exc.response()
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

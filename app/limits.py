@@ -101,7 +101,7 @@ class BodySizeLimitMiddleware:
             except ApiError as err:
                 if expects_continue:  # the client holds its body back: the connection cannot go on
                     err.headers["Connection"] = "close"
-                await error_response(err.status, err.code, err.message, err.headers)(scope, receive, send)
+                await err.response()(scope, receive, send)
                 return
             try:
                 await self.app(scope, receive, send)  # the server enforces the declared length
@@ -122,8 +122,7 @@ class BodySizeLimitMiddleware:
                 except ApiError as err:
                     if not started and not answered:
                         answered = True
-                        await error_response(err.status, err.code, err.message, err.headers)(
-                            scope, receive, send)
+                        await err.response()(scope, receive, send)
                     raise
                 seen += size
             return message

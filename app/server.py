@@ -33,7 +33,7 @@ from typing import Any, cast
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.errors import body_timeout
+from app.errors import body_timeout, error_body
 from app.lifecycle import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION, disconnect_extension
 from app.settings import Settings
 
@@ -41,7 +41,7 @@ EXIT_MARGIN_S = 4.0  # the process exits at most this long after the drain timeo
 
 
 def _refusal(status: int, reason: bytes, code: str, message: str) -> bytes:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    body = json.dumps(error_body(code, message)).encode()
     return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n" % (status, reason, len(body))) + body
 
