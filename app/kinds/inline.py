@@ -1,14 +1,12 @@
 """What runs on the event loop and what in the threadpool: one decision, by decoded pixels.
 
 Decoding an upload, preparing it for the network (resize, mode) and encoding the answer cost by
-the pixels, not by the bytes: a flat 14 KB PNG can hold 2800×2800 pixels, and its decode and
-LANCZOS resize held the event loop for 130 ms when the choice was by compressed size. The pixel
-counts come from the image headers (``images.Probe``), known before a pixel is decoded.
+the pixels, not by the bytes: a flat PNG of a few KB can hold millions of pixels. The pixel counts
+come from the image headers (``images.Probe``), known before a pixel is decoded.
 
-Up to ``INLINE_PIXELS`` in all, a few 28×28 digits, the work runs right on the loop: a thread
-hand-off (60 to 170 µs on the 2-core VM) costs about what decoding, preparing and encoding a digit
-does, and the single-digit denoise is the measured fast path (docs/benchmarks.md). Anything larger
-goes to the threadpool; at the limit, a 64×64 RGB image, the loop is held about 0.4 ms.
+Up to ``INLINE_PIXELS`` in all, a few 28×28 digits, the work runs right on the loop, where a
+thread hand-off would cost about as much as the work itself and the single-digit denoise is the
+fast path (docs/serving.md, "Off the event loop"); anything larger goes to the threadpool.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -61,13 +63,21 @@ def test_a_cancelled_drain_answers_nothing() -> None:
     assert run(scenario) is None
 
 
+@contextmanager
+def handling(sig: int, handler: Any) -> Iterator[None]:
+    """``handler`` installed for ``sig`` while the block runs, whatever was there put back after."""
+    original = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        signal.signal(sig, original)
+
+
 def test_sigterm_begins_the_drain_and_hands_the_signal_on() -> None:
     seen: list[int] = []
 
     def server_handler(sig: int, frame: object) -> None:  # stands for uvicorn's
         seen.append(sig)
-
-    original = signal.signal(signal.SIGTERM, server_handler)
 
     async def scenario() -> tuple[bool, bool]:
         drain = Drain(LONG_S)
@@ -81,11 +91,9 @@ def test_sigterm_begins_the_drain_and_hands_the_signal_on() -> None:
             undo()
             drain.cancel()
 
-    try:
+    with handling(signal.SIGTERM, server_handler):
         draining, installed = run(scenario)
         restored = signal.getsignal(signal.SIGTERM)
-    finally:
-        signal.signal(signal.SIGTERM, original)
     assert draining and installed
     assert seen == [signal.SIGTERM]  # the server's own handler still ran
     assert restored is server_handler  # undo put it back
@@ -97,8 +105,6 @@ def test_an_unchained_signal_runs_only_the_callback() -> None:
     def before(sig: int, frame: object) -> None:
         seen.append("before")
 
-    original = signal.signal(signal.SIGUSR1, before)
-
     async def scenario() -> None:
         undo = on_signals((signal.SIGUSR1,), lambda: seen.append("callback"), chain=False)
         try:
@@ -107,10 +113,8 @@ def test_an_unchained_signal_runs_only_the_callback() -> None:
         finally:
             undo()
 
-    try:
+    with handling(signal.SIGUSR1, before):
         run(scenario)
-    finally:
-        signal.signal(signal.SIGUSR1, original)
     assert seen == ["callback"]
 
 
@@ -134,7 +138,6 @@ def test_signals_are_not_touched_off_the_main_thread() -> None:
 
 def test_a_signal_callback_runs_outside_the_request_the_signal_interrupted() -> None:
     seen: dict[str, str] = {}
-    original = signal.getsignal(signal.SIGUSR1)
 
     async def scenario() -> None:
         called = asyncio.Event()
@@ -161,8 +164,6 @@ def test_a_signal_callback_runs_outside_the_request_the_signal_interrupted() -> 
         finally:
             undo()
 
-    try:
+    with handling(signal.SIGUSR1, signal.getsignal(signal.SIGUSR1)):
         run(scenario)
-    finally:
-        signal.signal(signal.SIGUSR1, original)
     assert seen == {"request": "req-1", "callback": "-"}
