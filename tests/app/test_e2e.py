@@ -17,8 +17,6 @@ import pytest
 from tests.app.helpers import decode_png, files, image_bytes, png_claiming
 from tests.app.live import ROOT, free_port, running_server, server_env
 
-__all__ = ["free_port"]  # other modules start servers on a free port too
-
 TOKEN = "e2e-token-0123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # one score of 64 digits with k=1000 holds 50.226 of these megapixel-equivalents (64 x (784 +

@@ -1,0 +1,172 @@
+"""The demo page's test harness: a real uvicorn server in a thread that records every POST it
+receives, a browser tab that records its requests and console errors, and small page helpers."""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import uvicorn
+from PIL import Image
+
+from app.main import create_app
+from app.routers import demo
+from app.settings import Settings
+from tests.app.live import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# ---- a real server in a thread ------------------------------------------------------------------
+
+
+@dataclass
+class Post:
+    path: str
+    query: str
+    content_type: str
+    body: bytes
+
+    def image(self) -> bytes:
+        """The (first) ``image`` part of a multipart body."""
+        return self.images()[0]
+
+    def images(self) -> list[bytes]:
+        boundary = re.search(r"boundary=(\S+)", self.content_type).group(1).encode()  # type: ignore[union-attr]
+        found = []
+        for part in self.body.split(b"--" + boundary):
+            head, _, data = part.partition(b"\r\n\r\n")
+            if b'name="image"' in head:
+                found.append(data.removesuffix(b"\r\n"))
+        return found
+
+
+class Recorder:
+    """An ASGI wrapper that keeps every POST the server receives, body included.
+
+    The browser does not expose a multipart body holding files (Playwright's ``post_data`` is
+    empty for them), so the server side is where the page's upload can be read back.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.posts: list[Post] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        headers = dict(scope["headers"])
+        self.posts.append(Post(scope["path"], scope["query_string"].decode(),
+                               headers.get(b"content-type", b"").decode(), body))
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def to(self, path_part: str) -> list[Post]:
+        return [p for p in self.posts if path_part in p.path]
+
+
+@dataclass
+class Site:
+    url: str
+    recorder: Recorder
+
+
+def serve(**overrides: Any) -> Iterator[Site]:
+    settings = Settings(checkpoint_dir=ROOT / "checkpoints", torch_threads=1, **overrides)
+    app = create_app(settings)
+    if not any(getattr(route, "path", None) == "/" for route in app.routes):
+        app.include_router(demo.router)
+    recorder = Recorder(app)
+    port = free_port()
+    config = uvicorn.Config(recorder, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:  # models load and warm up before uvicorn says it started
+        thread.join(0.05)
+        assert thread.is_alive(), "the server stopped during startup"
+    yield Site(f"http://127.0.0.1:{port}", recorder)
+    server.should_exit = True
+    thread.join(30)
+
+
+# ---- a browser tab ------------------------------------------------------------------------------
+
+
+@dataclass
+class Visit:
+    """One browser tab, with every request and console error it produced."""
+
+    page: Any
+    origin: str
+    requests: list[Any] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def check(self, allowed_statuses: tuple[int, ...] = ()) -> None:
+        """Nothing left the origin, and no console error but the named HTTP answers."""
+        offsite = [
+            r.url for r in self.requests
+            if not r.url.startswith(self.origin + "/") and not r.url.startswith(("blob:", "data:"))
+        ]
+        assert not offsite, f"requests left the service's origin: {offsite}"
+        expected = re.compile(
+            r"Failed to load resource: the server responded with a status of "
+            rf"({'|'.join(map(str, allowed_statuses)) or 'none'})\b"
+        )
+        unexpected = [e for e in self.errors if not expected.search(e)]
+        assert not unexpected, f"console errors: {unexpected}"
+
+
+def open_page(browser: Any, origin: str, width: int = 1360, height: int = 900) -> Visit:
+    context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+    page = context.new_page()
+    visit = Visit(page, origin)
+    page.on("request", lambda request: visit.requests.append(request))
+    page.on("console", lambda msg: msg.type == "error" and visit.errors.append(msg.text))
+    page.on("pageerror", lambda exc: visit.errors.append(f"uncaught: {exc}"))
+    page.goto(origin + "/")
+    return visit
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def download(page: Any, selector: str) -> bytes:
+    with page.expect_download() as info:
+        page.click(selector)
+    return Path(info.value.path()).read_bytes()
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)), dtype=np.float64)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / np.mean((a - b) ** 2)))
+
+
+def set_range(page: Any, selector: str, value: float) -> None:
+    page.locator(selector).evaluate(
+        "(el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', {bubbles: true})); }",
+        value,
+    )
