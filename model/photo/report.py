@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-PUBLISHED = {  # dB, from the papers (BSD68 gray, CBSD68 colour), the papers' protocol
+# dB, from the papers (BSD68 gray, CBSD68 colour), the papers' protocol; each set's methods in the
+# order of the table's published columns (BM3D or CBM3D, DnCNN-B or CDnCNN-B, DRUNet)
+PUBLISHED: dict[str, dict[str, dict[int, float]]] = {
     "bsd68": {"BM3D": {15: 31.07, 25: 28.57, 50: 25.62}, "DnCNN-B": {15: 31.61, 25: 29.16, 50: 26.23},
               "DRUNet": {15: 31.91, 25: 29.48, 50: 26.59}},
     "cbsd68": {"CBM3D": {15: 33.52, 25: 30.71, 50: 27.38}, "CDnCNN-B": {15: 33.89, 25: 31.23, 50: 27.92}},
@@ -42,8 +44,8 @@ def table(results: dict[str, Any], published: bool) -> list[str]:
              + ("| BM3D published | DnCNN-B published | DRUNet published |" if published else "|"),
              "|---|---|---|---|---|---|---|" + ("---|---|---|" if published else "")]
     for name, per_sigma in results.items():
-        pub = PUBLISHED.get(name, {})
-        bm3d_key, dncnn_key = ("BM3D", "DnCNN-B") if name == "bsd68" else ("CBM3D", "CDnCNN-B")
+        columns = list(PUBLISHED.get(name, {}).values())
+        columns += [{}] * (3 - len(columns))
         for key, r in per_sigma.items():
             s = int(float(key))
             subset = f"{r['model_blind_on_bm3d_subset']:.2f}" if "bm3d" in r else "–"
@@ -53,8 +55,7 @@ def table(results: dict[str, Any], published: bool) -> list[str]:
             line = (f"| {name.upper()} ({r['images']}) | {s} | {r['model_blind']:.2f} "
                     f"| {_num(r['model_known_sigma'])} | {est} | {subset} | {bm} |")
             if published:
-                line += " " + " | ".join(_num(pub.get(k, {}).get(s))
-                                         for k in (bm3d_key, dncnn_key, "DRUNet")) + " |"
+                line += " " + " | ".join(_num(c.get(s)) for c in columns) + " |"
             lines.append(line)
     return lines
 
