@@ -66,6 +66,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     lr_min: float = 1e-5  # cosine decay floor
+    lr_warmup_steps: int = 200  # linear learning-rate warm-up before the cosine decay
     weight_decay: float = 0.0
     beta: float = 1.0  # VAE KL weight
     kl_warmup_steps: int = 0
@@ -80,6 +81,9 @@ class TrainConfig:
     # photo, colour models: this fraction of the patches is made gray (three equal planes) with the
     # same noise in each plane, as a gray photo reaches a colour model
     gray_fraction: float = 0.0
+    # photo: this fraction of the patches is shown its true sigma, the rest none (blind), so that one
+    # set of weights serves both uses
+    known_fraction: float = 0.25
     grad_clip: float = 0.0
     amp: bool = True  # mixed precision (bf16/fp16 autocast) when training on CUDA
     num_workers: int = 0

@@ -17,12 +17,16 @@ def vae_loss(
     logits: torch.Tensor,
     posterior: DiagonalGaussian,
     beta: float = 1.0,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Negative ELBO per item, averaged: reconstruction + beta * KL(q(z|x) || N(0, I))."""
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Negative ELBO per item, averaged: reconstruction + beta * KL(q(z|x) || N(0, I)).
+
+    The parts (their means) come back as detached tensors, still on the device: reading them waits
+    for it, so the training loop reads them only when it shows them.
+    """
     rec = -log_likelihood(model, target, logits)
     kl = posterior.kl()
     loss = (rec + beta * kl).mean()
-    return loss, {"rec": rec.mean().item(), "kl": kl.mean().item()}
+    return loss, {"rec": rec.mean().detach(), "kl": kl.mean().detach()}
 
 
 def dae_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """What one training step and one validation pass mean for each kind of model.
 
-A task turns a uint8 batch into a loss (training) and the validation split into metrics; the training
-loop in ``model.train`` is the same for all kinds.
+A task turns a uint8 batch into a loss and its named parts (training; tensors left on the device,
+which the loop reads only when it shows them) and the validation split into metrics; the training
+loop in ``model.trainer`` is the same for all kinds.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Task(Protocol):
 
     def loss(
         self, model: nn.Module, batch: torch.Tensor, step: int, gen: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, float]]: ...
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
 
     @torch.no_grad()
     def validate(self, model: nn.Module) -> dict[str, float]: ...
@@ -90,7 +91,7 @@ class AutoencoderTask:
 
     def loss(
         self, model: nn.Module, batch: torch.Tensor, step: int, gen: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
     def _measure(self, model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor,
@@ -122,7 +123,7 @@ class DAETask(AutoencoderTask):
 
     def loss(
         self, model: nn.Module, batch: torch.Tensor, step: int, gen: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         noisy, clean = self._inputs(batch, gen)
         return dae_loss(model(noisy), clean), {}
 
@@ -144,7 +145,7 @@ class VAETask(AutoencoderTask):
 
     def loss(
         self, model: nn.Module, batch: torch.Tensor, step: int, gen: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         noisy, clean = self._inputs(batch, gen)
         logits, posterior = model(noisy, gen)
         inner = model.module if hasattr(model, "module") else model  # DDP wraps the VAE
@@ -156,7 +157,7 @@ class VAETask(AutoencoderTask):
         assert isinstance(model, VAE)
         logits, posterior = model(noisy, gen)
         loss, parts = vae_loss(model, clean, logits, posterior, 1.0)
-        return {"neg_elbo": loss.item(), **parts}
+        return {"neg_elbo": loss.item(), **{key: part.item() for key, part in parts.items()}}
 
     def _summary(self, metrics: dict[str, float]) -> dict[str, float]:
         return {**metrics, "val_loss": metrics["neg_elbo"]}

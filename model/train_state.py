@@ -20,6 +20,7 @@ from torch import nn
 
 from model.checkpoint import atomic_save_tensors, atomic_write_bytes, deferred_interrupt
 from model.cli import UsageError
+from model.config import RunConfig
 
 STATE_DIR = ".state"
 # what a --resume may change: how long the run trains (the time budget, the state's cadence, the
@@ -66,6 +67,11 @@ def resume_info(folder: Path, run: dict[str, Any]) -> dict[str, Any]:
     if "run" not in info:
         raise UsageError(f"--resume: the state in {folder} was saved by an older model.train that did "
                          "not record its config; train into another --out")
+    try:  # a recipe field added since the state was saved: the default, which is what it trained with
+        info["run"]["config"] = RunConfig.from_dict(info["run"]["config"]).to_dict()
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--resume: the state in {folder} holds a config this model.train cannot read "
+                         f"({exc}); train into another --out") from exc
     saved, given = _flat(info["run"]), _flat(run)
     diffs = [f"{key} was {saved.get(key)!r}, now {given.get(key)!r}" for key in sorted({*saved, *given})
              if key not in RESUMABLE and saved.get(key) != given.get(key)]

@@ -1,10 +1,12 @@
 """The training run behind ``python -m model.train``: set up, load the data, build, fit.
 
-The loop checks the loss for NaN/inf without a host-device sync per step (a flag on the device,
-read every ``CHECK_EVERY`` steps and before anything is saved, so no saved state holds a bad step),
-validates after every epoch, keeps the best checkpoint and saves the training state every
-``--save-every`` steps. Ctrl-C and SIGTERM (docker stop) ask the loop to stop: it finishes the step
-it is in, saves the state and exits with 130 (under DDP every rank stops at the same step).
+The loop does not wait for the device every step: it checks the loss for NaN/inf with a flag on the
+device, read every ``CHECK_EVERY`` steps and before anything is saved (so no saved state holds a bad
+step; under DDP the ranks agree on it, so all stop at the same step), and the progress bar reads the
+loss at most as often as it redraws. It validates after every epoch, keeps the best checkpoint and
+saves the training state every ``--save-every`` steps. Ctrl-C and SIGTERM (docker stop) ask the loop
+to stop: it finishes the step it is in, saves the state and exits with 130 (under DDP every rank
+stops at the same step).
 """
 
 from __future__ import annotations
@@ -85,11 +87,11 @@ def recorded_command(argv: list[str], replace: dict[str, str], drop: tuple[str, 
 
 
 def lr_at(cfg: RunConfig, step: int, total: int) -> float:
-    """Linear warm-up over 200 steps, then cosine decay to ``lr_min``."""
-    t = cfg.train
-    if step < 200:
-        return t.lr * (step + 1) / 200
-    progress = min(1.0, (step - 200) / max(1, total - 200))
+    """Linear warm-up over ``lr_warmup_steps``, then cosine decay to ``lr_min``."""
+    t, warm = cfg.train, cfg.train.lr_warmup_steps
+    if step < warm:
+        return t.lr * (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total - warm))
     return t.lr_min + 0.5 * (t.lr - t.lr_min) * (1.0 + math.cos(math.pi * progress))
 
 
@@ -197,6 +199,7 @@ class Trainer:
         self.pos: int = self.info["batch_in_epoch"]  # batches of ``epoch`` already done
         self.calib: tuple[int, float] | None = None  # where the pace measurement starts
         self.loss = torch.tensor(float("nan"))
+        self.shown = -math.inf  # when the progress bar last showed the loss
         try:
             while self.step < self.total and self.epoch < cfg.train.epochs:
                 ended = self.train_epoch()
@@ -211,6 +214,7 @@ class Trainer:
                     self.epoch, self.pos = self.epoch + 1, 0
                 if args.time_budget and "budget_epochs" not in self.info:
                     self.apply_budget()
+                self.check_finite()  # on every rank, before rank 0 validates and saves
                 if self.is_main:
                     with self.signals_held():
                         self.keep_best(self.epoch + self.pos / self.steps_per_epoch, self.loss.item())
@@ -252,10 +256,12 @@ class Trainer:
             self.step += 1
             self.pos = i + 1
             seen += len(batch) * self.world
-            if not self.bar.disable:  # reading the loss waits for the device
-                rate = seen / max(1e-9, time.monotonic() - tick)
-                self.bar.set_postfix(epoch=self.epoch, loss=f"{self.loss.item():.4f}",
-                                     img_s=f"{rate:.0f}", **{k: f"{v:.2f}" for k, v in parts.items()})
+            now = time.monotonic()
+            if not self.bar.disable and now - self.shown >= self.bar.mininterval:
+                # reading the loss waits for the device: only as often as the bar redraws
+                self.shown, rate = now, seen / max(1e-9, now - tick)
+                self.bar.set_postfix(epoch=self.epoch, loss=f"{self.loss.item():.4f}", img_s=f"{rate:.0f}",
+                                     **{k: f"{v.item():.2f}" for k, v in parts.items()}, refresh=False)
             self.bar.update(1)
             if self.step % CHECK_EVERY == 0:
                 self.check_finite()
@@ -316,11 +322,23 @@ class Trainer:
             write_config(out, meta)
 
     def check_finite(self) -> None:
-        if bool(self.bad):
+        """Exit (status 1) when a loss since the last check was NaN or inf. Under DDP every rank calls
+        this at the same step and the ranks agree, so that all stop there with the same message."""
+        if self.checked == self.step:  # no step since: nothing new to read
+            return
+        seen = torch.zeros(self.world, dtype=torch.int32)  # the ranks whose loss went bad
+        seen[self.rank] = int(self.bad)  # waits for the device
+        if self.world > 1:
+            dist.all_reduce(seen, op=dist.ReduceOp.MAX, group=self.group)
+        if bool(seen.any()):
             kept = ("no training state had been saved" if self.saved is None
                     else f"the training state saved at step {self.saved} is kept")
-            raise SystemExit(f"the loss became NaN or inf between steps {self.checked} and "
-                             f"{self.step}; {kept}")
+            ranks = seen.nonzero().flatten().tolist()
+            where = f" on rank{'s' * (len(ranks) > 1)} {', '.join(map(str, ranks))}" if self.world > 1 else ""
+            # said before leaving: under torchrun, the first rank to exit gets the others terminated
+            print(f"the loss became NaN or inf between steps {self.checked} and {self.step}{where}; "
+                  f"{kept}", file=sys.stderr, flush=True)
+            raise SystemExit(1)
         self.checked = self.step
 
     def snapshot(self) -> None:
@@ -339,8 +357,8 @@ class Trainer:
         self.saved = self.step
 
     def keep_best(self, epoch_done: float, last_loss: float) -> None:
-        """Validate; write the checkpoint when this is the best validation loss so far."""
-        self.check_finite()
+        """Validate; write the checkpoint when this is the best validation loss so far (rank 0, once
+        ``check_finite`` passed)."""
         self.model.eval()
         metrics = self.task.validate(self.model)
         entry = {"epoch": round(epoch_done, 3), "step": self.step, "train_loss": last_loss,

@@ -8,7 +8,7 @@ scale), white Gaussian; the first ``eight_bit_fraction`` of every batch is clipp
 rounded to 8 bits (the noise users' photos carry), the rest unclipped (the papers' protocol). For a
 colour network, ``gray_fraction`` of every batch, spread evenly over it (every fourth patch for
 0.25), is made gray (three equal planes with the same noise in each): gray patches get 8-bit and
-unclipped noise alike, as gray photos reach the service both ways. A fraction ``KNOWN_FRACTION``
+unclipped noise alike, as gray photos reach the service both ways. A fraction ``known_fraction``
 of the patches is shown its true sigma, the rest are blind, so one set of weights serves both uses.
 With ``sigma_weight_floor`` > 0 the patches' MSEs are averaged with weights 1 / (sigma + floor): the
 MSE of a denoiser grows about linearly with sigma, so plain MSE lets the high levels dominate and a
@@ -34,7 +34,6 @@ from model.data.loaders import SPLIT_SEED, load_image_folder
 from model.metrics import psnr
 from model.noise import draw_levels, eight_bit_items, gaussian_noise, spread_items
 
-KNOWN_FRACTION = 0.25
 VAL_SIGMAS = (15.0, 25.0, 50.0)
 VAL_SEED = 1234
 
@@ -175,9 +174,9 @@ class PhotoTask:
 
     def loss(
         self, model: nn.Module, batch: torch.Tensor, step: int, gen: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         noisy, clean, sigma = self.noisy_batch(batch, gen)
-        known = torch.rand(len(sigma), generator=gen, device=clean.device) < KNOWN_FRACTION
+        known = torch.rand(len(sigma), generator=gen, device=clean.device) < self.cfg.train.known_fraction
         level = torch.where(known, sigma, torch.full_like(sigma, float("nan")))
         floor = self.cfg.train.sigma_weight_floor
         if floor <= 0.0:

@@ -66,3 +66,23 @@ def test_resume_continues_only_the_same_run(tmp_path: Path) -> None:
         resume_info(folder, run)
     with pytest.raises(UsageError, match="no training state"):
         resume_info(tmp_path / "elsewhere", run)
+
+
+def test_a_state_saved_before_a_recipe_field_was_recorded_resumes_with_its_default(tmp_path: Path) -> None:
+    folder = tmp_path / ".state"
+    folder.mkdir()
+    run = {"config": get_preset("photo-denoiser").to_dict(), "limit": 0, "world_size": 1, "device": "cpu"}
+    older = copy.deepcopy(run)
+    del older["config"]["train"]["lr_warmup_steps"], older["config"]["train"]["known_fraction"]
+    (folder / "state.json").write_text(json.dumps({"step": 4, "run": older}))
+    # the defaults are the values those runs trained with: the same run, recorded in full from now on
+    assert resume_info(folder, run)["run"] == run
+
+    changed = copy.deepcopy(run)
+    changed["config"]["train"]["known_fraction"] = 0.5
+    with pytest.raises(UsageError, match=r"config\.train\.known_fraction was 0\.25, now 0\.5"):
+        resume_info(folder, changed)
+    older["config"]["train"]["from_the_future"] = 1  # a field this model.train does not know
+    (folder / "state.json").write_text(json.dumps({"step": 4, "run": older}))
+    with pytest.raises(UsageError, match="from_the_future"):
+        resume_info(folder, run)

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +25,9 @@ from tests.conftest import ROOT, train_tiny
 from tests.model.commands import assert_one_line_mistake
 
 SMALL_VAE = ("--hidden", "32", "64", "--extra-convs", "0", "--latent-dim", "32")
+TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
+needs_torchrun = pytest.mark.skipif(not os.access(TORCHRUN, os.X_OK),
+                                    reason="torchrun is not installed beside this Python")
 
 
 @pytest.mark.parametrize("preset", ["mnist-dae", "mnist-vae"])
@@ -62,6 +64,17 @@ def test_every_preset_writes_a_checkpoint_the_loader_accepts(tiny_checkpoints: P
         assert ck.meta["dataset"]["val"] > 0 and ck.meta["dataset"]["train"] > 0
         assert [h["step"] for h in training["history"]][-1] == 20
         assert ck.sha256 == sha256_file(tiny_checkpoints / preset / "model.safetensors")
+        assert ck.meta["config"]["train"]["lr_warmup_steps"] == 200  # the recipe's warm-up, recorded
+
+
+def test_the_learning_rate_warms_up_over_the_recorded_steps() -> None:
+    from model.trainer import lr_at
+
+    cfg = get_preset("mnist-dae")
+    cfg.train.lr_warmup_steps = 10
+    assert lr_at(cfg, 4, 1000) == pytest.approx(cfg.train.lr * 5 / 10)
+    assert lr_at(cfg, 10, 1000) == pytest.approx(cfg.train.lr)  # the peak, then the cosine decay
+    assert lr_at(cfg, 1000, 1000) == pytest.approx(cfg.train.lr_min)
 
 
 def test_same_seed_gives_the_same_weights(tiny_mnist_dir: Path, tmp_path: Path) -> None:
@@ -219,12 +232,10 @@ def test_interrupt_leaves_a_whole_checkpoint_and_resume_works(
     assert json.loads((out / ".state" / "state.json").read_text())["step"] == step + 3
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
-                    reason="torchrun is not installed beside this Python")
+@needs_torchrun
 def test_two_process_ddp_run_trains(tiny_mnist_dir: Path, tmp_path: Path) -> None:
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     out = tmp_path / "ddp"
-    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "model.train", "--preset", "mnist-dae",
+    cmd = [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "model.train", "--preset", "mnist-dae",
            "--data-dir", str(tiny_mnist_dir), "--out", str(out), "--max-steps", "8", "--batch-size", "16",
            "--no-progress", "--device", "cpu", "--threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -238,6 +249,23 @@ def test_two_process_ddp_run_trains(tiny_mnist_dir: Path, tmp_path: Path) -> Non
     assert any(not torch.equal(v, fresh.state_dict()[k]) for k, v in ck.model.state_dict().items())
     rng = saved_tensors(out)["rng"]  # one RNG state per rank, so that --resume gives each its own
     assert rng.shape[0] == 2 and not torch.equal(rng[0], rng[1])
+
+
+@needs_torchrun
+def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(tiny_mnist_dir: Path, tmp_path: Path) -> None:
+    """Rank 1's loss turns NaN at the last step (its NaN gradients then reach the weights of both): both
+    ranks stop at the check before rank 0 validates and saves, with one message, and nothing is saved."""
+    out = tmp_path / "ddp"
+    cmd = [TORCHRUN, "--standalone", "--nproc_per_node=2", "--tee", "2", "-m", "tests.model.nan_on_rank",
+           "--preset", "mnist-dae", "--data-dir", str(tiny_mnist_dir), "--out", str(out), "--max-steps", "8",
+           "--batch-size", "16", "--no-progress", "--device", "cpu", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NAN_RANK": "1", "NAN_STEP": "7"}  # steps count from 0
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert result.returncode == 1, result.stderr[-3000:]
+    said = "the loss became NaN or inf between steps 0 and 8 on rank 1; no training state had been saved"
+    for rank in (0, 1):  # --tee prefixes each line with the rank that wrote it
+        assert f"[default{rank}]:{said}\n" in result.stderr, result.stderr[-3000:]
+    assert not out.exists()  # no checkpoint of the NaN weights, no state
 
 
 def test_recorded_command_replaces_the_flags_a_run_ended_with() -> None:

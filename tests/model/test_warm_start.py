@@ -45,6 +45,24 @@ def test_init_from_continues_the_weights_and_records_the_chain(
     assert "--init-from" in training["chain"][2]["command"]
 
 
+def test_a_resumed_run_keeps_the_checkpoint_it_started_from(
+    tiny_photo_checkpoint: Path, tmp_path: Path
+) -> None:
+    """--resume takes no --init-from (test_train.py): the chain keeps the saved run's origin."""
+    first = load_checkpoint(tiny_photo_checkpoint / "photo-denoiser")
+    data, out = make_photos(tmp_path / "photos", 6, 64, 0), tmp_path / "run"
+    started = train_tiny("photo-denoiser", data, out, "--max-steps", "1", "--init-from", str(first.path),
+                         *SMALL)
+    assert started.returncode == 0, started.stderr[-2000:]
+    resumed = train_tiny("photo-denoiser", data, out, "--max-steps", "2", "--resume", *SMALL)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    training = load_checkpoint(out).meta["training"]
+    assert training["steps"] == 2 and training["total_steps"] == 4 + 2
+    assert training["init_from"] == {"path": str(first.path), "weights_sha256": first.sha256}
+    assert [run["init_from"] for run in training["chain"]] == [None, first.sha256]
+    assert "--init-from" in training["chain"][1]["command"] and "--resume" not in training["command"]
+
+
 def test_a_gray_checkpoint_starts_a_colour_network_as_the_gray_one_on_luminance(
     tiny_photo_checkpoint: Path, tmp_path: Path
 ) -> None:

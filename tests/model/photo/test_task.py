@@ -9,8 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from model.checkpoint import load_checkpoint
 from model.config import NoiseConfig
 from model.photo import task as task_module
+from model.photo.inference import SIGMA_CAP
 from model.photo.network import PhotoDenoiser
 from model.photo.preset import photo_color_preset, photo_gray_preset, photo_preset
 from model.photo.task import PhotoTask, dihedral
@@ -170,3 +172,28 @@ def test_gray_and_colour_patches_both_get_8bit_and_unclipped_noise(tmp_path: Pat
               for g in (True, False) for e in (True, False)}
     # gray a quarter, 8-bit a half, chosen independently: 1/8, 1/8, 3/8, 3/8 of 128
     assert counts == {(True, True): 16, (True, False): 16, (False, True): 48, (False, False): 48}
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25, 1.0])
+def test_known_fraction_is_the_share_of_patches_told_their_level(tmp_path: Path, fraction: float) -> None:
+    data = make_photos(tmp_path / "photos", 5, 60, 1)
+    cfg = photo_preset()
+    cfg.train.batch_size, cfg.train.patches_per_epoch = 64, 64
+    cfg.model.hidden = [8, 16, 32, 64]
+    cfg.train.known_fraction = fraction
+    task = PhotoTask(cfg, str(data), torch.device("cpu"))
+    net = PhotoDenoiser(cfg.model)
+    levels: list[torch.Tensor] = []
+    net.register_forward_pre_hook(lambda module, args: levels.append(args[1]))
+    task.loss(net, next(iter(task.batches(0, 0, 1))), 0, torch.Generator().manual_seed(0))
+    told = int((~torch.isnan(levels[0])).sum())  # NaN: blind
+    assert told == pytest.approx(64 * fraction, abs=8)
+    assert (told == 0) == (fraction == 0.0) and (told == 64) == (fraction == 1.0)
+
+
+def test_a_photo_checkpoint_records_the_recipe_it_was_trained_with(tiny_photo_checkpoint: Path) -> None:
+    config = load_checkpoint(tiny_photo_checkpoint / "photo-denoiser").meta["config"]
+    assert config["train"]["lr_warmup_steps"] == 200
+    assert config["train"]["known_fraction"] == 0.25
+    # the noise range it was trained on, which serving clamps the level to
+    assert config["noise"]["sigma_max"] * 255.0 == pytest.approx(SIGMA_CAP)
