@@ -62,9 +62,10 @@ class ErrorBody(BaseModel):
 
 
 _DESCRIPTIONS = {
-    400: "Malformed request (multipart body, Content-Length)",
+    400: "Malformed request (multipart body, Content-Length, Accept)",
     401: "Missing or wrong API token",
     404: "No such model or route",
+    406: "The Accept header accepts none of the media types on offer (not_acceptable)",
     408: "The body did not arrive within AESERVE_BODY_TIMEOUT_S",
     409: "The checkpoint directory is gone or holds no model: nothing was reloaded",
     413: "Body, pixels or work over a limit (payload_too_large, too_many_pixels, too_much_work)",

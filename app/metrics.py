@@ -28,10 +28,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from fastapi.routing import iter_route_contexts
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ClientDisconnected
@@ -269,6 +272,32 @@ class Metrics:
             mark_process_dead(os.getpid(), self.multiprocess_dir)
 
 
+UNMATCHED = "unmatched"
+
+
+def route_of(scope: Scope) -> tuple[str, dict[str, Any]]:
+    """The path template of the route that answered and its path parameters.
+
+    A request answered before routing (a 413 by Content-Length, a CORS preflight) has no route in
+    its scope: it gets the route it would have reached, matched as the router matches (the first
+    full match, else the first whose path matches but not its method). ``unmatched`` when no route
+    matches the path: a label is a template, never a raw path, so the label set stays bounded.
+    """
+    route = scope.get("route")
+    if route is not None:
+        return getattr(route, "path", None) or UNMATCHED, scope.get("path_params", {})
+    partial: tuple[str, dict[str, Any]] | None = None
+    for context in iter_route_contexts(getattr(scope.get("app"), "routes", [])):
+        match, child = context.matches(scope)
+        if match is Match.NONE or context.path is None:
+            continue
+        found = (context.path, child.get("path_params", {}))
+        if match is Match.FULL:
+            return found
+        partial = partial or found
+    return partial or (UNMATCHED, {})
+
+
 class RequestMetricsMiddleware:
     """Pure ASGI middleware (no BaseHTTPMiddleware overhead) counting and timing every response.
 
@@ -305,9 +334,8 @@ class RequestMetricsMiddleware:
             status = 499
         finally:
             elapsed = time.perf_counter() - start
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            model = scope.get("path_params", {}).get("name", "")
+            path, params = route_of(scope)
+            model = params.get("name", "")
             if model and model not in self.metrics.model_names:
                 model = "unknown"  # bound the label set: no series per made-up name
             labels = (path, model, str(status))

@@ -22,11 +22,6 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def wants(request: Request, media: str) -> bool:
-    """Whether the Accept header names ``media`` (no q-value arithmetic: named means wanted)."""
-    return media in request.headers.get("accept", "")
-
-
 async def read_images(request: Request, settings: Settings) -> list[bytes]:
     """The uploaded images' bytes, in order; 415 for other content types, 422 for none/too many."""
     media = media_type(request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app import images
@@ -13,7 +13,8 @@ from app.deps import ModelFor
 from app.errors import ApiError, responses
 from app.kinds import ServedModel
 from app.kinds.base import DenoiseParams, EncodeParams
-from app.uploads import read_images, wants
+from app.negotiation import JSON, PNG, negotiate
+from app.uploads import read_images
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["images"])
 
@@ -100,23 +101,31 @@ class ScoreAnswer(BaseModel):
     response_model=DenoiseAnswer,
     responses={200: {"content": {"image/png": {}},
                      "description": "One image: image/png (X-Noise-Sigma: the σ used, photo "
-                                    "models); several, or Accept: application/json: JSON"},
-               **IMAGE_ERRORS},
+                                    "models), or JSON when Accept prefers application/json; "
+                                    "several images: JSON only"},
+               **IMAGE_ERRORS, **responses(406)},
     openapi_extra=UPLOAD_BODY,
 )
 async def denoise(
     served: Annotated[ServedModel, Depends(ModelFor("denoise"))],
     query: Annotated[DenoiseQuery, Query()],
     request: Request,
+    accept: Annotated[str | None, Header(description=(
+        "one image: image/png (the default, also for */* and a missing Accept) or application/json; "
+        "several images: application/json only. q-values count; 406 when none is acceptable"))] = None,
 ) -> DenoiseAnswer | Response:
-    """Clean image(s): one image -> image/png; several, or Accept: application/json -> JSON."""
+    """Clean image(s). One image: image/png, or JSON when Accept prefers application/json. Several
+    images: JSON only (406 ``not_acceptable`` when Accept refuses JSON)."""
     with served.ticket(request) as ticket:
         uploads = await read_images(request, served.settings)
+        one = len(uploads) == 1
+        media = negotiate(accept, (PNG, JSON) if one else (JSON,),
+                          why="" if one else "several images are answered as JSON only")
         answers = await served.denoise(uploads, DenoiseParams(query.resize, query.sigma), ticket)
-    if len(answers) == 1 and not wants(request, "application/json"):
-        one = answers[0]
-        headers = {} if one.noise_sigma is None else {"X-Noise-Sigma": f"{one.noise_sigma:.3f}"}
-        return Response(one.png, media_type="image/png", headers=headers)
+    if media == PNG:
+        (answer,) = answers
+        headers = {} if answer.noise_sigma is None else {"X-Noise-Sigma": f"{answer.noise_sigma:.3f}"}
+        return Response(answer.png, media_type=PNG, headers=headers)
     return DenoiseAnswer(model=served.name, images=[
         DenoisedJson(png=images.b64(a.png), width=a.width, height=a.height, mode=a.mode,
                      noise_sigma=None if a.noise_sigma is None else round(a.noise_sigma, 3))

@@ -15,6 +15,7 @@ from app.deps import JsonBody, ModelFor, SettingsDep, is_json, json_request_body
 from app.errors import ApiError, ErrorBody, responses
 from app.kinds import ServedModel
 from app.lifecycle import Ticket
+from app.negotiation import JSON, PNG, negotiate
 from app.observability import stage
 from app.settings import Settings
 from app.uploads import media_type, read_images
@@ -23,14 +24,26 @@ router = APIRouter(prefix="/v1/models/{name}", tags=["latents"])
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 LATENT_ERRORS: dict[int | str, dict[str, Any]] = {
-    **responses(400, 404, 408, 413, 422, 503),
+    **responses(400, 404, 406, 408, 413, 422, 503),
     415: {"model": ErrorBody, "description": "The body is not application/json"},
 }
 PNG_OR_JSON: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}},
-          "description": "JSON base64 PNGs, or one PNG grid with Accept: image/png"},
+          "description": "JSON base64 PNGs (the default), or one PNG grid when Accept prefers "
+                         "image/png"},
 }
-Accept = Annotated[str, Header(description="image/png for one PNG grid")]
+
+
+async def grid_or_json(
+    accept: Annotated[str | None, Header(description=(
+        "application/json (the default, also for */* and a missing Accept) or image/png for one "
+        "PNG grid; q-values count, and 406 when neither is acceptable"))] = None,
+) -> str:
+    """The answer's media type, before any work: JSON unless the client prefers PNG."""
+    return negotiate(accept, (JSON, PNG))
+
+
+Answer = Annotated[str, Depends(grid_or_json)]
 
 
 class DecodeBody(BaseModel):
@@ -79,15 +92,16 @@ def check_latents(z: list[list[float]], served: ServedModel, max_rows: int) -> t
     return torch.from_numpy(values.astype(np.float32))
 
 
-def image_answer(served: ServedModel, out: torch.Tensor, accept: str,
+def image_answer(served: ServedModel, out: torch.Tensor, media: str,
                  **extra: int) -> ImagesAnswer | Response:
+    """The images as ``media``: one PNG grid, or JSON base64 PNGs."""
     level = served.settings.png_compress_level
     with stage("encode"):
         decoded = [images.from_planes(row) for row in out.numpy()]
-        if "image/png" in accept:
+        if media == PNG:
             headers = {f"X-{k.capitalize()}": str(v) for k, v in extra.items()}
             return Response(images.encode_png(images.grid(decoded), level),
-                            media_type="image/png", headers=headers)
+                            media_type=PNG, headers=headers)
         return ImagesAnswer(model=served.name, **extra,
                             images=[images.b64(images.encode_png(i, level)) for i in decoded])
 
@@ -96,15 +110,16 @@ def image_answer(served: ServedModel, out: torch.Tensor, accept: str,
              responses={**PNG_OR_JSON, **LATENT_ERRORS}, openapi_extra=json_request_body(DecodeBody))
 async def decode(
     served: Annotated[ServedModel, Depends(ModelFor("decode"))],
+    media: Answer,
     body: Annotated[DecodeBody, Depends(JsonBody(DecodeBody))],
     settings: SettingsDep,
     request: Request,
-    accept: Accept = "",
 ) -> ImagesAnswer | Response:
-    """Latents -> images: JSON base64 PNGs, or one PNG grid with ``Accept: image/png``."""
+    """Latents -> images: JSON base64 PNGs, or one PNG grid when Accept prefers ``image/png``
+    (406 ``not_acceptable`` when it accepts neither)."""
     z = check_latents(body.z, served, settings.max_n)
     with served.ticket(request) as ticket:
-        return image_answer(served, await served.decode(z, ticket), accept)
+        return image_answer(served, await served.decode(z, ticket), media)
 
 
 @router.post("/sample", response_model=ImagesAnswer, response_model_exclude_none=True,
@@ -112,26 +127,27 @@ async def decode(
              openapi_extra=json_request_body(SampleBody, required=False))
 async def sample(
     served: Annotated[ServedModel, Depends(ModelFor("sample"))],
+    media: Answer,
     body: Annotated[SampleBody, Depends(JsonBody(SampleBody, default=SampleBody))],
     settings: SettingsDep,
     request: Request,
-    accept: Accept = "",
 ) -> ImagesAnswer | Response:
-    """Draws from the prior, decoded; the seed (given or drawn) comes back in the answer."""
+    """Draws from the prior, decoded; the seed (given or drawn) comes back in the answer. JSON,
+    or one PNG grid (seed in ``X-Seed``) when Accept prefers ``image/png``."""
     if body.n > settings.max_n:
         raise ApiError(422, "limit_exceeded",
                        f"n={body.n} is over the limit of {settings.max_n} (AESERVE_MAX_N)")
     seed = secrets.randbits(63) if body.seed is None else body.seed
     with served.ticket(request) as ticket:
         out = await served.sample(body.n, seed, body.temperature, ticket)
-    return image_answer(served, out, accept, seed=seed)
+    return image_answer(served, out, media, seed=seed)
 
 
 @router.post(
     "/interpolate",
     response_model=ImagesAnswer,
     response_model_exclude_none=True,
-    responses={**PNG_OR_JSON, **responses(400, 404, 408, 413, 422, 503),
+    responses={**PNG_OR_JSON, **responses(400, 404, 406, 408, 413, 422, 503),
                415: {"model": ErrorBody, "description": "Neither JSON latents nor an image upload, "
                                                         "or not an image this service decodes"}},
     openapi_extra={"requestBody": {"required": True, "content": {
@@ -144,28 +160,29 @@ async def sample(
 )
 async def interpolate(
     served: Annotated[ServedModel, Depends(ModelFor("interpolate"))],
+    media: Answer,
     settings: SettingsDep,
     request: Request,
     steps: Annotated[int | None, Query(ge=2, description="points on the path, ends included")] = None,
     resize: Annotated[bool, Query(description="resize the two images to the model's size")] = False,
-    accept: Accept = "",
 ) -> ImagesAnswer | Response:
-    """Two images (multipart) or ``{"z": [z0, z1], "steps": n}`` -> the decoded straight path."""
+    """Two images (multipart) or ``{"z": [z0, z1], "steps": n}`` -> the decoded straight path,
+    answered as ``decode`` answers."""
     with served.ticket(request) as ticket:
-        return await _interpolate(request, served, settings, ticket, steps, resize, accept)
+        return await _interpolate(request, served, settings, ticket, steps, resize, media)
 
 
 async def _interpolate(request: Request, served: ServedModel, settings: Settings, ticket: Ticket,
-                       steps: int | None, resize: bool, accept: str) -> ImagesAnswer | Response:
-    media = media_type(request)
-    if is_json(media):
+                       steps: int | None, resize: bool, media: str) -> ImagesAnswer | Response:
+    sent = media_type(request)
+    if is_json(sent):
         body = await read_json(request, settings, InterpolateBody)
         if len(body.z) != 2:
             raise ApiError(422, "invalid_request",
                            f"interpolate needs exactly two ends; got {len(body.z)}")
         ends = check_latents(body.z, served, 2)
         n_steps = steps or body.steps
-    elif media == "multipart/form-data" or media.startswith("image/"):
+    elif sent == "multipart/form-data" or sent.startswith("image/"):
         datas = await read_images(request, settings)
         if len(datas) != 2:
             raise ApiError(422, "invalid_request",
@@ -174,7 +191,7 @@ async def _interpolate(request: Request, served: ServedModel, settings: Settings
         n_steps = steps or 8
     else:
         raise ApiError(415, "unsupported_media_type",
-                       f"Content-Type {media or '(none)'} is neither JSON nor an image upload: send "
+                       f"Content-Type {sent or '(none)'} is neither JSON nor an image upload: send "
                        '{"z": [z0, z1]} with Content-Type: application/json, or two images as '
                        "multipart/form-data fields 'image'")
     if n_steps > settings.max_steps:
@@ -182,4 +199,4 @@ async def _interpolate(request: Request, served: ServedModel, settings: Settings
                        f"steps={n_steps} is over the limit of {settings.max_steps} (AESERVE_MAX_STEPS)")
     t = torch.linspace(0.0, 1.0, n_steps)[:, None]
     path = (1 - t) * ends[0] + t * ends[1]
-    return image_answer(served, await served.decode(path, ticket), accept, steps=n_steps)
+    return image_answer(served, await served.decode(path, ticket), media, steps=n_steps)

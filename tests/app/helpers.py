@@ -100,3 +100,10 @@ def png_of(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def post_without_accept(client: Any, url: str, **kwargs: Any) -> Any:
+    """``client.post`` with no Accept header at all (httpx sends ``*/*`` unless told otherwise)."""
+    request = client.build_request("POST", url, **kwargs)
+    del request.headers["accept"]
+    return client.send(request)

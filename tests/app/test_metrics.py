@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -83,6 +83,24 @@ def test_the_startup_load_of_each_model_counts_as_a_load(client: TestClient) -> 
     for name in ("mnist-dae", "mnist-vae"):
         assert sample(text, "aeserve_model_loads_total", model=name, result="ok") == 1, name
         assert sample(text, "aeserve_model_loads_total", model=name, result="refused") == 0, name
+
+
+def test_a_request_refused_before_routing_counts_under_the_route_it_was_for(
+    app_with: Callable[..., TestClient],
+) -> None:
+    client = app_with(max_body_bytes=4096)
+    big = image_bytes(mode="RGBA") * 4
+    for method, path in [("POST", "/v1/models/mnist-dae/denoise"),
+                         ("PUT", "/v1/models/mnist-dae/denoise"),  # the path's route, not its method
+                         ("POST", "/v1/models/no-such-model/denoise"), ("POST", "/nowhere/at/all")]:
+        refused = client.request(method, path, content=big, headers={"content-type": "image/png"})
+        assert refused.status_code == 413, path  # by Content-Length, in the middleware: no route ran
+
+    text = client.get("/metrics").text
+    assert sample(text, "aeserve_requests_total", route=DENOISE_ROUTE, model="mnist-dae", status="413") == 2
+    assert sample(text, "aeserve_requests_total", route=DENOISE_ROUTE, model="unknown", status="413") == 1
+    assert sample(text, "aeserve_requests_total", route="unmatched", model="", status="413") == 1
+    assert "/nowhere" not in text and "no-such-model" not in text
 
 
 def test_prepare_multiprocess_makes_and_removes_a_directory_only_for_several_workers(

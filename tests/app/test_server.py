@@ -20,6 +20,8 @@ import httpx
 import pytest
 import uvicorn
 from uvicorn.server import ServerState
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from app.lifecycle import CLIENT_GONE, disconnect_extension
 from app.server import GuardedHttpToolsProtocol
@@ -129,6 +131,15 @@ def test_a_body_that_stalls_is_408_body_timeout(limited: LiveServer) -> None:
     assert any(line.startswith("aeserve_requests_total{") and 'status="408"' in line
                and "/denoise" in line and not line.endswith(" 0.0")
                for line in metrics.splitlines())
+
+
+def test_a_websocket_handshake_is_denied_404_in_json_by_the_real_server(limited: LiveServer) -> None:
+    url = f"ws://127.0.0.1:{limited.port}/v1/models/mnist-dae/denoise"
+    with pytest.raises(InvalidStatus) as denied:
+        connect(url, proxy=None, open_timeout=SOCKET_TIMEOUT_S).close()
+    answer = denied.value.response
+    assert answer.status_code == 404 and answer.headers["content-type"] == "application/json"
+    assert error_code(answer.body or b"") == "not_found" and b"WebSocket" in (answer.body or b"")
 
 
 # ---- a client that goes away -------------------------------------------------------------------

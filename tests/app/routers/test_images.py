@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.app.helpers import assert_error, decode_png, files, image_bytes
+from tests.app.helpers import assert_error, decode_png, files, image_bytes, post_without_accept
 
 URL = "/v1/models/mnist-dae/denoise"
 
@@ -64,6 +64,67 @@ def test_accept_json_gives_json_for_one_image(client: TestClient) -> None:
     response = client.post(URL, files=files(image_bytes()), headers={"accept": "application/json"})
     assert response.status_code == 200
     assert len(response.json()["images"]) == 1
+
+
+@pytest.mark.parametrize(("accept", "answer"), [
+    ("image/png;q=0, application/json", "application/json"),
+    ("application/json;q=0.1, image/png", "image/png"),
+    ("image/png, application/json", "image/png"),  # liked equally: the default
+    ("application/json, */*", "application/json"),  # named beats the wildcard
+    ("*/*, image/png;q=0", "application/json"),
+    ("*/*", "image/png"),
+    ("image/*", "image/png"),
+    ("application/*", "application/json"),
+    ("", "image/png"),
+])
+def test_one_image_answers_the_type_accept_prefers_by_q_value(
+    client: TestClient, accept: str, answer: str
+) -> None:
+    response = client.post(URL, files=files(image_bytes()), headers={"accept": accept})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == answer
+    if answer == "image/png":
+        assert decode_png(response.content).size == (28, 28)
+    else:
+        assert len(response.json()["images"]) == 1
+
+
+def test_one_image_without_an_accept_header_answers_png(client: TestClient) -> None:
+    response = post_without_accept(client, URL, files=files(image_bytes()))
+    assert response.status_code == 200
+    assert decode_png(response.content).size == (28, 28)
+
+
+@pytest.mark.parametrize("accept", ["text/html", "image/png;q=0", "image/jpeg, application/xml"])
+def test_one_image_accepting_neither_png_nor_json_is_406_naming_both(
+    client: TestClient, accept: str
+) -> None:
+    response = client.post(URL, files=files(image_bytes()), headers={"accept": accept})
+    error = assert_error(response, 406, "not_acceptable")
+    assert "image/png" in error["message"] and "application/json" in error["message"]
+
+
+def test_several_images_answer_json_even_when_png_is_preferred(client: TestClient) -> None:
+    two = files(image_bytes(seed=1), image_bytes(seed=2))
+    response = client.post(URL, files=two, headers={"accept": "image/png, application/json;q=0.5"})
+    assert response.status_code == 200
+    assert len(response.json()["images"]) == 2
+
+
+@pytest.mark.parametrize("accept", ["image/png", "application/json;q=0, */*"])
+def test_several_images_refusing_json_are_406_saying_json_is_the_only_answer(
+    client: TestClient, accept: str
+) -> None:
+    two = files(image_bytes(seed=1), image_bytes(seed=2))
+    error = assert_error(client.post(URL, files=two, headers={"accept": accept}), 406, "not_acceptable")
+    assert "application/json" in error["message"] and "several images" in error["message"]
+    assert "image/png" not in error["message"]
+
+
+def test_a_malformed_accept_header_is_400(client: TestClient) -> None:
+    response = client.post(URL, files=files(image_bytes()), headers={"accept": "json"})
+    error = assert_error(response, 400, "bad_request")
+    assert "Accept" in error["message"] and '"json"' in error["message"]
 
 
 def test_a_vae_denoises_through_its_posterior_mean(client: TestClient) -> None:

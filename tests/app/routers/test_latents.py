@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.lifecycle import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION
-from tests.app.helpers import assert_error, decode_png, files, image_bytes
+from tests.app.helpers import assert_error, decode_png, files, image_bytes, post_without_accept
 
 VAE = "/v1/models/mnist-vae"
 DAE = "/v1/models/mnist-dae"
@@ -57,6 +57,51 @@ def test_decode_answers_base64_pngs_or_a_grid(client: TestClient) -> None:
     grid = client.post(f"{VAE}/decode", json={"z": z}, headers={"accept": "image/png"})
     assert grid.headers["content-type"] == "image/png"
     assert decode_png(grid.content).size == (2 * 28 + 2, 2 * 28 + 2)
+
+
+@pytest.mark.parametrize(("accept", "answer"), [
+    ("application/json;q=0.1, image/png", "image/png"),
+    ("image/png;q=0, application/json", "application/json"),
+    ("image/png, application/json", "application/json"),  # liked equally: the default
+    ("image/*", "image/png"),
+    ("*/*", "application/json"),
+    ("", "application/json"),
+])
+def test_decode_answers_the_type_accept_prefers_by_q_value(
+    client: TestClient, accept: str, answer: str
+) -> None:
+    response = client.post(f"{VAE}/decode", json={"z": [[0.0] * 32] * 2}, headers={"accept": accept})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == answer
+    if answer == "image/png":
+        assert decode_png(response.content).size == (2 * 28 + 2, 28)
+    else:
+        assert len(response.json()["images"]) == 2
+
+
+def test_no_accept_header_answers_json(client: TestClient) -> None:
+    response = post_without_accept(client, f"{VAE}/sample", json={"n": 2, "seed": 0})
+    assert response.status_code == 200 and len(response.json()["images"]) == 2
+
+
+@pytest.mark.parametrize(("op", "body"), [
+    ("decode", {"z": [[0.0] * 32]}),
+    ("sample", {"n": 2}),
+    ("interpolate", {"z": [[0.0] * 32, [1.0] * 32]}),
+])
+@pytest.mark.parametrize("accept", ["text/html", "image/png;q=0", "image/jpeg, text/*"])
+def test_accepting_neither_json_nor_png_is_406_naming_both(
+    client: TestClient, op: str, body: dict[str, Any], accept: str
+) -> None:
+    response = client.post(f"{VAE}/{op}", json=body, headers={"accept": accept})
+    error = assert_error(response, 406, "not_acceptable")
+    assert "application/json" in error["message"] and "image/png" in error["message"]
+
+
+def test_an_unacceptable_accept_is_answered_before_the_body_is_read(client: TestClient) -> None:
+    response = client.post(f"{VAE}/decode", content=b"not json", headers={
+        "accept": "text/html", "content-type": "application/json"})
+    assert_error(response, 406, "not_acceptable")
 
 
 def test_decode_works_for_a_plain_autoencoder(client: TestClient) -> None:

@@ -1,0 +1,42 @@
+"""Content negotiation: of the media types a route can answer in, the one the client's Accept prefers.
+
+The matching is python-mimeparse's (the Falcon project's): q-values, ``type/*`` and ``*/*``
+wildcards, the most specific range setting a type's q (``*/*, image/png;q=0`` refuses PNG), and
+``q=0`` meaning "not acceptable". Where the client likes two types equally, the route's default
+wins; a missing or empty Accept means anything, so the default too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import mimeparse
+
+from app.errors import ApiError
+
+JSON = "application/json"
+PNG = "image/png"
+
+
+def negotiate(accept: str | None, offered: Sequence[str], why: str = "") -> str:
+    """The media type to answer in: one of ``offered`` (the route's default first).
+
+    406 ``not_acceptable`` naming the types on offer when ``accept`` accepts none of them (``why``,
+    when given, says why the others are not on offer); 400 ``bad_request`` for an Accept header
+    that is not a list of media ranges.
+    """
+    if accept is None or not accept.replace(",", "").strip():  # no media range: anything goes
+        return offered[0]
+    try:
+        # media types are case-insensitive; mimeparse gives a tie to the last type of its list
+        best = mimeparse.best_match(list(reversed(offered)), accept.lower())
+    except ValueError as exc:  # a range that is not type/subtype
+        raise ApiError(400, "bad_request",
+                       f"malformed Accept header: {str(exc)[:200]}; send media ranges such as "
+                       f"'{offered[0]}' or '*/*', comma-separated, each with an optional ';q=0..1'"
+                       ) from None
+    if not best:
+        raise ApiError(406, "not_acceptable",
+                       f"the Accept header accepts none of the media types this request can be "
+                       f"answered in: {', '.join(offered)}{f' ({why})' if why else ''}")
+    return str(best)
