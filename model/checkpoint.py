@@ -177,7 +177,8 @@ def load_checkpoint(folder: Path | str, device: str | torch.device = "cpu") -> C
     folder = Path(folder)
     meta = read_meta(folder)
     try:
-        config = RunConfig.from_dict(meta["config"])
+        # a recipe field from a newer model.train does not stop a checkpoint from loading
+        config = RunConfig.from_dict(meta["config"], strict_recipe=False)
         model = build_model(config.model)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(folder, CONFIG_FILE, f"invalid model config ({exc})") from exc

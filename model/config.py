@@ -99,19 +99,23 @@ class RunConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+    def from_dict(cls, data: dict[str, Any], strict_recipe: bool = True) -> RunConfig:
+        """The config from its dict. An unknown field of ``model`` is always refused: it could change
+        the network. With ``strict_recipe=False`` unknown ``noise`` and ``train`` fields (a recipe
+        field added by a newer ``model.train``) are left out, since they do not change the network
+        that loads; training passes the default, refusing them, since it would train otherwise."""
         return cls(
             model=_build(ModelConfig, data.get("model", {})),
-            noise=_build(NoiseConfig, data.get("noise", {})),
-            train=_build(TrainConfig, data.get("train", {})),
+            noise=_build(NoiseConfig, data.get("noise", {}), strict_recipe),
+            train=_build(TrainConfig, data.get("train", {}), strict_recipe),
         )
 
 
-def _build(cls: Any, data: dict[str, Any]) -> Any:
+def _build(cls: Any, data: dict[str, Any], strict: bool = True) -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__} must be an object, got {type(data).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
-    if unknown:
+    if unknown and strict:
         raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
-    return cls(**data)
+    return cls(**{key: value for key, value in data.items() if key in known})

@@ -111,6 +111,20 @@ def test_invalid_json_and_unknown_fields_are_refused(saved: Path, tmp_path: Path
         load_checkpoint(other)
 
 
+def test_a_recipe_field_it_does_not_know_still_loads(saved: Path) -> None:
+    """A checkpoint from a newer model.train (a noise or train field this code lacks) still loads:
+    those fields say how it was trained, not what network it is."""
+    reference = load_checkpoint(saved)
+    meta = json.loads((saved / "config.json").read_text())
+    meta["config"]["train"]["lr_schedule_from_the_future"] = "linear"
+    meta["config"]["noise"]["speckle"] = 0.1
+    (saved / "config.json").write_text(json.dumps(meta))
+    loaded = load_checkpoint(saved)
+    assert loaded.config == reference.config
+    for a, b in zip(loaded.model.state_dict().values(), reference.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_no_pickle_on_the_checkpoint_path(saved: Path) -> None:
     """The weights file is safetensors: a JSON header then raw tensor bytes, no pickle opcodes."""
     raw = (saved / "model.safetensors").read_bytes()
