@@ -18,13 +18,16 @@ JSON = "application/json"
 PNG = "image/png"
 
 
-def negotiate(accept: str | None, offered: Sequence[str], why: str = "") -> str:
-    """The media type to answer in: one of ``offered`` (the route's default first).
+def negotiate(accept: str | Sequence[str] | None, offered: Sequence[str], why: str = "") -> str:
+    """The media type to answer in: one of ``offered`` (the route's default first). ``accept`` is the
+    header's value, or its values when it came on several lines (one list, as HTTP reads them).
 
     406 ``not_acceptable`` naming the types on offer when ``accept`` accepts none of them (``why``,
     when given, says why the others are not on offer); 400 ``bad_request`` for an Accept header
     that is not a list of media ranges.
     """
+    if accept is not None and not isinstance(accept, str):
+        accept = ", ".join(accept)
     if accept is None or not accept.replace(",", "").strip():  # no media range: anything goes
         return offered[0]
     try:

@@ -110,7 +110,7 @@ async def denoise(
     served: Annotated[ServedModel, Depends(ModelFor("denoise"))],
     query: Annotated[DenoiseQuery, Query()],
     request: Request,
-    accept: Annotated[str | None, Header(description=(
+    accept: Annotated[list[str] | None, Header(description=(
         "one image: image/png (the default, also for */* and a missing Accept) or application/json; "
         "several images: application/json only. q-values count; 406 when none is acceptable"))] = None,
 ) -> DenoiseAnswer | Response:

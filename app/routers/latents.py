@@ -35,7 +35,7 @@ PNG_OR_JSON: dict[int | str, dict[str, Any]] = {
 
 
 async def grid_or_json(
-    accept: Annotated[str | None, Header(description=(
+    accept: Annotated[list[str] | None, Header(description=(
         "application/json (the default, also for */* and a missing Accept) or image/png for one "
         "PNG grid; q-values count, and 406 when neither is acceptable"))] = None,
 ) -> str:
