@@ -13,6 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 PYVER=${PYVER:-3.12}
 mkdir -p .whl .tools
+rm -f .whl/*.whl .tools/*.deb  # one version of each: bench-gpu.sh installs every wheel it finds
 python3 - > .whl/requirements.txt <<'PYEOF'
 import re
 import tomllib
