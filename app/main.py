@@ -18,8 +18,9 @@ from app.limits import BodySizeLimitMiddleware
 from app.metrics import Metrics, RequestMetricsMiddleware
 from app.observability import RequestIdMiddleware, setup_tracing, shutdown_tracing
 from app.registry import Registry, reload_in_background
-from app.routers import admin, demo, health, images, latents, models, websocket
+from app.routers import admin, demo, health, images, latents, models
 from app.settings import Settings
+from app.websockets import NoWebSocketsMiddleware
 
 
 @asynccontextmanager
@@ -75,10 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, dependencies=api, responses=api_errors)
     app.include_router(health.router)
     app.include_router(demo.router)
-    app.include_router(websocket.router)  # after any WebSocket route: it takes every path
-    # middleware, innermost first: unexpected errors (a logged 500, the connection kept), body
-    # limit, CORS (answers preflights), metrics (counts all), tracing, request id (outermost: every
-    # log line of a request carries its id)
+    # middleware, innermost first: WebSocket handshakes refused (the service has no WebSocket
+    # endpoint), unexpected errors (a logged 500, the connection kept), body limit, CORS (answers
+    # preflights), metrics (counts all HTTP), tracing, request id (outermost: every log line of a
+    # request carries its id)
+    app.add_middleware(NoWebSocketsMiddleware)
     app.add_middleware(UnexpectedErrors)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes,
                        max_json_bytes=settings.max_json_bytes, max_bodies_bytes=settings.bodies_limit)

@@ -273,19 +273,26 @@ class Metrics:
 
 
 UNMATCHED = "unmatched"
+PREFLIGHT = "preflight"  # a CORS preflight, answered by the CORS middleware, not by its route
 
 
 def route_of(scope: Scope) -> tuple[str, dict[str, Any]]:
     """The path template of the route that answered and its path parameters.
 
-    A request answered before routing (a 413 by Content-Length, a CORS preflight) has no route in
-    its scope: it gets the route it would have reached, matched as the router matches (the first
-    full match, else the first whose path matches but not its method). ``unmatched`` when no route
-    matches the path: a label is a template, never a raw path, so the label set stays bounded.
+    A request refused before routing (a 413 by Content-Length) has no route in its scope: it gets
+    the route it would have reached, matched as the router matches (the first full match, else the
+    first whose path matches but not its method). ``unmatched`` when no route matches the path: a
+    label is a template, never a raw path, so the label set stays bounded. A CORS preflight is
+    ``preflight``: counted under the route it asks about, it would add an answer that route never
+    gave to the route's counts and latencies.
     """
     route = scope.get("route")
     if route is not None:
         return getattr(route, "path", None) or UNMATCHED, scope.get("path_params", {})
+    if scope.get("method") == "OPTIONS" and any(
+        key == b"access-control-request-method" for key, _ in scope.get("headers", ())
+    ):
+        return PREFLIGHT, {}
     partial: tuple[str, dict[str, Any]] | None = None
     for context in iter_route_contexts(getattr(scope.get("app"), "routes", [])):
         match, child = context.matches(scope)

@@ -8,6 +8,7 @@ wins; a missing or empty Accept means anything, so the default too.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import mimeparse
@@ -16,6 +17,8 @@ from app.errors import ApiError
 
 JSON = "application/json"
 PNG = "image/png"
+# RFC 9110's qvalue: 0 to 1 with at most three decimals (mimeparse reads anything else as 1)
+_QVALUE = re.compile(r"0(\.\d{0,3})?|1(\.0{0,3})?")
 
 
 def negotiate(accept: str | Sequence[str] | None, offered: Sequence[str], why: str = "") -> str:
@@ -31,9 +34,10 @@ def negotiate(accept: str | Sequence[str] | None, offered: Sequence[str], why: s
     if accept is None or not accept.replace(",", "").strip():  # no media range: anything goes
         return offered[0]
     try:
+        _check_qvalues(accept)
         # media types are case-insensitive; mimeparse gives a tie to the last type of its list
         best = mimeparse.best_match(list(reversed(offered)), accept.lower())
-    except ValueError as exc:  # a range that is not type/subtype
+    except ValueError as exc:  # a range that is not type/subtype, or a q that is not 0..1
         raise ApiError(400, "bad_request",
                        f"malformed Accept header: {str(exc)[:200]}; send media ranges such as "
                        f"'{offered[0]}' or '*/*', comma-separated, each with an optional ';q=0..1'"
@@ -43,3 +47,13 @@ def negotiate(accept: str | Sequence[str] | None, offered: Sequence[str], why: s
                        f"the Accept header accepts none of the media types this request can be "
                        f"answered in: {', '.join(offered)}{f' ({why})' if why else ''}")
     return str(best)
+
+
+def _check_qvalues(accept: str) -> None:
+    """ValueError for a ``q`` that is not a number from 0 to 1 with at most three decimals."""
+    for media_range in accept.split(","):
+        for param in media_range.split(";")[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q" and not _QVALUE.fullmatch(value.strip()):
+                raise ValueError(f"q={value.strip()!r} in {media_range.strip()!r} is not a number "
+                                 "from 0 to 1 with at most three decimals")

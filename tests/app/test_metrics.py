@@ -103,6 +103,18 @@ def test_a_request_refused_before_routing_counts_under_the_route_it_was_for(
     assert "/nowhere" not in text and "no-such-model" not in text
 
 
+def test_a_cors_preflight_counts_as_a_preflight_not_as_an_answer_of_its_route(
+    app_with: Callable[..., TestClient],
+) -> None:
+    client = app_with(cors_origins=["https://app.example"])
+    asked = {"origin": "https://app.example", "access-control-request-method": "POST",
+             "access-control-request-headers": "authorization"}
+    assert client.options("/v1/models/mnist-dae/denoise", headers=asked).status_code == 200
+    text = client.get("/metrics").text
+    assert sample(text, "aeserve_requests_total", route="preflight", status="200") == 1
+    assert sample(text, "aeserve_requests_total", route=DENOISE_ROUTE) == 0
+
+
 def test_prepare_multiprocess_makes_and_removes_a_directory_only_for_several_workers(
     tmp_path: Path,
 ) -> None:

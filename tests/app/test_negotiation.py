@@ -19,7 +19,11 @@ def test_no_media_range_means_the_routes_default(accept: str | None) -> None:
     ("*", (JSON, PNG), JSON),  # a lone * (some Java clients) is */*
     ("image/png;q=0.5, application/json;q=0.4", (JSON, PNG), PNG),
     ("image/png;q=0.4, */*;q=0.5", (PNG, JSON), JSON),  # the wildcard's q for JSON is higher
-    ("application/*;q=0.2, image/png;q=0.2", (PNG, JSON), PNG),  # a tie: the default
+    ("application/*;q=0.2, image/*;q=0.2", (PNG, JSON), PNG),  # a tie: the default
+    ("application/*;q=0.2, image/*;q=0.2", (JSON, PNG), JSON),
+    ("application/*;q=0.2, image/png;q=0.2", (JSON, PNG), PNG),  # the named type beats a wildcard
+    ("image/png;q=0.001, application/json;q=0", (JSON, PNG), PNG),
+    ("image/png;Q=1.000, application/json;q=0.999", (JSON, PNG), PNG),
 ])
 def test_the_highest_q_wins_and_a_tie_goes_to_the_default(
     accept: str, offered: tuple[str, ...], answer: str
@@ -34,7 +38,10 @@ def test_none_acceptable_is_406_naming_the_offer_and_why() -> None:
     assert refused.value.message.endswith(": application/json (several images are answered as JSON only)")
 
 
-@pytest.mark.parametrize("accept", ["json", "image/png/x", "application/json, png"])
+@pytest.mark.parametrize("accept", ["json", "image/png/x", "application/json, png",
+                                    "image/png;q=-1, application/json", "image/png;q=abc",
+                                    "image/png;q=2", "image/png;q=0.5555", "image/png;q=1.5",
+                                    "image/png;q="])
 def test_a_range_that_is_not_type_slash_subtype_is_400(accept: str) -> None:
     with pytest.raises(ApiError) as refused:
         negotiate(accept, (PNG, JSON))

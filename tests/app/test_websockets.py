@@ -12,7 +12,8 @@ from starlette.testclient import WebSocketDenialResponse
 from tests.app.helpers import assert_error
 
 
-@pytest.mark.parametrize("path", ["/", "/v1/models/mnist-dae/denoise", "/healthz", "/no/such/path"])
+@pytest.mark.parametrize("path", ["/", "/v1/models/mnist-dae/denoise", "/healthz", "/no/such/path",
+                                  "/static-offline-docs/swagger-ui.css"])
 def test_a_websocket_handshake_is_denied_with_a_json_404(client: TestClient, path: str) -> None:
     with pytest.raises(WebSocketDenialResponse) as denied, client.websocket_connect(path):
         pass
