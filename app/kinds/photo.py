@@ -4,7 +4,8 @@ One image is one job that runs alone on the model thread, tile by tile; the requ
 checked before every tile, so a deadline, a disconnect or a shutdown stops the remaining tiles.
 Cost: every decoded pixel plus the pixels the network processes (tiles with their overlap and
 margins, every colour pass), as ``model.photo.inference.work_pixels`` counts them. The answer's
-``X-Noise-Sigma`` is the σ used: the client's when given, else a blind estimate from the input.
+``X-Noise-Sigma`` is the σ used: the client's when given, else a blind estimate from the input; the
+network is told at most ``sigma_cap`` (its training range's top, on its card).
 The photo network runs on torch whatever ``AESERVE_RUNTIME`` says (its card shows ``torch``).
 """
 
@@ -21,7 +22,7 @@ from app.kinds.base import DenoisedImage, DenoiseParams, ServedModel
 from app.kinds.inline import inline_or_thread
 from app.lifecycle import Ticket
 from app.runtime import to_uint8, to_unit
-from model.photo.inference import denoise_image, work_pixels
+from model.photo.inference import denoise_image, sigma_cap, work_pixels
 
 WARM_SIZE = 64
 
@@ -32,12 +33,21 @@ class PhotoDenoiser(ServedModel):
     any_size: ClassVar[bool] = True
     takes_sigma: ClassVar[bool] = True
 
+    @property
+    def sigma_cap(self) -> float:
+        """The highest σ the network is told: the top of the noise range it was trained on."""
+        return sigma_cap(self.checkpoint.config)
+
+    def card(self) -> dict[str, Any]:
+        return {**super().card(), "sigma_cap": self.sigma_cap}
+
     def cost(self, p: images.Probe) -> int:
         return p.pixels + work_pixels(self.model, p.height, p.width, p.bands)
 
     def _denoise(self, request: tuple[torch.Tensor, float | None], check: Any) -> tuple[Any, float]:
         x, sigma = request
-        y, used = denoise_image(self.model, to_unit(x.to(self.device)), sigma=sigma, check=check)
+        y, used = denoise_image(self.model, to_unit(x.to(self.device)), sigma=sigma, check=check,
+                                cap=self.sigma_cap)
         return to_uint8(y).cpu(), used
 
     async def warm_up_extra(self) -> None:

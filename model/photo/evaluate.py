@@ -35,7 +35,7 @@ from model.data.loaders import load_image_folder
 from model.device import resolve_device
 from model.metrics import psnr_8bit
 from model.noise import gaussian_noise
-from model.photo.inference import denoise_image
+from model.photo.inference import SIGMA_CAP, denoise_image, sigma_cap
 from model.photo.report import markdown, save_figure
 
 SEED = 0
@@ -63,9 +63,10 @@ def run_bm3d(noisy: np.ndarray, sigma: float) -> np.ndarray:
     return np.asarray(bm3d.bm3d_rgb(noisy.transpose(1, 2, 0), sigma_psd=sigma / 255.0)).transpose(2, 0, 1)
 
 
-def run_model(model: torch.nn.Module, noisy: np.ndarray, sigma: float | None) -> tuple[np.ndarray, float]:
+def run_model(model: torch.nn.Module, noisy: np.ndarray, sigma: float | None,
+              cap: float) -> tuple[np.ndarray, float]:
     x = torch.from_numpy(noisy.astype(np.float32))[None]
-    y, used = denoise_image(model, x, sigma=sigma)
+    y, used = denoise_image(model, x, sigma=sigma, cap=cap)
     return y[0].cpu().numpy().astype(np.float64), used
 
 
@@ -79,8 +80,9 @@ def bm3d_job(clean: np.ndarray, sigma: float, index: int, eight_bit: bool,
 
 def evaluate_set(model: torch.nn.Module, images: list[np.ndarray], sigma: float, eight_bit: bool,
                  known_sigma: bool, figure: list[np.ndarray], jobs: list[Job],
-                 subset: int = 0) -> dict[str, Any]:
-    """The model on every image (blind, and told sigma); BM3D's results come from ``jobs``.
+                 subset: int = 0, cap: float = SIGMA_CAP) -> dict[str, Any]:
+    """The model on every image (blind, and told sigma, at most ``cap``); BM3D's results come from
+    ``jobs``.
 
     The model's blind figure on the first ``subset`` images (BM3D's, when it ran) is reported too.
     """
@@ -89,11 +91,11 @@ def evaluate_set(model: torch.nn.Module, images: list[np.ndarray], sigma: float,
     for i, clean in enumerate(images):
         noisy = noisy_version(clean, sigma, i, eight_bit)
         tick = time.perf_counter()
-        y_blind, sigma_est = run_model(model, noisy, None)
+        y_blind, sigma_est = run_model(model, noisy, None, cap)
         model_s += time.perf_counter() - tick
         blind.append(psnr_8bit(clean, y_blind))
         if known_sigma:
-            known.append(psnr_8bit(clean, run_model(model, noisy, sigma)[0]))
+            known.append(psnr_8bit(clean, run_model(model, noisy, sigma, cap)[0]))
         est.append(sigma_est)
         if i == 0:
             figure.extend([noisy, y_blind])
@@ -181,7 +183,7 @@ def evaluate_photo(args: argparse.Namespace, command: str) -> int:
                     row: list[np.ndarray] = []
                     results[name][f"{sigma:g}"] = evaluate_set(
                         ckpt.model, images, sigma, protocol == "8bit", args.known_sigma, row,
-                        jobs[protocol, name, sigma], args.bm3d_limit or 0)
+                        jobs[protocol, name, sigma], args.bm3d_limit or 0, sigma_cap(ckpt.config))
                     rows.append(row)
     metrics["speed_ms_per_mpx"] = measure_speed(ckpt.model, args.speed_size, device)
     metrics["command"] = command

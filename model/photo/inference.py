@@ -24,13 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.config import RunConfig
 from model.photo.colour import planes_for
 from model.photo.network import PhotoDenoiser
 from model.photo.noise_level import estimate_noise_sigma
 
-__all__ = ["denoise_image", "estimate_noise_sigma", "work_pixels"]
+__all__ = ["denoise_image", "estimate_noise_sigma", "sigma_cap", "work_pixels"]
 
-SIGMA_CAP = 55.0  # levels are clamped to the training range (0-255 scale)
+SIGMA_CAP = 55.0  # the top of the shipped recipes' noise range (0-255 scale): the default cap
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 48  # >= the receptive-field radius (47): tiles equal the whole image
 MARGIN = 16  # mirrored border, cropped after the network
@@ -47,6 +48,12 @@ def pad_edges(x: torch.Tensor) -> torch.Tensor:
     """Mirror the margins of ``margins`` around (B, C, H, W): border artefacts land in them."""
     mh, mw = margins(x.shape[-2], x.shape[-1])
     return F.pad(x, (mw, mw, mh, mh), mode="reflect") if mh or mw else x
+
+
+def sigma_cap(config: RunConfig) -> float:
+    """The highest level the network is told (0-255 scale): the top of the noise range it was
+    trained on (``noise.sigma_max``), as nothing above it was ever shown to it."""
+    return config.noise.sigma_max * 255.0 if config.noise.sigma_max > 0.0 else SIGMA_CAP
 
 
 def network_of(model: nn.Module) -> PhotoDenoiser:
@@ -163,13 +170,15 @@ def denoise_image(
     tile: int = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     check: Check | None = None,
+    cap: float = SIGMA_CAP,
 ) -> tuple[torch.Tensor, float]:
     """Denoise one image; returns ``(y, sigma_used)``.
 
     ``x``: float tensor (1, C, H, W) in [0, 1], C = 1 (gray) or 3 (RGB), any H, W >= 1.
     ``sigma``: the noise level on the 0-255 scale when the client knows it; None: blind, and
     ``estimate_noise_sigma(x)`` stands in for it. The network is told the level (clamped to
-    [0, 55]), or nothing for an image too small to estimate (its estimate is 0.0). ``y`` has the
+    [0, ``cap``]: ``sigma_cap`` of its checkpoint's config), or nothing for an image too small to
+    estimate (its estimate is 0.0). ``y`` has the
     shape of ``x``, in [0, 1]; ``sigma_used`` (0-255 scale) is the client's sigma when given, else
     the estimate. ``check`` is called before every network forward (each tile, each plane) and
     whatever it raises propagates unchanged: the caller's way to stop at a deadline.
@@ -193,7 +202,7 @@ def denoise_image(
     level = None
     if sigma is not None or sigma_used > 0.0:  # an image too small to estimate gets no level
         scales = torch.tensor(view.level_scales(channels), device=device)
-        level = scales * (min(sigma_used, SIGMA_CAP) / 255.0)
+        level = scales * (min(sigma_used, cap) / 255.0)
     planes = view.split(x)
     h, w = planes.shape[-2:]
     mh, mw = margins(h, w)

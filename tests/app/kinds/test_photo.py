@@ -111,6 +111,30 @@ def test_colour_answer_is_the_in_process_colour_result(
     assert abs(float(response.headers["X-Noise-Sigma"]) - est) < 0.01
 
 
+def test_the_network_is_told_at_most_the_top_of_its_training_range(
+    tiny_photo_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A checkpoint trained on sigma up to 30: the card says so, and a sigma of 40 is denoised as 30
+    (the answer still says 40, the sigma the client sent). Perturbed weights make the level matter:
+    the tiny checkpoint is close to the identity."""
+    from model.checkpoint import save_checkpoint
+
+    ck = load_checkpoint(tiny_photo_checkpoint / "photo-denoiser")
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for param in ck.model.parameters():
+            param.add_(0.1 * torch.randn(param.shape, generator=gen))
+    ck.config.noise.sigma_max = 30 / 255
+    save_checkpoint(tmp_path / "photo-denoiser", ck.model, ck.config)
+    data = image_bytes(size=(40, 28), mode="L", seed=6)
+    with TestClient(create_app(Settings(checkpoint_dir=tmp_path, torch_threads=1))) as client:
+        assert client.get("/v1/models/photo-denoiser").json()["sigma_cap"] == pytest.approx(30.0)
+        answers = {s: client.post(URL, params={"sigma": s}, files=files(data)) for s in (20, 30, 40)}
+    assert answers[40].headers["X-Noise-Sigma"] == "40.000"
+    assert answers[40].content == answers[30].content
+    assert answers[20].content != answers[30].content  # below the cap, the level matters
+
+
 def test_raw_body_and_sigma_query(photo_client: TestClient) -> None:
     response = photo_client.post(
         URL, params={"sigma": 25}, content=image_bytes(size=(33, 20)),

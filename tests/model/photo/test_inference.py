@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint
-from model.photo.inference import denoise_image, estimate_noise_sigma, work_pixels
+from model.photo.inference import SIGMA_CAP, denoise_image, estimate_noise_sigma, sigma_cap, work_pixels
 from model.photo.network import PhotoDenoiser
 from tests.model.photo.synthetic import busy_model, photo, psnr
 
@@ -193,3 +193,20 @@ def test_the_sigma_returned_is_the_clients_or_the_estimate() -> None:
     assert blind == estimate_noise_sigma(noisy) and abs(blind - 20.0) < 2.0
     assert torch.equal(y, denoise_image(net, noisy, sigma=blind)[0])  # the network is told it
     assert not torch.equal(y, denoise_image(net, noisy, sigma=5.0)[0])
+
+
+def test_the_network_is_told_at_most_the_cap() -> None:
+    net = busy_model()
+    gen = torch.Generator().manual_seed(0)
+    noisy = photo(1, 64, 64) + (30 / 255) * torch.randn(1, 1, 64, 64, generator=gen)
+    at_cap, used = denoise_image(net, noisy, sigma=40.0, cap=30.0)
+    assert used == 40.0  # the answer says the sigma it was given
+    assert torch.equal(at_cap, denoise_image(net, noisy, sigma=30.0, cap=30.0)[0])
+    assert not torch.equal(at_cap, denoise_image(net, noisy, sigma=40.0)[0])  # the default cap is 55
+
+
+def test_the_cap_is_the_top_of_the_training_range() -> None:
+    cfg = load_checkpoint(SHIPPED).config
+    assert sigma_cap(cfg) == pytest.approx(55.0) == SIGMA_CAP
+    cfg.noise.sigma_max = 30 / 255
+    assert sigma_cap(cfg) == pytest.approx(30.0)
