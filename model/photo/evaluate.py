@@ -35,7 +35,7 @@ from model.data.loaders import load_image_folder
 from model.device import resolve_device
 from model.metrics import psnr_8bit
 from model.noise import gaussian_noise
-from model.photo.inference import SIGMA_CAP, denoise_image, sigma_cap
+from model.photo.inference import denoise_image, sigma_cap
 from model.photo.report import markdown, save_figure
 
 SEED = 0
@@ -79,8 +79,8 @@ def bm3d_job(clean: np.ndarray, sigma: float, index: int, eight_bit: bool,
 
 
 def evaluate_set(model: torch.nn.Module, images: list[np.ndarray], sigma: float, eight_bit: bool,
-                 known_sigma: bool, figure: list[np.ndarray], jobs: list[Job],
-                 subset: int = 0, cap: float = SIGMA_CAP) -> dict[str, Any]:
+                 known_sigma: bool, figure: list[np.ndarray], jobs: list[Job], subset: int,
+                 cap: float) -> dict[str, Any]:
     """The model on every image (blind, and told sigma, at most ``cap``); BM3D's results come from
     ``jobs``.
 
@@ -159,6 +159,7 @@ def evaluate_photo(args: argparse.Namespace, command: str) -> int:
     metrics: dict[str, Any] = {"protocol": __doc__.split("Protocols. ")[1].split(" Writes")[0]}
     rows: list[list[np.ndarray]] = []
     loaded = []
+    cap = sigma_cap(ckpt.config)
     for name, folder, channels, set_sigmas in sets:
         images = load_image_folder(Path(folder), channels)
         loaded.append((name, images[: args.limit] if args.limit else images, set_sigmas))
@@ -183,7 +184,7 @@ def evaluate_photo(args: argparse.Namespace, command: str) -> int:
                     row: list[np.ndarray] = []
                     results[name][f"{sigma:g}"] = evaluate_set(
                         ckpt.model, images, sigma, protocol == "8bit", args.known_sigma, row,
-                        jobs[protocol, name, sigma], args.bm3d_limit or 0, sigma_cap(ckpt.config))
+                        jobs[protocol, name, sigma], args.bm3d_limit or 0, cap)
                     rows.append(row)
     metrics["speed_ms_per_mpx"] = measure_speed(ckpt.model, args.speed_size, device)
     metrics["command"] = command

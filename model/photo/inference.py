@@ -178,10 +178,10 @@ def denoise_image(
     ``sigma``: the noise level on the 0-255 scale when the client knows it; None: blind, and
     ``estimate_noise_sigma(x)`` stands in for it. The network is told the level (clamped to
     [0, ``cap``]: ``sigma_cap`` of its checkpoint's config), or nothing for an image too small to
-    estimate (its estimate is 0.0). ``y`` has the
-    shape of ``x``, in [0, 1]; ``sigma_used`` (0-255 scale) is the client's sigma when given, else
-    the estimate. ``check`` is called before every network forward (each tile, each plane) and
-    whatever it raises propagates unchanged: the caller's way to stop at a deadline.
+    estimate (its estimate is 0.0). ``y`` has the shape of ``x``, in [0, 1]; ``sigma_used`` (0-255
+    scale) is the client's sigma when given, else the estimate. ``check`` is called before every
+    network forward (each tile, each plane) and whatever it raises propagates unchanged: the
+    caller's way to stop at a deadline.
     """
     if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
         raise ValueError(f"expected a (1, C, H, W) tensor with C = 1 or 3, got {tuple(x.shape)}")
