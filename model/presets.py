@@ -1,4 +1,5 @@
-"""Named training recipes: each is the complete recipe of a shipped checkpoint."""
+"""Named training recipes: each is the complete recipe of a shipped checkpoint or of one of its
+runs."""
 
 from __future__ import annotations
 

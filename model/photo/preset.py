@@ -1,10 +1,11 @@
 """The photo denoiser's training recipes.
 
-- ``photo-denoiser``: the recipe of the shipped gray checkpoint (train400, unclipped noise);
+- ``photo-denoiser``: the first run of the shipped gray checkpoint (train400, unclipped noise);
 - ``photo-color``: a native colour network (3 channels in and out, the same widths), trained on
   CBSD432 and Train400 together with half of every batch's noise clipped and rounded to 8 bits and
   a quarter of the patches gray, so one network serves gray and colour photos;
-- ``photo-gray``: the shipped gray network's recipe with the 8-bit noise of ``photo-color``.
+- ``photo-gray``: ``photo-denoiser`` with the 8-bit noise of ``photo-color``; the second run of the
+  shipped gray checkpoint, continued from the first with ``--init-from``.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ def photo_preset() -> RunConfig:
     its work happens at 1/4-1/64 of the pixels, so it has a large receptive field (for sigma 50) at
     a lower cost per pixel than a 20-layer, 64-channel DnCNN. Each patch's MSE is weighted by
     1 / (sigma + 0.04): with plain MSE the high noise levels dominate and the blind model gave up
-    quality at sigma 15. The shipped weights: 19 epochs of 64000 patches in batches of 128, planned
-    by ``--time-budget 220`` on an H200 (``scripts/train-photo-gpu.sh``), best validation at
-    epoch 16; chosen by validation PSNR over widths 16 and 24 and over plain MSE.
+    quality at sigma 15. The shipped weights' first run: 19 epochs of 64000 patches in batches of
+    128, planned by ``--time-budget 220`` on an H200, best validation at epoch 16; chosen by
+    validation PSNR over widths 16 and 24 and over plain MSE. Their second run is ``photo-gray``.
     """
     return RunConfig(
         model=ModelConfig(
@@ -44,7 +45,7 @@ def photo_preset() -> RunConfig:
 
 
 def photo_gray_preset() -> RunConfig:
-    """The shipped gray recipe, with half of every batch's noise clipped and rounded to 8 bits."""
+    """``photo-denoiser`` with half of every batch's noise clipped and rounded to 8 bits."""
     cfg = photo_preset()
     cfg.noise = dataclasses.replace(cfg.noise, eight_bit_fraction=0.5)
     cfg.train.preset = "photo-gray"
