@@ -4,8 +4,8 @@
 - ``photo-color``: a native colour network (3 channels in and out, the same widths), trained on
   CBSD432 and Train400 together with half of every batch's noise clipped and rounded to 8 bits and
   a quarter of the patches gray, so one network serves gray and colour photos;
-- ``photo-gray``: ``photo-denoiser`` with the 8-bit noise of ``photo-color``; the second run of the
-  shipped gray checkpoint, continued from the first with ``--init-from``.
+- ``photo-gray``: ``photo-denoiser`` with the 8-bit noise of ``photo-color``; the second and third
+  runs of the shipped gray checkpoint, each continued from the last with ``--init-from``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def photo_preset() -> RunConfig:
     1 / (sigma + 0.04): with plain MSE the high noise levels dominate and the blind model gave up
     quality at sigma 15. The shipped weights' first run: 19 epochs of 64000 patches in batches of
     128, planned by ``--time-budget 220`` on an H200, best validation at epoch 16; chosen by
-    validation PSNR over widths 16 and 24 and over plain MSE. Their second run is ``photo-gray``.
+    validation PSNR over widths 16 and 24 and over plain MSE. Its later runs are ``photo-gray``.
     """
     return RunConfig(
         model=ModelConfig(
