@@ -20,7 +20,7 @@ unclipped and 8-bit; ``val_loss`` is minus the mean PSNR (dB) over both.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,8 +185,13 @@ class PhotoTask:
         weight = 1.0 / (sigma + floor)
         return (weight * per_patch).sum() / weight.sum(), {}
 
-    @torch.no_grad()
     def validate(self, model: nn.Module) -> dict[str, float]:
+        return self.score(model)
+
+    @torch.no_grad()
+    def score(self, denoise: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
+        """PSNRs of ``denoise`` ((1, C, H, W) noisy -> denoised, on [0, 1]) on the validation
+        images, with the fixed-seed noise of ``validate``: a network, or a whole inference path."""
         gen = torch.Generator().manual_seed(VAL_SEED)
         metrics: dict[str, float] = {}
         for s in VAL_SIGMAS:
@@ -196,7 +201,7 @@ class PhotoTask:
                     clean = img.float().div(255.0)[None]
                     normal = torch.randn(clean.shape, generator=gen)
                     noisy = gaussian_noise(clean, s / 255.0, normal, eight_bit=eight_bit)
-                    out = model(noisy.to(self.device)).cpu().clamp(0.0, 1.0)
+                    out = denoise(noisy.to(self.device)).cpu().clamp(0.0, 1.0)
                     values.append(float(psnr(out, clean)))
                 metrics[f"psnr_{int(s)}{protocol}"] = sum(values) / len(values)
         metrics["psnr"] = sum(metrics[f"psnr_{int(s)}"] for s in VAL_SIGMAS) / len(VAL_SIGMAS)
