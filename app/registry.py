@@ -26,7 +26,7 @@ from app.kinds import KINDS, ServedModel
 from app.lifecycle import Drain, shutting_down
 from app.metrics import Metrics
 from app.settings import Settings
-from model.checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint, read_meta
+from model.checkpoint import CONFIG_FILE, CheckpointError, read_meta
 
 log = logging.getLogger("aeserve")
 
@@ -74,22 +74,27 @@ def preflight(settings: Settings) -> list[str]:
     return names
 
 
+def served_kind(folder: Path) -> type[ServedModel]:
+    """The adapter of the kind ``folder``'s config.json names; ``CheckpointError`` if none."""
+    kind = read_meta(folder).get("kind")
+    cls = KINDS.get(str(kind))
+    if cls is None:
+        raise CheckpointError(folder, CONFIG_FILE, f"unknown model kind {kind!r}")
+    return cls
+
+
 def verify(folder: Path) -> None:
     """Load a checkpoint on the CPU (hash and shapes verified, no pickle) and check its kind is
     served; ``CheckpointError`` otherwise. Nothing is kept."""
-    ckpt = load_checkpoint(folder, "cpu")
-    if ckpt.meta.get("kind") not in KINDS:
-        raise CheckpointError(folder, CONFIG_FILE, f"unknown model kind {ckpt.meta.get('kind')!r}")
+    served_kind(folder).load(folder, "cpu")
 
 
 def load_model(folder: Path, settings: Settings, metrics: Metrics) -> ServedModel:
     """Load (hash verified, no pickle) onto the device and build the runtime; not yet warm."""
     start = time.perf_counter()
     device = settings.resolve_device()
-    ckpt = load_checkpoint(folder, device)
-    cls = KINDS.get(str(ckpt.meta.get("kind")))
-    if cls is None:
-        raise CheckpointError(folder, CONFIG_FILE, f"unknown model kind {ckpt.meta.get('kind')!r}")
+    cls = served_kind(folder)
+    ckpt = cls.load(folder, device)
     served = cls(ckpt, device, settings, metrics.for_model(ckpt.name))
     served.load_seconds = time.perf_counter() - start
     return served

@@ -30,8 +30,8 @@ from PIL import Image
 from app.settings import Settings
 from bench.run import ROOT, free_port, start
 from bench.workload import snapshot_checkpoints
-from model.checkpoint import load_checkpoint
 from model.photo.inference import denoise_image
+from model.photo.pair import load_photo
 
 
 def noisy_photo(size: int, channels: int, sigma: float = 25.0) -> np.ndarray:
@@ -64,7 +64,7 @@ def main() -> None:
     settings = Settings()
     torch.set_num_threads(settings.torch_threads)
     device = settings.resolve_device()
-    model = load_checkpoint(snapshot / "photo-denoiser", device).model
+    model = load_photo(snapshot / "photo-denoiser", device).model
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_")}

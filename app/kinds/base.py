@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -24,7 +25,7 @@ from app.lifecycle import Ticket, WorkBudget
 from app.metrics import ModelMetrics
 from app.runtime import GraphFn, Runtime, TorchRuntime, build_runtime
 from app.settings import Settings
-from model.checkpoint import Checkpoint
+from model.checkpoint import Checkpoint, load_checkpoint
 
 log = logging.getLogger("aeserve")
 
@@ -58,6 +59,11 @@ class ServedModel:
     operations: ClassVar[tuple[str, ...]] = ()
     any_size: ClassVar[bool] = False
     takes_sigma: ClassVar[bool] = False  # denoise takes the input's noise level (``sigma``)
+
+    @staticmethod
+    def load(folder: Path, device: str | torch.device) -> Checkpoint:
+        """Load the kind's checkpoint folder (hash and shapes verified, no pickle)."""
+        return load_checkpoint(folder, device)
 
     def __init__(self, checkpoint: Checkpoint, device: str, settings: Settings,
                  metrics: ModelMetrics) -> None:

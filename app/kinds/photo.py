@@ -12,6 +12,7 @@ The photo network runs on torch whatever ``AESERVE_RUNTIME`` says (its card show
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -22,7 +23,9 @@ from app.kinds.base import DenoisedImage, DenoiseParams, ServedModel
 from app.kinds.inline import inline_or_thread
 from app.lifecycle import Ticket
 from app.runtime import to_uint8, to_unit
+from model.checkpoint import Checkpoint
 from model.photo.inference import denoise_image, sigma_cap, work_pixels
+from model.photo.pair import colour_sha256, load_photo
 
 WARM_SIZE = 64
 
@@ -33,13 +36,19 @@ class PhotoDenoiser(ServedModel):
     any_size: ClassVar[bool] = True
     takes_sigma: ClassVar[bool] = True
 
+    @staticmethod
+    def load(folder: Path, device: str | torch.device) -> Checkpoint:
+        """The folder's gray network, with its pinned colour network when it has one."""
+        return load_photo(folder, device)
+
     @property
     def sigma_cap(self) -> float:
         """The highest σ the network is told: the top of the noise range it was trained on."""
         return sigma_cap(self.checkpoint.config)
 
     def card(self) -> dict[str, Any]:
-        return {**super().card(), "sigma_cap": self.sigma_cap}
+        return {**super().card(), "sigma_cap": self.sigma_cap,
+                "colour_sha256": colour_sha256(self.meta)}
 
     def cost(self, p: images.Probe) -> int:
         return p.pixels + work_pixels(self.model, p.height, p.width, p.bands)
@@ -51,8 +60,9 @@ class PhotoDenoiser(ServedModel):
         return to_uint8(y).cpu(), used
 
     async def warm_up_extra(self) -> None:
-        x = torch.zeros(1, self.channels, WARM_SIZE, WARM_SIZE, dtype=torch.uint8)
-        await self.batcher.call_on_thread(self._denoise, (x, None), lambda: None)
+        for channels in (1, 3):  # a gray and a colour photo: each network of a pair runs once
+            x = torch.zeros(1, channels, WARM_SIZE, WARM_SIZE, dtype=torch.uint8)
+            await self.batcher.call_on_thread(self._denoise, (x, None), lambda: None)
 
     @staticmethod
     def _rows(p: images.Probe) -> tuple[images.Decoded, Image.Image | None, torch.Tensor]:

@@ -29,13 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.checkpoint import load_checkpoint, read_meta, write_config
+from model.checkpoint import read_meta, write_config
 from model.cli import UsageError
 from model.data.loaders import load_image_folder
 from model.device import resolve_device
 from model.metrics import psnr_8bit
 from model.noise import gaussian_noise
 from model.photo.inference import denoise_image, sigma_cap
+from model.photo.pair import load_photo
 from model.photo.report import markdown, save_figure
 
 SEED = 0
@@ -149,7 +150,7 @@ def evaluate_photo(args: argparse.Namespace, command: str) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device or "cpu", exact=True)
-    ckpt = load_checkpoint(args.checkpoint, device)
+    ckpt = load_photo(args.checkpoint, device)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.speed_only:
         return speed_only(ckpt.model, args, device, command)

@@ -1,7 +1,8 @@
 """Inference with the photo denoiser: any size, gray or colour, in overlapping tiles.
 
 Gray and colour images on gray and colour networks: ``model.photo.colour`` (one pass for RGB on a
-colour network, five on a gray one).
+colour network, five on a gray one); a ``PhotoPair`` (``model.photo.pair``) sends each image to
+the network of its kind.
 
 Borders: each side gets a mirrored margin of up to ``MARGIN`` pixels (never more than the side minus
 one, so a 1-pixel side gets none and a thin strip is not padded up to a square), cropped after the
@@ -28,6 +29,7 @@ from model.config import RunConfig
 from model.photo.colour import planes_for
 from model.photo.network import PhotoDenoiser
 from model.photo.noise_level import estimate_noise_sigma
+from model.photo.pair import PhotoPair
 
 __all__ = ["denoise_image", "estimate_noise_sigma", "sigma_cap", "work_pixels"]
 
@@ -56,8 +58,12 @@ def sigma_cap(config: RunConfig) -> float:
     return config.noise.sigma_max * 255.0 if config.noise.sigma_max > 0.0 else SIGMA_CAP
 
 
-def network_of(model: nn.Module) -> PhotoDenoiser:
+def network_for(model: nn.Module, channels: int) -> PhotoDenoiser:
+    """The network that denoises an image of ``channels`` planes: the model itself, or the
+    matching half of a ``PhotoPair`` (gray network for gray, colour network for RGB)."""
     inner = model.module if hasattr(model, "module") else model
+    if isinstance(inner, PhotoPair):
+        inner = inner.for_channels(channels)
     if not isinstance(inner, PhotoDenoiser):
         raise TypeError(f"expected a PhotoDenoiser, got {type(inner).__name__}")
     return inner
@@ -152,7 +158,7 @@ def work_pixels(
         raise ValueError("image has no pixels")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    net = network_of(model)
+    net = network_for(model, channels)
     m = net.multiple
     mh, mw = margins(height, width)
     h, w = height + 2 * mh, width + 2 * mw
@@ -189,7 +195,7 @@ def denoise_image(
         raise ValueError("image has no pixels")
     if sigma is not None and not (math.isfinite(sigma) and sigma >= 0.0):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma}")
-    net = network_of(model)
+    net = network_for(model, x.shape[1])
     device = next(net.parameters()).device
     x = x.to(device=device, dtype=torch.float32)
     if not torch.isfinite(x).all():

@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from model.checkpoint import load_checkpoint
 from model.photo.inference import denoise_image, sigma_cap
+from model.photo.pair import load_photo
 from model.photo.preset import photo_color_preset, photo_gray_preset
 from model.photo.task import PhotoTask
 
@@ -57,7 +57,7 @@ def score_checkpoints(args: argparse.Namespace) -> dict[str, Any]:
     task = PhotoTask(cfg, list(args.data_dir), torch.device("cpu"))
     results: dict[str, Any] = {"split": task.data_description, "checkpoints": {}}
     for folder in args.checkpoint:
-        ckpt = load_checkpoint(folder, "cpu")
+        ckpt = load_photo(folder, "cpu")
         metrics = task.score(partial(blind_denoise, ckpt.model, sigma_cap(ckpt.config)))
         results["checkpoints"][str(folder)] = {"sha256": ckpt.sha256, **metrics}
         print(f"{folder}: val_loss {metrics['val_loss']:.3f}", file=sys.stderr)

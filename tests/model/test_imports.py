@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import ROOT
 
 MODEL = ROOT / "model"
-SERVING = ["model.checkpoint", "model.photo.inference", "model.scoring", "model.networks",
+SERVING = ["model.checkpoint", "model.photo.inference", "model.photo.pair", "model.scoring", "model.networks",
            "model.distributions"]
 # all that loading and serving a checkpoint may bring in: anything else (training, evaluation, data,
 # noise, metrics, the command line) is kept out of the service

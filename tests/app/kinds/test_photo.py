@@ -23,6 +23,7 @@ from app.main import create_app
 from app.settings import Settings
 from model.checkpoint import load_checkpoint
 from model.photo.inference import denoise_image, work_pixels
+from model.photo.pair import load_photo, pair
 from tests.app.helpers import (
     assert_error,
     decode_png,
@@ -33,6 +34,7 @@ from tests.app.helpers import (
     stored_pixels,
     upright_pattern,
 )
+from tests.model.photo.synthetic import save_photo_net
 
 URL = "/v1/models/photo-denoiser/denoise"
 
@@ -268,3 +270,26 @@ def test_sigma_must_be_finite_and_within_0_to_255(photo_client: TestClient, sigm
     response = photo_client.post(URL, params={"sigma": sigma}, files=files(image_bytes()))
     assert "sigma" in assert_error(response, 422, "invalid_request")["message"]
     assert photo_client.post(URL, params={"sigma": 255}, files=files(image_bytes())).status_code == 200
+
+
+def test_a_paired_checkpoint_serves_rgb_on_its_colour_network_in_one_pass(tmp_path: Path) -> None:
+    gray = save_photo_net(tmp_path / "checkpoints" / "photo-denoiser", 1, 0)
+    pair(gray, save_photo_net(tmp_path / "colour-run", 3, 1))
+    model = load_photo(gray).model
+    settings = Settings(checkpoint_dir=tmp_path / "checkpoints", torch_threads=1)
+    with TestClient(create_app(settings)) as client:
+        card = client.get("/v1/models/photo-denoiser").json()
+        assert card["colour_sha256"] == load_photo(gray / "colour").sha256
+        served = photo_model(client)
+        for mode, net in (("RGB", model.colour), ("L", model.gray)):
+            data = image_bytes(size=(40, 28), mode=mode, seed=5)
+            arr = np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0
+            x = torch.from_numpy(arr.transpose(2, 0, 1).copy() if arr.ndim == 3 else arr[None].copy())[None]
+            expected = np.round(denoise_image(net, x)[0][0].numpy() * 255.0)
+            out = np.asarray(decode_png(client.post(URL, files=files(data)).content), dtype=np.int16)
+            out = out.transpose(2, 0, 1) if out.ndim == 3 else out[None]
+            assert int(np.abs(out - expected).max()) <= 1
+        # the work admitted for a colour photo is one pass, as for a gray one of its size
+        rgb, gray_probe = (images.probe(image_bytes(size=(300, 170), mode=m, seed=1), 10**8)
+                           for m in ("RGB", "L"))
+        assert served.cost(rgb) - rgb.pixels == served.cost(gray_probe) - gray_probe.pixels

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import torch
 
+from model.checkpoint import save_checkpoint
 from model.metrics import psnr as psnr_array
 from model.photo.network import PhotoDenoiser
-from model.photo.preset import photo_preset
+from model.photo.preset import photo_color_preset, photo_gray_preset, photo_preset
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -34,3 +36,15 @@ def busy_model(channels: int = 1) -> PhotoDenoiser:
     with torch.no_grad():
         net.tail.weight.normal_(0.0, 0.05)
     return net.eval()
+
+
+def save_photo_net(folder: Path, channels: int, seed: int) -> Path:
+    """A ``busy_model`` of ``channels`` saved as a photo checkpoint (its last bias set by ``seed``,
+    so two of them differ)."""
+    cfg = photo_color_preset() if channels == 3 else photo_gray_preset()
+    net = busy_model(channels)
+    cfg.model = net.cfg
+    with torch.no_grad():
+        net.tail.bias.fill_(0.01 * seed)
+    save_checkpoint(folder, net, cfg)
+    return folder

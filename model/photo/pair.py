@@ -1,0 +1,130 @@
+"""A photo checkpoint with a native colour network beside its gray one.
+
+A photo checkpoint folder may hold a second, complete photo checkpoint in ``colour/`` (its own
+``config.json`` and ``model.safetensors``, verified the same way): a 3-channel network, trained on
+colour photos, that denoises an RGB image in one pass. The folder's ``config.json`` pins it::
+
+    "colour": {"folder": "colour", "weights_sha256": "<sha256 of colour/model.safetensors>"}
+
+so the top-level ``config.json`` still names every weight the folder serves, and replacing either
+network means writing a new one. ``load_photo`` gives the folder's ``Checkpoint`` with a
+``PhotoPair`` as its model: gray images go through the gray network (one pass), RGB images through
+the colour one (one pass), where a gray network alone would run five (``model.photo.colour``).
+
+Pair a trained colour run with a checkpoint (copies the run's two files into ``colour/`` and pins
+them)::
+
+    python -m model.photo.pair checkpoints/photo-denoiser --colour runs/gpu-photo/home/color
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from model.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    read_meta,
+    write_config,
+)
+from model.photo.network import PhotoDenoiser
+
+COLOUR_DIR = "colour"
+
+
+class PhotoPair(nn.Module):
+    """Two photo networks: ``gray`` (1 channel) for gray images, ``colour`` (3) for RGB ones."""
+
+    def __init__(self, gray: PhotoDenoiser, colour: PhotoDenoiser) -> None:
+        super().__init__()
+        if gray.cfg.channels != 1 or colour.cfg.channels != 3:
+            raise ValueError("a photo pair is a 1-channel network and a 3-channel one, got "
+                             f"{gray.cfg.channels} and {colour.cfg.channels}")
+        self.gray = gray
+        self.colour = colour
+
+    def for_channels(self, channels: int) -> PhotoDenoiser:
+        """The network that denoises an image of ``channels`` planes (1 gray, 3 RGB)."""
+        return self.colour if channels == 3 else self.gray
+
+
+def load_photo(folder: Path | str, device: str | torch.device = "cpu") -> Checkpoint:
+    """``load_checkpoint`` for a photo folder: with a pinned ``colour/`` network, a ``PhotoPair``."""
+    folder = Path(folder)
+    ckpt = load_checkpoint(folder, device)
+    pin = ckpt.meta.get(COLOUR_DIR)
+    if pin is None:
+        return ckpt
+    if not isinstance(pin, dict) or not isinstance(pin.get("weights_sha256"), str):
+        raise CheckpointError(folder, CONFIG_FILE, "'colour' must name a folder and its weights_sha256")
+    sub = folder / str(pin.get("folder", COLOUR_DIR))
+    colour = load_checkpoint(sub, device)  # its own hash and shapes verified
+    if colour.sha256 != pin["weights_sha256"]:
+        raise CheckpointError(folder, CONFIG_FILE, f"the colour network in {sub.name}/ has weights "
+                              f"{colour.sha256[:12]}…, config.json pins {pin['weights_sha256'][:12]}…")
+    if colour.config.noise.sigma_max != ckpt.config.noise.sigma_max:
+        raise CheckpointError(folder, CONFIG_FILE, "the gray and colour networks were trained on "
+                              "different noise ranges")
+    gray_net, colour_net = ckpt.model, colour.model
+    if not (isinstance(gray_net, PhotoDenoiser) and isinstance(colour_net, PhotoDenoiser)):
+        raise CheckpointError(folder, CONFIG_FILE, "a colour network pairs with a photo checkpoint")
+    try:
+        pair = PhotoPair(gray_net, colour_net)
+    except ValueError as exc:
+        raise CheckpointError(folder, CONFIG_FILE, str(exc)) from exc
+    return dataclasses.replace(ckpt, model=pair.to(device).eval())
+
+
+def colour_sha256(meta: dict[str, object]) -> str | None:
+    """The pinned colour network's weights' sha256, or None for a checkpoint without one."""
+    pin = meta.get(COLOUR_DIR)
+    return str(pin["weights_sha256"]) if isinstance(pin, dict) and "weights_sha256" in pin else None
+
+
+def pair(checkpoint: Path, colour_run: Path) -> Checkpoint:
+    """Copy ``colour_run``'s checkpoint into ``checkpoint/colour/`` and pin it; returns the pair.
+
+    The colour run is verified before anything is written; the old ``colour/`` (if any) is replaced
+    by a rename, and ``config.json`` is rewritten last.
+    """
+    colour = load_checkpoint(colour_run)
+    if colour.config.model.channels != 3:
+        raise CheckpointError(colour_run, CONFIG_FILE, "not a colour (3-channel) photo network")
+    meta = read_meta(checkpoint)
+    if meta.get("kind") != "photo" or meta.get("input_shape", [0])[0] != 1:
+        raise CheckpointError(checkpoint, CONFIG_FILE, "a colour network pairs with a gray photo checkpoint")
+    staging = Path(tempfile.mkdtemp(prefix=".colour-", dir=checkpoint))
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        shutil.copy2(colour_run / name, staging / name)
+    target = checkpoint / COLOUR_DIR
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    meta[COLOUR_DIR] = {"folder": COLOUR_DIR, "weights_sha256": colour.sha256}
+    write_config(checkpoint, meta)
+    return load_photo(checkpoint)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model.photo.pair",
+                                     description="Pair a colour photo network with a photo checkpoint.")
+    parser.add_argument("checkpoint", type=Path, help="the photo checkpoint folder (its gray network)")
+    parser.add_argument("--colour", type=Path, required=True, help="a photo-color run's folder")
+    args = parser.parse_args(argv)
+    ckpt = pair(args.checkpoint, args.colour)
+    print(f"{ckpt.path}: gray {ckpt.sha256[:12]}…, colour {colour_sha256(ckpt.meta)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
