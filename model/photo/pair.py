@@ -104,8 +104,10 @@ def pair(checkpoint: Path, colour_run: Path) -> Checkpoint:
     if meta.get("kind") != "photo" or meta.get("input_shape", [0])[0] != 1:
         raise CheckpointError(checkpoint, CONFIG_FILE, "a colour network pairs with a gray photo checkpoint")
     staging = Path(tempfile.mkdtemp(prefix=".colour-", dir=checkpoint))
+    staging.chmod(0o755)  # readable as the folder around it is (mkdtemp makes it 0700)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
-        shutil.copy2(colour_run / name, staging / name)
+        shutil.copyfile(colour_run / name, staging / name)
+        (staging / name).chmod(0o644)
     target = checkpoint / COLOUR_DIR
     if target.exists():
         shutil.rmtree(target)

@@ -17,12 +17,15 @@ import pytest
 from model.checkpoint import load_checkpoint
 from model.evaluate import evaluate
 from model.evaluate_autoencoder import CHECK_IMAGES
+from model.photo.inference import work_pixels
+from model.photo.pair import PhotoPair, load_photo
 from tests.conftest import ROOT
 
 SHIPPED = ROOT / "checkpoints"
 DATASETS = Path(os.environ.get("AESERVE_DATASETS", ROOT.parent / "shared" / "datasets"))
 MNIST = DATASETS / "mnist"
 BSD68 = DATASETS / "bsd68"
+CBSD68 = DATASETS / "cbsd68"
 
 
 def missing(folder: Path, probe: str) -> str:
@@ -79,19 +82,37 @@ def test_evaluate_reproduces_the_vae_figures(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not (BSD68 / "test001.png").is_file(), reason=missing(BSD68, "test001.png"))
+@pytest.mark.skipif(not (CBSD68 / "test001.png").is_file(), reason=missing(CBSD68, "test001.png"))
 def test_evaluate_reproduces_the_photo_figures(tmp_path: Path) -> None:
-    """sigma 50 (the thinnest margins over BM3D) on the 20 images BM3D ran on, both protocols, on
-    this CPU."""
+    """sigma 50 (the thinnest margins over BM3D) on the 20 images BM3D ran on, both protocols, gray
+    (the gray network) and colour (the colour network), on this CPU."""
     path = shipped("photo-denoiser")
     metrics = json.loads((path / "config.json").read_text())["evaluation"]["metrics"]
     subset = metrics["sets"]["bsd68"]["50"]["bm3d_images"]
-    assert evaluate(["--checkpoint", str(path), "--data-dir", str(BSD68),
+    assert metrics["sets"]["cbsd68"]["50"]["bm3d_images"] == subset
+    assert evaluate(["--checkpoint", str(path), "--data-dir", str(BSD68), "--color-data-dir", str(CBSD68),
                      "--protocols", "papers", "8bit", "--out", str(tmp_path), "--limit", str(subset),
                      "--sigmas", "50", "--no-bm3d", "--no-known-sigma", "--speed-size", "64"]) == 0
     measured = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("sets", "sets_8bit"):
-        assert measured[key]["bsd68"]["50"]["model_blind"] == pytest.approx(
-            metrics[key]["bsd68"]["50"]["model_blind_on_bm3d_subset"], abs=0.01), key
+        for name in ("bsd68", "cbsd68"):
+            assert measured[key][name]["50"]["model_blind"] == pytest.approx(
+                metrics[key][name]["50"]["model_blind_on_bm3d_subset"], abs=0.01), (key, name)
+
+
+def test_shipped_photo_denoiser_denoises_colour_in_one_pass() -> None:
+    """A native colour network is paired with the gray one: an RGB photo costs what a gray one does
+    (the gray network alone would run five passes), and the colour network's training chain starts
+    from the gray network's weights."""
+    path = shipped("photo-denoiser")
+    ckpt = load_photo(path)
+    assert isinstance(ckpt.model, PhotoPair)
+    assert work_pixels(ckpt.model, 3000, 4000, 3) == work_pixels(ckpt.model, 3000, 4000, 1)
+    colour = load_checkpoint(path / "colour").meta
+    assert colour["config"]["train"]["preset"] == "photo-color" and colour["input_shape"][0] == 3
+    chain = colour["training"]["chain"]
+    assert len(chain) >= 2 and all(run["init_from"] for run in chain[1:])
+    assert colour["training"]["total_steps"] == sum(run["steps"] for run in chain)
 
 
 def test_shipped_photo_denoiser_is_above_bm3d() -> None:

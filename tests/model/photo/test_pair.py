@@ -44,6 +44,9 @@ def test_rgb_goes_through_the_colour_network_once_and_gray_through_the_gray_one(
     assert work_pixels(model, 900, 1300, 3) == work_pixels(model, 900, 1300, 1)
     assert work_pixels(model.gray, 900, 1300, 3) == 5 * work_pixels(model.gray, 900, 1300, 1)
     assert colour_sha256(ckpt.meta) == load_photo(paired / "colour").sha256
+    # readable by a service running as another user, as the rest of the folder is
+    assert [oct(p.stat().st_mode & 0o777) for p in sorted((paired / "colour").rglob("*"))] == ["0o644"] * 2
+    assert oct((paired / "colour").stat().st_mode & 0o777) == "0o755"
 
 
 def test_a_checkpoint_without_colour_loads_as_its_network(tmp_path: Path) -> None:
