@@ -67,7 +67,11 @@ def load_photo(folder: Path | str, device: str | torch.device = "cpu") -> Checkp
         return ckpt
     if not isinstance(pin, dict) or not isinstance(pin.get("weights_sha256"), str):
         raise CheckpointError(folder, CONFIG_FILE, "'colour' must name a folder and its weights_sha256")
-    sub = folder / str(pin.get("folder", COLOUR_DIR))
+    name = str(pin.get("folder", COLOUR_DIR))
+    if name in ("", ".", "..") or Path(name).name != name:
+        raise CheckpointError(folder, CONFIG_FILE,
+                              f"the colour network's folder must be a subfolder, not {name!r}")
+    sub = folder / name
     colour = load_checkpoint(sub, device)  # its own hash and shapes verified
     if colour.sha256 != pin["weights_sha256"]:
         raise CheckpointError(folder, CONFIG_FILE, f"the colour network in {sub.name}/ has weights "

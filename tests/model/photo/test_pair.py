@@ -92,3 +92,12 @@ def test_pair_needs_one_noise_range(paired: Path) -> None:
     (paired / "colour" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="noise ranges"):
         load_photo(paired)
+
+
+@pytest.mark.parametrize("name", ["..", "../photo-denoiser", "/tmp", ""])
+def test_the_colour_network_lives_in_a_subfolder(paired: Path, name: str) -> None:
+    meta = json.loads((paired / "config.json").read_text())
+    meta["colour"]["folder"] = name
+    (paired / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="must be a subfolder"):
+        load_photo(paired)
