@@ -82,7 +82,7 @@ def test_evaluate_reproduces_the_vae_figures(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not (BSD68 / "test001.png").is_file(), reason=missing(BSD68, "test001.png"))
-@pytest.mark.skipif(not (CBSD68 / "test001.png").is_file(), reason=missing(CBSD68, "test001.png"))
+@pytest.mark.skipif(not (CBSD68 / "101085.png").is_file(), reason=missing(CBSD68, "101085.png"))
 def test_evaluate_reproduces_the_photo_figures(tmp_path: Path) -> None:
     """sigma 50 (the thinnest margins over BM3D) on the 20 images BM3D ran on, both protocols, gray
     (the gray network) and colour (the colour network), on this CPU."""
