@@ -1,11 +1,11 @@
 """The photo denoiser's training recipes.
 
 - ``photo-denoiser``: the first run of the shipped gray checkpoint (train400, unclipped noise);
-- ``photo-color``: a native colour network (3 channels in and out, the same widths), trained on
-  CBSD432 and Train400 together with half of every batch's noise clipped and rounded to 8 bits and
-  a quarter of the patches gray, so one network serves gray and colour photos;
-- ``photo-gray``: ``photo-denoiser`` with the 8-bit noise of ``photo-color``; the second and third
-  runs of the shipped gray checkpoint, each continued from the last with ``--init-from``.
+- ``photo-color``: the shipped checkpoint's colour network (3 channels in and out, the same widths),
+  trained on CBSD432 (and Train400) with half of every batch's noise clipped and rounded to 8 bits
+  and a quarter of the patches gray, so it can serve gray photos too;
+- ``photo-gray``: ``photo-denoiser`` with the 8-bit noise of ``photo-color``; the second to fourth
+  runs of the shipped gray network, each continued from the last with ``--init-from``.
 """
 
 from __future__ import annotations
