@@ -12,8 +12,9 @@
 #   color  --preset photo-color     on $DATA/cbsd432 and $DATA/train400, from INIT_COLOR
 #   gray   --preset photo-gray      on $DATA/train400, from INIT_GRAY
 # INIT_COLOR and INIT_GRAY default to the last window's results in runs/gpu-photo/home/<name>, else
-# to checkpoints/photo-denoiser (a gray checkpoint starts the colour network as the gray one on
-# luminance). Validation (held-out training images, sigma 15/25/50, unclipped and 8-bit) picks each
+# to the shipped networks: checkpoints/photo-denoiser/colour and checkpoints/photo-denoiser (a gray
+# checkpoint given as INIT_COLOR starts the colour network as the gray one on luminance).
+# Validation (held-out training images, sigma 15/25/50, unclipped and 8-bit) picks each
 # run's best epoch; nothing here looks at a test set.
 #
 # Out: $OUT (a folder that is copied back), else runs/gpu-photo/out: photo-window.tar split into
@@ -36,9 +37,11 @@ PART_MB=${PART_MB:-15}
 EXTRA=${EXTRA:-}          # extra flags for every run (smoke tests: --limit 40)
 PY=${PYTHON:-python3}
 OUT_DIR=${OUT:-runs/gpu-photo/out}
-last() { [ -f "$HOME_RUNS/$1/config.json" ] && echo "$HOME_RUNS/$1" || echo checkpoints/photo-denoiser; }
-INIT_COLOR=${INIT_COLOR:-$(last color)}
-INIT_GRAY=${INIT_GRAY:-$(last gray)}
+# the last window's result, else the shipped network of that kind
+last() { [ -f "$HOME_RUNS/$1/config.json" ] && echo "$HOME_RUNS/$1" || echo "$2"; }
+SHIPPED=checkpoints/photo-denoiser
+INIT_COLOR=${INIT_COLOR:-$(last color "$([ -f $SHIPPED/colour/config.json ] && echo $SHIPPED/colour || echo $SHIPPED)")}
+INIT_GRAY=${INIT_GRAY:-$(last gray $SHIPPED)}
 # shellcheck source=scripts/gpu-runs.sh
 source "$(dirname "$0")/gpu-runs.sh"
 
