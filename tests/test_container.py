@@ -226,9 +226,11 @@ def test_image_bakes_the_shipped_checkpoints_only(stack: Stack) -> None:
         " for d, _, fs in os.walk('/app') for f in fs)))"
     )
     files = json.loads(run("docker", "run", "--rm", "--entrypoint", "python", IMAGE, "-c", script).stdout)
-    shipped = {
-        f"checkpoints/{p.parent.name}/{p.name}" for p in (ROOT / "checkpoints").glob("*/*") if p.is_file()
+    shipped = {  # every file of every model folder (a photo model's colour/ network too)
+        str(p.relative_to(ROOT)) for p in (ROOT / "checkpoints").rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(ROOT).parts)
     }
+    assert "checkpoints/photo-denoiser/colour/model.safetensors" in shipped
     assert set(files) == shipped
     tools = run(
         "docker", "run", "--rm", "--entrypoint", "sh", IMAGE, "-c", "command -v gcc cc make curl || true"
