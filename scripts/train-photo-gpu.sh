@@ -39,9 +39,11 @@ PY=${PYTHON:-python3}
 OUT_DIR=${OUT:-runs/gpu-photo/out}
 # the last window's result, else the shipped network of that kind
 last() { [ -f "$HOME_RUNS/$1/config.json" ] && echo "$HOME_RUNS/$1" || echo "$2"; }
-SHIPPED=checkpoints/photo-denoiser
-INIT_COLOR=${INIT_COLOR:-$(last color "$([ -f $SHIPPED/colour/config.json ] && echo $SHIPPED/colour || echo $SHIPPED)")}
-INIT_GRAY=${INIT_GRAY:-$(last gray $SHIPPED)}
+SHIPPED_GRAY=checkpoints/photo-denoiser
+SHIPPED_COLOR=$SHIPPED_GRAY/colour
+[ -f "$SHIPPED_COLOR/config.json" ] || SHIPPED_COLOR=$SHIPPED_GRAY
+INIT_COLOR=${INIT_COLOR:-$(last color "$SHIPPED_COLOR")}
+INIT_GRAY=${INIT_GRAY:-$(last gray "$SHIPPED_GRAY")}
 # shellcheck source=scripts/gpu-runs.sh
 source "$(dirname "$0")/gpu-runs.sh"
 

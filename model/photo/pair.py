@@ -98,8 +98,10 @@ def colour_sha256(meta: dict[str, object]) -> str | None:
 def pair(checkpoint: Path, colour_run: Path) -> Checkpoint:
     """Copy ``colour_run``'s checkpoint into ``checkpoint/colour/`` and pin it; returns the pair.
 
-    The colour run is verified before anything is written; the old ``colour/`` (if any) is replaced
-    by a rename, and ``config.json`` is rewritten last.
+    The colour run is verified before anything is written; its files are staged in a hidden folder,
+    the old ``colour/`` (if any) is removed and the staged one renamed into place, and
+    ``config.json`` is rewritten last (until then a reload refuses the mismatch and the old pair
+    keeps serving).
     """
     colour = load_checkpoint(colour_run)
     if colour.config.model.channels != 3:
