@@ -18,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from model.cli import Parser, nonnegative_int, positive_int, run
+from model.cli import Parser, UsageError, nonnegative_int, positive_int, run
 
 PROG = "python -m model.evaluate"
 
@@ -36,8 +36,9 @@ def nonnegative_float(text: str) -> float:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--data-dir", required=True, type=Path,
-                   help="test data: the MNIST folder, or BSD68 (gray) for a photo denoiser")
+    p.add_argument("--data-dir", type=Path,
+                   help="test data: the MNIST folder, or BSD68 (gray) for a photo denoiser "
+                   "(required, except with --speed-only)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--limit", type=nonnegative_int, default=0, help="only the first N test images")
     p.add_argument("--sigmas", type=nonnegative_float, nargs="+",
@@ -69,7 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="time the model on --device and add that to --out/metrics.json (the "
                        "quality figures of an earlier run stay; the earlier speed moves to "
                        "speed_elsewhere)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.data_dir is None and not args.speed_only:
+        p.error("the following argument is required: --data-dir")
+    return args
 
 
 def evaluate(argv: list[str] | None = None) -> int:
@@ -81,6 +85,9 @@ def evaluate(argv: list[str] | None = None) -> int:
         from model.photo.evaluate import evaluate_photo
 
         return evaluate_photo(args, command)
+    if args.speed_only:
+        raise UsageError("--speed-only times a photo denoiser; "
+                         f"{args.checkpoint} holds another kind of model")
     from model.evaluate_autoencoder import evaluate_autoencoder
 
     return evaluate_autoencoder(args, command)

@@ -203,8 +203,7 @@ def denoise_image(
     sigma_used = float(sigma) if sigma is not None else estimate_noise_sigma(x)
     channels = x.shape[1]
     view = planes_for(net.cfg.channels)
-    # blind: the network is told the estimate (on BSD68, 10 images: +0.07 / +0.06 / +0.15 dB at
-    # sigma 15 / 25 / 50 over giving it no level; docs/photo-denoiser.md)
+    # blind: the network is told the estimate (what that gains: docs/photo-denoiser.md)
     level = None
     if sigma is not None or sigma_used > 0.0:  # an image too small to estimate gets no level
         scales = torch.tensor(view.level_scales(channels), device=device)

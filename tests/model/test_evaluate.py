@@ -51,6 +51,15 @@ def test_flag_mistakes(tmp_path: Path, args: list[str], words: list[str]) -> Non
     assert_one_line_mistake(result, *words)
 
 
+def test_data_is_required_except_for_timing_a_photo_denoiser(tiny_checkpoints: Path,
+                                                              tmp_path: Path) -> None:
+    result = run_module("model.evaluate", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert_one_line_mistake(result, "--data-dir", "required")
+    result = run_module("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-dae"),
+                        "--out", str(tmp_path / "o"), "--speed-only")
+    assert_one_line_mistake(result, "--speed-only", "photo denoiser", "mnist-dae")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_cuda_without_a_gpu(tiny_photo_checkpoint: Path, tmp_path: Path) -> None:
     result = run_module("model.evaluate", "--checkpoint", str(tiny_photo_checkpoint / "photo-denoiser"),
