@@ -20,11 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import signal
 import sys
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Iterator
+from contextlib import contextmanager
+from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -44,7 +48,7 @@ DEFAULT_SIGMAS = [15.0, 25.0, 50.0]
 PROTOCOLS = ("papers", "8bit")
 RESULT_KEYS = {"papers": "sets", "8bit": "sets_8bit"}  # where metrics.json keeps each protocol
 
-Job = Future[tuple[float, float, np.ndarray | None]]
+Job = AsyncResult[tuple[float, float, np.ndarray | None]]
 
 
 def noisy_version(clean: np.ndarray, sigma: float, index: int, eight_bit: bool = False) -> np.ndarray:
@@ -114,7 +118,7 @@ def evaluate_set(model: torch.nn.Module, images: list[np.ndarray], sigma: float,
     if n_sub:
         result.update(subset_images=n_sub, model_blind_on_bm3d_subset=float(np.mean(blind[:n_sub])))
     if jobs:
-        done = [job.result() for job in jobs]
+        done = [job.get() for job in jobs]
         if done[0][2] is not None:
             figure.append(done[0][2])
         n = len(done)
@@ -124,6 +128,24 @@ def evaluate_set(model: torch.nn.Module, images: list[np.ndarray], sigma: float,
               f"{result['model_blind_on_bm3d_subset']:.2f} dB on the same", file=sys.stderr, flush=True)
     figure.append(images[0] / 255.0)
     return result
+
+
+def _terminated(signum: int, frame: FrameType | None) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def bm3d_workers(n: int) -> Iterator[Pool]:
+    """``n`` worker processes for BM3D that end with the block, however it ends: a finished run
+    has collected every result; an interrupted one (Ctrl-C, or SIGTERM, which leaves with exit
+    status 143) stops them instead of waiting for the BM3D jobs still queued. Spawned, not forked: a
+    fork of a process whose torch thread pool has run can hang in torch."""
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        with multiprocessing.get_context("spawn").Pool(n) as pool:  # leaving: pool.terminate()
+            yield pool
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def speed(model: torch.nn.Module, channels: int, size: int = 1024, repeats: int = 2) -> float:
@@ -164,10 +186,7 @@ def evaluate_photo(args: argparse.Namespace, command: str) -> int:
     for name, folder, channels, set_sigmas in sets:
         images = load_image_folder(Path(folder), channels)
         loaded.append((name, images[: args.limit] if args.limit else images, set_sigmas))
-    # BM3D runs in worker processes while the model works in this one; spawned, not forked (a
-    # fork of a process whose torch thread pool has run can hang in torch)
-    with ProcessPoolExecutor(max_workers=max(1, args.bm3d_workers),
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
+    with bm3d_workers(max(1, args.bm3d_workers)) as pool:  # BM3D there, the model here
         jobs: dict[tuple[str, str, float], list[Job]] = {}
         for protocol in args.protocols:
             for name, images, set_sigmas in loaded:
@@ -175,7 +194,7 @@ def evaluate_photo(args: argparse.Namespace, command: str) -> int:
                 n_bm3d = min(bm3d_limit, len(images)) if args.bm3d else 0
                 for sigma in set_sigmas:
                     jobs[protocol, name, sigma] = [
-                        pool.submit(bm3d_job, images[i], sigma, i, protocol == "8bit")
+                        pool.apply_async(bm3d_job, (images[i], sigma, i, protocol == "8bit"))
                         for i in range(n_bm3d)]
         for protocol in args.protocols:
             results: dict[str, Any] = metrics.setdefault(RESULT_KEYS[protocol], {})

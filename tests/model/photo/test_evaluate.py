@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +19,7 @@ from model.cli import UsageError
 from model.evaluate import evaluate as main
 from model.metrics import psnr_8bit
 from model.photo.evaluate import noisy_version
-from tests.conftest import make_photos
+from tests.conftest import ROOT, make_photos
 
 
 def colour_folder(folder: Path, n: int) -> Path:
@@ -90,3 +94,57 @@ def test_speed_only_adds_this_machines_speed_and_keeps_the_quality_figures(
     assert "--speed-only" in after["speed_command"]
     assert "On cuda:0 (the quality run)" in (out / "table.md").read_text()
     assert load_checkpoint(ckpt).meta["evaluation"]["metrics"] == after
+
+
+def spawned_children(pid: int) -> list[int]:
+    """The multiprocessing workers ``pid`` has spawned (not its resource tracker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline:
+                found.append(int(child))
+    return found
+
+
+def is_running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has finished
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_sigterm_stops_the_bm3d_workers_instead_of_leaving_them_running(
+    tiny_photo_checkpoint: Path, tmp_path: Path
+) -> None:
+    gray = make_photos(tmp_path / "gray", 4, 256, 5)  # BM3D: seconds an image, the model: less
+    cmd = [sys.executable, "-m", "model.evaluate", "--checkpoint",
+           str(tiny_photo_checkpoint / "photo-denoiser"), "--data-dir", str(gray),
+           "--out", str(tmp_path / "eval"), "--sigmas", "25", "--bm3d-workers", "2", "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the model's first image: the BM3D jobs are queued by then
+            if "image 1/4" in line:
+                break
+        else:
+            pytest.fail(f"model.evaluate ended before its first image (exit {proc.wait()})")
+        workers = spawned_children(proc.pid)
+        assert workers and all(is_running(pid) for pid in workers)
+        proc.send_signal(signal.SIGTERM)
+        status = proc.wait(timeout=120)
+        left_running = [pid for pid in workers if is_running(pid)]
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in workers:  # left behind, they would hold stderr open
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+    rest = proc.stderr.read() if proc.stderr else ""
+    assert status == 128 + signal.SIGTERM, rest[-2000:]
+    assert not left_running
+    assert "Traceback" not in rest
+    assert not (tmp_path / "eval" / "metrics.json").exists()  # an interrupted run writes no figures
