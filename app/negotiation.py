@@ -3,7 +3,8 @@
 The matching is python-mimeparse's (the Falcon project's): q-values, ``type/*`` and ``*/*``
 wildcards, the most specific range setting a type's q (``*/*, image/png;q=0`` refuses PNG), and
 ``q=0`` meaning "not acceptable". Where the client likes two types equally, the route's default
-wins; a missing or empty Accept means anything, so the default too.
+wins; a missing or empty Accept means anything, so the default too. A parameter's quoted value
+(RFC 9110's quoted-string, which may hold commas and semicolons) is read as one value.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ JSON = "application/json"
 PNG = "image/png"
 # RFC 9110's qvalue: 0 to 1 with at most three decimals (mimeparse reads anything else as 1)
 _QVALUE = re.compile(r"0(\.\d{0,3})?|1(\.0{0,3})?")
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')  # a quoted-string, backslash escapes included
 
 
 def negotiate(accept: str | Sequence[str] | None, offered: Sequence[str], why: str = "") -> str:
@@ -33,6 +35,7 @@ def negotiate(accept: str | Sequence[str] | None, offered: Sequence[str], why: s
         accept = ", ".join(accept)
     if accept is None or not accept.replace(",", "").strip():  # no media range: anything goes
         return offered[0]
+    accept = _QUOTED.sub('""', accept)  # no media type is matched on a parameter's value
     try:
         _check_qvalues(accept)
         # media types are case-insensitive; mimeparse gives a tie to the last type of its list

@@ -24,6 +24,11 @@ def test_no_media_range_means_the_routes_default(accept: str | None) -> None:
     ("application/*;q=0.2, image/png;q=0.2", (JSON, PNG), PNG),  # the named type beats a wildcard
     ("image/png;q=0.001, application/json;q=0", (JSON, PNG), PNG),
     ("image/png;Q=1.000, application/json;q=0.999", (JSON, PNG), PNG),
+    # a quoted parameter value is one value, whatever commas, semicolons or escapes it holds
+    ('text/html;x="a,b", image/png', (JSON, PNG), PNG),
+    ('image/png;x="a;q=0", application/json;q=0.5', (JSON, PNG), PNG),
+    ('image/png;x="a\\",q=0", application/json;q=0.5', (JSON, PNG), PNG),
+    ('text/plain;x="a, image/png", application/json', (PNG, JSON), JSON),
 ])
 def test_the_highest_q_wins_and_a_tie_goes_to_the_default(
     accept: str, offered: tuple[str, ...], answer: str
