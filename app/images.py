@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,10 @@ MAX_SIDE = 65535  # JPEG's and WebP's own bound; libpng would not write an answe
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 ORIENTATION = 0x0112
 TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+# what Pillow's readers raise on a malformed file besides OSError: a TIFF tag of the wrong type
+# (TypeError), an offset past any size (OverflowError), a mode it cannot convert (ValueError), ...
+MALFORMED = (OSError, ValueError, SyntaxError, EOFError, TypeError, OverflowError, IndexError,
+             KeyError, struct.error)
 
 
 @dataclass(slots=True)
@@ -74,10 +79,12 @@ def probe(data: bytes, max_pixels: int) -> Probe:
         orientation = _orientation(img)
     except Image.DecompressionBombError as exc:
         raise ApiError(413, "too_many_pixels", f"image refused before decoding: {exc}") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise _unsupported(
-            f"cannot decode the image: send PNG, JPEG, WebP, BMP or TIFF ({type(exc).__name__})"
-        ) from exc
+    except UnidentifiedImageError as exc:
+        raise _unsupported("the upload is not an image this service reads: send PNG, JPEG, WebP, "
+                           "BMP or TIFF") from exc
+    except MALFORMED as exc:
+        raise _unsupported(f"cannot read the image's header, it is truncated or corrupt ({exc})"
+                           ) from exc
     width, height = img.size
     _check_pixels(width, height, max_pixels)
     if orientation in TRANSPOSED and img.format != "TIFF":  # Pillow opens a TIFF upright already
@@ -141,16 +148,17 @@ def decode(p: Probe) -> Decoded:
         return Decoded(p.head.mode, p.width, p.height, pixels=pixels)
     img = p.image
     assert img is not None  # every probe has a header or a Pillow reader
+    fmt = img.format
     try:
         img.load()
         # a PNG may carry its EXIF after the pixels: known only now
         if p.orientation != 1 or (img.format == "PNG" and _orientation(img) != 1):
             ImageOps.exif_transpose(img, in_place=True)
+        img = normalize_mode(img)
     except Image.DecompressionBombError as exc:
         raise ApiError(413, "too_many_pixels", f"image refused: {exc}") from exc
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise _unsupported(f"the {img.format} image is truncated or corrupt ({exc})") from exc
-    img = normalize_mode(img)
+    except MALFORMED as exc:
+        raise _unsupported(f"the {fmt} image is truncated or corrupt ({exc})") from exc
     return Decoded(img.mode, img.width, img.height, pillow=img)
 
 
@@ -162,8 +170,10 @@ def normalize_mode(img: Image.Image) -> Image.Image:
         return img
     if img.mode == "P":
         return img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode == "PA":
+    if img.mode in ("PA", "RGBa"):
         return img.convert("RGBA")
+    if img.mode == "La":  # premultiplied alpha (a TIFF's associated alpha), as Pillow reads it
+        return img.convert("LA")
     if img.mode == "1":
         return img.convert("L")
     if img.mode.startswith("I") or img.mode == "F":

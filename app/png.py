@@ -1,11 +1,16 @@
-"""The PNG fast path: 8-bit PNGs read and written by libpng (imagecodecs) instead of Pillow.
+"""The PNG fast path: 8-bit PNGs read by libspng and written by libpng (imagecodecs), not Pillow.
 
 A denoise of a small PNG spends more time in Pillow's per-chunk Python than in the pixels
 (docs/benchmarks.md, "Service throughput on a CPU"). Here an 8-bit PNG's header is read straight
 from its IHDR chunk (size and colour type, no Pillow object) and its pixels are decoded by
 imagecodecs; every PNG the service answers with is written by imagecodecs too. Everything else
-(other formats, 16-bit or palette PNGs, and PNGs carrying EXIF or a ``tRNS`` colour key, which
-Pillow and libpng read differently) goes through Pillow in ``app/images.py``, as before.
+(other formats, 16-bit or palette PNGs, gray + alpha, which libspng does not decode, and PNGs
+carrying EXIF or a ``tRNS`` colour key, which Pillow and libpng read differently) goes through
+Pillow in ``app/images.py``, as before.
+
+Decoding is libspng's, not libpng's: imagecodecs' ``png_decode`` (2026.3.6) drops a reference to
+``None`` each time it fails, so a stream of corrupt uploads ends the process
+(``tests/app/test_png.py`` checks that this decoder does not).
 """
 
 from __future__ import annotations
@@ -17,15 +22,15 @@ import imagecodecs
 import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MODES = {0: "L", 2: "RGB", 4: "LA", 6: "RGBA"}  # colour type -> Pillow mode, at 8 bits a sample
-BANDS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+MODES = {0: "L", 2: "RGB", 6: "RGBA"}  # colour type -> Pillow mode, at 8 bits a sample
+BANDS = {"L": 1, "RGB": 3, "RGBA": 4}
 
 
 @dataclass(frozen=True, slots=True)
 class Header:
     width: int
     height: int
-    mode: str  # L, LA, RGB or RGBA
+    mode: str  # L, RGB or RGBA
 
 
 def header(data: bytes) -> Header | None:
@@ -46,9 +51,9 @@ def header(data: bytes) -> Header | None:
 def decode(data: bytes, head: Header) -> np.ndarray:
     """The pixels as (H, W) for L, else (H, W, bands), uint8; ValueError for a corrupt file."""
     try:
-        pixels = imagecodecs.png_decode(data)
-    except (RuntimeError, ValueError) as exc:  # imagecodecs.PngError is a RuntimeError
-        raise ValueError(f"libpng: {exc}") from exc
+        pixels = imagecodecs.spng_decode(data)
+    except (RuntimeError, ValueError) as exc:  # imagecodecs.SpngError is a RuntimeError
+        raise ValueError(f"libspng: {exc}") from exc
     bands = BANDS[head.mode]
     want = (head.height, head.width) if bands == 1 else (head.height, head.width, bands)
     if pixels.dtype != np.uint8 or pixels.shape != want:

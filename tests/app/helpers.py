@@ -107,3 +107,24 @@ def post_without_accept(client: Any, url: str, **kwargs: Any) -> Any:
     request = client.build_request("POST", url, **kwargs)
     del request.headers["accept"]
     return client.send(request)
+
+
+def tiff_with_entry(img: Image.Image, tag: int, field_type: int | None = None,
+                    value: int | None = None) -> bytes:
+    """``img`` as a little-endian TIFF whose IFD entry ``tag`` gets another type or value."""
+    buf = io.BytesIO()
+    img.save(buf, format="TIFF")
+    data = bytearray(buf.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        at = ifd + 2 + 12 * i
+        entry_tag, entry_type, count, entry_value = struct.unpack_from("<HHII", data, at)
+        if entry_tag == tag:
+            struct.pack_into("<HHII", data, at, tag, field_type or entry_type, count,
+                             entry_value if value is None else value)
+            return bytes(data)
+    raise AssertionError(f"no tag {tag} in the TIFF")
+
+
+STRIP_OFFSETS, ROWS_PER_STRIP, EXTRA_SAMPLES = 273, 278, 338  # TIFF tags
+FLOAT, ASCII = 11, 2  # TIFF field types

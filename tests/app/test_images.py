@@ -11,7 +11,19 @@ from PIL import Image
 
 from app import images
 from app.errors import ApiError
-from tests.app.helpers import ORIENTATION, exif_rotated, image_bytes, png_claiming, upright_pattern
+from tests.app.helpers import (
+    ASCII,
+    EXTRA_SAMPLES,
+    FLOAT,
+    ORIENTATION,
+    ROWS_PER_STRIP,
+    STRIP_OFFSETS,
+    exif_rotated,
+    image_bytes,
+    png_claiming,
+    tiff_with_entry,
+    upright_pattern,
+)
 
 LIMIT = 4096 * 4096
 
@@ -25,7 +37,7 @@ def test_the_probe_reads_the_size_from_the_header_without_decoding() -> None:
     assert err.value.status == 415
 
 
-@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])  # gray + alpha is Pillow's (app/png.py)
 def test_a_plain_png_takes_the_fast_path_and_decodes_as_pillow_does(mode: str) -> None:
     data = image_bytes(size=(9, 7), mode=mode)
     probe = images.probe(data, LIMIT)
@@ -72,6 +84,31 @@ def test_a_gif_is_415() -> None:
     assert err.value.status == 415
 
 
+
+
+@pytest.mark.parametrize(("tag", "field_type", "value"), [
+    (STRIP_OFFSETS, FLOAT, None),  # Pillow: TypeError
+    (STRIP_OFFSETS, ASCII, None),  # Pillow: TypeError
+    (STRIP_OFFSETS, None, 0xFFFFFFF0),  # past the end of the file
+    (ROWS_PER_STRIP, None, 0),
+])
+def test_a_tiff_with_a_malformed_tag_is_415(tag: int, field_type: int | None, value: int | None
+                                            ) -> None:
+    data = tiff_with_entry(Image.new("L", (28, 28), 7), tag, field_type, value)
+    with pytest.raises(ApiError) as err:
+        images.decode(images.probe(data, LIMIT))
+    assert (err.value.status, err.value.code) == (415, "unsupported_media_type")
+    assert "TIFF image is truncated or corrupt" in err.value.message
+
+
+def test_a_tiff_with_premultiplied_alpha_keeps_its_alpha() -> None:
+    data = tiff_with_entry(Image.new("LA", (4, 3), (50, 128)), EXTRA_SAMPLES, value=1)  # associated
+    decoded = images.decode(images.probe(data, LIMIT))
+    assert decoded.mode == "LA"
+    gray, alpha = np.asarray(decoded.image)[0, 0].tolist()
+    assert alpha == 128 and abs(gray - 50 * 255 / 128) <= 1  # no longer premultiplied
+
+
 def test_a_truncated_image_is_415_when_decoded() -> None:
     data = image_bytes(size=(64, 64))
     probe = images.probe(data[: len(data) // 2], LIMIT)
@@ -102,7 +139,8 @@ def test_exif_orientation_turns_the_pixels_upright(fmt: str) -> None:
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [("P", "RGB"), ("PA", "RGBA"), ("1", "L"), ("I;16", "L"), ("I", "L"), ("F", "L"),
-     ("CMYK", "RGB"), ("YCbCr", "RGB"), ("L", "L"), ("LA", "LA"), ("RGB", "RGB"), ("RGBA", "RGBA")],
+     ("CMYK", "RGB"), ("YCbCr", "RGB"), ("L", "L"), ("LA", "LA"), ("RGB", "RGB"), ("RGBA", "RGBA"),
+     ("La", "LA"), ("RGBa", "RGBA")],  # premultiplied alpha
 )
 def test_every_mode_becomes_l_la_rgb_or_rgba(mode: str, expected: str) -> None:
     assert images.normalize_mode(Image.new(mode, (3, 2))).mode == expected

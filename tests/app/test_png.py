@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image
 from app import png
 from tests.app.helpers import exif_rotated, image_bytes, png_claiming, upright_pattern
 
-MODES = ["L", "LA", "RGB", "RGBA"]
+MODES = ["L", "RGB", "RGBA"]  # gray + alpha is Pillow's
 
 
 def pillow_pixels(data: bytes) -> np.ndarray:
@@ -39,8 +40,9 @@ def test_an_8_bit_png_is_read_from_its_header(mode: str) -> None:
         saved(Image.new("RGB", (4, 4)), transparency=(1, 2, 3)),  # a tRNS colour key
         exif_rotated(upright_pattern(6, 4), "PNG"),  # EXIF orientation: Pillow applies it
         b"\x89PNG\r\n\x1a\n",  # a signature and nothing else
+        image_bytes(size=(4, 4), mode="LA"),  # gray + alpha: libspng does not decode it
     ],
-    ids=["jpeg", "16-bit", "palette", "trns", "exif", "truncated-header"],
+    ids=["jpeg", "16-bit", "palette", "trns", "exif", "truncated-header", "gray-alpha"],
 )
 def test_other_files_are_left_to_pillow(data: bytes) -> None:
     assert png.header(data) is None
@@ -62,13 +64,35 @@ def test_a_corrupt_or_lying_png_is_a_value_error() -> None:
     data = image_bytes(size=(16, 16))
     head = png.header(data)
     assert head is not None
-    with pytest.raises(ValueError, match="libpng"):
+    with pytest.raises(ValueError, match="libspng"):
         png.decode(data[: len(data) // 2], head)
     claimed = png_claiming(64, 64)  # its pixel data is far too short for its header
     head = png.header(claimed)
     assert head is not None
     with pytest.raises(ValueError):
         png.decode(claimed, head)
+
+
+def test_failed_decodes_leave_nothing_behind() -> None:
+    # a decoder that drops a reference on its error path (imagecodecs' png_decode does) brings
+    # None's count to zero after enough corrupt uploads, and the process aborts
+    data = image_bytes(size=(32, 32), mode="RGB")
+    head = png.header(data)
+    assert head is not None
+    corrupt = bytearray(data)
+    corrupt[-20:-12] = b"\xff" * 8  # inside the compressed pixels and the IDAT CRC
+    broken = [data[:n] for n in range(40, len(data) - 12, 9)] + [bytes(corrupt)]  # IEND: 12 bytes
+
+    def fail_all() -> None:
+        for bad in broken:
+            with pytest.raises(ValueError):
+                png.decode(bad, head)
+
+    fail_all()  # first-call caches settle
+    before = sys.getrefcount(None)
+    for _ in range(20):
+        fail_all()
+    assert sys.getrefcount(None) - before == 0
 
 
 @pytest.mark.parametrize("shape", [(6, 4), (6, 4, 1), (6, 4, 2), (6, 4, 3), (6, 4, 4)])

@@ -10,7 +10,16 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.app.helpers import assert_error, decode_png, files, image_bytes, post_without_accept
+from tests.app.helpers import (
+    FLOAT,
+    STRIP_OFFSETS,
+    assert_error,
+    decode_png,
+    files,
+    image_bytes,
+    post_without_accept,
+    tiff_with_entry,
+)
 
 URL = "/v1/models/mnist-dae/denoise"
 
@@ -215,3 +224,8 @@ def test_a_text_field_named_image_is_422(client: TestClient) -> None:
 def test_flags_and_seeds_are_validated(client: TestClient, params: dict[str, str]) -> None:
     response = client.post("/v1/models/mnist-vae/encode", params=params, files=files(image_bytes()))
     assert_error(response, 422, "invalid_request")
+
+
+def test_a_tiff_that_breaks_pillows_reader_is_415(client: TestClient) -> None:
+    data = tiff_with_entry(Image.new("L", (28, 28), 7), STRIP_OFFSETS, FLOAT)  # Pillow: TypeError
+    assert_error(client.post(URL, files=files(data)), 415, "unsupported_media_type")
