@@ -77,13 +77,21 @@ class BodySizeLimitMiddleware:
         declared: bytes | None = None
         expects_continue = False
         limit, setting = self.json_limit, JSON_SETTING  # no Content-Type: not an image upload
+        content_types = 0
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = value
-            elif name == b"content-type" and value.split(b";", 1)[0].strip().lower().startswith(UPLOADS):
-                limit, setting = self.limit, BODY_SETTING
+            elif name == b"content-type":
+                content_types += 1
+                if value.split(b";", 1)[0].strip().lower().startswith(UPLOADS):
+                    limit, setting = self.limit, BODY_SETTING
             elif name == b"expect":
                 expects_continue = value.strip().lower() == b"100-continue"
+        if content_types > 1:  # one body has one type; which one a reader takes is anyone's guess
+            response = error_response(400, "bad_request",
+                                      f"{content_types} Content-Type headers: send one")
+            await response(scope, receive, send)
+            return
         bodies = self.bodies
         if declared is not None:
             try:

@@ -83,6 +83,20 @@ def test_json_bodies_have_their_own_smaller_limit(app_with: Callable[..., TestCl
     assert response.status_code == 200
 
 
+def test_several_content_types_are_400_not_a_way_round_the_json_limit(
+    app_with: Callable[..., TestClient]
+) -> None:
+    client = app_with(max_json_bytes=2048)
+    body = json.dumps({"z": [[0.123456789] * 32] * 10})  # about 4 KB: over the JSON limit
+    for types in (["application/json", "image/png"], ["image/png", "application/json"],
+                  ["application/json", "application/json"]):
+        headers = [("content-type", t) for t in types]
+        for content in (body, json.dumps({"z": [[0.0] * 32]})):  # over the JSON limit, and under
+            error = assert_error(client.post("/v1/models/mnist-vae/decode", content=content,
+                                             headers=headers), 400, "bad_request")
+            assert "2 Content-Type headers" in error["message"]
+
+
 def test_too_many_images_is_422(app_with: Callable[..., TestClient]) -> None:
     client = app_with(max_images=2)
     response = client.post(URL, files=files(*[image_bytes(seed=i) for i in range(3)]))
