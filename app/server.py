@@ -198,6 +198,10 @@ def serve(settings: Settings, log_config: dict[str, Any]) -> None:
         # default 5 s; past this, a replacement on reload is killed and the old worker kept
         timeout_worker_healthcheck=settings.worker_start_timeout_s,
         http=GuardedHttpToolsProtocol,
+        # the service has no WebSocket endpoints and refuses every handshake (app/websockets.py);
+        # wsproto answers that refusal as sent, where websockets-sansio, uvicorn's default, logs an
+        # ERROR for each one and adds headers of its own to the answer
+        ws="wsproto",
         log_level=settings.log_level,
         log_config=log_config,
         # uvicorn logs each request at info; above that level it would still format every line

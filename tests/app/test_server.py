@@ -140,6 +140,10 @@ def test_a_websocket_handshake_is_denied_404_in_json_by_the_real_server(limited:
     answer = denied.value.response
     assert answer.status_code == 404 and answer.headers["content-type"] == "application/json"
     assert error_code(answer.body or b"") == "not_found" and b"WebSocket" in (answer.body or b"")
+    # a refusal is the service working, not an error: nothing at ERROR in the log (uvicorn's
+    # websockets-sansio protocol logs one for every denial response; the service runs wsproto)
+    assert httpx.get(f"{limited.url}/healthz", timeout=SOCKET_TIMEOUT_S).status_code == 200
+    assert "without completing handshake" not in limited.output()
 
 
 # ---- a client that goes away -------------------------------------------------------------------
