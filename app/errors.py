@@ -143,9 +143,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     message = str(exc.detail)
     if exc.status_code == 404:
         message = f"no route {request.method} {request.url.path}; see GET /v1/models and /docs"
-    elif exc.status_code == 405:
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
-    return error_response(exc.status_code, code, message, exc.headers)
+        allowed = [m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
+        if "GET" in allowed and "HEAD" not in allowed:  # app/head.py answers HEAD wherever GET is
+            headers["Allow"] = ", ".join([*allowed, "HEAD"])
+    return error_response(exc.status_code, code, message, headers)
 
 
 def _internal_error(headers: Mapping[str, str] | None = None) -> JSONResponse:

@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 
 from app.auth import require_token
 from app.errors import JsonCORSMiddleware, UnexpectedErrors, install_error_handlers, responses
+from app.head import HeadAsGetMiddleware
 from app.lifecycle import STOP_SIGNALS, Drain, on_signals, shutting_down
 from app.limits import BodySizeLimitMiddleware
 from app.metrics import Metrics, RequestMetricsMiddleware
@@ -76,10 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, dependencies=api, responses=api_errors)
     app.include_router(health.router)
     app.include_router(demo.router)
-    # middleware, innermost first: WebSocket handshakes refused (the service has no WebSocket
-    # endpoint), unexpected errors (a logged 500, the connection kept), body limit, CORS (answers
-    # preflights), metrics (counts all HTTP), tracing, request id (outermost: every log line of a
-    # request carries its id)
+    # middleware, innermost first: HEAD answered as GET where a GET route is, WebSocket handshakes
+    # refused (the service has no WebSocket endpoint), unexpected errors (a logged 500, the
+    # connection kept), body limit, CORS (answers preflights), metrics (counts all HTTP), tracing,
+    # request id (outermost: every log line of a request carries its id)
+    app.add_middleware(HeadAsGetMiddleware, routes=app.router.routes)
     app.add_middleware(NoWebSocketsMiddleware)
     app.add_middleware(UnexpectedErrors)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes,

@@ -24,14 +24,12 @@ class Ready(BaseModel):
 
 
 @router.get("/healthz", response_model=Health)
-@router.head("/healthz", include_in_schema=False)
 async def healthz() -> Health:
     """Liveness: 200 whenever the process answers."""
     return Health(status="ok")
 
 
 @router.get("/readyz", response_model=Ready, responses=responses(503))
-@router.head("/readyz", include_in_schema=False)
 async def readyz(request: Request, registry: RegistryDep) -> Ready:
     """200 when every model is loaded, warm and has a live batch worker; 503 while loading,
     draining (SIGTERM) or when a model is not serving."""

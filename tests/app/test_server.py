@@ -344,3 +344,12 @@ def test_sigterm_answers_every_request_in_flight_and_exits(
         assert outcome.headers["content-type"] == "application/json"
         assert outcome.json()["error"]["code"] in ("shutting_down", "timeout")
         assert int(outcome.headers["retry-after"]) >= 1
+
+
+def test_head_on_a_get_route_is_answered_by_the_real_server(limited: LiveServer) -> None:
+    with httpx.Client(base_url=limited.url, timeout=SOCKET_TIMEOUT_S) as http:  # one connection
+        got = http.get("/v1/models")
+        head = http.head("/v1/models")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == got.headers["content-length"]
+        assert http.get("/healthz").json() == {"status": "ok"}  # the connection goes on
