@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat
 
 from app import images
 from app.deps import JsonBody, ModelFor, SettingsDep, is_json, json_request_body, read_json
@@ -46,20 +46,21 @@ async def grid_or_json(
 Answer = Annotated[str, Depends(grid_or_json)]
 
 
+# JSON numbers only: a latent or a temperature sent as "1.5" or true is a mistake, not a number
 class DecodeBody(BaseModel):
-    z: list[list[float]] = Field(description="latent vectors, each of the model's latent size")
+    z: list[list[StrictFloat]] = Field(description="latent vectors, each of the model's latent size")
 
 
 class SampleBody(BaseModel):
     n: int = Field(default=16, ge=1, strict=True, description="how many samples")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1, strict=True,
                              description="same seed, same bytes")
-    temperature: float = Field(default=1.0, gt=0, le=10, allow_inf_nan=False,
+    temperature: float = Field(default=1.0, gt=0, le=10, allow_inf_nan=False, strict=True,
                                description="scale of the prior's std")
 
 
 class InterpolateBody(BaseModel):
-    z: list[list[float]] = Field(description="exactly two latent vectors: start and end")
+    z: list[list[StrictFloat]] = Field(description="exactly two latent vectors: start and end")
     steps: int = Field(default=8, ge=2, strict=True)
 
 

@@ -117,6 +117,8 @@ def test_decode_works_for_a_plain_autoencoder(client: TestClient) -> None:
         '{"z": [[1e999' + ", 0" * 31 + "]]}",
         '{"z": []}',
         '{"z": "zero"}',
+        '{"z": [["1.5"' + ", 0" * 31 + "]]}",  # a string is not a number
+        '{"z": [[true' + ", 0" * 31 + "]]}",
         "not json",
     ],
 )
@@ -215,7 +217,8 @@ def test_the_largest_float32_latent_is_accepted(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "temperature", ["NaN", "Infinity", "-Infinity", "0", "-1", "10.5", "1e300", '"warm"']
+    "temperature", ["NaN", "Infinity", "-Infinity", "0", "-1", "10.5", "1e300", '"warm"', '"0.5"',
+                    "true"]
 )
 def test_sample_temperature_must_be_finite_and_in_range(client: TestClient, temperature: str) -> None:
     response = client.post(f"{VAE}/sample", content='{"n": 1, "temperature": ' + temperature + "}",
@@ -246,6 +249,7 @@ def test_interpolate_steps_must_be_an_integer_of_at_least_two(client: TestClient
 
 @pytest.mark.parametrize("body", ['{"z": ' + "[" * 100_000 + "]" * 100_000 + "}",
                                   '{"z": [[0], [1]], "steps": "4"}', '{"z": [[0], [1]], "steps": true}',
+                                  '{"z": [["0"], [1]]}',
                                   "not json"])
 def test_interpolate_refuses_a_body_it_cannot_read_with_422(client: TestClient, body: str) -> None:
     response = client.post(f"{VAE}/interpolate", content=body,
