@@ -106,5 +106,6 @@ def _parse_multipart(request: Request, body: bytes, settings: Settings) -> list[
                     raise _too_many_images(len(images), settings.max_images)
         parser.close()  # a body that ends before its closing boundary raises here
     except MultipartError as exc:  # malformed, or over the parser's limits (part headers, parts)
-        raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from exc
+        reason = ": ".join(map(str, exc.args))  # its message, then the cause when it names one
+        raise ApiError(400, "bad_request", f"malformed multipart body: {reason}") from exc
     return images

@@ -114,6 +114,15 @@ def test_malformed_multipart_is_400(body: bytes, ctype: str) -> None:
     assert (error.status, error.code) == (400, "bad_request")
 
 
+def test_a_part_header_that_is_not_utf8_is_400_in_plain_words() -> None:
+    body = (b"--b0undary\r\nContent-Disposition: form-data; name=image; filename=\xff\xfe.png\r\n"
+            b"\r\nabc\r\n--b0undary--\r\n")
+    error = refused(body, f"multipart/form-data; boundary={BOUNDARY}")
+    assert (error.status, error.code) == (400, "bad_request")
+    assert error.message.startswith("malformed multipart body: Segment header failed to decode: ")
+    assert "can't decode byte 0xff" in error.message and "UnicodeDecodeError(" not in error.message
+
+
 def test_a_body_the_server_timed_out_ends_as_408_body_timeout() -> None:
     # the server (app/server.py) answered 408 and closed; receive() reports the disconnect
     extensions = {DISCONNECT_EXTENSION: {"callbacks": [], BODY_TIMED_OUT: True}}
