@@ -173,8 +173,16 @@ async def interpolate(
         return await _interpolate(request, served, settings, ticket, steps, resize, media)
 
 
+def check_steps(steps: int, settings: Settings) -> None:
+    if steps > settings.max_steps:
+        raise ApiError(422, "limit_exceeded",
+                       f"steps={steps} is over the limit of {settings.max_steps} (AESERVE_MAX_STEPS)")
+
+
 async def _interpolate(request: Request, served: ServedModel, settings: Settings, ticket: Ticket,
                        steps: int | None, resize: bool, media: str) -> ImagesAnswer | Response:
+    if steps is not None:  # refused before the body is read and the images encoded
+        check_steps(steps, settings)
     sent = media_type(request)
     if is_json(sent):
         body = await read_json(request, settings, InterpolateBody)
@@ -195,9 +203,7 @@ async def _interpolate(request: Request, served: ServedModel, settings: Settings
                        f"Content-Type {sent or '(none)'} is neither JSON nor an image upload: send "
                        '{"z": [z0, z1]} with Content-Type: application/json, or two images as '
                        "multipart/form-data fields 'image'")
-    if n_steps > settings.max_steps:
-        raise ApiError(422, "limit_exceeded",
-                       f"steps={n_steps} is over the limit of {settings.max_steps} (AESERVE_MAX_STEPS)")
+    check_steps(n_steps, settings)
     t = torch.linspace(0.0, 1.0, n_steps)[:, None]
     path = (1 - t) * ends[0] + t * ends[1]
     return image_answer(served, await served.decode(path, ticket), media, steps=n_steps)

@@ -104,6 +104,23 @@ def test_too_many_images_is_422(app_with: Callable[..., TestClient]) -> None:
     assert "2" in error["message"]
 
 
+def test_steps_over_the_limit_is_422_before_any_image_is_read(
+    app_with: Callable[..., TestClient]
+) -> None:
+    client = app_with(max_steps=4)
+    url = "/v1/models/mnist-vae/interpolate"
+    two = files(image_bytes(seed=0), image_bytes(seed=1))
+    error = assert_error(client.post(url, params={"steps": 5}, files=two), 422, "limit_exceeded")
+    assert "AESERVE_MAX_STEPS" in error["message"]
+    # the query is checked first: a body that is not even an image gets the same answer
+    junk = files(b"not an image", b"nor this")
+    assert_error(client.post(url, params={"steps": 5}, files=junk), 422, "limit_exceeded")
+    z = {"z": [[0.0] * 32, [1.0] * 32]}
+    assert_error(client.post(url, json={**z, "steps": 5}), 422, "limit_exceeded")
+    assert client.post(url, params={"steps": 4}, files=two).status_code == 200
+    assert client.post(url, json={**z, "steps": 4}).status_code == 200
+
+
 def test_n_over_the_limit_is_422(app_with: Callable[..., TestClient]) -> None:
     client = app_with(max_n=4)
     response = client.post("/v1/models/mnist-vae/sample", json={"n": 5})
