@@ -11,8 +11,11 @@
    as a fraction of 32.
 4. SIGTERM: photo requests in flight, SIGTERM; answered / 503 / lost, and the time from SIGTERM to
    exit, against ``AESERVE_DRAIN_TIMEOUT_S``.
+5. Corrupt uploads: ``--corrupt`` truncated and damaged 8-bit PNGs, pipelined on one connection
+   (every one a 415), then a good one; whether the server is still up, and its RSS before and after.
 
-Writes a Markdown report and the raw numbers to ``--out``. Needs ``wrk``. Not part of CI.
+``--scenarios`` picks some (default: all). Writes the raw numbers to ``--out``. Needs ``wrk`` for
+the overload. Not part of CI.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -194,14 +198,54 @@ def sigterm(checkpoints: Path, env: dict[str, str], in_flight: int, drain_s: flo
             "exit_after_sigterm_s": round(exit_s, 2), "returncode": proc.returncode}
 
 
+def corrupt_uploads(port: int, pid: int, n: int, batch: int = 50) -> dict[str, Any]:
+    """``n`` corrupt PNGs on one keep-alive connection, ``batch`` requests written at a time."""
+    good = digit_png(0)
+    broken = [good[: len(good) // 2], good[:-20] + bytes(20)]  # cut short; pixels and CRCs zeroed
+    head = (b"POST /v1/models/mnist-dae/denoise HTTP/1.1\r\nHost: bench\r\n"
+            b"Content-Type: image/png\r\nContent-Length: %d\r\n\r\n")
+    burst = b"".join(head % len(b) + b for b in broken) * (batch // len(broken))
+    rss_before = vm_rss_mib(pid)
+    answers: dict[str, int] = {}
+    sent, start_s = 0, time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        reader = conn.makefile("rb")
+        while sent < n:
+            conn.sendall(burst)
+            for _ in range(batch // len(broken) * len(broken)):
+                status = reader.readline().split()[1].decode()
+                length = 0
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                reader.read(length)
+                answers[status] = answers.get(status, 0) + 1
+                sent += 1
+    seconds = time.perf_counter() - start_s
+    alive = httpx.post(f"http://127.0.0.1:{port}/v1/models/mnist-dae/denoise",
+                       files=[("image", ("d.png", good, "image/png"))], timeout=30).status_code
+    return {"requests": sent, "answers": answers, "seconds": round(seconds, 1),
+            "good_upload_after": alive, "rss_mib_before": rss_before, "rss_mib_after": vm_rss_mib(pid)}
+
+
+def vm_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoints", type=Path, default=ROOT / "checkpoints")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk round")
     parser.add_argument("--in-flight", type=int, default=29)
     parser.add_argument("--drain", type=float, default=10.0)
+    parser.add_argument("--corrupt", type=int, default=150_000, help="corrupt PNGs to send")
+    parser.add_argument("--scenarios", default="refusals,memory,overload,sigterm,corrupt")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
+    scenarios = set(args.scenarios.split(","))
     work = Path(tempfile.mkdtemp(prefix="aeserve-lifecycle-"))
     snapshot = snapshot_checkpoints(args.checkpoints, work / "checkpoints")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_")}
@@ -212,17 +256,24 @@ def main() -> None:
                  f"http://127.0.0.1:{port}/readyz")
     base = f"http://127.0.0.1:{port}"
     try:
-        print("refusals ...", file=sys.stderr)
-        report["refusals"] = refusals(base)
-        print("worst inputs ...", file=sys.stderr)
-        report["memory"] = worst_inputs(base, proc.pid)
-        print("overload ...", file=sys.stderr)
-        report["overload"] = overload(base, work, proc.pid, args.duration)
+        if "refusals" in scenarios:
+            print("refusals ...", file=sys.stderr)
+            report["refusals"] = refusals(base)
+        if "memory" in scenarios:
+            print("worst inputs ...", file=sys.stderr)
+            report["memory"] = worst_inputs(base, proc.pid)
+        if "overload" in scenarios:
+            print("overload ...", file=sys.stderr)
+            report["overload"] = overload(base, work, proc.pid, args.duration)
+        if "corrupt" in scenarios:
+            print("corrupt uploads ...", file=sys.stderr)
+            report["corrupt"] = corrupt_uploads(port, proc.pid, args.corrupt)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    print("sigterm ...", file=sys.stderr)
-    report["sigterm"] = sigterm(snapshot, env, args.in_flight, args.drain)
+    if "sigterm" in scenarios:
+        print("sigterm ...", file=sys.stderr)
+        report["sigterm"] = sigterm(snapshot, env, args.in_flight, args.drain)
     text = json.dumps(report, indent=2)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
