@@ -207,32 +207,49 @@ def corrupt_uploads(port: int, pid: int, n: int, batch: int = 50) -> dict[str, A
     burst = b"".join(head % len(b) + b for b in broken) * (batch // len(broken))
     rss_before = vm_rss_mib(pid)
     answers: dict[str, int] = {}
-    sent, start_s = 0, time.perf_counter()
+    sent, start_s, gone = 0, time.perf_counter(), False
     with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
         reader = conn.makefile("rb")
-        while sent < n:
-            conn.sendall(burst)
+        while sent < n and not gone:
+            try:
+                conn.sendall(burst)
+            except OSError:
+                break
             for _ in range(batch // len(broken) * len(broken)):
-                status = reader.readline().split()[1].decode()
+                status_line = reader.readline().split()
+                if len(status_line) < 2:  # the connection closed: the server is gone
+                    gone = True
+                    break
                 length = 0
                 while (line := reader.readline()) not in (b"\r\n", b""):
                     if line.lower().startswith(b"content-length:"):
                         length = int(line.split(b":")[1])
                 reader.read(length)
+                status = status_line[1].decode()
                 answers[status] = answers.get(status, 0) + 1
                 sent += 1
     seconds = time.perf_counter() - start_s
-    alive = httpx.post(f"http://127.0.0.1:{port}/v1/models/mnist-dae/denoise",
-                       files=[("image", ("d.png", good, "image/png"))], timeout=30).status_code
+    try:
+        alive: int | str = httpx.post(f"http://127.0.0.1:{port}/v1/models/mnist-dae/denoise",
+                                      files=[("image", ("d.png", good, "image/png"))],
+                                      timeout=30).status_code
+    except httpx.TransportError as exc:
+        alive = f"no answer ({type(exc).__name__})"
+    rss_after = vm_rss_mib(pid)
     return {"requests": sent, "answers": answers, "seconds": round(seconds, 1),
-            "good_upload_after": alive, "rss_mib_before": rss_before, "rss_mib_after": vm_rss_mib(pid)}
+            "good_upload_after": alive, "rss_mib_before": rss_before, "rss_mib_after": rss_after}
 
 
-def vm_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+def vm_rss_mib(pid: int) -> float | None:
+    """The process's resident memory; None once it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return None
+    for line in status.splitlines():
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
+    return None
 
 
 def main() -> None:
@@ -268,6 +285,7 @@ def main() -> None:
         if "corrupt" in scenarios:
             print("corrupt uploads ...", file=sys.stderr)
             report["corrupt"] = corrupt_uploads(port, proc.pid, args.corrupt)
+            report["corrupt"]["server_exit_status"] = proc.poll()  # None: still running
     finally:
         proc.terminate()
         proc.wait(timeout=60)
