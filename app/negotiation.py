@@ -20,7 +20,9 @@ JSON = "application/json"
 PNG = "image/png"
 # RFC 9110's qvalue: 0 to 1 with at most three decimals (mimeparse reads anything else as 1)
 _QVALUE = re.compile(r"0(\.\d{0,3})?|1(\.0{0,3})?")
-_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')  # a quoted-string, backslash escapes included
+# a quoted-string, backslash escapes included; one left open runs to the end of the header (a
+# pattern that insisted on the closing quote would rescan the rest of the header from every quote)
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)')
 
 
 def negotiate(accept: str | Sequence[str] | None, offered: Sequence[str], why: str = "") -> str:

@@ -52,3 +52,10 @@ def test_a_range_that_is_not_type_slash_subtype_is_400(accept: str) -> None:
         negotiate(accept, (PNG, JSON))
     assert (refused.value.status, refused.value.code) == (400, "bad_request")
     assert "Accept" in refused.value.message
+
+
+@pytest.mark.timeout(30)  # a pattern that backtracks takes minutes on this header, not milliseconds
+def test_an_unclosed_quote_runs_to_the_end_of_the_header() -> None:
+    assert negotiate('image/png;x="a, application/json', (JSON, PNG)) == PNG  # JSON is in the quote
+    endless = "image/png;x=" + '\\"' * 60_000  # 120 KB of escaped quotes, never closed
+    assert negotiate(endless, (JSON, PNG)) == PNG
