@@ -27,11 +27,11 @@ from app.errors import ApiError
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 KEPT_MODES = ("L", "LA", "RGB", "RGBA")
 MAX_SIDE = 65535  # JPEG's and WebP's own bound; libpng would not write an answer past 1,000,000
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 ORIENTATION = 0x0112
 TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 # what Pillow's readers raise on a malformed file besides OSError: a TIFF tag of the wrong type
-# (TypeError), an offset past any size (OverflowError), a mode it cannot convert (ValueError), ...
+# (TypeError), an offset past any size (OverflowError), ...
 MALFORMED = (OSError, ValueError, SyntaxError, EOFError, TypeError, OverflowError, IndexError,
              KeyError, struct.error)
 
@@ -154,11 +154,14 @@ def decode(p: Probe) -> Decoded:
         # a PNG may carry its EXIF after the pixels: known only now
         if p.orientation != 1 or (img.format == "PNG" and _orientation(img) != 1):
             ImageOps.exif_transpose(img, in_place=True)
-        img = normalize_mode(img)
     except Image.DecompressionBombError as exc:
         raise ApiError(413, "too_many_pixels", f"image refused: {exc}") from exc
     except MALFORMED as exc:
         raise _unsupported(f"the {fmt} image is truncated or corrupt ({exc})") from exc
+    try:
+        img = normalize_mode(img)
+    except ValueError as exc:  # Pillow: "conversion from <mode> to <mode> not supported"
+        raise _unsupported(f"the {fmt} image's mode {img.mode} cannot be read ({exc})") from exc
     return Decoded(img.mode, img.width, img.height, pillow=img)
 
 

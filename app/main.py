@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             JsonCORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "HEAD", "POST"],
             allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
             expose_headers=["X-Noise-Sigma", "X-Seed", "X-Steps", "Retry-After", "X-Request-ID"],
         )

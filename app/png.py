@@ -5,7 +5,7 @@ A denoise of a small PNG spends more time in Pillow's per-chunk Python than in t
 from its IHDR chunk (size and colour type, no Pillow object) and its pixels are decoded by
 imagecodecs; every PNG the service answers with is written by imagecodecs too. Everything else
 (other formats, 16-bit or palette PNGs, gray + alpha, which libspng does not decode, and PNGs
-carrying EXIF or a ``tRNS`` colour key, which Pillow and libpng read differently) goes through
+carrying EXIF or a ``tRNS`` colour key, which Pillow reads into its own modes) goes through
 Pillow in ``app/images.py``, as before.
 
 Decoding is libspng's, not libpng's: imagecodecs' ``png_decode`` (2026.3.6) drops a reference to

@@ -47,6 +47,9 @@ def test_cors_origins_are_configurable(app_with: Callable[..., TestClient]) -> N
     assert ok.headers["access-control-allow-origin"] == "https://example.org"
     other = client.get("/v1/models", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+    head = client.options("/v1/models", headers={"Origin": "https://example.org",
+                                                  "Access-Control-Request-Method": "HEAD"})
+    assert head.status_code == 200 and "HEAD" in head.headers["access-control-allow-methods"]
 
 
 def test_a_refused_cors_preflight_is_a_json_error(app_with: Callable[..., TestClient]) -> None:

@@ -84,8 +84,6 @@ def test_a_gif_is_415() -> None:
     assert err.value.status == 415
 
 
-
-
 @pytest.mark.parametrize(("tag", "field_type", "value"), [
     (STRIP_OFFSETS, FLOAT, None),  # Pillow: TypeError
     (STRIP_OFFSETS, ASCII, None),  # Pillow: TypeError
@@ -103,7 +101,9 @@ def test_a_tiff_with_a_malformed_tag_is_415(tag: int, field_type: int | None, va
 
 def test_a_tiff_with_premultiplied_alpha_keeps_its_alpha() -> None:
     data = tiff_with_entry(Image.new("LA", (4, 3), (50, 128)), EXTRA_SAMPLES, value=1)  # associated
-    decoded = images.decode(images.probe(data, LIMIT))
+    probe = images.probe(data, LIMIT)
+    assert probe.bands == 1  # gray: the work is counted for one band
+    decoded = images.decode(probe)
     assert decoded.mode == "LA"
     gray, alpha = np.asarray(decoded.image)[0, 0].tolist()
     assert alpha == 128 and abs(gray - 50 * 255 / 128) <= 1  # no longer premultiplied

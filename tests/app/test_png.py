@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import sys
 
@@ -73,6 +74,7 @@ def test_a_corrupt_or_lying_png_is_a_value_error() -> None:
         png.decode(claimed, head)
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal from Python 3.12 on")
 def test_failed_decodes_leave_nothing_behind() -> None:
     # a decoder that drops a reference on its error path (imagecodecs' png_decode does) brings
     # None's count to zero after enough corrupt uploads, and the process aborts
@@ -89,10 +91,18 @@ def test_failed_decodes_leave_nothing_behind() -> None:
                 png.decode(bad, head)
 
     fail_all()  # first-call caches settle
-    before = sys.getrefcount(None)
-    for _ in range(20):
-        fail_all()
-    assert sys.getrefcount(None) - before == 0
+    rounds = 20
+    gc.collect()
+    gc.disable()  # the count is the whole process's: nothing else may run meanwhile
+    try:
+        before = sys.getrefcount(None)
+        for _ in range(rounds):
+            fail_all()
+        change = sys.getrefcount(None) - before
+    finally:
+        gc.enable()
+    # a leak of one per failure is rounds * len(broken), several thousand; allow a little noise
+    assert abs(change) < len(broken), change
 
 
 @pytest.mark.parametrize("shape", [(6, 4), (6, 4, 1), (6, 4, 2), (6, 4, 3), (6, 4, 4)])
