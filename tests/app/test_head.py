@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, Router
+from starlette.types import Message
 
+from app.head import HeadAsGetMiddleware
 from tests.app.helpers import assert_error
 
 GET_PATHS = ["/healthz", "/readyz", "/metrics", "/v1/models", "/v1/models/mnist-vae", "/",
@@ -45,3 +53,29 @@ def test_head_operations_stay_out_of_the_api_description(client: TestClient) -> 
     paths = client.get("/openapi.json").json()["paths"]
     assert not [p for p, ops in paths.items() if "head" in ops]
     assert "get" in paths["/healthz"] and "get" in paths["/v1/models"]
+
+
+def test_the_middleware_sends_no_body_and_hands_back_the_route() -> None:
+    # at the ASGI level: TestClient and uvicorn both drop a HEAD body themselves
+    async def endpoint(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(f"hello {request.path_params['who']}")
+
+    routes = [Route("/hi/{who}", endpoint, methods=["GET"])]
+    app = HeadAsGetMiddleware(Router(routes), routes)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: dict[str, Any] = {"type": "http", "method": "HEAD", "path": "/hi/you",
+                             "root_path": "", "query_string": b"", "headers": []}
+    asyncio.run(app(scope, receive, send))
+    start, *bodies = sent
+    assert start["type"] == "http.response.start" and start["status"] == 200
+    assert dict(start["headers"])[b"content-length"] == str(len("hello you")).encode()
+    assert bodies == [{"type": "http.response.body", "body": b"", "more_body": False}]
+    assert scope["method"] == "HEAD" and scope["path_params"] == {"who": "you"}
+    assert scope["route"] is routes[0]
