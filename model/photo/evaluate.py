@@ -24,8 +24,9 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -48,7 +49,7 @@ DEFAULT_SIGMAS = [15.0, 25.0, 50.0]
 PROTOCOLS = ("papers", "8bit")
 RESULT_KEYS = {"papers": "sets", "8bit": "sets_8bit"}  # where metrics.json keeps each protocol
 
-Job = AsyncResult[tuple[float, float, np.ndarray | None]]
+Job = Future[tuple[float, float, np.ndarray | None]]
 
 
 def noisy_version(clean: np.ndarray, sigma: float, index: int, eight_bit: bool = False) -> np.ndarray:
@@ -118,7 +119,10 @@ def evaluate_set(model: torch.nn.Module, images: list[np.ndarray], sigma: float,
     if n_sub:
         result.update(subset_images=n_sub, model_blind_on_bm3d_subset=float(np.mean(blind[:n_sub])))
     if jobs:
-        done = [job.get() for job in jobs]
+        try:
+            done = [job.result() for job in jobs]
+        except BrokenProcessPool as exc:
+            raise SystemExit(f"a BM3D worker process died (killed, or out of memory?): {exc}") from exc
         if done[0][2] is not None:
             figure.append(done[0][2])
         n = len(done)
@@ -135,15 +139,26 @@ def _terminated(signum: int, frame: FrameType | None) -> NoReturn:
 
 
 @contextmanager
-def bm3d_workers(n: int) -> Iterator[Pool]:
-    """``n`` worker processes for BM3D that end with the block, however it ends: a finished run
-    has collected every result; an interrupted one (Ctrl-C, or SIGTERM, which leaves with exit
-    status 143) stops them instead of waiting for the BM3D jobs still queued. Spawned, not forked: a
-    fork of a process whose torch thread pool has run can hang in torch."""
+def bm3d_workers(n: int) -> Iterator[ProcessPoolExecutor]:
+    """Up to ``n`` worker processes for BM3D that end with the block, however it ends: a finished
+    run has collected every result; an interrupted one (Ctrl-C, or SIGTERM, which leaves with exit
+    status 143) stops them instead of waiting for the BM3D jobs still queued; a worker that dies
+    (killed, out of memory) fails the run instead of leaving it waiting. Started with the first job,
+    spawned, not forked: a fork of a process whose torch thread pool has run can hang in torch."""
     previous = signal.signal(signal.SIGTERM, _terminated)
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
     try:
-        with multiprocessing.get_context("spawn").Pool(n) as pool:  # leaving: pool.terminate()
-            yield pool
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        workers = multiprocessing.active_children()  # this process's only children are the pool's
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join()
+        raise
+    else:
+        pool.shutdown()
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -194,7 +209,7 @@ def evaluate_photo(args: argparse.Namespace, command: str) -> int:
                 n_bm3d = min(bm3d_limit, len(images)) if args.bm3d else 0
                 for sigma in set_sigmas:
                     jobs[protocol, name, sigma] = [
-                        pool.apply_async(bm3d_job, (images[i], sigma, i, protocol == "8bit"))
+                        pool.submit(bm3d_job, images[i], sigma, i, protocol == "8bit")
                         for i in range(n_bm3d)]
         for protocol in args.protocols:
             results: dict[str, Any] = metrics.setdefault(RESULT_KEYS[protocol], {})

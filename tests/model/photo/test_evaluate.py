@@ -115,36 +115,65 @@ def is_running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has finished
 
 
+def run_until_the_first_image(checkpoint: Path, tmp_path: Path
+                              ) -> tuple[subprocess.Popen[str], list[int]]:
+    """model.evaluate with two BM3D workers, stopped after the model's first image (the BM3D jobs
+    are queued and running by then), and its workers."""
+    gray = make_photos(tmp_path / "gray", 4, 256, 5)  # BM3D: seconds an image, the model: less
+    cmd = [sys.executable, "-m", "model.evaluate", "--checkpoint", str(checkpoint / "photo-denoiser"),
+           "--data-dir", str(gray), "--out", str(tmp_path / "eval"), "--sigmas", "25",
+           "--bm3d-workers", "2", "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "image 1/4" in line:
+            break
+    else:
+        pytest.fail(f"model.evaluate ended before its first image (exit {proc.wait()})")
+    workers = spawned_children(proc.pid)
+    assert workers and all(is_running(pid) for pid in workers)
+    return proc, workers
+
+
+def end(proc: subprocess.Popen[str], workers: list[int]) -> str:
+    """Kill what is left (a left-behind worker would hold stderr open); the rest of stderr."""
+    proc.kill()
+    proc.wait()
+    for pid in workers:
+        if is_running(pid):
+            os.kill(pid, signal.SIGKILL)
+    return proc.stderr.read() if proc.stderr else ""
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
 def test_sigterm_stops_the_bm3d_workers_instead_of_leaving_them_running(
     tiny_photo_checkpoint: Path, tmp_path: Path
 ) -> None:
-    gray = make_photos(tmp_path / "gray", 4, 256, 5)  # BM3D: seconds an image, the model: less
-    cmd = [sys.executable, "-m", "model.evaluate", "--checkpoint",
-           str(tiny_photo_checkpoint / "photo-denoiser"), "--data-dir", str(gray),
-           "--out", str(tmp_path / "eval"), "--sigmas", "25", "--bm3d-workers", "2", "--threads", "1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    workers: list[int] = []
+    proc, workers = run_until_the_first_image(tiny_photo_checkpoint, tmp_path)
     try:
-        assert proc.stderr is not None
-        for line in proc.stderr:  # the model's first image: the BM3D jobs are queued by then
-            if "image 1/4" in line:
-                break
-        else:
-            pytest.fail(f"model.evaluate ended before its first image (exit {proc.wait()})")
-        workers = spawned_children(proc.pid)
-        assert workers and all(is_running(pid) for pid in workers)
         proc.send_signal(signal.SIGTERM)
         status = proc.wait(timeout=120)
         left_running = [pid for pid in workers if is_running(pid)]
     finally:
-        proc.kill()
-        proc.wait()
-        for pid in workers:  # left behind, they would hold stderr open
-            if is_running(pid):
-                os.kill(pid, signal.SIGKILL)
-    rest = proc.stderr.read() if proc.stderr else ""
+        rest = end(proc, workers)
     assert status == 128 + signal.SIGTERM, rest[-2000:]
     assert not left_running
     assert "Traceback" not in rest
     assert not (tmp_path / "eval" / "metrics.json").exists()  # an interrupted run writes no figures
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_a_bm3d_worker_that_dies_fails_the_run_instead_of_hanging_it(
+    tiny_photo_checkpoint: Path, tmp_path: Path
+) -> None:
+    proc, workers = run_until_the_first_image(tiny_photo_checkpoint, tmp_path)
+    try:
+        os.kill(workers[0], signal.SIGKILL)  # as the out-of-memory killer would
+        status = proc.wait(timeout=120)  # a run waiting for the lost job never ends
+        left_running = [pid for pid in workers if is_running(pid)]
+    finally:
+        rest = end(proc, workers)
+    assert status == 1, rest[-2000:]
+    assert "a BM3D worker process died" in rest
+    assert not left_running
+    assert not (tmp_path / "eval" / "metrics.json").exists()
