@@ -42,6 +42,7 @@ from bench.run import ROOT, free_port, start, wrk
 from bench.workload import digit_png, multipart, snapshot_checkpoints
 
 PHOTO = "/v1/models/photo-denoiser/denoise"
+SCENARIOS = ("refusals", "memory", "overload", "corrupt", "sigterm")
 
 
 def png(width: int, height: int, mode: str, seed: int = 0, noise: int = 256) -> bytes:
@@ -199,7 +200,8 @@ def sigterm(checkpoints: Path, env: dict[str, str], in_flight: int, drain_s: flo
 
 
 def corrupt_uploads(port: int, pid: int, n: int, batch: int = 50) -> dict[str, Any]:
-    """``n`` corrupt PNGs on one keep-alive connection, ``batch`` requests written at a time."""
+    """``n`` corrupt PNGs (rounded up to whole batches) on one keep-alive connection, ``batch``
+    requests written at a time."""
     good = digit_png(0)
     broken = [good[: len(good) // 2], good[:-20] + bytes(20)]  # cut short; pixels and CRCs zeroed
     head = (b"POST /v1/models/mnist-dae/denoise HTTP/1.1\r\nHost: bench\r\n"
@@ -259,10 +261,12 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=29)
     parser.add_argument("--drain", type=float, default=10.0)
     parser.add_argument("--corrupt", type=int, default=150_000, help="corrupt PNGs to send")
-    parser.add_argument("--scenarios", default="refusals,memory,overload,sigterm,corrupt")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     scenarios = set(args.scenarios.split(","))
+    if scenarios - set(SCENARIOS):
+        parser.error(f"unknown scenarios {sorted(scenarios - set(SCENARIOS))}; known: {SCENARIOS}")
     work = Path(tempfile.mkdtemp(prefix="aeserve-lifecycle-"))
     snapshot = snapshot_checkpoints(args.checkpoints, work / "checkpoints")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_")}
