@@ -89,7 +89,8 @@ def probe(data: bytes, max_pixels: int) -> Probe:
     _check_pixels(width, height, max_pixels)
     if orientation in TRANSPOSED and img.format != "TIFF":  # Pillow opens a TIFF upright already
         width, height = height, width
-    return Probe(img, data, None, width, height, 1 if img.mode in GRAY_MODES else 3, orientation)
+    gray = img.mode in GRAY_MODES or png.is_gray_alpha(data)
+    return Probe(img, data, None, width, height, 1 if gray else 3, orientation)
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
@@ -162,6 +163,8 @@ def decode(p: Probe) -> Decoded:
         img = normalize_mode(img)
     except ValueError as exc:  # Pillow: "conversion from <mode> to <mode> not supported"
         raise _unsupported(f"the {fmt} image's mode {img.mode} cannot be read ({exc})") from exc
+    if p.bands == 1 and img.mode == "RGBA":  # a 16-bit gray + alpha PNG: gray it was, gray it stays
+        img = img.convert("LA")
     return Decoded(img.mode, img.width, img.height, pillow=img)
 
 

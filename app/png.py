@@ -48,6 +48,11 @@ def header(data: bytes) -> Header | None:
     return Header(width, height, mode)
 
 
+def is_gray_alpha(data: bytes) -> bool:
+    """Whether ``data`` is a gray + alpha PNG of any depth (Pillow opens a 16-bit one as RGBA)."""
+    return len(data) >= 33 and data.startswith(SIGNATURE) and data[12:16] == b"IHDR" and data[25] == 4
+
+
 def decode(data: bytes, head: Header) -> np.ndarray:
     """The pixels as (H, W) for L, else (H, W, bands), uint8; ValueError for a corrupt file."""
     try:

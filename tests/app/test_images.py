@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 
+import imagecodecs
 import numpy as np
 import pytest
 from PIL import Image
@@ -97,6 +98,19 @@ def test_a_tiff_with_a_malformed_tag_is_415(tag: int, field_type: int | None, va
         images.decode(images.probe(data, LIMIT))
     assert (err.value.status, err.value.code) == (415, "unsupported_media_type")
     assert "TIFF image is truncated or corrupt" in err.value.message
+
+
+def test_a_16_bit_gray_alpha_png_stays_gray_alpha() -> None:
+    # Pillow opens it as RGBA; the probe counts one band and the answer keeps its mode
+    pixels = np.zeros((3, 4, 2), dtype=np.uint16)
+    pixels[..., 0] = [0, 1000, 40000, 65535]
+    pixels[..., 1] = 65535
+    data = bytes(imagecodecs.png_encode(pixels))
+    probe = images.probe(data, LIMIT)
+    assert probe.bands == 1
+    decoded = images.decode(probe)
+    assert decoded.mode == "LA"
+    assert np.asarray(decoded.image)[0].tolist() == [[0, 255], [3, 255], [156, 255], [255, 255]]
 
 
 def test_a_tiff_with_premultiplied_alpha_keeps_its_alpha() -> None:
