@@ -77,8 +77,11 @@ def probe(data: bytes, max_pixels: int) -> Probe:
     try:
         img = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
         orientation = _orientation(img)
-    except Image.DecompressionBombError as exc:
-        raise ApiError(413, "too_many_pixels", f"image refused before decoding: {exc}") from exc
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, past twice its pixel limit
+        raise ApiError(413, "too_many_pixels",
+                       f"image refused before decoding: its header declares more than "
+                       f"{2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels; the limit is {max_pixels} "
+                       "(AESERVE_MAX_PIXELS)") from exc
     except UnidentifiedImageError as exc:
         raise _unsupported("the upload is not an image this service reads: send PNG, JPEG, WebP, "
                            "BMP or TIFF") from exc

@@ -64,6 +64,14 @@ def test_an_image_over_the_pixel_limit_is_413_before_decoding(side: int) -> None
     assert "pixels" in err.value.message
 
 
+def test_a_header_past_pillows_own_guard_is_413_in_the_services_words() -> None:
+    # gray + alpha goes through Pillow, which refuses 400 M pixels as it opens the file
+    with pytest.raises(ApiError) as err:
+        images.probe(png_claiming(20000, 20000, colour_type=4), LIMIT)
+    assert (err.value.status, err.value.code) == (413, "too_many_pixels")
+    assert "AESERVE_MAX_PIXELS" in err.value.message and "DOS" not in err.value.message
+
+
 def test_the_pixel_limit_message_names_the_size_and_the_setting() -> None:
     with pytest.raises(ApiError) as err:
         images.probe(png_claiming(5000, 4000), LIMIT)
