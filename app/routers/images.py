@@ -133,8 +133,19 @@ async def denoise(
     ])
 
 
+async def json_answer(accept: Annotated[list[str] | None, Header(description=(
+        "application/json only (also */* and a missing Accept); 406 when Accept refuses it"))] = None,
+) -> None:
+    """Refuse, before any work, a client whose Accept rules out the only answer there is: JSON."""
+    negotiate(accept, (JSON,))
+
+
+JSON_ONLY = [Depends(json_answer)]
+
+
 @router.post("/encode", response_model=EncodeAnswer, response_model_exclude_none=True,
-             responses=IMAGE_ERRORS, openapi_extra=UPLOAD_BODY)
+             responses={**IMAGE_ERRORS, **responses(406)}, openapi_extra=UPLOAD_BODY,
+             dependencies=JSON_ONLY)
 async def encode(
     served: Annotated[ServedModel, Depends(ModelFor("encode"))],
     query: Annotated[EncodeQuery, Query()],
@@ -149,8 +160,8 @@ async def encode(
     return EncodeAnswer.model_validate({"model": served.name, "kind": served.kind, **answer})
 
 
-@router.post("/score", response_model=ScoreAnswer, responses=IMAGE_ERRORS,
-             openapi_extra=UPLOAD_BODY)
+@router.post("/score", response_model=ScoreAnswer, responses={**IMAGE_ERRORS, **responses(406)},
+             openapi_extra=UPLOAD_BODY, dependencies=JSON_ONLY)
 async def score(
     served: Annotated[ServedModel, Depends(ModelFor("score"))],
     request: Request,

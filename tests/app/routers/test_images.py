@@ -140,6 +140,20 @@ def test_several_images_refusing_json_are_406_saying_json_is_the_only_answer(
     assert "image/png" not in error["message"]
 
 
+@pytest.mark.parametrize("operation", ["mnist-vae/encode", "mnist-vae/score"])
+def test_json_only_operations_refuse_an_accept_without_json_with_406(
+    client: TestClient, operation: str
+) -> None:
+    url = f"/v1/models/{operation}"
+    for accept in ("image/png", "application/json;q=0, */*"):
+        response = client.post(url, files=files(image_bytes()), headers={"accept": accept})
+        error = assert_error(response, 406, "not_acceptable")
+        assert error["message"].endswith(": application/json")
+    for accept in ("application/json", "*/*", "image/png, application/json;q=0.1"):
+        response = client.post(url, files=files(image_bytes()), headers={"accept": accept})
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+
+
 def test_a_malformed_accept_header_is_400(client: TestClient) -> None:
     response = client.post(URL, files=files(image_bytes()), headers={"accept": "json"})
     error = assert_error(response, 400, "bad_request")
