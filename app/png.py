@@ -39,9 +39,10 @@ def header(data: bytes) -> Header | None:
     The chunk names are searched for in the whole file: a match inside compressed data only sends
     the file to Pillow, which reads it correctly either way.
     """
-    if len(data) < 33 or not data.startswith(SIGNATURE) or data[12:16] != b"IHDR":
+    ihdr = _ihdr(data)
+    if ihdr is None:
         return None
-    width, height, depth, colour = struct.unpack_from(">IIBB", data, 16)
+    width, height, depth, colour = ihdr
     mode = MODES.get(colour)
     if depth != 8 or mode is None or b"eXIf" in data or b"tRNS" in data:
         return None
@@ -50,7 +51,16 @@ def header(data: bytes) -> Header | None:
 
 def is_gray_alpha(data: bytes) -> bool:
     """Whether ``data`` is a gray + alpha PNG of any depth (Pillow opens a 16-bit one as RGBA)."""
-    return len(data) >= 33 and data.startswith(SIGNATURE) and data[12:16] == b"IHDR" and data[25] == 4
+    ihdr = _ihdr(data)
+    return ihdr is not None and ihdr[3] == 4
+
+
+def _ihdr(data: bytes) -> tuple[int, int, int, int] | None:
+    """A PNG's width, height, bit depth and colour type; None for any other file."""
+    if len(data) < 33 or not data.startswith(SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    width, height, depth, colour = struct.unpack_from(">IIBB", data, 16)
+    return width, height, depth, colour
 
 
 def decode(data: bytes, head: Header) -> np.ndarray:

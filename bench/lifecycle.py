@@ -72,11 +72,25 @@ def claiming(width: int, height: int, color_type: int = 0) -> bytes:
             + chunk(b"IEND", b""))
 
 
+def status_kib(pid: int, field: str) -> int | None:
+    """A memory figure (``VmHWM``, ``VmRSS``) of /proc/PID/status in KiB; None once it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return None
+    for line in status.splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return None
+
+
 def vm_hwm_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return (status_kib(pid, "VmHWM") or 0) / 1024
+
+
+def vm_rss_mib(pid: int) -> float | None:
+    rss = status_kib(pid, "VmRSS")
+    return None if rss is None else round(rss / 1024, 1)
 
 
 def timed_post(http: httpx.Client, url: str, files: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -240,18 +254,6 @@ def corrupt_uploads(port: int, pid: int, n: int, batch: int = 50) -> dict[str, A
     rss_after = vm_rss_mib(pid)
     return {"requests": sent, "answers": answers, "seconds": round(seconds, 1),
             "good_upload_after": alive, "rss_mib_before": rss_before, "rss_mib_after": rss_after}
-
-
-def vm_rss_mib(pid: int) -> float | None:
-    """The process's resident memory; None once it has exited."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return None
 
 
 def main() -> None:
