@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -115,47 +116,44 @@ def is_running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has finished
 
 
-def run_until_the_first_image(checkpoint: Path, tmp_path: Path
-                              ) -> tuple[subprocess.Popen[str], list[int]]:
-    """model.evaluate with two BM3D workers, stopped after the model's first image (the BM3D jobs
-    are queued and running by then), and its workers."""
+def stopped_midway(checkpoint: Path, tmp_path: Path, stop: Callable[[int, list[int]], None]
+                   ) -> tuple[int, list[int], str]:
+    """Run model.evaluate with two BM3D workers; after the model's first image (the BM3D jobs are
+    queued and running by then) call ``stop(pid, workers)``. Its exit status, the workers still
+    running after it exited, and the rest of its stderr."""
     gray = make_photos(tmp_path / "gray", 4, 256, 5)  # BM3D: seconds an image, the model: less
     cmd = [sys.executable, "-m", "model.evaluate", "--checkpoint", str(checkpoint / "photo-denoiser"),
            "--data-dir", str(gray), "--out", str(tmp_path / "eval"), "--sigmas", "25",
            "--bm3d-workers", "2", "--threads", "1"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
-    for line in proc.stderr:
-        if "image 1/4" in line:
-            break
-    else:
-        pytest.fail(f"model.evaluate ended before its first image (exit {proc.wait()})")
-    workers = spawned_children(proc.pid)
-    assert workers and all(is_running(pid) for pid in workers)
-    return proc, workers
-
-
-def end(proc: subprocess.Popen[str], workers: list[int]) -> str:
-    """Kill what is left (a left-behind worker would hold stderr open); the rest of stderr."""
-    proc.kill()
-    proc.wait()
-    for pid in workers:
-        if is_running(pid):
-            os.kill(pid, signal.SIGKILL)
-    return proc.stderr.read() if proc.stderr else ""
+    workers: list[int] = []
+    try:
+        for line in proc.stderr:
+            if "image 1/4" in line:
+                break
+        else:
+            pytest.fail(f"model.evaluate ended before its first image (exit {proc.wait()})")
+        workers = spawned_children(proc.pid)
+        assert workers and all(is_running(pid) for pid in workers)
+        stop(proc.pid, workers)
+        status = proc.wait(timeout=120)  # a run left waiting never ends
+        left_running = [pid for pid in workers if is_running(pid)]
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in workers:  # left behind, they would hold stderr open
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+    return status, left_running, proc.stderr.read()
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
 def test_sigterm_stops_the_bm3d_workers_instead_of_leaving_them_running(
     tiny_photo_checkpoint: Path, tmp_path: Path
 ) -> None:
-    proc, workers = run_until_the_first_image(tiny_photo_checkpoint, tmp_path)
-    try:
-        proc.send_signal(signal.SIGTERM)
-        status = proc.wait(timeout=120)
-        left_running = [pid for pid in workers if is_running(pid)]
-    finally:
-        rest = end(proc, workers)
+    status, left_running, rest = stopped_midway(
+        tiny_photo_checkpoint, tmp_path, lambda pid, _: os.kill(pid, signal.SIGTERM))
     assert status == 128 + signal.SIGTERM, rest[-2000:]
     assert not left_running
     assert "Traceback" not in rest
@@ -166,13 +164,9 @@ def test_sigterm_stops_the_bm3d_workers_instead_of_leaving_them_running(
 def test_a_bm3d_worker_that_dies_fails_the_run_instead_of_hanging_it(
     tiny_photo_checkpoint: Path, tmp_path: Path
 ) -> None:
-    proc, workers = run_until_the_first_image(tiny_photo_checkpoint, tmp_path)
-    try:
-        os.kill(workers[0], signal.SIGKILL)  # as the out-of-memory killer would
-        status = proc.wait(timeout=120)  # a run waiting for the lost job never ends
-        left_running = [pid for pid in workers if is_running(pid)]
-    finally:
-        rest = end(proc, workers)
+    # SIGKILL to one worker, as the out-of-memory killer would
+    status, left_running, rest = stopped_midway(
+        tiny_photo_checkpoint, tmp_path, lambda _, workers: os.kill(workers[0], signal.SIGKILL))
     assert status == 1, rest[-2000:]
     assert "a BM3D worker process died" in rest
     assert not left_running
