@@ -6,7 +6,8 @@ without downtime (SIGHUP, ``POST /v1/admin/reload``): a changed or new folder is
 warmed while the old model keeps serving, then swapped in with one assignment between two
 requests; requests already holding the old model finish on it, and it is stopped once its queue
 is empty (or at shutdown, whichever comes first). A checkpoint that fails verification is refused
-with one log line; the old one serves on.
+with one log line; the old one serves on. A model whose folder is gone is retired; one whose folder
+is still there without its config.json is refused like a broken checkpoint.
 """
 
 from __future__ import annotations
@@ -162,7 +163,10 @@ class Registry:
             folders = discover(self.settings.checkpoint_dir)
             for folder in folders:
                 await self._reload_one(folder, report)
-            for name in sorted(set(self.models) - {f.name for f in folders}):
+            gone, unreadable = self._missing(folders)
+            for name, exc in unreadable.items():
+                self._refuse(report, name, exc)
+            for name in gone:
                 self._retire(self.models.pop(name))
                 report.retired.append(name)
                 log.info("retired %s: its folder is gone", name)
@@ -186,7 +190,9 @@ class Registry:
                     self._refuse(report, folder.name, exc)
                     continue
                 report.loaded.append(folder.name)
-            report.retired = sorted(set(self.models) - {f.name for f in folders})
+            report.retired, unreadable = self._missing(folders)
+            for name, exc in unreadable.items():
+                self._refuse(report, name, exc)
             if report.refused:
                 report.unchanged = sorted(report.unchanged + report.loaded)
                 report.loaded, report.retired = [], []
@@ -207,6 +213,19 @@ class Registry:
         report.loaded.append(name)
         if current is not None:
             self._retire(current)
+
+    def _missing(self, folders: list[Path]) -> tuple[list[str], dict[str, CheckpointError]]:
+        """The served models that ``folders`` lacks: those whose folder is gone (or hidden: set
+        aside), to retire; and those whose folder is still there without a readable config.json
+        (a copy half done, a mistake), refused: the old one keeps serving."""
+        gone, unreadable = [], {}
+        for name in sorted(set(self.models) - {f.name for f in folders}):
+            folder = self.settings.checkpoint_dir / name
+            if folder.is_dir():
+                unreadable[name] = CheckpointError(folder, CONFIG_FILE, "file is missing")
+            else:
+                gone.append(name)
+        return gone, unreadable
 
     def _unchanged(self, folder: Path) -> bool:
         """Whether ``folder`` holds the checkpoint already served under its name (its config.json,

@@ -259,3 +259,29 @@ def test_a_refusal_logs_one_line_or_a_traceback_and_a_never_served_model_keeps_n
         assert f'aeserve_model_loads_total{{model="{name}",result="refused"}} 1.0' in text
     assert 'aeserve_queue_depth{model="mnist-dae"} 0.0' in text  # it serves on, its series too
     assert loads(registry, "mnist-dae", "ok") == 1 and loads(registry, "mnist-dae", "refused") == 1
+
+
+def test_a_folder_left_without_its_config_is_refused_not_retired(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    """A deployment that deletes config.json first (or copies it last) must not take the model
+    down: only a folder that is gone retires its model."""
+    root = copied(tiny_checkpoints, tmp_path)
+
+    async def scenario() -> tuple[ReloadReport, ReloadReport, Registry]:
+        registry = registry_for(root)
+        await registry.load_all()
+        old = registry.models["mnist-dae"]
+        (root / "mnist-dae" / "config.json").unlink()
+        checked = await registry.check()
+        report = await registry.reload()
+        assert registry.models["mnist-dae"] is old and not registry.retiring
+        await registry.stop_all(shutting_down())
+        return checked, report, registry
+
+    checked, report, registry = asyncio.run(scenario())
+    for r in (checked, report):
+        assert list(r.refused) == ["mnist-dae"] and "config.json" in r.refused["mnist-dae"]
+        assert "missing" in r.refused["mnist-dae"] and r.retired == []
+    assert report.unchanged == ["mnist-vae"] and checked.unchanged == ["mnist-vae"]
+    assert loads(registry, "mnist-dae", "refused") == 2
