@@ -164,8 +164,8 @@ class Registry:
             for folder in folders:
                 await self._reload_one(folder, report)
             gone, unreadable = self._missing(folders)
-            for name, exc in unreadable.items():
-                self._refuse(report, name, exc)
+            for name, problem in unreadable.items():
+                self._refuse(report, name, problem)
             for name in gone:
                 self._retire(self.models.pop(name))
                 report.retired.append(name)
@@ -191,8 +191,8 @@ class Registry:
                     continue
                 report.loaded.append(folder.name)
             report.retired, unreadable = self._missing(folders)
-            for name, exc in unreadable.items():
-                self._refuse(report, name, exc)
+            for name, problem in unreadable.items():
+                self._refuse(report, name, problem)
             if report.refused:
                 report.unchanged = sorted(report.unchanged + report.loaded)
                 report.loaded, report.retired = [], []
