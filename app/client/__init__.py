@@ -82,7 +82,8 @@ class Client:
     def denoise_with_sigma(self, name: str, image: bytes, resize: bool = False,
                            sigma: float | None = None) -> tuple[bytes, float | None]:
         """``denoise``, and the noise σ (0-255) a photo model used: the one given, else its
-        estimate (``X-Noise-Sigma``); None for models that take no σ."""
+        estimate (``X-Noise-Sigma``); None for models that take no σ, and for an image too small
+        to estimate it from."""
         response = self._images_in(name, "denoise", [image], {"resize": resize, "sigma": sigma},
                                    accept="image/png")
         used = response.headers.get("X-Noise-Sigma")

@@ -53,7 +53,8 @@ class PhotoDenoiser(ServedModel):
     def cost(self, p: images.Probe) -> int:
         return p.pixels + work_pixels(self.model, p.height, p.width, p.bands)
 
-    def _denoise(self, request: tuple[torch.Tensor, float | None], check: Any) -> tuple[Any, float]:
+    def _denoise(self, request: tuple[torch.Tensor, float | None],
+                 check: Any) -> tuple[Any, float | None]:
         x, sigma = request
         y, used = denoise_image(self.model, to_unit(x.to(self.device)), sigma=sigma, check=check,
                                 cap=self.sigma_cap)
@@ -72,7 +73,7 @@ class PhotoDenoiser(ServedModel):
         return img, alpha, torch.from_numpy(images.to_planes(base))[None]
 
     def _to_png(self, img: images.Decoded, alpha: Image.Image | None, out: torch.Tensor,
-                sigma: float) -> DenoisedImage:
+                sigma: float | None) -> DenoisedImage:
         result = images.with_alpha(images.from_planes(out[0].numpy()), alpha)
         png = images.encode_png(result, self.settings.png_compress_level)
         return DenoisedImage(png, img.width, img.height, img.mode, sigma)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import signal
 import sys
@@ -70,7 +71,7 @@ def run_bm3d(noisy: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def run_model(model: torch.nn.Module, noisy: np.ndarray, sigma: float | None,
-              cap: float) -> tuple[np.ndarray, float]:
+              cap: float) -> tuple[np.ndarray, float | None]:
     x = torch.from_numpy(noisy.astype(np.float32))[None]
     y, used = denoise_image(model, x, sigma=sigma, cap=cap)
     return y[0].cpu().numpy().astype(np.float64), used
@@ -102,7 +103,7 @@ def evaluate_set(model: torch.nn.Module, images: list[np.ndarray], sigma: float,
         blind.append(psnr_8bit(clean, y_blind))
         if known_sigma:
             known.append(psnr_8bit(clean, run_model(model, noisy, sigma, cap)[0]))
-        est.append(sigma_est)
+        est.append(math.nan if sigma_est is None else sigma_est)  # None: too small to estimate
         if i == 0:
             figure.extend([noisy, y_blind])
         print(f"  {'8-bit' if eight_bit else 'papers'} sigma {sigma:g} image {i + 1}/{len(images)}: "

@@ -177,17 +177,17 @@ def denoise_image(
     overlap: int = DEFAULT_OVERLAP,
     check: Check | None = None,
     cap: float = SIGMA_CAP,
-) -> tuple[torch.Tensor, float]:
+) -> tuple[torch.Tensor, float | None]:
     """Denoise one image; returns ``(y, sigma_used)``.
 
     ``x``: float tensor (1, C, H, W) in [0, 1], C = 1 (gray) or 3 (RGB), any H, W >= 1.
     ``sigma``: the noise level on the 0-255 scale when the client knows it; None: blind, and
     ``estimate_noise_sigma(x)`` stands in for it. The network is told the level (clamped to
     [0, ``cap``]: ``sigma_cap`` of its checkpoint's config), or nothing for an image too small to
-    estimate (its estimate is 0.0). ``y`` has the shape of ``x``, in [0, 1]; ``sigma_used`` (0-255
-    scale) is the client's sigma when given, else the estimate. ``check`` is called before every
-    network forward (each tile, each plane) and whatever it raises propagates unchanged: the
-    caller's way to stop at a deadline.
+    estimate (its estimate is None). ``y`` has the shape of ``x``, in [0, 1]; ``sigma_used`` (0-255
+    scale) is the client's sigma when given, else the estimate (None: unknown). ``check`` is
+    called before every network forward (each tile, each plane) and whatever it raises propagates
+    unchanged: the caller's way to stop at a deadline.
     """
     if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
         raise ValueError(f"expected a (1, C, H, W) tensor with C = 1 or 3, got {tuple(x.shape)}")
@@ -205,7 +205,7 @@ def denoise_image(
     view = planes_for(net.cfg.channels)
     # blind: the network is told the estimate (what that gains: docs/photo-denoiser.md)
     level = None
-    if sigma is not None or sigma_used > 0.0:  # an image too small to estimate gets no level
+    if sigma_used is not None:  # an image too small to estimate gets no level
         scales = torch.tensor(view.level_scales(channels), device=device)
         level = scales * (min(sigma_used, cap) / 255.0)
     planes = view.split(x)

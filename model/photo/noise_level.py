@@ -32,18 +32,18 @@ MAX_PATCHES = 1 << 17
 CLIPPED_FRACTION = 1e-3  # pixels at 0 or 255 that mark an image as clipped
 
 
-def estimate_noise_sigma(x: torch.Tensor) -> float:
+def estimate_noise_sigma(x: torch.Tensor) -> float | None:
     """The noise level of ``x`` (1, C, H, W) in [0, 1], on the 0-255 scale.
 
-    0.0 for an image too small to hold more ``PATCH`` x ``PATCH`` patches than a patch has pixels
-    (fewer than about 15 x 15 pixels, or a side under ``PATCH``).
+    None for an image too small to hold more ``PATCH`` x ``PATCH`` patches than a patch has pixels
+    (fewer than about 14 x 14 pixels, or a side under ``PATCH``): its level is unknown.
     """
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"expected a (1, C, H, W) tensor, got {tuple(x.shape)}")
     _, c, h, w = x.shape
     positions = max(0, h - PATCH + 1) * max(0, w - PATCH + 1)
     if positions <= PATCH * PATCH:
-        return 0.0
+        return None
     stride = max(1, math.ceil(math.sqrt(positions / MAX_PATCHES)))
     img = x.detach().to(device="cpu", dtype=torch.float64) * 255.0
     levels = [_channel_variance(img[:, i : i + 1], stride) for i in range(c)]

@@ -142,7 +142,7 @@ async function showResult(answer, sent, input, clean, took) {
 
   const sigma = answer.headers("X-Noise-Sigma");
   $("stat-sigma").textContent = sigma === null ? "—" : Number(sigma).toFixed(2);
-  $("stat-sigma").title = sigma === null ? "this model does not report a noise level" : "X-Noise-Sigma, on 0–255";
+  $("stat-sigma").title = sigma === null ? "no noise level: this model takes none, or the image is too small to estimate one" : "X-Noise-Sigma, on 0–255";
   $("stat-time").textContent = ms(took);
   $("stat-psnr-in").textContent = "–";
   $("stat-psnr-out").textContent = "–";

@@ -64,7 +64,10 @@ def test_any_size_round_trips(size: tuple[int, int], channels: int) -> None:
     y, est = denoise_image(net, x, tile=64)
     assert y.shape == x.shape
     assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
-    assert math.isfinite(est) and est >= 0.0
+    if min(size) >= 14:
+        assert est is not None and math.isfinite(est) and est >= 0.0
+    else:  # too small to estimate: unknown
+        assert est is None
 
 
 def test_gray_stays_gray_and_a_neutral_colour_image_stays_neutral() -> None:

@@ -36,10 +36,12 @@ def test_8bit_inputs_with_clipped_regions() -> None:
         assert estimate_noise_sigma(eight_bit) == pytest.approx(sigma, rel=0.1)
 
 
-def test_too_small_images_give_zero_and_large_ones_are_sampled() -> None:
-    assert estimate_noise_sigma(torch.rand(1, 1, 1, 1)) == 0.0
-    assert estimate_noise_sigma(torch.rand(1, 3, 6, 500)) == 0.0  # no 7x7 patch fits
-    assert estimate_noise_sigma(torch.rand(1, 1, 1, 5000)) == 0.0
+def test_too_small_images_give_no_estimate_and_large_ones_are_sampled() -> None:
+    assert estimate_noise_sigma(torch.rand(1, 1, 1, 1)) is None
+    assert estimate_noise_sigma(torch.rand(1, 3, 6, 500)) is None  # no 7x7 patch fits
+    assert estimate_noise_sigma(torch.rand(1, 1, 1, 5000)) is None
+    assert estimate_noise_sigma(torch.rand(1, 1, 13, 13)) is None  # 49 patches: one per pixel
+    assert estimate_noise_sigma(torch.rand(1, 1, 14, 14)) is not None
     big = 0.5 + (20 / 255) * torch.randn(1, 1, 1200, 1600, generator=torch.Generator().manual_seed(3))
     assert estimate_noise_sigma(big) == pytest.approx(20.0, rel=0.03)
     with pytest.raises(ValueError):
