@@ -60,7 +60,9 @@ class DenoisedJson(BaseModel):
     width: int
     height: int
     mode: str
-    noise_sigma: float | None = Field(default=None, description="photo models: the σ used (0-255)")
+    noise_sigma: float | None = Field(
+        default=None, description="photo models: the σ used (0-255); null for other models, and "
+                                  "for an image too small to estimate it from")
 
 
 class DenoiseAnswer(BaseModel):
