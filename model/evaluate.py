@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     photo.add_argument("--known-sigma", action=argparse.BooleanOptionalAction, default=True,
                        help="also run the model told the true sigma")
     photo.add_argument("--bm3d-workers", type=positive_int, default=1, help="BM3D worker processes")
+    photo.add_argument("--bm3d-cache", type=Path, metavar="FILE",
+                       help="a JSON file of BM3D's scores: reused where the inputs are the same "
+                       "(another checkpoint, same images and noise), and every new one added")
     photo.add_argument("--speed-size", type=positive_int, default=1024,
                        help="side of the timed square image")
     photo.add_argument("--speed-only", action="store_true",

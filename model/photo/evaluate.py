@@ -41,6 +41,7 @@ from model.data.loaders import load_image_folder
 from model.device import resolve_device
 from model.metrics import psnr_8bit
 from model.noise import gaussian_noise
+from model.photo.bm3d_cache import Bm3dCache
 from model.photo.inference import denoise_image, sigma_cap
 from model.photo.pair import load_photo
 from model.photo.report import markdown, save_figure
@@ -77,12 +78,31 @@ def run_model(model: torch.nn.Module, noisy: np.ndarray, sigma: float | None,
     return y[0].cpu().numpy().astype(np.float64), used
 
 
-def bm3d_job(clean: np.ndarray, sigma: float, index: int, eight_bit: bool,
+def bm3d_job(clean: np.ndarray, noisy: np.ndarray, sigma: float, keep: bool,
              ) -> tuple[float, float, np.ndarray | None]:
-    """BM3D on image ``index`` at ``sigma`` (a worker process): PSNR, seconds, output of image 0."""
+    """BM3D on ``noisy`` told ``sigma`` (a worker process): PSNR, seconds, the output if ``keep``."""
     tick = time.perf_counter()
-    y = run_bm3d(noisy_version(clean, sigma, index, eight_bit), sigma)
-    return psnr_8bit(clean, y), time.perf_counter() - tick, (y if index == 0 else None)
+    y = run_bm3d(noisy, sigma)
+    return psnr_8bit(clean, y), time.perf_counter() - tick, (y if keep else None)
+
+
+def submit_bm3d(pool: ProcessPoolExecutor, cache: Bm3dCache, images: list[np.ndarray],
+                sigma: float, eight_bit: bool, n: int) -> tuple[list[Job], list[str], int]:
+    """BM3D's jobs on the first ``n`` images, their cache keys and how many the cache answered: a
+    score the cache holds is a finished job, except image 0's, whose output the figure shows."""
+    jobs: list[Job] = []
+    keys, cached = [], 0
+    for i, clean in enumerate(images[:n]):
+        noisy = noisy_version(clean, sigma, i, eight_bit)
+        keys.append(cache.key(clean.tobytes(), noisy.tobytes(), sigma))
+        known = cache.get(keys[-1]) if i > 0 else None
+        if known is None:
+            jobs.append(pool.submit(bm3d_job, clean, noisy, sigma, i == 0))
+        else:
+            jobs.append(Future())
+            jobs[-1].set_result((*known, None))
+            cached += 1
+    return jobs, keys, cached
 
 
 def evaluate_set(model: torch.nn.Module, images: list[np.ndarray], sigma: float, eight_bit: bool,
@@ -202,26 +222,33 @@ def evaluate_photo(args: argparse.Namespace, command: str) -> int:
     for name, folder, channels, set_sigmas in sets:
         images = load_image_folder(Path(folder), channels)
         loaded.append((name, images[: args.limit] if args.limit else images, set_sigmas))
+    cache = Bm3dCache(args.bm3d_cache)
     with bm3d_workers(max(1, args.bm3d_workers)) as pool:  # BM3D there, the model here
-        jobs: dict[tuple[str, str, float], list[Job]] = {}
+        jobs: dict[tuple[str, str, float], tuple[list[Job], list[str], int]] = {}
         for protocol in args.protocols:
             for name, images, set_sigmas in loaded:
-                bm3d_limit = args.bm3d_limit or len(images)
-                n_bm3d = min(bm3d_limit, len(images)) if args.bm3d else 0
+                n_bm3d = min(args.bm3d_limit or len(images), len(images)) if args.bm3d else 0
                 for sigma in set_sigmas:
-                    jobs[protocol, name, sigma] = [
-                        pool.submit(bm3d_job, images[i], sigma, i, protocol == "8bit")
-                        for i in range(n_bm3d)]
+                    jobs[protocol, name, sigma] = submit_bm3d(pool, cache, images, sigma,
+                                                              protocol == "8bit", n_bm3d)
         for protocol in args.protocols:
             results: dict[str, Any] = metrics.setdefault(RESULT_KEYS[protocol], {})
             for name, images, set_sigmas in loaded:
                 results[name] = {}
                 for sigma in set_sigmas:
                     row: list[np.ndarray] = []
-                    results[name][f"{sigma:g}"] = evaluate_set(
+                    set_jobs, keys, cached = jobs[protocol, name, sigma]
+                    results[name][f"{sigma:g}"] = result = evaluate_set(
                         ckpt.model, images, sigma, protocol == "8bit", args.known_sigma, row,
-                        jobs[protocol, name, sigma], args.bm3d_limit or 0, cap)
+                        set_jobs, args.bm3d_limit or 0, cap)
                     rows.append(row)
+                    if set_jobs:  # evaluate_set has waited for them
+                        result["bm3d_cached"] = cached
+                        for i, (key, job) in enumerate(zip(keys, set_jobs, strict=True)):
+                            score, seconds, _ = job.result()
+                            cache.put(key, score, seconds, set=name, image=i, sigma=sigma,
+                                      protocol=protocol)
+                        cache.save()
     metrics["speed_ms_per_mpx"] = measure_speed(ckpt.model, args.speed_size, device)
     metrics["command"] = command
     save_figure(rows, args.out / "figure.png")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,6 +72,37 @@ def test_evaluation_writes_metrics_and_updates_the_checkpoint(
     loaded = load_checkpoint(ckpt)  # weights untouched, hash still verifies
     assert loaded.meta["evaluation"]["command"].startswith("python -m model.evaluate ")
     assert loaded.meta["evaluation"]["metrics"]["sets"] == metrics["sets"]
+
+
+def test_a_bm3d_cache_reuses_scores_of_the_same_inputs_only(
+    tiny_photo_checkpoint: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("bm3d")
+    gray = make_photos(tmp_path / "gray", 3, 40, 3)
+    cache = tmp_path / "bm3d.json"
+
+    def run(*extra: str) -> dict[str, Any]:
+        out = tmp_path / "eval"
+        assert main(["--checkpoint", str(tiny_photo_checkpoint / "photo-denoiser"), "--data-dir",
+                     str(gray), "--out", str(out), "--sigmas", "25", "--no-known-sigma",
+                     "--speed-size", "64", "--bm3d-cache", str(cache), *extra]) == 0
+        return dict(json.loads((out / "metrics.json").read_text()))
+
+    first = run("--protocols", "papers")["sets"]["bsd68"]["25"]
+    assert first["bm3d_cached"] == 0 and first["bm3d_images"] == 3
+    entries = json.loads(cache.read_text())["entries"]
+    assert sorted(e["image"] for e in entries.values()) == [0, 1, 2]
+    # mark image 2's score: a run that reuses it reports the mark, one that reruns BM3D cannot
+    doctored = json.loads(cache.read_text())
+    key = next(k for k, e in entries.items() if e["image"] == 2)
+    doctored["entries"][key]["psnr"] = entries[key]["psnr"] + 30.0
+    cache.write_text(json.dumps(doctored))
+    again = run("--protocols", "papers")["sets"]["bsd68"]["25"]
+    assert again["bm3d_cached"] == 2  # image 0 runs again: the figure shows its output
+    assert again["bm3d"] == pytest.approx(first["bm3d"] + 10.0)  # the mean of 3: +30 / 3
+    other = run("--protocols", "8bit")["sets_8bit"]["bsd68"]["25"]  # other noisy inputs: misses
+    assert other["bm3d_cached"] == 0 and other["bm3d"] != pytest.approx(first["bm3d"])
+    assert len(json.loads(cache.read_text())["entries"]) == 6
 
 
 def test_speed_only_adds_this_machines_speed_and_keeps_the_quality_figures(
