@@ -66,7 +66,8 @@ RUN pip install --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels \
 # the shipped checkpoints, for --init-from (continue from the shipped weights)
 COPY checkpoints/ /app/checkpoints/
 WORKDIR /app
-ENV MPLCONFIGDIR=/tmp/matplotlib
+ENV MPLCONFIGDIR=/tmp/matplotlib \
+    HOME=/tmp
 USER 10001:10001
 ENTRYPOINT ["python", "-m", "model.train"]
 CMD ["--help"]
@@ -75,16 +76,20 @@ FROM base AS runtime
 WORKDIR /app
 # mount point of the compose `trained` volume (a new volume takes this folder's owner)
 RUN mkdir /app/trained && chown aeserve:aeserve /app/trained
-COPY deploy/healthcheck.py /usr/local/bin/aeserve-healthcheck
-# the dependencies (a layer that stays cached), then the package alone on top
+# least often changed first, so that each layer stays cached as long as it can: the dependencies,
+# the shipped checkpoints (.dockerignore drops training state; a volume on this path replaces
+# them), the health check, then the package alone on top
 COPY --from=deps /opt/venv /opt/venv
+COPY checkpoints/ /app/checkpoints/
+COPY deploy/healthcheck.py /usr/local/bin/aeserve-healthcheck
 COPY --from=build /wheels/ /tmp/wheels/
 RUN pip install --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels
-# the shipped checkpoints (.dockerignore drops training state); a volume on this path replaces them
-COPY checkpoints/ /app/checkpoints/
+# HOME: a writable place under a read-only root (/tmp is a tmpfs there), for libraries that keep
+# files in it: onnxruntime otherwise logs a plain-text warning at every start
 ENV AESERVE_HOST=0.0.0.0 \
     AESERVE_PORT=8000 \
-    AESERVE_CHECKPOINT_DIR=/app/checkpoints
+    AESERVE_CHECKPOINT_DIR=/app/checkpoints \
+    HOME=/tmp
 USER 10001:10001
 EXPOSE 8000
 # uvicorn drains open requests on SIGTERM; give it the time with `docker stop -t` / stop_grace_period

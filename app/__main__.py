@@ -1,12 +1,15 @@
 """``python -m app``: validate settings and checkpoints, then serve (``--help`` lists the settings).
 
 Any startup problem (a bad setting, a missing or corrupt checkpoint) prints one line naming it and
-exits non-zero before the server starts.
+exits non-zero before the server starts. Once the settings are read, that line and the rest of the
+log are in ``AESERVE_LOG_FORMAT`` (JSON lines: every line, from the first).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import logging.config
 import sys
 
 from pydantic import ValidationError
@@ -45,14 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     from app.server import serve
     from model.checkpoint import CheckpointError
 
+    logs = log_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(logs)
+    log = logging.getLogger("aeserve")
     try:
         names = preflight(settings)
     except (CheckpointError, StartupError) as exc:
-        print(f"aeserve: cannot start: {exc}", file=sys.stderr)
+        log.error("cannot start: %s", exc)
         return 1
-    print(f"aeserve: serving {', '.join(names)} from {settings.checkpoint_dir}", file=sys.stderr)
+    log.info("serving %s from %s", ", ".join(names), settings.checkpoint_dir)
     with prepare_multiprocess(settings.workers):
-        serve(settings, log_config(settings.log_level, settings.log_format))
+        serve(settings, logs)
     return 0
 
 

@@ -140,6 +140,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
             {
                 "services": {
                     "api": {
+                        "environment": {"AESERVE_LOG_FORMAT": "json"},  # as the k8s pods log
                         "volumes": [
                             {
                                 "type": "bind",
@@ -218,6 +219,14 @@ def test_runs_as_non_root_on_a_read_only_root(stack: Stack) -> None:
         denied = stack.compose("exec", "-T", "api", "touch", path, check=False)
         assert denied.returncode != 0, f"{path} is writable"
     assert stack.compose("exec", "-T", "api", "touch", "/tmp/probe", check=False).returncode == 0
+
+
+def test_every_log_line_is_json(stack: Stack) -> None:
+    """A log collector parsing JSON lines gets nothing else: no library's own plain-text warning
+    (onnxruntime's, with a read-only home directory, was one)."""
+    lines = stack.compose("logs", "--no-color", "--no-log-prefix", "api").stdout.splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    assert any("loaded" in str(r.get("message", r)) for r in records), lines[:5]
 
 
 def test_image_bakes_the_shipped_checkpoints_only(stack: Stack) -> None:

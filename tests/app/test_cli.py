@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -53,6 +54,15 @@ def test_a_missing_checkpoint_dir_is_one_line_and_exit_1(tmp_path: Path) -> None
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "does not exist (AESERVE_CHECKPOINT_DIR)" in result.stderr
+
+
+def test_the_startup_lines_are_in_the_log_format(tmp_path: Path) -> None:
+    """JSON logs are JSON from the first line: a collector parsing them loses nothing."""
+    result = run_app(AESERVE_CHECKPOINT_DIR=str(tmp_path / "nope"), AESERVE_LOG_FORMAT="json")
+    assert result.returncode == 1
+    record = json.loads(result.stderr)  # one line, one object
+    assert record["level"] == "ERROR" and record["logger"] == "aeserve"
+    assert record["message"].startswith("cannot start: ") and "does not exist" in record["message"]
 
 
 def test_a_device_this_machine_lacks_is_one_line_and_exit_1() -> None:

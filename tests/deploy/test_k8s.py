@@ -184,11 +184,15 @@ def test_grace_period_covers_pre_stop_drain_and_exit(overlay: tuple[str, list[Do
 
 
 def test_rollout_keeps_ready_pods_and_objects_agree(overlay: tuple[str, list[Doc]]) -> None:
-    _, docs = overlay
+    name, docs = overlay
     deployment = _one(docs, "Deployment")
     assert "replicas" not in deployment["spec"], "the HorizontalPodAutoscaler owns the replica count"
     rolling = deployment["spec"]["strategy"]["rollingUpdate"]
-    assert (rolling["maxUnavailable"], rolling["maxSurge"]) == (0, 1)
+    # CPU pods: a successor first; GPU pods: no surge, so a rollout needs no spare GPU
+    assert (rolling["maxUnavailable"], rolling["maxSurge"]) == ((1, 0) if name == "gpu" else (0, 1))
+    floor = _one(docs, "HorizontalPodAutoscaler")["spec"]["minReplicas"]
+    drained = _one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"]
+    assert rolling["maxUnavailable"] < floor and drained < floor  # a rollout or drain leaves one
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     selectors = [deployment["spec"]["selector"]["matchLabels"], _one(docs, "Service")["spec"]["selector"],
                  _one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]]
