@@ -91,12 +91,35 @@ class Batcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
         self._task: asyncio.Task[None] | None = None
         self._running = False  # a batch or job is on the model thread
+        self._held: list[_Job] = []  # taken from the queue by the worker and not yet run
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
             self._worker(), name=f"batch-{self.name}"
         )
+        self._task.add_done_callback(self._ended)
+
+    def _fail_queued(self, error: BaseException) -> None:
+        queued, self._queue = self._queue, collections.deque()
+        for job in queued:
+            job.queued = False
+            job.ticket.fail(error)
+        self._dequeued(len(queued))
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A worker that ends other than by ``stop`` is a bug: it is logged with its traceback at
+        once, and the requests it held or queued get a 503 instead of waiting for their deadline
+        (the model serves nothing from then on, and ``/healthz`` says so)."""
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        log.error("the batch worker of %s stopped: %s: %s", self.name, type(exc).__name__, exc,
+                  exc_info=exc)
+        gone = ApiError(503, "unavailable",
+                        f"model {self.name} stopped serving: the service needs a restart")
+        for job in self._held:
+            job.ticket.fail(gone)
+        self._fail_queued(gone)
 
     @property
     def lingering(self) -> bool:
@@ -109,11 +132,7 @@ class Batcher:
 
     async def stop(self, error: BaseException) -> None:
         """Fail what is queued with ``error``, stop the worker, let the model thread finish."""
-        queued, self._queue = self._queue, collections.deque()
-        for job in queued:
-            job.queued = False
-            job.ticket.fail(error)
-        self._dequeued(len(queued))
+        self._fail_queued(error)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -235,9 +254,11 @@ class Batcher:
             if job.future.done():  # its ticket failed while it waited
                 continue
             if job.key is None:
+                self._held = [job]
                 await self._execute_alone(job)
+                self._held = []
                 continue
-            batch = [job]
+            batch = self._held = [job]
             rows = self._take(job.key, batch, job.rows)
             lingered = self._under_load and rows < self.max_batch_size and self.max_delay_s > 0
             if lingered:
@@ -247,6 +268,7 @@ class Batcher:
             # the event loop would take turns instead of overlapping (docs/serving.md)
             self._under_load = rows >= self.max_batch_size and not lingered
             await self._execute_batch(job.fn, batch)
+            self._held = []
 
     async def _linger(self, key: Hashable, batch: list[_Job], rows: int) -> int:
         self._filled.clear()

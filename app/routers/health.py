@@ -23,9 +23,15 @@ class Ready(BaseModel):
     models: list[str]
 
 
-@router.get("/healthz", response_model=Health)
-async def healthz() -> Health:
-    """Liveness: 200 whenever the process answers."""
+@router.get("/healthz", response_model=Health, responses=responses(503))
+async def healthz(registry: RegistryDep) -> Health:
+    """Liveness: 200 whenever the process answers, unless a served model's batch worker has
+    stopped (a bug, logged with its traceback): that model would never answer again, and only a
+    restart brings it back. 503 ``not_live`` then."""
+    dead = [m.name for m in registry.models.values() if m.warm and not m.batcher.alive]
+    if dead:
+        raise ApiError(503, "not_live", f"the batch worker of {', '.join(dead)} has stopped; "
+                                        "the process needs a restart")
     return Health(status="ok")
 
 

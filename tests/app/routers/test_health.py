@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 from tests.app.conftest import make_settings
-from tests.app.helpers import assert_error
+from tests.app.helpers import assert_error, files, image_bytes
 
 
 def test_healthz_is_open_and_ok(client: TestClient) -> None:
@@ -62,6 +64,28 @@ def test_readyz_turns_503_when_the_drain_begins(app_with: Callable[..., TestClie
     assert "shutting down" in error["message"] and response.headers["retry-after"] == "1"
     assert client.get("/healthz").status_code == 200  # alive until it exits
     client.portal.call(drain.cancel)  # type: ignore[union-attr]
+
+
+def test_a_batch_worker_that_dies_fails_liveness_and_says_why(
+    app_with: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = app_with()
+    batcher = client.app.state.registry.models["mnist-dae"].batcher  # type: ignore[attr-defined]
+
+    def broken(*args: object) -> int:
+        raise RuntimeError("a bug in the worker")
+
+    batcher._take = broken  # the next batch meets a bug outside any one request's error handling
+    with caplog.at_level(logging.ERROR, "aeserve"):
+        # two images: two rows go through the queue to the worker, not inline
+        held = client.post("/v1/models/mnist-dae/denoise", files=files(image_bytes(), image_bytes()))
+    assert not batcher.alive
+    assert "restart" in assert_error(held, 503, "unavailable")["message"]  # not left to time out
+    error = assert_error(client.get("/healthz"), 503, "not_live")
+    assert "mnist-dae" in error["message"] and "restart" in error["message"]
+    assert_error(client.get("/readyz"), 503, "not_ready")
+    [record] = [r for r in caplog.records if "batch worker of mnist-dae stopped" in r.getMessage()]
+    assert record.exc_info is not None and "a bug in the worker" in record.getMessage()
 
 
 def test_metrics_are_text_plain(client: TestClient) -> None:
