@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,9 +21,36 @@ BODIES_PER_PROCESS = 4
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
-def _default_torch_threads() -> int:
-    """Leave one core to the event loop (HTTP, PNG codec) when there is more than one."""
-    return max(1, (os.cpu_count() or 1) - 1)
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPUs a cgroup quota allows this process (a container's CPU limit), None without one.
+
+    cgroup v2 (``cpu.max``: "QUOTA PERIOD" or "max PERIOD"), else v1 (``cpu/cpu.cfs_quota_us``,
+    -1 for none, over ``cpu/cpu.cfs_period_us``). Read by hand: neither ``os`` nor a small, kept
+    library reports it, and ``os.cpu_count()`` sees every core of the node."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+
+
+def available_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup quota (rounded up)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def _default_torch_threads(data: dict[str, Any]) -> int:
+    """Each worker's share of the cores, less one for its event loop (HTTP, PNG codec) when there
+    is more than one."""
+    return max(1, available_cores() // data.get("workers", 1) - 1)
 
 
 class Settings(BaseSettings):
@@ -89,7 +117,9 @@ class Settings(BaseSettings):
     max_batch_delay_ms: float = Field(default=2.0, ge=0,
                                       description="linger for a fuller batch, only under load")
     torch_threads: int = Field(default_factory=_default_torch_threads, ge=1,
-                               description="model threads (default: cores - 1)")
+                               description="model threads per worker (default: the cores the "
+                               "process may use, container CPU limit included, divided among the "
+                               "workers, less one each)")
     png_compress_level: int = Field(default=1, ge=0, le=9, description="zlib level of PNG answers")
     warmup: bool = Field(default=True, description="run every operation once before ready")
     gc_freeze: bool = Field(default=True,
@@ -187,7 +217,7 @@ def describe_settings() -> str:
     """Every setting as ``AESERVE_NAME (default): meaning``, for ``python -m app --help``."""
     lines = []
     for name, field in Settings.model_fields.items():
-        default = field.get_default(call_default_factory=True)
+        default = field.get_default(call_default_factory=True, validated_data={})
         if isinstance(default, Path):
             default = str(default)
         shown = "(unset)" if default is None or default == [] else repr(default)

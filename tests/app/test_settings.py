@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from app.settings import Settings
+from app import settings as settings_module
+from app.settings import Settings, cgroup_cpu_quota
 
 
 def test_environment_sets_fields(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,3 +119,30 @@ def test_bodies_held_at_once_default_to_four_of_the_largest(monkeypatch: pytest.
     monkeypatch.setenv("AESERVE_MAX_BODIES_BYTES", "999999")
     with pytest.raises(ValidationError, match="largest upload could never be read"):
         Settings()
+
+
+@pytest.mark.parametrize(("files", "quota"), [
+    ({"cpu.max": "200000 100000\n"}, 2.0),  # cgroup v2: a limit of 2 CPUs
+    ({"cpu.max": "150000 100000\n"}, 1.5),
+    ({"cpu.max": "max 100000\n"}, None),  # no limit
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3.0),  # v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),  # no cgroup files at all
+])
+def test_the_cgroup_cpu_quota_is_read_from_v2_or_v1(
+    tmp_path: Path, files: dict[str, str], quota: float | None
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpu_quota(tmp_path) == quota
+
+
+@pytest.mark.parametrize(("cores", "workers", "threads"), [(16, 1, 15), (16, 4, 3), (2, 1, 1),
+                                                           (1, 1, 1), (3, 4, 1)])
+def test_default_torch_threads_share_the_cores_among_the_workers(
+    monkeypatch: pytest.MonkeyPatch, cores: int, workers: int, threads: int
+) -> None:
+    monkeypatch.delenv("AESERVE_TORCH_THREADS", raising=False)
+    monkeypatch.setattr(settings_module, "available_cores", lambda: cores)
+    assert Settings(workers=workers).torch_threads == threads
