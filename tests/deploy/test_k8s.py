@@ -135,7 +135,7 @@ def test_config_values_are_valid_settings(
     settings = Settings()  # raises on a bad value
     assert "AESERVE_API_TOKEN" not in config, "the token belongs in the Secret"
     token = next(e for e in _container(docs)["env"] if e["name"] == "AESERVE_API_TOKEN")
-    assert token["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert token["valueFrom"]["secretKeyRef"]["optional"] is False  # a missing Secret: no pod
     cpu_limit = float(_container(docs)["resources"]["limits"]["cpu"])
     # Python sees the node's cores: torch's threads and the event loop must fit the CPU limit
     assert settings.torch_threads + 1 <= cpu_limit * settings.workers
