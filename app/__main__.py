@@ -21,7 +21,9 @@ def _settings_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"])  # empty: a rule between several settings
-        parts.append(f"AESERVE_{field.upper()}: {err['msg']}" if field else err["msg"])
+        # a validator's own ValueError, without pydantic's "Value error, " in front
+        msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+        parts.append(f"AESERVE_{field.upper()}: {msg}" if field else msg)
     return "aeserve: invalid setting: " + "; ".join(parts)
 
 

@@ -157,15 +157,18 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:
         if self.default_k > self.max_k:
-            raise ValueError(f"default_k ({self.default_k}) must not exceed max_k ({self.max_k})")
+            raise ValueError(f"AESERVE_DEFAULT_K ({self.default_k}) must not exceed AESERVE_MAX_K "
+                             f"({self.max_k})")
         if self.max_work > self.queue_work:
             raise ValueError(
-                f"max_work ({self.max_work:g}) must not exceed queue_work ({self.queue_work:g})"
+                f"AESERVE_MAX_WORK ({self.max_work:g}) must not exceed AESERVE_QUEUE_WORK "
+                f"({self.queue_work:g}): a request that big could never be queued"
             )
         if self.max_bodies_bytes is not None and self.max_bodies_bytes < self.max_body_bytes:
             raise ValueError(
-                f"max_bodies_bytes ({self.max_bodies_bytes}) must not be under max_body_bytes "
-                f"({self.max_body_bytes}): the largest upload could never be read"
+                f"AESERVE_MAX_BODIES_BYTES ({self.max_bodies_bytes}) must not be under "
+                f"AESERVE_MAX_BODY_BYTES ({self.max_body_bytes}): the largest upload could never "
+                "be read"
             )
         return self
 

@@ -106,7 +106,8 @@ class Autoencoder(ServedModel):
                 422,
                 "wrong_size",
                 f"model {self.name} takes {w}x{h} images; this one is {img.width}x{img.height}. "
-                "Send resize=true to have it resized (the answer comes back in the original size).",
+                "Send resize=true to have it resized to fit (a denoised image comes back in its "
+                "original size).",
             )
         # a one-channel model takes an RGB image's channels as three rows (keep_color)
         per_channel = self.channels == 1 and keep_color and img.mode in ("RGB", "RGBA")

@@ -49,6 +49,13 @@ def test_a_bad_setting_is_one_line_and_exit_2() -> None:
     assert result.stderr.startswith("aeserve: invalid setting: AESERVE_MAX_WORK")
 
 
+def test_a_rule_between_settings_names_the_variables() -> None:
+    result = run_app(AESERVE_MAX_WORK="40")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("aeserve: invalid setting: AESERVE_MAX_WORK (40) must not exceed "
+                                     "AESERVE_QUEUE_WORK (32): a request that big could never be queued")
+
+
 def test_a_missing_checkpoint_dir_is_one_line_and_exit_1(tmp_path: Path) -> None:
     result = run_app(AESERVE_CHECKPOINT_DIR=str(tmp_path / "nope"))
     assert result.returncode == 1
