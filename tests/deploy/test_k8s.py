@@ -196,6 +196,8 @@ def test_rollout_keeps_ready_pods_and_objects_agree(overlay: tuple[str, list[Doc
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     selectors = [deployment["spec"]["selector"]["matchLabels"], _one(docs, "Service")["spec"]["selector"],
                  _one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]]
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    selectors += [c["labelSelector"]["matchLabels"] for c in spread]
     for selector in selectors:
         assert selector.items() <= labels.items()
     hpa = _one(docs, "HorizontalPodAutoscaler")["spec"]
