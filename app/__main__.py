@@ -20,6 +20,8 @@ from app.settings import Settings, describe_settings
 def _settings_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
+        if err["type"] == "default_factory_not_called":  # a default that needs a failed setting
+            continue
         field = ".".join(str(p) for p in err["loc"])  # empty: a rule between several settings
         # a validator's own ValueError, without pydantic's "Value error, " in front
         msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         names = preflight(settings)
     except (CheckpointError, StartupError) as exc:
-        log.error("cannot start: %s", exc)
+        log.critical("cannot start: %s", exc)  # shown at every AESERVE_LOG_LEVEL
         return 1
     log.info("serving %s from %s", ", ".join(names), settings.checkpoint_dir)
     with prepare_multiprocess(settings.workers):

@@ -100,6 +100,9 @@ class Batcher:
         )
         self._task.add_done_callback(self._ended)
 
+    def _not_serving(self) -> ApiError:
+        return ApiError(503, "unavailable", f"model {self.name} is not serving", {"Retry-After": "5"})
+
     def _fail_queued(self, error: BaseException) -> None:
         queued, self._queue = self._queue, collections.deque()
         for job in queued:
@@ -157,9 +160,7 @@ class Batcher:
     ) -> Any:
         ticket.check()
         if not self.alive:
-            raise ApiError(
-                503, "unavailable", f"model {self.name} is not serving", {"Retry-After": "5"}
-            )
+            raise self._not_serving()
         if key is not None and rows <= INLINE_ROWS and ticket.alone:
             # two turns of the loop: it polls the sockets once, and a request that had arrived
             # meanwhile reaches its ticket; only a request still alone then runs inline
@@ -167,6 +168,8 @@ class Batcher:
             await asyncio.sleep(0)
             if not self._busy and ticket.alone:
                 return self._run_inline(fn, payload, rows)
+            if not self.alive:  # the worker died meanwhile: nothing would take the job
+                raise self._not_serving()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         job = _Job(key, fn, payload, rows, future, ticket, time.perf_counter())
         self._queue.append(job)

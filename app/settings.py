@@ -21,23 +21,44 @@ BODIES_PER_PROCESS = 4
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
-def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"),
+                     membership: Path = Path("/proc/self/cgroup")) -> float | None:
     """The CPUs a cgroup quota allows this process (a container's CPU limit), None without one.
 
-    cgroup v2 (``cpu.max``: "QUOTA PERIOD" or "max PERIOD"), else v1 (``cpu/cpu.cfs_quota_us``,
-    -1 for none, over ``cpu/cpu.cfs_period_us``). Read by hand: neither ``os`` nor a small, kept
-    library reports it, and ``os.cpu_count()`` sees every core of the node."""
-    try:
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
+    cgroup v2: ``cpu.max`` ("QUOTA PERIOD" or "max PERIOD") of this process's cgroup (its path in
+    ``membership``: "/" inside a container) and of every cgroup above it, the smallest; else v1
+    (``cpu/cpu.cfs_quota_us``, -1 for none, over ``cpu/cpu.cfs_period_us``). Read by hand:
+    neither ``os`` nor a small, kept library reports it, and ``os.cpu_count()`` sees every core of
+    the node."""
+    quotas = [q for folder in _v2_folders(root, membership)
+              if (q := _v2_quota(folder / "cpu.max")) is not None]
+    if quotas:
+        return min(quotas)
     try:
         quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
         period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
     except (OSError, ValueError):
         return None
     return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+
+
+def _v2_folders(root: Path, membership: Path) -> list[Path]:
+    """This process's cgroup v2 folder under ``root`` and every one above it, up to ``root``."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        lines = []
+    path = next((line[3:] for line in lines if line.startswith("0::")), "/")
+    folder = root / path.strip("/")
+    return [folder, *[p for p in folder.parents if p.is_relative_to(root)]]
+
+
+def _v2_quota(cpu_max: Path) -> float | None:
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
 
 
 def available_cores() -> int:

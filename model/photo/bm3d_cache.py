@@ -4,9 +4,11 @@ BM3D does not depend on the checkpoint being evaluated: on the same clean image,
 image and the same sigma it scores the same. It is also most of an evaluation's time (about an hour
 on a 2-core CPU for 20 images of BSD68 and CBSD68, both protocols), so ``python -m model.evaluate
 --bm3d-cache FILE`` keeps every score it measures in ``FILE`` and, next time, reuses any whose
-inputs are the same. An entry's key is the sha256 of the clean image, the noisy image, sigma and
-the ``bm3d`` package's version: another image, seed, noise protocol or version is a miss, never a
-stale hit. Only numbers are kept (PSNR, seconds), so the figure's image is always computed again.
+inputs are the same. An entry's key is the sha256 of the clean image, the noisy image (bytes,
+shape and type of each), sigma, the ``bm3d`` package's version and ``RECIPE``: another image,
+seed, noise protocol or version is a miss, not a stale hit, and a change to how the evaluation
+runs BM3D or scores it must change ``RECIPE``. Only numbers are kept (PSNR, seconds), so the
+figure's image is always computed again. One run at a time per file: a run writes the file whole.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from model.checkpoint import atomic_write_bytes
+
+# how model/photo/evaluate.py runs and scores BM3D: bm3d.bm3d (gray) or bm3d_rgb (colour) with
+# sigma_psd = sigma / 255 on the noisy image in [0, 1]; psnr_8bit of its output, rounded to 8 bits
+RECIPE = "bm3d(sigma_psd=sigma/255), bm3d_rgb for colour; psnr_8bit; v1"
 
 
 def bm3d_version() -> str:
@@ -40,9 +48,12 @@ class Bm3dCache:
                 raise ValueError(f"{path}: not a BM3D cache (expected {{'entries': {{...}}}})")
             self.entries = data["entries"]
 
-    def key(self, clean: bytes, noisy: bytes, sigma: float) -> str:
+    def key(self, clean: np.ndarray, noisy: np.ndarray, sigma: float) -> str:
         digest = hashlib.sha256()
-        for part in (clean, noisy, f"{sigma!r}".encode(), self.version.encode()):
+        parts = [f"{a.dtype.str}{a.shape}".encode() + np.ascontiguousarray(a).tobytes()
+                 for a in (clean, noisy)]
+        parts += [f"{sigma!r}".encode(), self.version.encode(), RECIPE.encode()]
+        for part in parts:
             digest.update(len(part).to_bytes(8, "little"))
             digest.update(part)
         return digest.hexdigest()
@@ -61,6 +72,6 @@ class Bm3dCache:
         if self.path is None:
             return
         body = {"about": __doc__.split("\n\n")[0] if __doc__ else "", "bm3d": self.version,
-                "entries": dict(sorted(self.entries.items()))}
+                "recipe": RECIPE, "entries": dict(sorted(self.entries.items()))}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.path, (json.dumps(body, indent=1) + "\n").encode())

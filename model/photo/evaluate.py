@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
 import signal
 import sys
@@ -78,12 +77,13 @@ def run_model(model: torch.nn.Module, noisy: np.ndarray, sigma: float | None,
     return y[0].cpu().numpy().astype(np.float64), used
 
 
-def bm3d_job(clean: np.ndarray, noisy: np.ndarray, sigma: float, keep: bool,
+def bm3d_job(clean: np.ndarray, sigma: float, index: int, eight_bit: bool,
              ) -> tuple[float, float, np.ndarray | None]:
-    """BM3D on ``noisy`` told ``sigma`` (a worker process): PSNR, seconds, the output if ``keep``."""
+    """BM3D on image ``index`` at ``sigma`` (a worker process): PSNR, seconds, output of image 0.
+    The noisy image is made here, not sent: the pool keeps a job's arguments until it is done."""
     tick = time.perf_counter()
-    y = run_bm3d(noisy, sigma)
-    return psnr_8bit(clean, y), time.perf_counter() - tick, (y if keep else None)
+    y = run_bm3d(noisy_version(clean, sigma, index, eight_bit), sigma)
+    return psnr_8bit(clean, y), time.perf_counter() - tick, (y if index == 0 else None)
 
 
 def submit_bm3d(pool: ProcessPoolExecutor, cache: Bm3dCache, images: list[np.ndarray],
@@ -93,11 +93,10 @@ def submit_bm3d(pool: ProcessPoolExecutor, cache: Bm3dCache, images: list[np.nda
     jobs: list[Job] = []
     keys, cached = [], 0
     for i, clean in enumerate(images[:n]):
-        noisy = noisy_version(clean, sigma, i, eight_bit)
-        keys.append(cache.key(clean.tobytes(), noisy.tobytes(), sigma))
+        keys.append(cache.key(clean, noisy_version(clean, sigma, i, eight_bit), sigma))
         known = cache.get(keys[-1]) if i > 0 else None
         if known is None:
-            jobs.append(pool.submit(bm3d_job, clean, noisy, sigma, i == 0))
+            jobs.append(pool.submit(bm3d_job, clean, sigma, i, eight_bit))
         else:
             jobs.append(Future())
             jobs[-1].set_result((*known, None))
@@ -123,7 +122,8 @@ def evaluate_set(model: torch.nn.Module, images: list[np.ndarray], sigma: float,
         blind.append(psnr_8bit(clean, y_blind))
         if known_sigma:
             known.append(psnr_8bit(clean, run_model(model, noisy, sigma, cap)[0]))
-        est.append(math.nan if sigma_est is None else sigma_est)  # None: too small to estimate
+        if sigma_est is not None:  # None: too small to estimate
+            est.append(sigma_est)
         if i == 0:
             figure.extend([noisy, y_blind])
         print(f"  {'8-bit' if eight_bit else 'papers'} sigma {sigma:g} image {i + 1}/{len(images)}: "
@@ -132,8 +132,9 @@ def evaluate_set(model: torch.nn.Module, images: list[np.ndarray], sigma: float,
     result: dict[str, Any] = {
         "images": len(images), "model_blind": float(np.mean(blind)),
         "model_known_sigma": float(np.mean(known)) if known else None,
-        "sigma_estimate_mean": float(np.mean(est)),
-        "sigma_estimate_max_rel_error": float(np.max(np.abs(errors))),
+        "sigma_estimate_mean": float(np.mean(est)) if est else None,
+        "sigma_estimate_max_rel_error": float(np.max(np.abs(errors))) if est else None,
+        "sigma_unestimated": len(images) - len(est),  # too small to estimate
         "model_s_per_image": model_s / len(images),
     }
     n_sub = len(jobs) or min(subset, len(images))

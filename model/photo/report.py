@@ -51,7 +51,8 @@ def table(results: dict[str, Any], published: bool) -> list[str]:
             subset = f"{r['model_blind_on_bm3d_subset']:.2f}" if "bm3d" in r else "–"
             bm = f"{r['bm3d']:.2f} (first {r['bm3d_images']})" if "bm3d" in r else "–"
             err = r.get("sigma_estimate_max_rel_error")
-            est = f"{r['sigma_estimate_mean']:.1f}" + ("" if err is None else f" ({100 * err:.0f} %)")
+            mean = r.get("sigma_estimate_mean")
+            est = "–" if mean is None else f"{mean:.1f}" + ("" if err is None else f" ({100 * err:.0f} %)")
             line = (f"| {name.upper()} ({r['images']}) | {s} | {r['model_blind']:.2f} "
                     f"| {_num(r['model_known_sigma'])} | {est} | {subset} | {bm} |")
             if published:

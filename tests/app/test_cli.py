@@ -45,8 +45,8 @@ def test_help_loads_nothing() -> None:
 def test_a_bad_setting_is_one_line_and_exit_2() -> None:
     result = run_app(AESERVE_MAX_WORK="lots")
     assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert result.stderr.startswith("aeserve: invalid setting: AESERVE_MAX_WORK")
+    assert result.stderr.strip() == ("aeserve: invalid setting: AESERVE_MAX_WORK: Input should be a "
+                                     "valid number, unable to parse string as a number")
 
 
 def test_a_rule_between_settings_names_the_variables() -> None:
@@ -68,8 +68,13 @@ def test_the_startup_lines_are_in_the_log_format(tmp_path: Path) -> None:
     result = run_app(AESERVE_CHECKPOINT_DIR=str(tmp_path / "nope"), AESERVE_LOG_FORMAT="json")
     assert result.returncode == 1
     record = json.loads(result.stderr)  # one line, one object
-    assert record["level"] == "ERROR" and record["logger"] == "aeserve"
+    assert record["level"] == "CRITICAL" and record["logger"] == "aeserve"
     assert record["message"].startswith("cannot start: ") and "does not exist" in record["message"]
+
+
+def test_a_failed_start_is_said_at_the_quietest_log_level(tmp_path: Path) -> None:
+    result = run_app(AESERVE_CHECKPOINT_DIR=str(tmp_path / "nope"), AESERVE_LOG_LEVEL="critical")
+    assert result.returncode == 1 and "cannot start: " in result.stderr
 
 
 def test_a_device_this_machine_lacks_is_one_line_and_exit_1() -> None:

@@ -135,7 +135,24 @@ def test_the_cgroup_cpu_quota_is_read_from_v2_or_v1(
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    assert cgroup_cpu_quota(tmp_path) == quota
+    assert cgroup_cpu_quota(tmp_path, tmp_path / "no-membership-file") == quota
+
+
+def test_a_cgroup_v2_quota_above_the_process_cgroup_counts_too(tmp_path: Path) -> None:
+    """On a host without a cgroup namespace the process sits deep in the tree (a systemd unit, a
+    pod's container) and the limit may be set on a folder above it: the smallest one wins."""
+    root = tmp_path / "cgroup"
+    own = root / "kubepods" / "pod1" / "ctr"
+    own.mkdir(parents=True)
+    (own / "cpu.max").write_text("max 100000\n")
+    (root / "kubepods" / "pod1" / "cpu.max").write_text("250000 100000\n")
+    (root / "kubepods" / "cpu.max").write_text("800000 100000\n")
+    (root / "cpu.max").write_text("max 100000\n")
+    membership = tmp_path / "cgroup-of-self"
+    membership.write_text("0::/kubepods/pod1/ctr\n")
+    assert cgroup_cpu_quota(root, membership) == 2.5
+    membership.write_text("0::/\n")  # inside a container's own namespace: the root is its own
+    assert cgroup_cpu_quota(root, membership) is None
 
 
 @pytest.mark.parametrize(("cores", "workers", "threads"), [(16, 1, 15), (16, 4, 3), (2, 1, 1),

@@ -137,7 +137,7 @@ def test_config_values_are_valid_settings(
     token = next(e for e in _container(docs)["env"] if e["name"] == "AESERVE_API_TOKEN")
     assert token["valueFrom"]["secretKeyRef"]["optional"] is False  # a missing Secret: no pod
     cpu_limit = float(_container(docs)["resources"]["limits"]["cpu"])
-    # Python sees the node's cores: torch's threads and the event loop must fit the CPU limit
+    # set explicitly, not left to how the node reports its CPUs: they must fit the CPU limit
     assert settings.torch_threads + 1 <= cpu_limit * settings.workers
 
 

@@ -20,7 +20,8 @@ from model.checkpoint import load_checkpoint
 from model.cli import UsageError
 from model.evaluate import evaluate as main
 from model.metrics import psnr_8bit
-from model.photo.evaluate import noisy_version
+from model.photo.evaluate import evaluate_set, noisy_version
+from model.photo.pair import load_photo
 from tests.conftest import ROOT, make_photos
 
 
@@ -43,6 +44,16 @@ def test_noise_is_fixed_per_image_and_unclipped() -> None:
     assert psnr_8bit(clean, (clean - 5) / 255.0) == pytest.approx(20.0 * np.log10(255.0 / 5.0))
     eight = noisy_version(clean, 25.0, 3, eight_bit=True)  # the same draw, clipped and rounded
     assert np.array_equal(eight, np.clip(np.round(a * 255.0), 0, 255) / 255.0)
+
+
+def test_an_image_too_small_to_estimate_is_counted_not_averaged(tiny_photo_checkpoint: Path) -> None:
+    model = load_photo(tiny_photo_checkpoint / "photo-denoiser").model
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (1, 10, 10), dtype=np.uint8),
+              rng.integers(0, 256, (1, 40, 40), dtype=np.uint8)]
+    result = evaluate_set(model, images, 25.0, False, False, [], [], 0, 55.0)
+    assert result["sigma_unestimated"] == 1 and result["sigma_estimate_mean"] > 0
+    json.dumps(result, allow_nan=False)  # no NaN for a model card to choke on
 
 
 def test_evaluation_writes_metrics_and_updates_the_checkpoint(

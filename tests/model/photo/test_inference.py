@@ -64,7 +64,7 @@ def test_any_size_round_trips(size: tuple[int, int], channels: int) -> None:
     y, est = denoise_image(net, x, tile=64)
     assert y.shape == x.shape
     assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
-    if min(size) >= 14:
+    if (size[0] - 6) * (size[1] - 6) > 49 and min(size) >= 7:  # 7x7 patches: > 49
         assert est is not None and math.isfinite(est) and est >= 0.0
     else:  # too small to estimate: unknown
         assert est is None
@@ -196,6 +196,14 @@ def test_the_sigma_returned_is_the_clients_or_the_estimate() -> None:
     assert blind == estimate_noise_sigma(noisy) and abs(blind - 20.0) < 2.0
     assert torch.equal(y, denoise_image(net, noisy, sigma=blind)[0])  # the network is told it
     assert not torch.equal(y, denoise_image(net, noisy, sigma=5.0)[0])
+
+
+def test_a_flat_image_is_estimated_noiseless_and_the_network_told_so() -> None:
+    net = busy_model()
+    flat = torch.full((1, 1, 64, 64), 0.4)
+    y, est = denoise_image(net, flat)
+    assert est == 0.0
+    assert torch.equal(y, denoise_image(net, flat, sigma=0.0)[0])  # told 0, not "unknown"
 
 
 def test_the_network_is_told_at_most_the_cap() -> None:
