@@ -5,7 +5,8 @@ or a drain. docs/serving.md has the table of stages, limits and status codes.
   its reserved work, and ``check()``, which model code calls between batches and tiles to stop
   when the ticket has failed (deadline, client gone, shutdown).
 - ``WorkBudget``: a model's queued-and-running work in units (pixels); a request over the
-  per-request cap is 413 ``too_much_work``, one that does not fit is 503 ``overloaded``.
+  per-request cap is 413 ``too_much_work``, one that does not fit is 503 ``overloaded``, and so is
+  one that would wait past its deadline for the work ahead of it (``app.pace``).
 - ``Drain``: SIGTERM's state: readiness turns 503 at once; after the drain timeout every request
   still in flight is answered 503 ``shutting_down``.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 import signal
 import threading
 import time
@@ -26,6 +28,7 @@ from starlette.types import Receive, Scope
 
 from app.errors import ApiError, ClientDisconnected, overloaded
 from app.metrics import ModelMetrics
+from app.pace import Pace
 
 log = logging.getLogger("aeserve")
 
@@ -149,10 +152,12 @@ class Ticket:
 class WorkBudget:
     """The work one model holds queued and running, in units; admission happens here."""
 
-    def __init__(self, model: str, limit: int, cap: int, metrics: ModelMetrics) -> None:
+    def __init__(self, model: str, limit: int, cap: int, metrics: ModelMetrics,
+                 pace: Pace | None = None) -> None:
         self.model = model
         self.limit = limit
         self.cap = cap
+        self.pace = pace or Pace()
         self.used = 0
         self.live: set[Ticket] = set()  # every open request of this model, admitted or not yet
         self.closed: ApiError | None = None
@@ -200,11 +205,32 @@ class WorkBudget:
         if self.used + cost > self.limit:
             raise self._overloaded(cost)
         ticket.check()
+        self._check_wait(ticket, cost)
+        if self.used == 0:
+            self.pace.busy()
         self.used += cost
         ticket.cost += cost
         self.metrics.queued_work.inc(cost)
 
+    def _check_wait(self, ticket: Ticket, cost: int) -> None:
+        """503 for a request that would reach its deadline before its turn ended: the work ahead
+        of it and its own, at the model's pace, past the time it has left. A request that finds
+        the model idle is always let in: nothing is ahead of it, and it may still make it."""
+        wait_s = self.pace.wait_s(self.used + cost) if self.used else None
+        left_s = ticket.deadline - time.monotonic()
+        if wait_s is None or wait_s <= left_s:
+            return
+        ahead_s = self.pace.wait_s(self.used) or 0.0
+        raise overloaded(
+            f"model {self.model} has about {ahead_s:.0f} s of work ahead of this request, which "
+            f"would need about {wait_s:.0f} s in all, past its deadline in {max(0.0, left_s):.0f} s "
+            "(AESERVE_REQUEST_TIMEOUT_S). Retry after the Retry-After delay",
+            retry_after_s=max(1, math.ceil(ahead_s)),
+        )
+
     def release(self, ticket: Ticket) -> None:
+        if ticket.cost:
+            self.pace.left(ticket.cost, done=ticket.error is None)
         self.used -= ticket.cost
         self.live.discard(ticket)
         if not self.live:

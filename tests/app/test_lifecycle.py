@@ -25,6 +25,7 @@ from app.lifecycle import (
     timeout_error,
 )
 from app.metrics import Metrics, ModelMetrics
+from app.pace import Pace
 
 LONG_S = 600.0  # a deadline no test reaches
 
@@ -238,6 +239,36 @@ def test_work_that_does_not_fit_is_503_overloaded_and_a_full_budget_refuses_on_a
         assert (error.status, error.code) == (503, "overloaded")
         assert int(error.headers["Retry-After"]) >= 1 and "AESERVE_QUEUE_WORK" in error.message
     assert (used, live) == (1000, 2) and refused_holds is None
+
+
+def test_a_request_that_would_wait_past_its_deadline_is_503_at_once() -> None:
+    """The model's pace (learned: 1 ms a unit) times the work ahead and its own, against the time
+    it has left; a request that finds the model idle goes in whatever the estimate."""
+
+    async def scenario() -> tuple[ApiError, int, int, float | None]:
+        clock = [0.0]
+        budget = WorkBudget("m", limit=100_000, cap=50_000, metrics=model_metrics(),
+                            pace=Pace(lambda: clock[0]))
+        first = Ticket(LONG_S)
+        budget.admit(first, 1000)
+        clock[0] += 1.0
+        first.close()  # 1 s for 1000 units
+        alone = Ticket(5.0)
+        budget.admit(alone, 20_000)  # ~20 s of work but nothing ahead of it: let in
+        short, long = Ticket(10.0), Ticket(LONG_S)
+        with pytest.raises(ApiError) as refused:
+            budget.admit(short, 1000)  # 21 s of work in all, 10 s left
+        budget.admit(long, 1000)  # 21 s of work in all, 600 s left
+        used, live, pace = budget.used, len(budget.live), budget.pace.seconds_per_unit
+        for ticket in (alone, short, long):
+            ticket.close()
+        return refused.value, used, live, pace
+
+    refused, used, live, pace = run(scenario)
+    assert (refused.status, refused.code) == (503, "overloaded")
+    assert refused.headers["Retry-After"] == "20"  # the work ahead of it: 20 000 units at 1 ms
+    assert "about 20 s of work ahead" in refused.message and "AESERVE_REQUEST_TIMEOUT_S" in refused.message
+    assert (used, live, pace) == (21_000, 3, pytest.approx(1e-3))  # ``short`` is open till closed
 
 
 def test_an_open_request_is_live_before_it_is_admitted_and_idle_after() -> None:
