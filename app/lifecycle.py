@@ -6,7 +6,7 @@ or a drain. docs/serving.md has the table of stages, limits and status codes.
   when the ticket has failed (deadline, client gone, shutdown).
 - ``WorkBudget``: a model's queued-and-running work in units (pixels); a request over the
   per-request cap is 413 ``too_much_work``, one that does not fit is 503 ``overloaded``, and so is
-  one that would wait past its deadline for the work ahead of it (``app.pace``).
+  one whose turn would not come before its deadline (``app.pace``).
 - ``Drain``: SIGTERM's state: readiness turns 503 at once; after the drain timeout every request
   still in flight is answered 503 ``shutting_down``.
 """
@@ -136,16 +136,17 @@ class Ticket:
     def __enter__(self) -> Ticket:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.close(failed=exc_type is not None)
 
-    def close(self) -> None:
-        """The answer is out (or the request failed): stop the timer, give the work back."""
+    def close(self, failed: bool = False) -> None:
+        """The answer is out, or the request ``failed`` (any error, its own or the ticket's): stop
+        the timer, give the work back."""
         self._timer.cancel()
         if self._watcher is not None:
             self._watcher.cancel()
         if self.budget is not None:
-            self.budget.release(self)
+            self.budget.release(self, answered=not failed and self.error is None)
             self.budget = None
 
 
@@ -205,32 +206,39 @@ class WorkBudget:
         if self.used + cost > self.limit:
             raise self._overloaded(cost)
         ticket.check()
-        self._check_wait(ticket, cost)
+        self._check_wait(ticket)
         if self.used == 0:
             self.pace.busy()
         self.used += cost
         ticket.cost += cost
         self.metrics.queued_work.inc(cost)
 
-    def _check_wait(self, ticket: Ticket, cost: int) -> None:
-        """503 for a request that would reach its deadline before its turn ended: the work ahead
-        of it and its own, at the model's pace, past the time it has left. A request that finds
-        the model idle is always let in: nothing is ahead of it, and it may still make it."""
-        wait_s = self.pace.wait_s(self.used + cost) if self.used else None
-        left_s = ticket.deadline - time.monotonic()
-        if wait_s is None or wait_s <= left_s:
+    def _check_wait(self, ticket: Ticket) -> None:
+        """503 for a request whose turn would not even come before its deadline: the other
+        requests' work ahead of it, at the model's pace, less what the running one has done, past
+        the time it has left. Its own work is not counted (one pace serves every kind of request,
+        and its own cost could be misjudged), nor are its own earlier steps: a request that finds
+        no other work is always let in."""
+        ahead = self.used - ticket.cost
+        ahead_s = self.pace.wait_s(ahead) if ahead > 0 else None
+        if ahead_s is None:
             return
-        ahead_s = self.pace.wait_s(self.used) or 0.0
+        ahead_s = max(0.0, ahead_s - self.pace.elapsed_s())
+        left_s = ticket.deadline - time.monotonic()
+        if ahead_s <= left_s:
+            return
         raise overloaded(
-            f"model {self.model} has about {ahead_s:.0f} s of work ahead of this request, which "
-            f"would need about {wait_s:.0f} s in all, past its deadline in {max(0.0, left_s):.0f} s "
-            "(AESERVE_REQUEST_TIMEOUT_S). Retry after the Retry-After delay",
+            f"model {self.model} has about {ahead_s:.1f} s of other requests' work ahead of this "
+            f"one, past its deadline in {max(0.0, left_s):.1f} s (AESERVE_REQUEST_TIMEOUT_S). "
+            "Retry after the Retry-After delay",
             retry_after_s=max(1, math.ceil(ahead_s)),
         )
 
-    def release(self, ticket: Ticket) -> None:
+    def release(self, ticket: Ticket, answered: bool = False) -> None:
+        """Give back ``ticket``'s work; ``answered``: it was answered, and its time teaches the
+        pace (a failed request's time is carried over to the next that is)."""
         if ticket.cost:
-            self.pace.left(ticket.cost, done=ticket.error is None)
+            self.pace.left(ticket.cost, done=answered)
         self.used -= ticket.cost
         self.live.discard(ticket)
         if not self.live:

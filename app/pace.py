@@ -7,8 +7,9 @@ those intervals and one of the work units that left, both fading with the model'
 half every ``HALF_LIFE_S`` of it, so that the estimate follows a machine that gets busier), and
 their ratio is the model's seconds per unit: a ratio of sums, not a mean of ratios, so that a
 batch whose requests leave together (the first one carrying the whole batch's time) counts as
-what it was. A request that failed (deadline, disconnect) still ends an interval, but its
-interval is not counted: how much of its work was done is unknown.
+what it was. A request that failed (deadline, disconnect, an error) teaches nothing itself: its
+interval carries over to the next request that is answered (a request that timed out in the queue
+took no model time; one stopped midway did, and the estimate errs on the slow side).
 
 ``WorkBudget`` uses it to refuse at once a request that would only wait for its deadline
 (docs/serving.md, "A request's lifecycle").
@@ -42,14 +43,21 @@ class Pace:
         self._since = self.clock()
 
     def left(self, units: int, done: bool) -> None:
-        """A request holding ``units`` left; ``done``: it was answered (its interval counts)."""
+        """A request holding ``units`` left; ``done``: it was answered (its interval counts, else
+        it runs on into the next one)."""
+        if not done or units <= 0:
+            return
         now = self.clock()
-        if self._since is not None and done and units > 0:
+        if self._since is not None:
             interval = max(0.0, now - self._since)
             keep = math.exp2(-interval / HALF_LIFE_S)
             self._seconds = keep * self._seconds + interval
             self._units = keep * self._units + units
         self._since = now
+
+    def elapsed_s(self) -> float:
+        """How long the current interval has run: what the request being served has done."""
+        return 0.0 if self._since is None else max(0.0, self.clock() - self._since)
 
     def wait_s(self, units: int) -> float | None:
         """The estimated seconds to get through ``units``; None while the pace is unknown."""

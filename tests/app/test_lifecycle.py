@@ -241,34 +241,80 @@ def test_work_that_does_not_fit_is_503_overloaded_and_a_full_budget_refuses_on_a
     assert (used, live) == (1000, 2) and refused_holds is None
 
 
-def test_a_request_that_would_wait_past_its_deadline_is_503_at_once() -> None:
-    """The model's pace (learned: 1 ms a unit) times the work ahead and its own, against the time
-    it has left; a request that finds the model idle goes in whatever the estimate."""
-
-    async def scenario() -> tuple[ApiError, int, int, float | None]:
-        clock = [0.0]
-        budget = WorkBudget("m", limit=100_000, cap=50_000, metrics=model_metrics(),
-                            pace=Pace(lambda: clock[0]))
-        first = Ticket(LONG_S)
+def paced_budget(clock: list[float]) -> WorkBudget:
+    """A budget whose model has shown a pace of 1 ms a unit (one request of 1000 units in 1 s),
+    on a clock the test moves."""
+    budget = WorkBudget("m", limit=100_000, cap=50_000, metrics=model_metrics(),
+                        pace=Pace(lambda: clock[0]))
+    with Ticket(LONG_S) as first:
         budget.admit(first, 1000)
         clock[0] += 1.0
-        first.close()  # 1 s for 1000 units
-        alone = Ticket(5.0)
-        budget.admit(alone, 20_000)  # ~20 s of work but nothing ahead of it: let in
-        short, long = Ticket(10.0), Ticket(LONG_S)
-        with pytest.raises(ApiError) as refused:
-            budget.admit(short, 1000)  # 21 s of work in all, 10 s left
-        budget.admit(long, 1000)  # 21 s of work in all, 600 s left
-        used, live, pace = budget.used, len(budget.live), budget.pace.seconds_per_unit
-        for ticket in (alone, short, long):
-            ticket.close()
-        return refused.value, used, live, pace
+    assert budget.pace.seconds_per_unit == pytest.approx(1e-3)
+    return budget
 
-    refused, used, live, pace = run(scenario)
+
+def test_a_request_whose_turn_would_come_past_its_deadline_is_503_at_once() -> None:
+    async def scenario() -> tuple[ApiError, ApiError, int]:
+        clock = [0.0]
+        budget = paced_budget(clock)
+        with Ticket(5.0) as alone:
+            budget.admit(alone, 20_000)  # ~20 s, past its 5 s: but nothing is ahead of it
+            with Ticket(10.0) as short, Ticket(30.0) as long:
+                with pytest.raises(ApiError) as refused:
+                    budget.admit(short, 1000)  # 20 s of others' work ahead, 10 s left
+                budget.admit(long, 1000)  # 20 s ahead, 30 s left: its turn comes in time
+                clock[0] += 12.0  # the running request is 12 s in: 8 s of it are left
+                with Ticket(9.5) as later, Ticket(8.5) as tight:
+                    budget.admit(later, 1000)  # 8 s + the 1 s of ``long`` ahead: in time
+                    with pytest.raises(ApiError) as too_late:
+                        budget.admit(tight, 1000)  # 8 s + 1 s + 1 s of ``later``: 10 s
+                    used = budget.used
+        return refused.value, too_late.value, used
+
+    refused, too_late, used = run(scenario)
     assert (refused.status, refused.code) == (503, "overloaded")
-    assert refused.headers["Retry-After"] == "20"  # the work ahead of it: 20 000 units at 1 ms
-    assert "about 20 s of work ahead" in refused.message and "AESERVE_REQUEST_TIMEOUT_S" in refused.message
-    assert (used, live, pace) == (21_000, 3, pytest.approx(1e-3))  # ``short`` is open till closed
+    assert refused.headers["Retry-After"] == "20"  # the others' work ahead: 20 000 units at 1 ms
+    assert "about 20.0 s of other requests' work ahead" in refused.message
+    assert "AESERVE_REQUEST_TIMEOUT_S" in refused.message
+    assert too_late.headers["Retry-After"] == "10"
+    assert used == 22_000
+
+
+def test_a_request_is_never_behind_its_own_earlier_steps() -> None:
+    """interpolate reserves its images, then its decode: only other requests' work is ahead."""
+
+    async def scenario() -> int:
+        budget = paced_budget([0.0])
+        with Ticket(0.5) as ticket:
+            budget.admit(ticket, 20_000)
+            budget.admit(ticket, 20_000)  # 20 s of its own work "ahead": not refused
+            return budget.used
+
+    assert run(scenario) == 40_000
+
+
+def test_only_answered_requests_teach_the_pace() -> None:
+    """A request that ends in an error of its own (a 422 after admission, say) or of its ticket
+    (deadline, disconnect) teaches nothing; its time runs on into the next answered one."""
+
+    async def scenario() -> tuple[float | None, float | None]:
+        clock = [0.0]
+        budget = paced_budget(clock)
+        with pytest.raises(ApiError), Ticket(LONG_S) as invalid:
+            budget.admit(invalid, 40_000)
+            raise ApiError(422, "wrong_size", "refused after admission")
+        after_error = budget.pace.seconds_per_unit
+        with Ticket(LONG_S) as timed_out:
+            budget.admit(timed_out, 40_000)
+            timed_out.fail(timeout_error(1.0))
+        with Ticket(LONG_S) as answered:
+            budget.admit(answered, 1000)
+            clock[0] += 1.0
+        return after_error, budget.pace.seconds_per_unit
+
+    after_error, after_all = run(scenario)
+    assert after_error == pytest.approx(1e-3)  # 40 000 units in no time would halve it
+    assert after_all == pytest.approx(1e-3)
 
 
 def test_an_open_request_is_live_before_it_is_admitted_and_idle_after() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.pace import Pace
+from app.pace import HALF_LIFE_S, Pace
 
 
 class Clock:
@@ -55,16 +55,18 @@ def test_a_batch_leaving_together_averages_to_its_time_per_unit() -> None:
     assert pace.seconds_per_unit == pytest.approx(1e-6, rel=0.01)
 
 
-def test_a_failed_request_ends_an_interval_without_counting_it() -> None:
+def test_a_failed_request_leaves_its_time_to_the_next_answered_one() -> None:
+    """A request that timed out in the queue took no model time: the one running meanwhile did."""
     clock = Clock()
     pace = Pace(clock)
     pace.busy()
     clock.now += 4.0
     pace.left(1000, done=True)  # 4 ms a unit
-    clock.now += 50.0
-    pace.left(1000, done=False)  # stopped at its deadline: how much it did is unknown
-    clock.now += 4.0
-    pace.left(1000, done=True)  # the next one's interval starts when the failed one left
+    clock.now += 1.0
+    pace.left(1000, done=False)  # timed out while queued: teaches nothing, ends nothing
+    assert pace.elapsed_s() == pytest.approx(1.0)  # the running request's time goes on
+    clock.now += 3.0
+    pace.left(1000, done=True)  # 4 s since the last answer: 4 ms a unit still
     assert pace.seconds_per_unit == pytest.approx(4e-3)
 
 
@@ -79,3 +81,14 @@ def test_the_recent_past_weighs_most() -> None:
         clock.now += 10.0
         pace.left(1000, done=True)
     assert pace.seconds_per_unit == pytest.approx(1e-2, rel=0.01)
+
+
+def test_the_past_counts_half_after_a_half_life_of_busy_time() -> None:
+    clock = Clock()
+    pace = Pace(clock)
+    pace.busy()
+    clock.now += HALF_LIFE_S
+    pace.left(1000, done=True)  # 30 ms a unit
+    clock.now += HALF_LIFE_S
+    pace.left(3000, done=True)  # 10 ms a unit; the first now weighs half
+    assert pace.seconds_per_unit == pytest.approx((HALF_LIFE_S / 2 + HALF_LIFE_S) / (500 + 3000))
