@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.pace import HALF_LIFE_S, Pace
+from app.pace import Pace
 
 
 class Clock:
@@ -83,12 +83,13 @@ def test_the_recent_past_weighs_most() -> None:
     assert pace.seconds_per_unit == pytest.approx(1e-2, rel=0.01)
 
 
-def test_the_past_counts_half_after_a_half_life_of_busy_time() -> None:
+def test_the_past_counts_half_after_30_s_of_busy_time() -> None:
+    """The documented fading (docs/serving.md): by half every 30 s the model is busy."""
     clock = Clock()
     pace = Pace(clock)
     pace.busy()
-    clock.now += HALF_LIFE_S
+    clock.now += 30.0
     pace.left(1000, done=True)  # 30 ms a unit
-    clock.now += HALF_LIFE_S
+    clock.now += 30.0
     pace.left(3000, done=True)  # 10 ms a unit; the first now weighs half
-    assert pace.seconds_per_unit == pytest.approx((HALF_LIFE_S / 2 + HALF_LIFE_S) / (500 + 3000))
+    assert pace.seconds_per_unit == pytest.approx((15.0 + 30.0) / (500 + 3000))
