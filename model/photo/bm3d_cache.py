@@ -1,14 +1,14 @@
 """BM3D's scores on the evaluation's noisy images, kept in a JSON file between evaluations.
 
 BM3D does not depend on the checkpoint being evaluated: on the same clean image, the same noisy
-image and the same sigma it scores the same. It is also most of an evaluation's time (docs/photo-
-denoiser.md), so ``python -m model.evaluate --bm3d-cache FILE`` keeps every score it measures in
-``FILE`` and, next time, reuses any whose inputs are the same. An entry's key is the sha256 of the
-clean image, the noisy image (bytes, shape and type of each), sigma, the ``bm3d`` package's version
-and ``RECIPE``: another image, seed, noise protocol or version is a miss, not a stale hit, and a
-change to how the evaluation runs BM3D or scores it must change ``RECIPE``. Only numbers are kept
-(PSNR, seconds), so the figure's image is always computed again. One run at a time per file: a run
-writes the file whole.
+image and the same sigma it scores the same. It is also most of an evaluation's time
+(docs/photo-denoiser.md), so ``python -m model.evaluate --bm3d-cache FILE`` keeps every score it
+measures in ``FILE`` and, next time, reuses any whose inputs are the same. An entry's key is the
+sha256 of the clean image, the noisy image (bytes, shape and type of each), sigma, the ``bm3d``
+package's version and ``RECIPE``: another image, seed, noise protocol or version is a miss, not a
+stale hit, and a change to how the evaluation runs BM3D or scores it must change ``RECIPE``. Only
+numbers are kept (PSNR, seconds), so the figure's image is always computed again. One run at a time
+per file: a run writes the file whole.
 """
 
 from __future__ import annotations
