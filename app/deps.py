@@ -2,16 +2,17 @@
 
 - ``ModelDep``: the model named in the path (404 naming the ones there are);
   ``Annotated[ServedModel, Depends(ModelFor("decode"))]``: that model, able to decode (422 if not).
-- ``Annotated[DecodeBody, Depends(JsonBody(DecodeBody))]``: the JSON body as that model, read
-  through ``app.uploads.read_body``, so a body cut short ends as the 408 or the disconnect it was
-  (FastAPI's own body parameter turns both into a 400). A route documents it with
+- ``await read_json(request, settings, DecodeBody)``: the JSON body as that model, read through
+  ``app.uploads.read_body``, so a body cut short ends as the 408 or the disconnect it was
+  (FastAPI's own body parameter turns both into a 400). A route reads it inside its request's
+  ticket (a model being reloaded then waits for the request) and documents it with
   ``openapi_extra=json_request_body(DecodeBody)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Request
 from fastapi.exceptions import RequestValidationError
@@ -105,18 +106,7 @@ async def read_json(request: Request, settings: Settings, model: type[BodyT],
                                       for error in exc.errors(include_url=False)]) from None
 
 
-class JsonBody(Generic[BodyT]):
-    """``read_json`` as a dependency: ``Annotated[DecodeBody, Depends(JsonBody(DecodeBody))]``."""
-
-    def __init__(self, model: type[BodyT], default: Callable[[], BodyT] | None = None) -> None:
-        self.model = model
-        self.default = default
-
-    async def __call__(self, request: Request, settings: SettingsDep) -> BodyT:
-        return await read_json(request, settings, self.model, self.default)
-
-
 def json_request_body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
-    """``openapi_extra`` documenting a ``JsonBody(model)`` body."""
+    """``openapi_extra`` documenting a ``read_json(..., model)`` body."""
     return {"requestBody": {"required": required, "content": {
         "application/json": {"schema": model.model_json_schema()}}}}

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field, StrictFloat
 
 from app import images
-from app.deps import JsonBody, ModelFor, SettingsDep, is_json, json_request_body, read_json
+from app.deps import ModelFor, SettingsDep, is_json, json_request_body, read_json
 from app.errors import ApiError, ErrorBody, responses
 from app.kinds import ServedModel
 from app.lifecycle import Ticket
@@ -112,14 +112,14 @@ def image_answer(served: ServedModel, out: torch.Tensor, media: str,
 async def decode(
     served: Annotated[ServedModel, Depends(ModelFor("decode"))],
     media: Answer,
-    body: Annotated[DecodeBody, Depends(JsonBody(DecodeBody))],
     settings: SettingsDep,
     request: Request,
 ) -> ImagesAnswer | Response:
     """Latents -> images: JSON base64 PNGs, or one PNG grid when Accept prefers ``image/png``
     (406 ``not_acceptable`` when it accepts neither)."""
-    z = check_latents(body.z, served, settings.max_n)
-    with served.ticket(request) as ticket:
+    with served.ticket(request) as ticket:  # before the body: a reload waits for this request
+        body = await read_json(request, settings, DecodeBody)
+        z = check_latents(body.z, served, settings.max_n)
         return image_answer(served, await served.decode(z, ticket), media)
 
 
@@ -129,17 +129,17 @@ async def decode(
 async def sample(
     served: Annotated[ServedModel, Depends(ModelFor("sample"))],
     media: Answer,
-    body: Annotated[SampleBody, Depends(JsonBody(SampleBody, default=SampleBody))],
     settings: SettingsDep,
     request: Request,
 ) -> ImagesAnswer | Response:
     """Draws from the prior, decoded; the seed (given or drawn) comes back in the answer. JSON,
     or one PNG grid (seed in ``X-Seed``) when Accept prefers ``image/png``."""
-    if body.n > settings.max_n:
-        raise ApiError(422, "limit_exceeded",
-                       f"n={body.n} is over the limit of {settings.max_n} (AESERVE_MAX_N)")
-    seed = secrets.randbits(63) if body.seed is None else body.seed
-    with served.ticket(request) as ticket:
+    with served.ticket(request) as ticket:  # before the body: a reload waits for this request
+        body = await read_json(request, settings, SampleBody, default=SampleBody)
+        if body.n > settings.max_n:
+            raise ApiError(422, "limit_exceeded",
+                           f"n={body.n} is over the limit of {settings.max_n} (AESERVE_MAX_N)")
+        seed = secrets.randbits(63) if body.seed is None else body.seed
         out = await served.sample(body.n, seed, body.temperature, ticket)
     return image_answer(served, out, media, seed=seed)
 
