@@ -326,11 +326,17 @@ class RequestMetricsMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        counted = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, counted
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # counted before the last part goes out: a client that has its answer finds it
+                # in the next scrape
+                self._count(scope, status, time.perf_counter() - start)
+                counted = True
             await send(message)
 
         gone = False
@@ -341,20 +347,7 @@ class RequestMetricsMiddleware:
             status = 499
         finally:
             elapsed = time.perf_counter() - start
-            path, params = route_of(scope)
-            model = params.get("name", "")
-            if model and model not in self.metrics.model_names:
-                model = "unknown"  # bound the label set: no series per made-up name
-            labels = (path, model, str(status))
-            children = self._children.get(labels)
-            if children is None:
-                children = (
-                    self.metrics.requests.labels(*labels),
-                    self.metrics.latency.labels(*labels),
-                )
-                self._children[labels] = children
-            children[0].inc()
-            children[1].observe(elapsed)
+            model = self._count(scope, status, elapsed) if not counted else ""
         if gone:
             log.info(
                 "client went away: %s %s model=%s after %.3f s",
@@ -363,3 +356,21 @@ class RequestMetricsMiddleware:
                 model or "-",
                 elapsed,
             )
+
+    def _count(self, scope: Scope, status: int, elapsed: float) -> str:
+        """Count one answer of ``status`` and time it; returns the model label it went under."""
+        path, params = route_of(scope)
+        model = params.get("name", "")
+        if model and model not in self.metrics.model_names:
+            model = "unknown"  # bound the label set: no series per made-up name
+        labels = (path, model, str(status))
+        children = self._children.get(labels)
+        if children is None:
+            children = (
+                self.metrics.requests.labels(*labels),
+                self.metrics.latency.labels(*labels),
+            )
+            self._children[labels] = children
+        children[0].inc()
+        children[1].observe(elapsed)
+        return model

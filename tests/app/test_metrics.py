@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.requests import ClientDisconnect
+from starlette.types import Message
 
 from app.errors import ClientDisconnected, install_error_handlers
 from app.metrics import MULTIPROC_ENV, Metrics, RequestMetricsMiddleware, prepare_multiprocess
@@ -152,6 +154,27 @@ def _app_that_loses_its_client(metrics: Metrics) -> FastAPI:
 
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
+
+
+def test_an_answer_is_counted_before_its_last_part_reaches_the_client() -> None:
+    metrics = Metrics()
+    app = _app_that_loses_its_client(metrics)
+    seen_by_client: list[float] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:  # the client's side: what a scrape says meanwhile
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            seen_by_client.append(sample(metrics.render().decode(), "aeserve_requests_total",
+                                         route="/ok", status="200"))
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+             "scheme": "http", "path": "/ok", "raw_path": b"/ok", "root_path": "", "query_string": b"",
+             "headers": [], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send))
+    assert seen_by_client == [1.0]
+    assert sample(metrics.render().decode(), "aeserve_request_duration_seconds_count", route="/ok") == 1
 
 
 def test_a_client_that_went_away_counts_as_499_with_one_line_and_no_traceback(
