@@ -263,11 +263,17 @@ class Registry:
         self.background(retire(), f"retire-{old.name}")
 
     def background(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        """Run ``work`` as a task of the registry's: ``stop_all`` cancels it."""
+        """Run ``work`` as a task of the registry's: ``stop_all`` cancels it; an error it ends
+        with is logged with its traceback when it ends."""
         task = asyncio.get_running_loop().create_task(work, name=name)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._finished)
         return task
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("%s failed", task.get_name(), exc_info=exc)
 
     async def _stop(self, served: ServedModel, error: ApiError) -> None:
         await served.stop(error)
@@ -280,10 +286,7 @@ class Registry:
         tasks = list(self.tasks)
         for task in tasks:
             task.cancel()
-        for task, outcome in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True),
-                                 strict=True):
-            if isinstance(outcome, Exception):
-                log.error("%s failed while the service stopped", task.get_name(), exc_info=outcome)
+        await asyncio.gather(*tasks, return_exceptions=True)  # each logs its own error
         for served in [*self.retiring, *self.models.values()]:
             await self._stop(served, error)
 

@@ -285,3 +285,23 @@ def test_a_folder_left_without_its_config_is_refused_not_retired(
         assert "missing" in r.refused["mnist-dae"] and r.retired == []
     assert report.unchanged == ["mnist-vae"] and checked.unchanged == ["mnist-vae"]
     assert loads(registry, "mnist-dae", "refused") == 2
+
+
+def test_a_background_task_that_fails_is_logged_with_its_traceback_when_it_ends(
+    tiny_checkpoints: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken() -> None:
+        raise RuntimeError("the retirement broke")
+
+    async def scenario() -> set[asyncio.Task[None]]:
+        registry = registry_for(tiny_checkpoints)
+        task = registry.background(broken(), "retire-mnist-dae")
+        await asyncio.gather(task, return_exceptions=True)  # its own callback has run before
+        return registry.tasks
+
+    with caplog.at_level(logging.ERROR, logger="aeserve"):
+        left = asyncio.run(scenario())
+    assert not left
+    (record,) = [r for r in caplog.records if r.name == "aeserve"]
+    assert record.getMessage() == "retire-mnist-dae failed"
+    assert record.exc_info is not None and str(record.exc_info[1]) == "the retirement broke"
