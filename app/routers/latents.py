@@ -14,9 +14,9 @@ from app import images
 from app.deps import ModelFor, SettingsDep, is_json, json_request_body, read_json
 from app.errors import ApiError, ErrorBody, responses
 from app.kinds import ServedModel
+from app.kinds.inline import inline_or_thread
 from app.lifecycle import Ticket
 from app.negotiation import JSON, PNG, negotiate
-from app.observability import stage
 from app.settings import Settings
 from app.uploads import media_type, read_images
 
@@ -93,11 +93,13 @@ def check_latents(z: list[list[float]], served: ServedModel, max_rows: int) -> t
     return torch.from_numpy(values.astype(np.float32))
 
 
-def image_answer(served: ServedModel, out: torch.Tensor, media: str,
-                 **extra: int) -> ImagesAnswer | Response:
-    """The images as ``media``: one PNG grid, or JSON base64 PNGs."""
+async def image_answer(served: ServedModel, out: torch.Tensor, media: str,
+                       **extra: int) -> ImagesAnswer | Response:
+    """The images (N, C, H, W) as ``media``: one PNG grid, or JSON base64 PNGs; encoded on the
+    event loop or in the threadpool by their pixels (``app.kinds.inline``)."""
     level = served.settings.png_compress_level
-    with stage("encode"):
+
+    def encode() -> ImagesAnswer | Response:
         decoded = [images.from_planes(row) for row in out.numpy()]
         if media == PNG:
             headers = {f"X-{k.capitalize()}": str(v) for k, v in extra.items()}
@@ -105,6 +107,8 @@ def image_answer(served: ServedModel, out: torch.Tensor, media: str,
                             media_type=PNG, headers=headers)
         return ImagesAnswer(model=served.name, **extra,
                             images=[images.b64(images.encode_png(i, level)) for i in decoded])
+
+    return await inline_or_thread("encode", out.shape[0] * out.shape[-2] * out.shape[-1], encode)
 
 
 @router.post("/decode", response_model=ImagesAnswer, response_model_exclude_none=True,
@@ -120,7 +124,7 @@ async def decode(
     with served.ticket(request) as ticket:  # before the body: a reload waits for this request
         body = await read_json(request, settings, DecodeBody)
         z = check_latents(body.z, served, settings.max_n)
-        return image_answer(served, await served.decode(z, ticket), media)
+        return await image_answer(served, await served.decode(z, ticket), media)
 
 
 @router.post("/sample", response_model=ImagesAnswer, response_model_exclude_none=True,
@@ -141,7 +145,7 @@ async def sample(
                            f"n={body.n} is over the limit of {settings.max_n} (AESERVE_MAX_N)")
         seed = secrets.randbits(63) if body.seed is None else body.seed
         out = await served.sample(body.n, seed, body.temperature, ticket)
-    return image_answer(served, out, media, seed=seed)
+    return await image_answer(served, out, media, seed=seed)
 
 
 @router.post(
@@ -206,4 +210,4 @@ async def _interpolate(request: Request, served: ServedModel, settings: Settings
     check_steps(n_steps, settings)
     t = torch.linspace(0.0, 1.0, n_steps)[:, None]
     path = (1 - t) * ends[0] + t * ends[1]
-    return image_answer(served, await served.decode(path, ticket), media, steps=n_steps)
+    return await image_answer(served, await served.decode(path, ticket), media, steps=n_steps)

@@ -7,6 +7,7 @@ import base64
 import json
 import math
 import shutil
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from app import images
+from app.kinds.inline import INLINE_PIXELS
 from app.lifecycle import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION
 from app.main import create_app
 from tests.app.conftest import make_settings
@@ -399,3 +402,24 @@ def test_a_json_body_still_arriving_during_a_reload_is_answered_by_the_model_it_
     assert loaded == ["mnist-vae"]
     assert status == 200, answer
     assert len(answer["images"]) == (1 if route == "decode" else 2)
+
+
+@pytest.mark.parametrize(("n", "on_loop"), [(2, True), (16, False)])
+def test_answers_are_encoded_on_the_loop_or_in_a_thread_by_their_pixels(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, n: int, on_loop: bool
+) -> None:
+    assert (n * 28 * 28 <= INLINE_PIXELS) == on_loop
+    loop = client.portal.call(threading.get_ident)  # type: ignore[union-attr]
+    threads: list[int] = []
+    encode_png = images.encode_png
+
+    def recorded(*args: Any, **kwargs: Any) -> bytes:
+        threads.append(threading.get_ident())
+        return encode_png(*args, **kwargs)
+
+    monkeypatch.setattr(images, "encode_png", recorded)
+    for accept in ("application/json", "image/png"):
+        response = client.post(f"{VAE}/sample", json={"n": n, "seed": 1}, headers={"Accept": accept})
+        assert response.status_code == 200, response.text
+    assert len(threads) == n + 1  # n JSON images, then one grid
+    assert all((thread == loop) == on_loop for thread in threads)
