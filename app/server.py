@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -38,6 +39,15 @@ from app.lifecycle import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION, dis
 from app.settings import Settings
 
 EXIT_MARGIN_S = 4.0  # the process exits at most this long after the drain timeout
+SUPERVISOR_ENV = "_AESERVE_SUPERVISOR_PID"  # set by ``serve`` for its workers; not a setting
+
+
+def supervisor_pid() -> int | None:
+    """The pid of the ``serve`` supervisor whose worker this process is, or None: one process,
+    or a server started some other way (``uvicorn app.factory:build --factory``), whose parent
+    is not ours to signal."""
+    pid = os.environ.get(SUPERVISOR_ENV)
+    return int(pid) if pid is not None and pid == str(os.getppid()) else None
 
 
 def _refusal(status: int, reason: bytes, code: str, message: str) -> bytes:
@@ -188,6 +198,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 def serve(settings: Settings, log_config: dict[str, Any]) -> None:
     """Run the service (``settings.workers`` processes) until a stop signal has drained it."""
+    if settings.workers > 1:  # the workers are spawned: they inherit it and can find their supervisor
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())
     uvicorn.run(
         "app.factory:build",
         factory=True,

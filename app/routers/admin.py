@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from app.deps import RegistryDep
 from app.errors import ApiError, responses
 from app.registry import StartupError
+from app.server import supervisor_pid
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -34,13 +35,14 @@ async def reload(registry: RegistryDep) -> ReloadAnswer:
     here first; only if none is refused is each worker replaced in turn (uvicorn's supervisor, on
     SIGHUP), every one loading the same folders from disk. 409 ``reload_refused`` when the folder
     is gone or holds no model: nothing changes."""
-    workers = registry.settings.workers
+    supervisor = supervisor_pid()  # None: this process serves alone and reloads in place
+    workers = 1 if supervisor is None else registry.settings.workers
     try:
-        report = await (registry.check() if workers > 1 else registry.reload())
+        report = await (registry.reload() if supervisor is None else registry.check())
     except StartupError as exc:
         raise ApiError(409, "reload_refused",
                        f"{exc}; nothing was reloaded and the loaded models serve on") from exc
-    if workers > 1 and not report.refused:  # the supervisor replaces every worker in turn
-        os.kill(os.getppid(), signal.SIGHUP)
+    if supervisor is not None and not report.refused:  # it replaces every worker in turn
+        os.kill(supervisor, signal.SIGHUP)
     return ReloadAnswer(loaded=report.loaded, unchanged=report.unchanged, refused=report.refused,
                         retired=report.retired, workers=workers)

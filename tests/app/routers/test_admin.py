@@ -14,7 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from app.main import create_app
+from app.routers import admin
+from app.server import SUPERVISOR_ENV
+from app.settings import Settings
 from tests.app.helpers import files, image_bytes
 from tests.app.live import LiveServer, running_server
 
@@ -232,3 +237,29 @@ def test_with_two_workers_a_reload_is_all_or_nothing_and_replaces_each_worker_wi
     assert log_count(server, started) == 4, "a worker was replaced on the refused reload"
     assert "was not ready in time" not in output and "startup failed" not in output
     assert set(stream.statuses) == {200}, stream.statuses
+
+
+@pytest.mark.parametrize("supervised", [False, True], ids=["started-another-way", "python-m-app-worker"])
+def test_with_several_workers_configured_only_a_worker_of_the_supervisor_signals_it(
+    checkpoints: Path, tiny_checkpoints: Path, monkeypatch: pytest.MonkeyPatch, supervised: bool
+) -> None:
+    signals: list[tuple[int, int]] = []
+    monkeypatch.setattr(admin.os, "kill", lambda pid, sig: signals.append((pid, sig)))
+    if supervised:
+        monkeypatch.setenv(SUPERVISOR_ENV, str(os.getppid()))
+    else:  # AESERVE_WORKERS=2 read by a server that is one process (uvicorn --factory, say)
+        monkeypatch.setenv(SUPERVISOR_ENV, str(os.getppid() + 1))
+    settings = Settings(checkpoint_dir=checkpoints, workers=2, torch_threads=1)
+    with TestClient(create_app(settings)) as client:
+        before = client.get("/v1/models/mnist-dae").json()["sha256"]
+        replace_folder(checkpoints, "mnist-dae", tiny_checkpoints / "mnist-vae")
+        answer = client.post("/v1/admin/reload")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["loaded"] == ["mnist-dae"]
+        after = client.get("/v1/models/mnist-dae").json()["sha256"]
+    if supervised:  # verified here, loaded by the workers the supervisor starts in turn
+        assert answer.json()["workers"] == 2 and after == before
+        assert signals == [(os.getppid(), signal.SIGHUP)]
+    else:  # reloaded in place; nobody else is signalled
+        assert answer.json()["workers"] == 1 and after != before
+        assert signals == []
