@@ -87,6 +87,7 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._filled = asyncio.Event()
         self._linger_need = 0
+        self._linger_key: Hashable | None = None  # the key of the batch held open
         self._under_load = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
         self._task: asyncio.Task[None] | None = None
@@ -166,6 +167,7 @@ class Batcher:
             # meanwhile reaches its ticket; only a request still alone then runs inline
             await asyncio.sleep(0)
             await asyncio.sleep(0)
+            ticket.check()  # failed meanwhile (deadline, disconnect): nothing runs
             if not self._busy and ticket.alone:
                 return self._run_inline(fn, payload, rows)
             if not self.alive:  # the worker died meanwhile: nothing would take the job
@@ -175,7 +177,7 @@ class Batcher:
         self._queue.append(job)
         future.add_done_callback(lambda _: self._unqueue(job))
         self.metrics.queued_requests.inc()
-        if self._linger_need > 0:
+        if self._linger_need > 0 and key == self._linger_key:  # company for the open batch
             self._linger_need -= rows
             if self._linger_need <= 0:
                 self._filled.set()
@@ -275,14 +277,14 @@ class Batcher:
 
     async def _linger(self, key: Hashable, batch: list[_Job], rows: int) -> int:
         self._filled.clear()
-        self._linger_need = self.max_batch_size - rows
+        self._linger_need, self._linger_key = self.max_batch_size - rows, key
         try:
             async with asyncio.timeout(self.max_delay_s):
                 await self._filled.wait()
         except TimeoutError:
             pass  # the window closed: run what has arrived
         finally:
-            self._linger_need = 0
+            self._linger_need, self._linger_key = 0, None
         return self._take(key, batch, rows)
 
     async def _execute_batch(self, fn: Callable[..., Any], batch: list[_Job]) -> None:

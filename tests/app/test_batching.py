@@ -273,3 +273,34 @@ def test_the_batcher_lingers_only_after_a_full_batch(denoise: Denoise) -> None:
     # arrivals outpaced the model: the next batch waits (here up to 30 s) to fill up; the one
     # after it does not, as that batch filled only by waiting (no collapse into lockstep)
     assert asyncio.run(_after_a_batch_of(denoise, 4)) == ([4, 4, 1], True)
+
+
+async def _other_work_while_lingering(denoise: Denoise) -> tuple[list[int], bool]:
+    """After a full batch a lone request lingers for company; work of another key (another shape
+    or operation) arrives: it is no company, and the batch stays open until its own kind fills it."""
+    batcher = make_batcher(max_batch_size=4, max_delay_s=30.0)
+    counted = Counted(denoise)
+    key, x = ("denoise", 1, 28, 28), digits(1)
+    gate = threading.Event()
+    blocker = await occupy(batcher, gate)
+    calls = [asyncio.ensure_future(batcher.run(counted, x, key, Ticket(LONG_S))) for _ in range(4)]
+    await asyncio.sleep(0)
+    gate.set()
+    await blocker
+    await asyncio.gather(*calls)
+    lone = asyncio.ensure_future(batcher.run(counted, x, key, Ticket(LONG_S)))
+    await until(lambda: batcher.lingering)
+    other = asyncio.ensure_future(batcher.run(counted, digits(3), ("denoise", 3, 28, 28), Ticket(LONG_S)))
+    for _ in range(10):  # turns enough for the worker to leave the linger, were it told to
+        await asyncio.sleep(0)
+    still = batcher.lingering and not lone.done()
+    await asyncio.gather(*(batcher.run(counted, x, key, Ticket(LONG_S)) for _ in range(3)))
+    await asyncio.wait_for(asyncio.gather(lone, other), WAIT_S)
+    await batcher.stop(shutting_down())
+    return counted.sizes, still
+
+
+def test_work_of_another_key_does_not_end_a_linger(denoise: Denoise) -> None:
+    sizes, still_lingering = asyncio.run(_other_work_while_lingering(denoise))
+    assert still_lingering
+    assert sizes == [4, 4, 3]  # the full batch, the lingered one filled by its own key, the other

@@ -17,7 +17,8 @@ import torch
 
 from app.batching import Check
 from app.errors import ApiError, ClientDisconnected
-from app.lifecycle import Ticket, shutting_down, timeout_error
+from app.lifecycle import Ticket, WorkBudget, shutting_down, timeout_error
+from app.metrics import Metrics
 from tests.app.test_batching import (
     LONG_S,
     WAIT_S,
@@ -215,3 +216,24 @@ def test_stop_fails_the_queued_requests_and_refuses_new_ones(denoise: Denoise) -
     error, alive, runs = asyncio.run(_stopped_with_work_queued(denoise))
     assert isinstance(error, ApiError) and error.code == "shutting_down"
     assert not alive and runs == 0
+
+
+async def _failed_during_the_loop_turns(denoise: Denoise) -> tuple[BaseException, list[int]]:
+    """A lone one-row request whose deadline passes while it takes its two loop turns."""
+    batcher = make_batcher()
+    budget = WorkBudget("test", 10**9, 10**9, Metrics().for_model("test"))
+    counted = Counted(denoise)
+    ticket = Ticket(LONG_S)
+    budget.open(ticket)
+    asyncio.get_running_loop().call_soon(ticket.fail, timeout_error(1.0))  # runs on the first turn
+    with pytest.raises(ApiError) as failed:
+        await batcher.run(counted, digits(1), "k", ticket)
+    ticket.close(failed=True)
+    await batcher.stop(shutting_down())
+    return failed.value, counted.sizes
+
+
+def test_a_lone_request_that_fails_during_its_loop_turns_never_runs(denoise: Denoise) -> None:
+    error, sizes = asyncio.run(_failed_during_the_loop_turns(denoise))
+    assert isinstance(error, ApiError) and error.code == "timeout"
+    assert sizes == []
