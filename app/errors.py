@@ -92,6 +92,11 @@ def error_response(
     return JSONResponse(error_body(code, message), status_code=status, headers=dict(headers or {}))
 
 
+def limit_exceeded(what: str, limit: int, setting: str) -> ApiError:
+    """422 for a count over its configured limit: ``what`` (``n=300``) names the value sent."""
+    return ApiError(422, "limit_exceeded", f"{what} is over the limit of {limit} (AESERVE_{setting})")
+
+
 def overloaded(message: str, retry_after_s: int = 1) -> ApiError:
     return ApiError(503, "overloaded", message, {"Retry-After": str(retry_after_s)})
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from app import images
 from app.deps import ModelFor
-from app.errors import ApiError, responses
+from app.errors import limit_exceeded, responses
 from app.kinds import ServedModel
 from app.kinds.base import DenoiseParams, EncodeParams
 from app.negotiation import JSON, PNG, negotiate
@@ -175,9 +175,7 @@ async def score(
     settings = served.settings
     k = settings.default_k if k is None else k
     if k > settings.max_k:
-        raise ApiError(
-            422, "limit_exceeded", f"k={k} is over the limit of {settings.max_k} (AESERVE_MAX_K)"
-        )
+        raise limit_exceeded(f"k={k}", settings.max_k, "MAX_K")
     used = secrets.randbits(63) if seed is None else seed
     with served.ticket(request) as ticket:
         uploads = await read_images(request, settings)

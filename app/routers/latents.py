@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, StrictFloat
 
 from app import images
 from app.deps import ModelFor, SettingsDep, is_json, json_request_body, read_json
-from app.errors import ApiError, ErrorBody, responses
+from app.errors import ApiError, ErrorBody, limit_exceeded, responses
 from app.kinds import ServedModel
 from app.kinds.inline import inline_or_thread
 from app.lifecycle import Ticket
@@ -77,8 +77,7 @@ def check_latents(z: list[list[float]], served: ServedModel, max_rows: int) -> t
     if not z:
         raise ApiError(422, "invalid_latent", "z is empty: send at least one latent vector")
     if len(z) > max_rows:
-        raise ApiError(422, "limit_exceeded",
-                       f"{len(z)} latent vectors; the limit is {max_rows} (AESERVE_MAX_N)")
+        raise limit_exceeded(f"{len(z)} latent vectors", max_rows, "MAX_N")
     for i, row in enumerate(z):
         if len(row) != dim:
             raise ApiError(422, "invalid_latent",
@@ -141,8 +140,7 @@ async def sample(
     with served.ticket(request) as ticket:  # before the body: a reload waits for this request
         body = await read_json(request, settings, SampleBody, default=SampleBody)
         if body.n > settings.max_n:
-            raise ApiError(422, "limit_exceeded",
-                           f"n={body.n} is over the limit of {settings.max_n} (AESERVE_MAX_N)")
+            raise limit_exceeded(f"n={body.n}", settings.max_n, "MAX_N")
         seed = secrets.randbits(63) if body.seed is None else body.seed
         out = await served.sample(body.n, seed, body.temperature, ticket)
     return await image_answer(served, out, media, seed=seed)
@@ -179,8 +177,7 @@ async def interpolate(
 
 def check_steps(steps: int, settings: Settings) -> None:
     if steps > settings.max_steps:
-        raise ApiError(422, "limit_exceeded",
-                       f"steps={steps} is over the limit of {settings.max_steps} (AESERVE_MAX_STEPS)")
+        raise limit_exceeded(f"steps={steps}", settings.max_steps, "MAX_STEPS")
 
 
 async def _interpolate(request: Request, served: ServedModel, settings: Settings, ticket: Ticket,
