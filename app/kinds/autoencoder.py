@@ -127,11 +127,12 @@ class Autoencoder(ServedModel):
 
     async def _rows(self, datas: list[bytes], resize: bool, keep_color: bool, ticket: Ticket,
                     samples: int = 1) -> list[Prepared]:
-        probes = self.probe_all(datas)
+        probes = await self.probe_all(datas)
         self.admit(ticket, self.cost(probes, keep_color, samples))
         # each image decoded and prepared in turn: one decoded image alive at a time
         return await inline_or_thread("decode", sum(p.pixels for p in probes), lambda: [
-            self.prepare(images.decode(p), resize, keep_color) for p in probes])
+            self.prepare(images.decode(p), resize, keep_color) for p in probes],
+            nbytes=sum(len(p.data) for p in probes))
 
     @staticmethod
     def _stack(preps: list[Prepared]) -> torch.Tensor:

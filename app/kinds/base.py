@@ -21,6 +21,7 @@ from starlette.requests import Request
 from app import images
 from app.batching import Batcher
 from app.errors import ApiError
+from app.kinds.inline import inline_or_thread
 from app.lifecycle import Ticket, WorkBudget
 from app.metrics import ModelMetrics
 from app.runtime import GraphFn, Runtime, TorchRuntime, build_runtime
@@ -188,9 +189,12 @@ class ServedModel:
         return ticket
 
     # ---- images in -------------------------------------------------------------------------
-    def probe_all(self, datas: list[bytes]) -> list[images.Probe]:
-        """Every upload's header: size and bands known, no pixel decoded yet."""
-        return [images.probe(d, self.settings.max_pixels) for d in datas]
+    async def probe_all(self, datas: list[bytes]) -> list[images.Probe]:
+        """Every upload's header: size and bands known, no pixel decoded yet (in the threadpool
+        past ``INLINE_BYTES``: a header can hide behind megabytes of chunks)."""
+        limit = self.settings.max_pixels
+        return await inline_or_thread("probe", 0, lambda: [images.probe(d, limit) for d in datas],
+                                      nbytes=sum(len(d) for d in datas))
 
     def admit(self, ticket: Ticket, cost: int) -> None:
         self.budget.admit(ticket, cost)

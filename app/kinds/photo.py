@@ -80,11 +80,12 @@ class PhotoDenoiser(ServedModel):
 
     async def denoise(self, datas: list[bytes], params: DenoiseParams,
                       ticket: Ticket) -> list[DenoisedImage]:
-        probes = self.probe_all(datas)
+        probes = await self.probe_all(datas)
         self.admit(ticket, sum(self.cost(p) for p in probes))
         answers = []
         for p in probes:  # one image at a time: bounded memory
-            img, alpha, rows = await inline_or_thread("decode", p.pixels, partial(self._rows, p))
+            img, alpha, rows = await inline_or_thread("decode", p.pixels, partial(self._rows, p),
+                                                      nbytes=len(p.data))
             out, sigma = await self.batcher.run_alone(self._denoise, (rows, params.sigma), ticket)
             answers.append(await inline_or_thread(
                 "encode", p.pixels, partial(self._to_png, img, alpha, out, sigma)))

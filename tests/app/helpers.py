@@ -128,3 +128,10 @@ def tiff_with_entry(img: Image.Image, tag: int, field_type: int | None = None,
 
 STRIP_OFFSETS, ROWS_PER_STRIP, EXTRA_SAMPLES = 273, 278, 338  # TIFF tags
 FLOAT, ASCII = 11, 2  # TIFF field types
+
+
+def padded_png(png: bytes, extra: int) -> bytes:
+    """``png`` with about ``extra`` bytes of empty private chunks before its pixels."""
+    chunk = struct.pack(">I", 0) + b"prVt" + struct.pack(">I", zlib.crc32(b"prVt"))
+    ihdr_end = 8 + 8 + 13 + 4  # signature, IHDR's length and name, its 13 bytes, its CRC
+    return png[:ihdr_end] + chunk * (extra // len(chunk)) + png[ihdr_end:]

@@ -28,6 +28,7 @@ from tests.app.helpers import (
     exif_rotated,
     files,
     image_bytes,
+    padded_png,
     png_claiming,
     png_of,
     stored_pixels,
@@ -319,3 +320,17 @@ def test_a_client_that_disconnects_while_queued_cancels_its_score(
     gone_lines = [r for r in caplog.records if "went away" in r.getMessage()]
     assert len(gone_lines) == 1 and gone_lines[0].levelno == logging.INFO
     assert not any(r.exc_info for r in caplog.records)
+
+
+def test_a_few_pixels_behind_many_bytes_are_probed_and_decoded_off_the_loop(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    padded = padded_png(image_bytes(), 200_000)  # a 28x28 digit behind 200 KB of chunks
+    loop = client.portal.call(threading.get_ident)  # type: ignore[union-attr]
+    probed = record_threads(monkeypatch, images, "probe")
+    decoded = record_threads(monkeypatch, images, "decode")
+    for data in (padded, image_bytes()):
+        response = client.post(f"{DAE}/denoise", files=files(data))
+        assert response.status_code == 200, response.text
+    assert [t == loop for t in probed] == [False, True]  # the plain digit stays on the fast path
+    assert [t == loop for t in decoded] == [False, True]
