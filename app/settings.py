@@ -77,7 +77,9 @@ def _default_torch_threads(data: dict[str, Any]) -> int:
 class Settings(BaseSettings):
     """Every knob of the service; ``AESERVE_<NAME>`` in the environment sets ``<name>``."""
 
-    model_config = SettingsConfigDict(env_prefix="AESERVE_", extra="ignore", frozen=True)
+    # errors name the setting, never its value: the API token is one
+    model_config = SettingsConfigDict(env_prefix="AESERVE_", extra="ignore", frozen=True,
+                                      hide_input_in_errors=True)
 
     host: str = Field(default="127.0.0.1", description="address to listen on (0.0.0.0: all)")
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port")
@@ -171,9 +173,19 @@ class Settings(BaseSettings):
     @field_validator("api_token")
     @classmethod
     def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value():
+        """Empty: no token. Whitespace around it (a secret file's last newline) is not part of it:
+        a header's value is read without it. Otherwise only the characters a bearer token may
+        have (RFC 6750), so that a token the service asks for can be sent."""
+        if value is None:
             return None
-        return value
+        token = value.get_secret_value().strip()
+        if not token:
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", token):
+            raise ValueError("the API token may hold only letters, digits and - . _ ~ + / (then "
+                             "= at the end), the characters of a bearer token (RFC 6750); "
+                             "`openssl rand -hex 32` makes one")
+        return SecretStr(token)
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:

@@ -48,6 +48,19 @@ def test_empty_token_means_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().api_token is None
 
 
+def test_a_token_loses_the_whitespace_around_it_and_may_hold_only_bearer_characters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AESERVE_API_TOKEN", "  abc-DEF_0.9~+/x==\n")  # a secret file's newline
+    token = Settings().api_token
+    assert token is not None and token.get_secret_value() == "abc-DEF_0.9~+/x=="
+    for bad in ("s3cr3t-tök", "two words", "a=b", "tok\x7f"):
+        monkeypatch.setenv("AESERVE_API_TOKEN", bad)
+        with pytest.raises(ValidationError, match="RFC 6750") as refused:
+            Settings()
+        assert bad not in str(refused.value)  # the refusal does not print the secret
+
+
 def test_the_lifecycle_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {"AESERVE_MAX_WORK": "2.5", "AESERVE_QUEUE_WORK": "10",
                         "AESERVE_REQUEST_TIMEOUT_S": "7", "AESERVE_HEADER_TIMEOUT_S": "0.5",
