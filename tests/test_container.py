@@ -54,7 +54,7 @@ def docker_missing() -> str | None:
     if shutil.which("docker") is None:
         return "no docker CLI on PATH"
     if subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode != 0:
-        return "no Docker engine answers (here: ../shared/tools/container-host.sh up, then eval env)"
+        return "no Docker engine answers (start one, or point DOCKER_HOST at one)"
     if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
         return "the docker compose plugin is missing"
     return None
