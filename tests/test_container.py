@@ -256,7 +256,6 @@ def test_image_config_health_check_user_and_stop_signal(stack: Stack) -> None:
 
 
 def test_stops_gracefully_on_sigterm(stack: Stack) -> None:
-    started = time.monotonic()
     stack.compose("stop", "-t", "30", "api", timeout=60)
-    assert time.monotonic() - started < 20, "the service did not stop on SIGTERM"
+    # 0: it drained and exited on SIGTERM; one that ignored it would be killed after 30 s (137)
     assert stack.inspect("{{.State.ExitCode}}") == "0"
