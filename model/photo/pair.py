@@ -19,7 +19,6 @@ them)::
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import shutil
 import tempfile
@@ -37,6 +36,7 @@ from model.checkpoint import (
     read_meta,
     write_config,
 )
+from model.cli import Parser, run
 from model.photo.network import PhotoDenoiser
 
 COLOUR_DIR = "colour"
@@ -123,15 +123,22 @@ def pair(checkpoint: Path, colour_run: Path) -> Checkpoint:
     return load_photo(checkpoint)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.photo.pair",
-                                     description="Pair a colour photo network with a photo checkpoint.")
+PROG = "python -m model.photo.pair"
+
+
+def pair_command(argv: list[str] | None = None) -> int:
+    parser = Parser(prog=PROG, description="Pair a colour photo network with a photo checkpoint.")
     parser.add_argument("checkpoint", type=Path, help="the photo checkpoint folder (its gray network)")
     parser.add_argument("--colour", type=Path, required=True, help="a photo-color run's folder")
     args = parser.parse_args(argv)
     ckpt = pair(args.checkpoint, args.colour)
     print(f"{ckpt.path}: gray {ckpt.sha256[:12]}…, colour {colour_sha256(ckpt.meta)}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A checkpoint that cannot be paired is one line on stderr and exit code 2 (``model.cli``)."""
+    return run(PROG, pair_command, argv)
 
 
 if __name__ == "__main__":

@@ -25,15 +25,17 @@ from typing import Any
 
 import torch
 
+from model.cli import Parser, run
 from model.photo.inference import denoise_image, sigma_cap
 from model.photo.pair import load_photo
 from model.photo.preset import photo_color_preset, photo_gray_preset
 from model.photo.task import PhotoTask
 
+PROG = "python -m model.photo.validate"
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m model.photo.validate",
-                                     description=__doc__.split("\n\n")[0])
+    parser = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, nargs="+", required=True,
                         help="the training folders, in the order the run was given them")
     parser.add_argument("--channels", type=int, choices=(1, 3), required=True,
@@ -64,7 +66,7 @@ def score_checkpoints(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
+def validate(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -75,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text + "\n")
     print(text)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Missing data or a checkpoint that is not there is one line and exit code 2 (``model.cli``)."""
+    return run(PROG, validate, argv)
 
 
 if __name__ == "__main__":

@@ -101,3 +101,12 @@ def test_the_colour_network_lives_in_a_subfolder(paired: Path, name: str) -> Non
     (paired / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="must be a subfolder"):
         load_photo(paired)
+
+
+def test_the_command_answers_a_wrong_network_in_one_line_and_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gray = save_photo_net(tmp_path / "gray", channels=1, seed=0)
+    assert pair_module.main([str(gray), "--colour", str(gray)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("python -m model.photo.pair: error: ") and "colour" in line

@@ -36,3 +36,13 @@ def test_validate_scores_a_checkpoint_on_the_trainers_split(tmp_path: Path,
     for key in ("psnr_15", "psnr_25", "psnr_50", "psnr_15_8bit", "psnr_25_8bit", "psnr_50_8bit"):
         assert scores[key] > noisy[key] + 3.0
     assert noisy["psnr_15"] > noisy["psnr_25"] > noisy["psnr_50"]
+
+
+def test_a_checkpoint_that_is_not_there_is_one_line_and_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = make_photos(tmp_path / "photos", 4, 64, 1)
+    assert validate.main(["--data-dir", str(data), "--channels", "1",
+                          "--checkpoint", str(tmp_path / "nowhere")]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("python -m model.photo.validate: error: ") and "config.json" in line
