@@ -6,7 +6,8 @@
    photo model: status, code and answer time.
 2. Peak memory: the worst inputs within the limits at once (the largest photos the work cap admits,
    gray and colour, and 64-image DAE requests), with enough of them to fill the queue's work budget;
-   the server's peak RSS (VmHWM).
+   the server's peak RSS (VmHWM), and its RSS once the burst is answered. ``--bursts N`` sends the
+   burst N times in turn (what the allocator keeps between bursts shows there).
 3. Overload: ``wrk`` on 28x28 denoise at 32 and at 512 connections; goodput (200s per second) at 512
    as a fraction of 32.
 4. SIGTERM: photo requests in flight, SIGTERM; answered / 503 / lost, and the time from SIGTERM to
@@ -148,7 +149,7 @@ def worst_inputs(base: str, pid: int) -> dict[str, Any]:
         key = f"{r['status']} {r.get('code') or ''}".strip()
         statuses[key] = statuses.get(key, 0) + 1
     return {"requests": len(jobs), "statuses": statuses, "rss_before_mib": round(before),
-            "peak_rss_mib": round(vm_hwm_mib(pid))}
+            "peak_rss_mib": round(vm_hwm_mib(pid)), "rss_after_mib": vm_rss_mib(pid)}
 
 
 def overload(base: str, work: Path, pid: int, seconds: float) -> dict[str, Any]:
@@ -263,6 +264,8 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=29)
     parser.add_argument("--drain", type=float, default=10.0)
     parser.add_argument("--corrupt", type=int, default=150_000, help="corrupt PNGs to send")
+    parser.add_argument("--bursts", type=int, default=1,
+                        help="times the memory scenario's burst is sent, one after the other")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
@@ -284,7 +287,7 @@ def main() -> None:
             report["refusals"] = refusals(base)
         if "memory" in scenarios:
             print("worst inputs ...", file=sys.stderr)
-            report["memory"] = worst_inputs(base, proc.pid)
+            report["memory"] = [worst_inputs(base, proc.pid) for _ in range(args.bursts)]
         if "overload" in scenarios:
             print("overload ...", file=sys.stderr)
             report["overload"] = overload(base, work, proc.pid, args.duration)
