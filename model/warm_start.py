@@ -3,7 +3,9 @@
 The network must have the checkpoint's shapes, with one exception: a gray photo checkpoint (1
 channel) can start a colour network (3 channels) of the same widths. Its first layer then reads the
 mean of R, G and B (each input weight divided by three) and its last layer writes the same noise
-estimate to each channel, so the colour network starts as the gray one applied to luminance.
+estimate to each channel, so the colour network starts as the gray one applied to luminance. A gray
+photo checkpoint that carries its own colour network (``colour/``, ``model.photo.pair``) gives a
+colour run that one instead: the shipped colour weights, not the gray ones widened.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from model.checkpoint import load_checkpoint
+from model.checkpoint import load_checkpoint, read_meta
 from model.cli import UsageError
+from model.photo.pair import COLOUR_DIR, load_photo
 
 HEAD, TAIL = "head.0.weight", ("tail.weight", "tail.bias")
 
@@ -26,6 +29,7 @@ def warm_start(model: nn.Module, folder: Path, channels: int) -> dict[str, Any]:
     The record: the checkpoint's path and weights' sha256, and its chain of runs, oldest first:
     each run's command, steps and the sha256 of the weights it started from (None: fresh).
     """
+    folder = network_folder(folder, channels)
     ck = load_checkpoint(folder)
     state = ck.model.state_dict()
     target = model.state_dict()
@@ -47,6 +51,16 @@ def warm_start(model: nn.Module, folder: Path, channels: int) -> dict[str, Any]:
         "command": training.get("command"), "steps": training.get("steps"), "init_from": None,
     }])
     return {"path": str(folder), "weights_sha256": ck.sha256, "chain": chain}
+
+
+def network_folder(folder: Path, channels: int) -> Path:
+    """The checkpoint folder whose network starts a run of ``channels``: a paired photo checkpoint's
+    colour network (verified against its pin) for a colour run, else ``folder`` itself."""
+    pin = read_meta(folder).get(COLOUR_DIR)
+    if channels != 3 or pin is None:
+        return folder
+    paired = load_photo(folder)  # checks the pin: folder, weights' sha256, noise range
+    return folder / str(paired.meta[COLOUR_DIR]["folder"])
 
 
 def widen(key: str, weights: torch.Tensor, shape: torch.Size) -> torch.Tensor:

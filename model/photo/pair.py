@@ -36,7 +36,6 @@ from model.checkpoint import (
     read_meta,
     write_config,
 )
-from model.cli import Parser, run
 from model.photo.network import PhotoDenoiser
 
 COLOUR_DIR = "colour"
@@ -127,6 +126,8 @@ PROG = "python -m model.photo.pair"
 
 
 def pair_command(argv: list[str] | None = None) -> int:
+    from model.cli import Parser  # the command line's, not loading's: serving never imports it
+
     parser = Parser(prog=PROG, description="Pair a colour photo network with a photo checkpoint.")
     parser.add_argument("checkpoint", type=Path, help="the photo checkpoint folder (its gray network)")
     parser.add_argument("--colour", type=Path, required=True, help="a photo-color run's folder")
@@ -138,6 +139,8 @@ def pair_command(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """A checkpoint that cannot be paired is one line on stderr and exit code 2 (``model.cli``)."""
+    from model.cli import run
+
     return run(PROG, pair_command, argv)
 
 

@@ -11,9 +11,11 @@ import torch
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.cli import UsageError
 from model.networks import build_model
+from model.photo.pair import main as pair_main
 from model.photo.preset import photo_color_preset
 from model.warm_start import warm_start
 from tests.conftest import make_photos, train_tiny
+from tests.model.photo.synthetic import save_photo_net
 
 SMALL = ("--hidden", "8", "16", "32", "64", "--batch-size", "4", "--threads", "1")
 
@@ -88,3 +90,16 @@ def test_init_from_refuses_other_widths(tiny_photo_checkpoint: Path) -> None:
     net = build_model(photo_color_preset().model)  # widths 32..256, the checkpoint's are 8..64
     with pytest.raises(UsageError, match=r"head\.0\.weight"):
         warm_start(net, tiny_photo_checkpoint / "photo-denoiser", 3)
+
+
+def test_a_colour_run_from_a_paired_checkpoint_starts_from_its_colour_network(tmp_path: Path) -> None:
+    gray = save_photo_net(tmp_path / "photo-denoiser", 1, 0)
+    assert pair_main([str(gray), "--colour", str(save_photo_net(tmp_path / "run", 3, 1))]) == 0
+    colour_ck = load_checkpoint(gray / "colour")
+    net = build_model(colour_ck.config.model)
+    record = warm_start(net, gray, 3)
+    assert record["path"] == str(gray / "colour") and record["weights_sha256"] == colour_ck.sha256
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, colour_ck.model.state_dict()[key]), key
+    gray_net = build_model(load_checkpoint(gray).config.model)
+    assert warm_start(gray_net, gray, 1)["weights_sha256"] == load_checkpoint(gray).sha256
