@@ -108,6 +108,11 @@ class ReloadReport:
     refused: dict[str, str] = field(default_factory=dict)
     retired: list[str] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """One log line's worth: ``loaded ['mnist-dae'], unchanged ..., refused -, retired -``."""
+        return (f"loaded {self.loaded or '-'}, unchanged {self.unchanged or '-'}, "
+                f"refused {sorted(self.refused) or '-'}, retired {self.retired or '-'}")
+
 
 class Registry:
     """The models being served, by name."""
@@ -299,7 +304,6 @@ def reload_in_background(registry: Registry) -> asyncio.Task[None]:
         except StartupError as exc:
             log.error("reload refused: %s; the loaded models serve on", exc)
             return
-        log.info("reload: loaded %s, unchanged %s, refused %s, retired %s", report.loaded or "-",
-                 report.unchanged or "-", sorted(report.refused) or "-", report.retired or "-")
+        log.info("reload: %s", report.summary())
 
     return registry.background(run(), "reload")

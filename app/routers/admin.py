@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 
@@ -14,6 +15,7 @@ from app.registry import StartupError
 from app.server import supervisor_pid
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
+log = logging.getLogger("aeserve")
 
 
 class ReloadAnswer(BaseModel):
@@ -42,7 +44,12 @@ async def reload(registry: RegistryDep) -> ReloadAnswer:
     except StartupError as exc:
         raise ApiError(409, "reload_refused",
                        f"{exc}; nothing was reloaded and the loaded models serve on") from exc
-    if supervisor is not None and not report.refused:  # it replaces every worker in turn
+    if supervisor is None:
+        log.info("reload: %s", report.summary())
+    elif report.refused:
+        log.info("reload checked, nothing replaced: %s", report.summary())
+    else:  # the supervisor replaces every worker in turn
+        log.info("reload checked, replacing %d workers: %s", workers, report.summary())
         os.kill(supervisor, signal.SIGHUP)
     return ReloadAnswer(loaded=report.loaded, unchanged=report.unchanged, refused=report.refused,
                         retired=report.retired, workers=workers)

@@ -4,6 +4,7 @@ server under a stream of requests; a corrupt checkpoint is refused while the old
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -241,7 +242,8 @@ def test_with_two_workers_a_reload_is_all_or_nothing_and_replaces_each_worker_wi
 
 @pytest.mark.parametrize("supervised", [False, True], ids=["started-another-way", "python-m-app-worker"])
 def test_with_several_workers_configured_only_a_worker_of_the_supervisor_signals_it(
-    checkpoints: Path, tiny_checkpoints: Path, monkeypatch: pytest.MonkeyPatch, supervised: bool
+    checkpoints: Path, tiny_checkpoints: Path, monkeypatch: pytest.MonkeyPatch, supervised: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     signals: list[tuple[int, int]] = []
     monkeypatch.setattr(admin.os, "kill", lambda pid, sig: signals.append((pid, sig)))
@@ -250,16 +252,20 @@ def test_with_several_workers_configured_only_a_worker_of_the_supervisor_signals
     else:  # AESERVE_WORKERS=2 read by a server that is one process (uvicorn --factory, say)
         monkeypatch.setenv(SUPERVISOR_ENV, str(os.getppid() + 1))
     settings = Settings(checkpoint_dir=checkpoints, workers=2, torch_threads=1)
-    with TestClient(create_app(settings)) as client:
+    with caplog.at_level(logging.INFO, logger="aeserve"), TestClient(create_app(settings)) as client:
         before = client.get("/v1/models/mnist-dae").json()["sha256"]
         replace_folder(checkpoints, "mnist-dae", tiny_checkpoints / "mnist-vae")
         answer = client.post("/v1/admin/reload")
         assert answer.status_code == 200, answer.text
         assert answer.json()["loaded"] == ["mnist-dae"]
         after = client.get("/v1/models/mnist-dae").json()["sha256"]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reload")]
     if supervised:  # verified here, loaded by the workers the supervisor starts in turn
         assert answer.json()["workers"] == 2 and after == before
         assert signals == [(os.getppid(), signal.SIGHUP)]
+        assert lines == ["reload checked, replacing 2 workers: loaded ['mnist-dae'], "
+                         "unchanged ['mnist-vae'], refused -, retired -"]
     else:  # reloaded in place; nobody else is signalled
         assert answer.json()["workers"] == 1 and after != before
         assert signals == []
+        assert lines == ["reload: loaded ['mnist-dae'], unchanged ['mnist-vae'], refused -, retired -"]
