@@ -23,37 +23,41 @@ from app.client import AeserveError, Client
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=os.environ.get("AESERVE_URL", "http://127.0.0.1:8000"))
-    common.add_argument("--token", default=os.environ.get("AESERVE_API_TOKEN"))
-    common.add_argument("--timeout", type=float, default=60.0)
+    common.add_argument("--url", default=os.environ.get("AESERVE_URL", "http://127.0.0.1:8000"),
+                        help="the service (default: AESERVE_URL, else http://127.0.0.1:8000)")
+    common.add_argument("--token", default=os.environ.get("AESERVE_API_TOKEN"),
+                        help="bearer token (default: AESERVE_API_TOKEN)")
+    common.add_argument("--timeout", type=float, default=60.0, help="seconds (default: %(default)s)")
     parser = argparse.ArgumentParser(prog="python -m app.client", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("denoise", parents=[common], help="denoise one image into a PNG")
-    p.add_argument("image", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True)
-    p.add_argument("--model", default="mnist-dae")
+    p.add_argument("image", type=Path, help="PNG, JPEG, WebP, BMP or TIFF")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the clean PNG")
+    p.add_argument("--model", default="mnist-dae", help="default: %(default)s; photo-denoiser for "
+                   "photos of any size")
     p.add_argument("--resize", action="store_true", help="resize to the model's size and back")
     p.add_argument("--sigma", type=float, help="photo models: noise σ (0-255)")
 
     p = sub.add_parser("sample", parents=[common], help="draw samples into one PNG grid")
-    p.add_argument("--model", default="mnist-vae")
-    p.add_argument("-n", type=int, default=16)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
+    p.add_argument("-n", type=int, default=16, help="samples (default: %(default)s)")
+    p.add_argument("--seed", type=int, help="same seed, same samples (default: a fresh one)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="scale of the prior's std (default: %(default)s)")
     p.add_argument("-o", "--output", type=Path, required=True)
 
     p = sub.add_parser("encode", parents=[common], help="print the latent codes as JSON")
     p.add_argument("images", type=Path, nargs="+")
-    p.add_argument("--model", default="mnist-vae")
+    p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
     p.add_argument("--resize", action="store_true")
     p.add_argument("--sample", action="store_true", help="VAE: add a reparameterized draw")
     p.add_argument("--seed", type=int)
 
     p = sub.add_parser("decode", parents=[common], help="decode latents (JSON) into a PNG grid")
     p.add_argument("latents", type=Path, help='JSON {"z": [[...]]} or the output of encode')
-    p.add_argument("--model", default="mnist-vae")
+    p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
     p.add_argument("-o", "--output", type=Path, required=True)
     return parser.parse_args(argv)
 
