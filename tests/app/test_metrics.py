@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from starlette.types import Message
 from app.errors import ClientDisconnected, install_error_handlers
 from app.metrics import MULTIPROC_ENV, Metrics, RequestMetricsMiddleware, prepare_multiprocess
 from tests.app.helpers import image_bytes
+from tests.app.live import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DENOISE_ROUTE = "/v1/models/{name}/denoise"
@@ -246,12 +246,6 @@ def test_multiprocess_mode_sums_counters_of_all_workers_and_gauges_of_live_ones(
 
 
 # ------------------------------------------------------------------- the real server, 2 workers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until_both_workers_serve(proc: subprocess.Popen[bytes], log: Path, url: str) -> None:
