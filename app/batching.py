@@ -93,9 +93,12 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._running = False  # a batch or job is on the model thread
         self._held: list[_Job] = []  # taken from the queue by the worker and not yet run
+        self._on_dead: Callable[[], None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, on_dead: Callable[[], None] | None = None) -> None:
+        """Start the worker; ``on_dead()`` runs if it ever ends other than by ``stop`` (a bug)."""
+        self._on_dead = on_dead
         self._task = asyncio.get_running_loop().create_task(
             self._worker(), name=f"batch-{self.name}"
         )
@@ -124,6 +127,8 @@ class Batcher:
         for job in self._held:
             job.ticket.fail(gone)
         self._fail_queued(gone)
+        if self._on_dead is not None:
+            self._on_dead()
 
     @property
     def lingering(self) -> bool:

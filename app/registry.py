@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +118,12 @@ class ReloadReport:
 class Registry:
     """The models being served, by name."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, drain: Drain) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, drain: Drain,
+                 on_dead: Callable[[str], None] | None = None) -> None:
+        """``on_dead(name)``: what to do when a model's batch worker stops by a bug (else only
+        ``/healthz`` says so)."""
         self.settings = settings
+        self.on_dead = on_dead
         self.metrics = metrics
         self.drain = drain
         self.models: dict[str, ServedModel] = {}
@@ -129,7 +134,7 @@ class Registry:
 
     async def add(self, served: ServedModel) -> None:
         """Start and warm ``served``, then serve it under its name (replacing any model there)."""
-        served.start()
+        served.start(None if self.on_dead is None else partial(self.on_dead, served.name))
         try:
             if self.settings.warmup:
                 await served.warm_up()

@@ -27,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import os
+import signal
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -40,6 +42,16 @@ from app.settings import Settings
 
 EXIT_MARGIN_S = 4.0  # the process exits at most this long after the drain timeout
 SUPERVISOR_ENV = "_AESERVE_SUPERVISOR_PID"  # set by ``serve`` for its workers; not a setting
+log = logging.getLogger("aeserve")
+
+
+def exit_for_a_fresh_worker(model: str) -> None:
+    """A worker of several whose model's batch worker stopped by a bug: that model would never
+    answer here again, so the worker drains and exits (SIGTERM to itself) and the supervisor
+    starts a fresh one. One process alone stays up and fails ``/healthz`` for its orchestrator."""
+    log.critical("the batch worker of %s stopped: this worker exits, and the supervisor starts "
+                 "a fresh one", model)
+    signal.raise_signal(signal.SIGTERM)
 
 
 def supervisor_pid() -> int | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -173,8 +173,9 @@ class ServedModel:
         """Operations that run outside the runtime's graphs (tiled photos, scores)."""
 
     # ---- lifecycle -------------------------------------------------------------------------
-    def start(self) -> None:
-        self.batcher.start()
+    def start(self, on_dead: Callable[[], None] | None = None) -> None:
+        """Start serving; ``on_dead()`` if the batch worker ever stops by a bug."""
+        self.batcher.start(on_dead)
 
     async def stop(self, error: ApiError) -> None:
         self.budget.close(error)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app import server
 from app.main import create_app
+from app.server import SUPERVISOR_ENV
 from tests.app.conftest import make_settings
 from tests.app.helpers import assert_error, files, image_bytes
 
@@ -97,3 +101,25 @@ def test_probes_answer_head_without_a_body(client: TestClient) -> None:
     for path in ("/healthz", "/readyz"):
         response = client.head(path)
         assert response.status_code == 200 and response.content == b"", path
+
+
+def test_a_worker_of_several_whose_batch_worker_dies_exits_for_a_fresh_one(
+    tiny_checkpoints: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(SUPERVISOR_ENV, str(os.getppid()))  # as python -m app's workers have it
+    raised: list[int] = []
+    monkeypatch.setattr(server.signal, "raise_signal", raised.append)  # not this test process
+    with TestClient(create_app(make_settings(tiny_checkpoints, workers=2))) as client:
+        batcher = client.app.state.registry.models["mnist-dae"].batcher  # type: ignore[attr-defined]
+
+        def broken(*args: object) -> int:
+            raise RuntimeError("a bug in the worker")
+
+        batcher._take = broken
+        with caplog.at_level(logging.CRITICAL, "aeserve"):
+            held = client.post("/v1/models/mnist-dae/denoise", files=files(image_bytes(), image_bytes()))
+        assert_error(held, 503, "unavailable")
+        assert raised == [signal.SIGTERM]  # it drains and exits; the supervisor starts another
+        assert [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL] == [
+            "the batch worker of mnist-dae stopped: this worker exits, and the supervisor starts "
+            "a fresh one"]
