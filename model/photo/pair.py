@@ -75,17 +75,23 @@ def load_photo(folder: Path | str, device: str | torch.device = "cpu") -> Checkp
     if colour.sha256 != pin["weights_sha256"]:
         raise CheckpointError(folder, CONFIG_FILE, f"the colour network in {sub.name}/ has weights "
                               f"{colour.sha256[:12]}…, config.json pins {pin['weights_sha256'][:12]}…")
-    if colour.config.noise.sigma_max != ckpt.config.noise.sigma_max:
+    pair = _paired(folder, ckpt, colour)
+    return dataclasses.replace(ckpt, model=pair.to(device).eval())
+
+
+def _paired(folder: Path, gray: Checkpoint, colour: Checkpoint) -> PhotoPair:
+    """The two networks as a pair, or ``CheckpointError`` (naming ``folder``) when they cannot be
+    one: another noise range, or not two photo networks of matching shapes."""
+    if colour.config.noise.sigma_max != gray.config.noise.sigma_max:
         raise CheckpointError(folder, CONFIG_FILE, "the gray and colour networks were trained on "
                               "different noise ranges")
-    gray_net, colour_net = ckpt.model, colour.model
+    gray_net, colour_net = gray.model, colour.model
     if not (isinstance(gray_net, PhotoDenoiser) and isinstance(colour_net, PhotoDenoiser)):
         raise CheckpointError(folder, CONFIG_FILE, "a colour network pairs with a photo checkpoint")
     try:
-        pair = PhotoPair(gray_net, colour_net)
+        return PhotoPair(gray_net, colour_net)
     except ValueError as exc:
         raise CheckpointError(folder, CONFIG_FILE, str(exc)) from exc
-    return dataclasses.replace(ckpt, model=pair.to(device).eval())
 
 
 def colour_sha256(meta: dict[str, object]) -> str | None:
@@ -97,7 +103,8 @@ def colour_sha256(meta: dict[str, object]) -> str | None:
 def pair(checkpoint: Path, colour_run: Path) -> Checkpoint:
     """Copy ``colour_run``'s checkpoint into ``checkpoint/colour/`` and pin it; returns the pair.
 
-    The colour run is verified before anything is written; its files are staged in a hidden folder,
+    Both networks are verified, and checked to make a pair, before anything is written; the colour
+    run's files are staged in a hidden folder,
     the old ``colour/`` (if any) is removed and the staged one renamed into place, and
     ``config.json`` is rewritten last (until then a reload refuses the mismatch and the old pair
     keeps serving).
@@ -108,6 +115,7 @@ def pair(checkpoint: Path, colour_run: Path) -> Checkpoint:
     meta = read_meta(checkpoint)
     if meta.get("kind") != "photo" or meta.get("input_shape", [0])[0] != 1:
         raise CheckpointError(checkpoint, CONFIG_FILE, "a colour network pairs with a gray photo checkpoint")
+    _paired(checkpoint, load_checkpoint(checkpoint), colour)  # a failure leaves the folder as it was
     staging = Path(tempfile.mkdtemp(prefix=".colour-", dir=checkpoint))
     staging.chmod(0o755)  # readable as the folder around it is (mkdtemp makes it 0700)
     for name in (CONFIG_FILE, WEIGHTS_FILE):

@@ -110,3 +110,17 @@ def test_the_command_answers_a_wrong_network_in_one_line_and_exit_code_2(
     assert pair_module.main([str(gray), "--colour", str(gray)]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("python -m model.photo.pair: error: ") and "colour" in line
+
+
+def test_a_pairing_refused_for_its_noise_range_leaves_the_checkpoint_as_it_was(
+    paired: Path, tmp_path: Path
+) -> None:
+    run = save_photo_net(tmp_path / "other-range", 3, 2)
+    meta = json.loads((run / "config.json").read_text())
+    meta["config"]["noise"]["sigma_max"] = 0.1  # the weights' hash is unchanged: still loadable
+    (run / "config.json").write_text(json.dumps(meta))
+    before = {p.relative_to(paired): p.read_bytes() for p in paired.rglob("*") if p.is_file()}
+    assert pair_module.main([str(paired), "--colour", str(run)]) == 2
+    after = {p.relative_to(paired): p.read_bytes() for p in paired.rglob("*") if p.is_file()}
+    assert after == before
+    load_photo(paired)  # the old pair still loads
