@@ -134,7 +134,7 @@ class Registry:
 
     async def add(self, served: ServedModel) -> None:
         """Start and warm ``served``, then serve it under its name (replacing any model there)."""
-        served.start(None if self.on_dead is None else partial(self.on_dead, served.name))
+        served.start(None if self.on_dead is None else partial(self._dead, served))
         try:
             if self.settings.warmup:
                 await served.warm_up()
@@ -271,6 +271,12 @@ class Registry:
                      old.checkpoint.sha256[:12])
 
         self.background(retire(), f"retire-{old.name}")
+
+    def _dead(self, served: ServedModel) -> None:
+        """``served``'s batch worker stopped by a bug: ``on_dead`` when it is the model serving
+        its name (a replaced one on its way out is stopped anyway)."""
+        if self.on_dead is not None and self.models.get(served.name) is served:
+            self.on_dead(served.name)
 
     def background(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run ``work`` as a task of the registry's: ``stop_all`` cancels it; an error it ends

@@ -212,6 +212,8 @@ def serve(settings: Settings, log_config: dict[str, Any]) -> None:
     """Run the service (``settings.workers`` processes) until a stop signal has drained it."""
     if settings.workers > 1:  # the workers are spawned: they inherit it and can find their supervisor
         os.environ[SUPERVISOR_ENV] = str(os.getpid())
+    else:  # one process: nothing inherited may name a supervisor
+        os.environ.pop(SUPERVISOR_ENV, None)
     uvicorn.run(
         "app.factory:build",
         factory=True,

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from app.observability import stage
 
 INLINE_PIXELS = 64 * 64
-INLINE_BYTES = 32 * 1024  # an image of INLINE_PIXELS in any accepted format fits, headers and all
+INLINE_BYTES = 32 * 1024  # room for an image of INLINE_PIXELS in any accepted format
 
 T = TypeVar("T")
 

@@ -24,18 +24,21 @@ class ReloadAnswer(BaseModel):
     refused: dict[str, str] = Field(description="models whose new checkpoint failed verification "
                                                 "(the old one keeps serving), with the reason")
     retired: list[str] = Field(description="models whose folder is gone; retired once idle")
-    workers: int = Field(description="with several workers, each is replaced in turn (a rolling "
-                                     "restart) after this answer, and only when nothing is refused")
+    workers: int = Field(description="the workers this reload replaces: AESERVE_WORKERS under "
+                                     "python -m app, each in turn (a rolling restart) after this "
+                                     "answer and only when nothing is refused; else 1, this "
+                                     "process, reloaded in place")
 
 
 @router.post("/reload", response_model=ReloadAnswer, responses=responses(409, 503))
 async def reload(registry: RegistryDep) -> ReloadAnswer:
     """Pick up model folders replaced, added or removed under AESERVE_CHECKPOINT_DIR (as SIGHUP).
 
-    One worker reloads in place: what verifies is swapped in, what does not is refused and the old
-    model serves on. Several workers reload all or nothing: every changed checkpoint is verified
-    here first; only if none is refused is each worker replaced in turn (uvicorn's supervisor, on
-    SIGHUP), every one loading the same folders from disk. 409 ``reload_refused`` when the folder
+    One process reloads in place: what verifies is swapped in, what does not is refused and the
+    old model serves on. The workers of ``python -m app`` (AESERVE_WORKERS > 1) reload all or
+    nothing: every changed checkpoint is verified here first, without loading it; only if none is
+    refused is each worker replaced in turn (uvicorn's supervisor, on SIGHUP), every one loading
+    the same folders from disk. 409 ``reload_refused`` when the folder
     is gone or holds no model: nothing changes."""
     supervisor = supervisor_pid()  # None: this process serves alone and reloads in place
     workers = 1 if supervisor is None else registry.settings.workers

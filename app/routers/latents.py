@@ -143,7 +143,7 @@ async def sample(
             raise limit_exceeded(f"n={body.n}", settings.max_n, "MAX_N")
         seed = secrets.randbits(63) if body.seed is None else body.seed
         out = await served.sample(body.n, seed, body.temperature, ticket)
-    return await image_answer(served, out, media, seed=seed)
+        return await image_answer(served, out, media, seed=seed)
 
 
 @router.post(

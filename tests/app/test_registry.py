@@ -13,9 +13,11 @@ import weakref
 from pathlib import Path
 
 import pytest
+import torch
 
 from app.batching import Check
 from app.errors import ApiError
+from app.kinds import ServedModel
 from app.kinds.autoencoder import Autoencoder, VariationalAutoencoder
 from app.lifecycle import Drain, Ticket, WorkBudget, shutting_down
 from app.metrics import Metrics
@@ -305,3 +307,36 @@ def test_a_background_task_that_fails_is_logged_with_its_traceback_when_it_ends(
     (record,) = [r for r in caplog.records if r.name == "aeserve"]
     assert record.getMessage() == "retire-mnist-dae failed"
     assert record.exc_info is not None and str(record.exc_info[1]) == "the retirement broke"
+
+
+def test_only_the_model_serving_its_name_reports_a_dead_batch_worker(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    root = copied(tiny_checkpoints, tmp_path)
+
+    def broken(*args: object) -> int:
+        raise RuntimeError("a bug in the worker")
+
+    async def kill(served: ServedModel, ticket: Ticket) -> None:
+        served.batcher._take = broken  # type: ignore[method-assign]
+        with pytest.raises(ApiError, match="stopped serving"):
+            await served.batcher.run(lambda x: x, torch.zeros(2, 1, 28, 28, dtype=torch.uint8), "k",
+                                     ticket)
+
+    async def scenario() -> list[str]:
+        dead: list[str] = []
+        registry = Registry(settings_for(root), Metrics(), Drain(LONG_S), on_dead=dead.append)
+        await registry.load_all()
+        old = registry.models["mnist-dae"]
+        holding = Ticket(LONG_S)
+        old.budget.open(holding)  # a request on the old model: it retires only once that ends
+        changed_meta(root / "mnist-dae", note="changed")
+        assert (await registry.reload()).loaded == ["mnist-dae"]
+        await kill(old, holding)  # the replaced model's worker dies on its way out: no report
+        assert dead == [] and old in registry.retiring
+        holding.close(failed=True)
+        await kill(registry.models["mnist-dae"], Ticket(LONG_S))  # the one serving: reported
+        await registry.stop_all(shutting_down())
+        return dead
+
+    assert asyncio.run(scenario()) == ["mnist-dae"]
