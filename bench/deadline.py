@@ -18,9 +18,7 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +27,7 @@ from typing import Any
 import httpx
 
 from bench.lifecycle import PHOTO, png
-from bench.run import ROOT, free_port, start
+from bench.run import ROOT, checkouts, free_port, start
 
 
 def one(url: str, body: bytes, timeout_s: float) -> dict[str, Any]:
@@ -82,25 +80,12 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args()
     body = png(args.side, args.side, "RGB", noise=64)
-    checkouts = {"this tree": ROOT}
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.baseline:
-            worktree = Path(tmp) / "baseline"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree),
-                            args.baseline], check=True, capture_output=True)
-            commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline],
-                                    check=True, capture_output=True, text=True).stdout.strip()
-            checkouts[f"baseline {commit}"] = worktree
-        try:
-            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in checkouts}
-            for r in range(args.rounds):  # interleaved: the machine's drift hits both alike
-                for name, root in checkouts.items():
-                    runs[name].append(burst(root, body, args.photos, args.timeout))
-                    print(f"round {r + 1} {name}: {summary(runs[name][-1:])}", file=sys.stderr)
-        finally:
-            if args.baseline:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                                str(worktree)], check=False)
+    with checkouts(args.baseline) as trees:
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+        for r in range(args.rounds):  # interleaved: the machine's drift hits both alike
+            for name, root in trees.items():
+                runs[name].append(burst(root, body, args.photos, args.timeout))
+                print(f"round {r + 1} {name}: {summary(runs[name][-1:])}", file=sys.stderr)
     result = {"args": {k: str(v) for k, v in vars(args).items()},
               "summary": {name: summary(r) for name, r in runs.items()}, "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def checkouts(baseline: str | None) -> Iterator[dict[str, Path]]:
+    """``{"this tree": ROOT}``, and with ``baseline`` (a git revision) a worktree of it under
+    ``"baseline <short hash>"``, removed on the way out: the trees a comparison starts servers in."""
+    trees = {"this tree": ROOT}
+    if baseline is None:
+        yield trees
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        worktree = Path(tmp) / "baseline"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree),
+                        baseline], check=True, capture_output=True)
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", baseline],
+                                check=True, capture_output=True, text=True).stdout.strip()
+        try:
+            yield {**trees, f"baseline {commit}": worktree}
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],
+                           check=False)
 
 
 def rss_mib(pid: int) -> float:

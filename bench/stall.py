@@ -19,9 +19,7 @@ import json
 import os
 import statistics
 import struct
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import zlib
@@ -32,7 +30,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from bench.run import ROOT, free_port, start
+from bench.run import ROOT, checkouts, free_port, start
 
 DENOISE = "/v1/models/mnist-dae/denoise?resize=true"
 
@@ -111,25 +109,12 @@ def main() -> int:
     args = p.parse_args()
     size = int(args.megabytes * 2**20)
     bodies = {name: make(size) for name, (make, _) in PAYLOADS.items()}
-    checkouts = {"this tree": ROOT}
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.baseline:
-            worktree = Path(tmp) / "baseline"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree),
-                            args.baseline], check=True, capture_output=True)
-            commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline],
-                                    check=True, capture_output=True, text=True).stdout.strip()
-            checkouts[f"baseline {commit}"] = worktree
-        try:
-            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in checkouts}
-            for r in range(args.rounds):  # interleaved: the machine's drift hits both alike
-                for name, root in checkouts.items():
-                    runs[name].append(round_on(root, bodies))
-                    print(f"round {r + 1} {name}: {runs[name][-1]}", file=sys.stderr)
-        finally:
-            if args.baseline:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                                str(worktree)], check=False)
+    with checkouts(args.baseline) as trees:
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+        for r in range(args.rounds):  # interleaved: the machine's drift hits both alike
+            for name, root in trees.items():
+                runs[name].append(round_on(root, bodies))
+                print(f"round {r + 1} {name}: {runs[name][-1]}", file=sys.stderr)
     summary = {
         name: {payload: {key: statistics.median(r[payload][key] for r in rounds)
                          for key in ("s", "health_max_s", "health_median_s")}
