@@ -134,7 +134,7 @@ class Registry:
 
     async def add(self, served: ServedModel) -> None:
         """Start and warm ``served``, then serve it under its name (replacing any model there)."""
-        served.start(None if self.on_dead is None else partial(self._dead, served))
+        served.start(partial(self._dead, served))
         try:
             if self.settings.warmup:
                 await served.warm_up()

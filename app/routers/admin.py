@@ -38,8 +38,8 @@ async def reload(registry: RegistryDep) -> ReloadAnswer:
     old model serves on. The workers of ``python -m app`` (AESERVE_WORKERS > 1) reload all or
     nothing: every changed checkpoint is verified here first, without loading it; only if none is
     refused is each worker replaced in turn (uvicorn's supervisor, on SIGHUP), every one loading
-    the same folders from disk. 409 ``reload_refused`` when the folder
-    is gone or holds no model: nothing changes."""
+    the same folders from disk. 409 ``reload_refused`` when the folder is gone or holds no model:
+    nothing changes."""
     supervisor = supervisor_pid()  # None: this process serves alone and reloads in place
     workers = 1 if supervisor is None else registry.settings.workers
     try:

@@ -104,10 +104,9 @@ def pair(checkpoint: Path, colour_run: Path) -> Checkpoint:
     """Copy ``colour_run``'s checkpoint into ``checkpoint/colour/`` and pin it; returns the pair.
 
     Both networks are verified, and checked to make a pair, before anything is written; the colour
-    run's files are staged in a hidden folder,
-    the old ``colour/`` (if any) is removed and the staged one renamed into place, and
-    ``config.json`` is rewritten last (until then a reload refuses the mismatch and the old pair
-    keeps serving).
+    run's files are staged in a hidden folder, the old ``colour/`` (if any) is removed and the
+    staged one renamed into place, and ``config.json`` is rewritten last (until then a reload
+    refuses the mismatch and the old pair keeps serving).
     """
     colour = load_checkpoint(colour_run)
     if colour.config.model.channels != 3:
