@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.config
+import os
 import sys
 
 from pydantic import ValidationError
 
-from app.settings import Settings, describe_settings
+from app.settings import Settings, describe_settings, unknown_names
 
 
 def _settings_error(exc: ValidationError) -> str:
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     logs = log_config(settings.log_level, settings.log_format)
     logging.config.dictConfig(logs)
     log = logging.getLogger("aeserve")
+    for line in unknown_names(os.environ):
+        log.warning("%s", line)
     try:
         names = preflight(settings)
     except (CheckpointError, StartupError) as exc:

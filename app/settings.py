@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -247,6 +249,24 @@ class Settings(BaseSettings):
         if head == "mps" and not torch.backends.mps.is_available():
             raise ValueError(f"AESERVE_DEVICE={self.device}: no MPS device here; use auto or cpu")
         return self.device
+
+
+# names under the prefix that other tools read: the client's service address
+OTHER_TOOLS = frozenset({"AESERVE_URL"})
+
+
+def unknown_names(environ: Mapping[str, str]) -> list[str]:
+    """One line for each ``AESERVE_*`` variable in ``environ`` that is no setting (a typo the
+    service would otherwise ignore), with the closest setting when one is near."""
+    known = {f"AESERVE_{name.upper()}" for name in Settings.model_fields}
+    lines = []
+    for name in sorted(environ):
+        if not name.startswith("AESERVE_") or name in known or name in OTHER_TOOLS:
+            continue
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f"; did you mean {near[0]}?" if near else "; python -m app --help lists the settings"
+        lines.append(f"{name} is not a setting and is ignored{hint}")
+    return lines
 
 
 def describe_settings() -> str:

@@ -91,3 +91,16 @@ def test_an_unknown_flag_is_refused_without_starting() -> None:
     result = run_app("--port", "1")
     assert result.returncode == 2
     assert "unrecognized arguments" in result.stderr
+
+
+def test_a_misspelt_setting_is_named_with_the_closest_one_before_the_start(tmp_path: Path) -> None:
+    """A typo would otherwise leave the default in force without a word; the client's own
+    variable is not warned about."""
+    result = run_app(AESERVE_MAX_BATCH="4", AESERVE_URL="http://x", AESERVE_LOG_FORMAT="json",
+                     AESERVE_CHECKPOINT_DIR=str(tmp_path / "nope"))
+    assert result.returncode == 1
+    warning, failure = (json.loads(line) for line in result.stderr.splitlines())
+    assert warning["level"] == "WARNING"
+    assert warning["message"] == ("AESERVE_MAX_BATCH is not a setting and is ignored; "
+                                  "did you mean AESERVE_MAX_BATCH_SIZE?")
+    assert failure["message"].startswith("cannot start: ")

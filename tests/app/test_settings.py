@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from app import settings as settings_module
-from app.settings import Settings, cgroup_cpu_quota
+from app.settings import Settings, cgroup_cpu_quota, unknown_names
 
 
 def test_environment_sets_fields(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,3 +176,12 @@ def test_default_torch_threads_share_the_cores_among_the_workers(
     monkeypatch.delenv("AESERVE_TORCH_THREADS", raising=False)
     monkeypatch.setattr(settings_module, "available_cores", lambda: cores)
     assert Settings(workers=workers).torch_threads == threads
+
+
+def test_only_names_that_are_no_setting_are_reported() -> None:
+    environ = {"AESERVE_PORT": "1", "AESERVE_URL": "http://x", "AESERVE_TORCH_THREAD": "2",
+               "AESERVE_ZZZ": "1", "PATH": "/bin"}
+    assert unknown_names(environ) == [
+        "AESERVE_TORCH_THREAD is not a setting and is ignored; did you mean AESERVE_TORCH_THREADS?",
+        "AESERVE_ZZZ is not a setting and is ignored; python -m app --help lists the settings",
+    ]
