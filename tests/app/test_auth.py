@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+from starlette.datastructures import Address
 
+from app.auth import is_loopback
+from app.main import create_app
+from tests.app.conftest import make_settings
 from tests.app.helpers import assert_error
 
 
@@ -34,6 +40,36 @@ def test_unknown_model_behind_the_token_is_401_not_404(app_with: Callable[..., T
 
 def test_no_token_configured_means_open(client: TestClient) -> None:
     assert client.get("/v1/models").status_code == 200
+
+
+@pytest.mark.parametrize("token", [None, "s3cret"], ids=["no-token", "token"])
+def test_without_a_token_only_a_client_on_this_host_may_reload(tiny_checkpoints: Path,
+                                                               token: str | None) -> None:
+    """Anyone who reaches an open service may use it; only the host itself may change what it
+    serves, unless the token says who may."""
+    app = create_app(make_settings(tiny_checkpoints, api_token=token))
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    with TestClient(app, client=("203.0.113.7", 40000)) as remote:
+        answer = remote.post("/v1/admin/reload", headers=auth)
+        if token is None:
+            error = assert_error(answer, 403, "forbidden")
+            assert "AESERVE_API_TOKEN" in error["message"]
+            assert remote.get("/v1/models").status_code == 200  # the rest stays open
+        else:
+            assert answer.status_code == 200 and answer.json()["loaded"] == []
+    with TestClient(app, client=("127.0.0.1", 40000)) as local:
+        answer = local.post("/v1/admin/reload", headers=auth)
+        assert answer.status_code == 200, answer.text
+        assert set(answer.json()["unchanged"]) == {"mnist-dae", "mnist-vae"}
+
+
+@pytest.mark.parametrize(("host", "local"), [
+    ("127.0.0.1", True), ("127.3.4.5", True), ("::1", True), ("::ffff:127.0.0.1", True),
+    ("10.0.0.2", False), ("::ffff:10.0.0.2", False), ("2001:db8::1", False), ("testclient", False),
+])
+def test_loopback_addresses_are_this_host(host: str, local: bool) -> None:
+    assert is_loopback(Address(host, 1)) is local
+    assert not is_loopback(None)
 
 
 def test_cors_is_off_by_default(client: TestClient) -> None:

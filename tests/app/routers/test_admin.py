@@ -252,7 +252,9 @@ def test_with_several_workers_configured_only_a_worker_of_the_supervisor_signals
     else:  # AESERVE_WORKERS=2 read by a server that is one process (uvicorn --factory, say)
         monkeypatch.setenv(SUPERVISOR_ENV, str(os.getppid() + 1))
     settings = Settings(checkpoint_dir=checkpoints, workers=2, torch_threads=1)
-    with caplog.at_level(logging.INFO, logger="aeserve"), TestClient(create_app(settings)) as client:
+    local = ("127.0.0.1", 40000)  # without a token, only this host may reload
+    with (caplog.at_level(logging.INFO, logger="aeserve"),
+          TestClient(create_app(settings), client=local) as client):
         before = client.get("/v1/models/mnist-dae").json()["sha256"]
         replace_folder(checkpoints, "mnist-dae", tiny_checkpoints / "mnist-vae")
         answer = client.post("/v1/admin/reload")
