@@ -251,8 +251,14 @@ class Settings(BaseSettings):
         return self.device
 
 
-# names under the prefix that other tools read: the client's service address
-OTHER_TOOLS = frozenset({"AESERVE_URL"})
+# names under the prefix that are no setting of the service: the client's address, Docker
+# Compose's (which a shared .env file passes to the service too), and the tests'
+OTHER_TOOLS = frozenset({
+    "AESERVE_URL",
+    "AESERVE_API_PORT", "AESERVE_BIND", "AESERVE_GPU_PORT", "AESERVE_PROXY_PORT",
+    "AESERVE_IMAGE", "AESERVE_GPU_IMAGE", "AESERVE_TRAIN_IMAGE",
+    "AESERVE_DATASETS", "AESERVE_SCREENSHOT_DIR", "AESERVE_REQUIRE_DOCKER", "AESERVE_REQUIRE_KUBECTL",
+})
 
 
 def unknown_names(environ: Mapping[str, str]) -> list[str]:

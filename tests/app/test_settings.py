@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -185,3 +187,21 @@ def test_only_names_that_are_no_setting_are_reported() -> None:
         "AESERVE_TORCH_THREAD is not a setting and is ignored; did you mean AESERVE_TORCH_THREADS?",
         "AESERVE_ZZZ is not a setting and is ignored; python -m app --help lists the settings",
     ]
+
+
+def test_every_prefixed_name_the_project_uses_is_a_setting_or_another_tools() -> None:
+    """The warning about unknown names stays quiet for every name that compose, the client and the
+    tests read: a new one of those goes into ``OTHER_TOOLS``."""
+    root = Path(__file__).resolve().parents[2]
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True,
+                           check=True).stdout.split()
+    typos = {"AESERVE_MAX_BATCH", "AESERVE_TORCH_THREAD", "AESERVE_ZZZ", "AESERVE_NAME"}  # examples
+    used: dict[str, str] = {}
+    for name in files:
+        path = root / name
+        if path.suffix in {".png", ".safetensors", ".json", ".gz", ".ico"} or not path.is_file():
+            continue
+        for found in re.findall(r"(?<![A-Za-z0-9_])AESERVE_[A-Z0-9_]*[A-Z0-9]", path.read_text()):
+            used.setdefault(found, name)
+    environ = {found: "1" for found in used if found not in typos}
+    assert unknown_names(environ) == [], {n: used[n] for n in environ if n in str(unknown_names(environ))}
