@@ -180,7 +180,7 @@ function wireDrop() {
 
 export function initDenoise(allModels) {
   models = supporting(allModels, "denoise");
-  fillSelect($("denoise-model"), models, "photo-denoiser");
+  fillSelect($("denoise-model"), models, (m) => m.any_size); // a photo model, when there is one
   describeModel();
   wireDrop();
   for (const button of document.querySelectorAll("#panel-denoise .example")) {

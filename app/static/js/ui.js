@@ -73,6 +73,8 @@ export function supporting(models, op) {
   return models.filter((m) => m.operations.includes(op));
 }
 
+// The options of a model <select>; the first model that `preferred(model)` holds for is chosen,
+// else the first model.
 export function fillSelect(select, models, preferred) {
   select.replaceChildren(
     ...models.map((m) => {
@@ -82,6 +84,6 @@ export function fillSelect(select, models, preferred) {
       return option;
     }),
   );
-  const pick = models.find((m) => m.name === preferred) || models[0];
+  const pick = models.find(preferred) || models[0];
   if (pick) select.value = pick.name;
 }

@@ -181,8 +181,7 @@ function wirePicker(key, fileInput, thumb) {
 
 export function initVae(allModels) {
   models = allModels.filter((m) => OPS.some((op) => m.operations.includes(op)));
-  const vae = models.find((m) => m.operations.includes("sample"));
-  fillSelect($("vae-model"), models, vae && vae.name);
+  fillSelect($("vae-model"), models, (m) => m.operations.includes("sample")); // a VAE first
   refreshModel();
   $("vae-model").addEventListener("change", refreshModel);
   $("sample-temp").addEventListener("input", (e) => {
