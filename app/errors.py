@@ -76,11 +76,33 @@ _DESCRIPTIONS = {
 }
 
 
+# headers an error answer carries, as OpenAPI documents them
+_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    503: {"Retry-After": {"description": "seconds to wait before a retry",
+                          "schema": {"type": "integer"}}},
+}
+
+
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for these error statuses, each with the error schema."""
+    """OpenAPI ``responses`` for these error statuses, each with the error schema (and the headers
+    it carries)."""
     return {
-        status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses
+        status: {"model": ErrorBody, "description": _DESCRIPTIONS[status],
+                 **({"headers": _HEADERS[status]} if status in _HEADERS else {})}
+        for status in statuses
     }
+
+
+def png_answer(description: str, **headers: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI for a 200 that may be one PNG (``image/png``, binary), with its headers and what
+    they mean."""
+    return {200: {
+        "description": description,
+        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+        **({"headers": {name: {"description": meaning, "schema": {"type": "string"}}
+                        for name, meaning in headers.items()}} if headers else {}),
+    }}
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

@@ -64,6 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Denoise, encode, decode, sample and score with image autoencoders.",
         lifespan=lifespan,
+        # a path with a trailing slash is no route (JSON 404), not a redirect built from the
+        # client's Host header
+        redirect_slashes=False,
     )
     metrics = Metrics()
     app.state.settings = settings

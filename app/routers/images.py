@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from app import images
 from app.deps import ModelFor
-from app.errors import limit_exceeded, responses
+from app.errors import limit_exceeded, png_answer, responses
 from app.kinds import ServedModel
 from app.kinds.base import DenoiseParams, EncodeParams
 from app.negotiation import JSON, PNG, negotiate
@@ -101,10 +101,10 @@ class ScoreAnswer(BaseModel):
 @router.post(
     "/denoise",
     response_model=DenoiseAnswer,
-    responses={200: {"content": {"image/png": {}},
-                     "description": "One image: image/png (X-Noise-Sigma: the σ used, photo "
-                                    "models), or JSON when Accept prefers application/json; "
-                                    "several images: JSON only"},
+    responses={**png_answer("One image: image/png, or JSON when Accept prefers application/json; "
+                            "several images: JSON only",
+                            **{"X-Noise-Sigma": "photo models, PNG answers: the noise σ used "
+                                                "(0-255), the one given or the estimate"}),
                **IMAGE_ERRORS, **responses(406)},
     openapi_extra=UPLOAD_BODY,
 )

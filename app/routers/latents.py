@@ -8,11 +8,11 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, Field, StrictFloat
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from app import images
 from app.deps import ModelFor, SettingsDep, is_json, json_request_body, read_json
-from app.errors import ApiError, ErrorBody, limit_exceeded, responses
+from app.errors import ApiError, ErrorBody, limit_exceeded, png_answer, responses
 from app.kinds import ServedModel
 from app.kinds.inline import inline_or_thread
 from app.lifecycle import Ticket
@@ -27,11 +27,7 @@ LATENT_ERRORS: dict[int | str, dict[str, Any]] = {
     **responses(400, 404, 406, 408, 413, 422, 503),
     415: {"model": ErrorBody, "description": "The body is not application/json"},
 }
-PNG_OR_JSON: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/png": {}},
-          "description": "JSON base64 PNGs (the default), or one PNG grid when Accept prefers "
-                         "image/png"},
-}
+PNG_OR_JSON = "JSON base64 PNGs (the default), or one PNG grid when Accept prefers image/png"
 
 
 async def grid_or_json(
@@ -46,12 +42,19 @@ async def grid_or_json(
 Answer = Annotated[str, Depends(grid_or_json)]
 
 
+class Body(BaseModel):
+    """A JSON body: a field the operation does not take is a mistake (a misspelt ``temperature``
+    would otherwise leave the default in force), 422 naming it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 # JSON numbers only: a latent or a temperature sent as "1.5" or true is a mistake, not a number
-class DecodeBody(BaseModel):
+class DecodeBody(Body):
     z: list[list[StrictFloat]] = Field(description="latent vectors, each of the model's latent size")
 
 
-class SampleBody(BaseModel):
+class SampleBody(Body):
     n: int = Field(default=16, ge=1, strict=True, description="how many samples")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1, strict=True,
                              description="same seed, same bytes")
@@ -59,7 +62,7 @@ class SampleBody(BaseModel):
                                description="scale of the prior's std")
 
 
-class InterpolateBody(BaseModel):
+class InterpolateBody(Body):
     z: list[list[StrictFloat]] = Field(description="exactly two latent vectors: start and end")
     steps: int = Field(default=8, ge=2, strict=True)
 
@@ -111,7 +114,8 @@ async def image_answer(served: ServedModel, out: torch.Tensor, media: str,
 
 
 @router.post("/decode", response_model=ImagesAnswer, response_model_exclude_none=True,
-             responses={**PNG_OR_JSON, **LATENT_ERRORS}, openapi_extra=json_request_body(DecodeBody))
+             responses={**png_answer(PNG_OR_JSON), **LATENT_ERRORS},
+             openapi_extra=json_request_body(DecodeBody))
 async def decode(
     served: Annotated[ServedModel, Depends(ModelFor("decode"))],
     media: Answer,
@@ -127,7 +131,9 @@ async def decode(
 
 
 @router.post("/sample", response_model=ImagesAnswer, response_model_exclude_none=True,
-             responses={**PNG_OR_JSON, **LATENT_ERRORS},
+             responses={**png_answer(PNG_OR_JSON, **{"X-Seed": "PNG answers: the seed used, the "
+                                                              "one given or the one drawn"}),
+                        **LATENT_ERRORS},
              openapi_extra=json_request_body(SampleBody, required=False))
 async def sample(
     served: Annotated[ServedModel, Depends(ModelFor("sample"))],
@@ -150,7 +156,8 @@ async def sample(
     "/interpolate",
     response_model=ImagesAnswer,
     response_model_exclude_none=True,
-    responses={**PNG_OR_JSON, **responses(400, 404, 406, 408, 413, 422, 503),
+    responses={**png_answer(PNG_OR_JSON, **{"X-Steps": "PNG answers: the points on the path"}),
+               **responses(400, 404, 406, 408, 413, 422, 503),
                415: {"model": ErrorBody, "description": "Neither JSON latents nor an image upload, "
                                                         "or not an image this service decodes"}},
     openapi_extra={"requestBody": {"required": True, "content": {
@@ -191,6 +198,9 @@ async def _interpolate(request: Request, served: ServedModel, settings: Settings
             raise ApiError(422, "invalid_request",
                            f"interpolate needs exactly two ends; got {len(body.z)}")
         ends = check_latents(body.z, served, 2)
+        if steps is not None and "steps" in body.model_fields_set and steps != body.steps:
+            raise ApiError(422, "invalid_request", f"steps is {steps} in the query and "
+                           f"{body.steps} in the body: give it once")
         n_steps = steps or body.steps
     elif sent == "multipart/form-data" or sent.startswith("image/"):
         datas = await read_images(request, settings)

@@ -104,3 +104,25 @@ def test_startup_spaces_out_young_collections_and_shutdown_restores_them(
     assert gc.get_threshold() == before
     with TestClient(create_app(Settings(checkpoint_dir=tiny_checkpoints, gc_gen0_threshold=0))):
         assert gc.get_threshold() == before
+
+
+def test_png_answers_and_their_headers_are_documented(client: TestClient) -> None:
+    """A generated client sees the binary PNG and the headers that carry the seed, the steps and
+    the σ; the errors' headers too."""
+    paths = client.get("/openapi.json").json()["paths"]
+    headers = {"denoise": "X-Noise-Sigma", "sample": "X-Seed", "interpolate": "X-Steps", "decode": None}
+    for op, header in headers.items():
+        answers = paths[f"/v1/models/{{name}}/{op}"]["post"]["responses"]
+        png = answers["200"]["content"]["image/png"]["schema"]
+        assert png == {"type": "string", "format": "binary"}, op
+        assert list(answers["200"].get("headers", {})) == ([header] if header else []), op
+        assert list(answers["503"]["headers"]) == ["Retry-After"], op
+
+
+def test_a_trailing_slash_is_no_route_and_no_redirect(client: TestClient) -> None:
+    """Not a redirect to wherever the client's Host header points."""
+    for method, path in (("GET", "/v1/models/"), ("POST", "/v1/models/mnist-vae/sample/")):
+        answer = client.request(method, path, headers={"Host": "elsewhere.example"},
+                                follow_redirects=False)
+        assert answer.status_code == 404 and "location" not in answer.headers, path
+        assert answer.json()["error"]["code"] == "not_found"

@@ -352,3 +352,26 @@ def test_a_json_error_names_the_field(client: TestClient) -> None:
     assert error["message"].startswith("invalid request: z: ")
     error = assert_error(client.post(f"{VAE}/sample", json={"n": 2, "seed": "7"}), 422)
     assert error["message"].startswith("invalid request: seed: ")
+
+
+@pytest.mark.parametrize(("route", "body", "field"), [
+    ("sample", {"n": 1, "temprature": 5}, "temprature"),
+    ("decode", {"z": [[0.0] * 32], "n": 2}, "n"),
+    ("interpolate", {"z": [[0.0] * 32] * 2, "step": 3}, "step"),
+])
+def test_a_field_the_operation_does_not_take_is_422_naming_it(
+    client: TestClient, route: str, body: dict[str, object], field: str,
+) -> None:
+    """A misspelt field would leave its default in force without a word."""
+    error = assert_error(client.post(f"{VAE}/{route}", json=body), 422, "invalid_request")
+    assert error["message"] == f"invalid request: {field}: Extra inputs are not permitted"
+
+
+def test_interpolate_steps_in_the_query_and_the_body_must_agree(client: TestClient) -> None:
+    ends = [[0.0] * 32, [1.0] * 32]
+    error = assert_error(client.post(f"{VAE}/interpolate", params={"steps": 3},
+                                     json={"z": ends, "steps": 10}), 422, "invalid_request")
+    assert error["message"] == "steps is 3 in the query and 10 in the body: give it once"
+    for body in ({"z": ends}, {"z": ends, "steps": 3}):  # given once, or twice the same
+        answer = client.post(f"{VAE}/interpolate", params={"steps": 3}, json=body)
+        assert answer.status_code == 200 and answer.json()["steps"] == 3
