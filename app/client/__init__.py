@@ -9,21 +9,55 @@
 from __future__ import annotations
 
 import base64
+import re
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-__all__ = ["AeserveError", "Client"]
+__all__ = ["AeserveError", "Client", "Grid"]
 
 
 class AeserveError(Exception):
-    """An error answer from the service: HTTP status, error code, message."""
+    """An error answer from the service: HTTP status, error code, message, and for a 503 the
+    seconds it asks to wait before a retry (``Retry-After``)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 retry_after: float | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One PNG grid, and what its headers said: the seed of a sample, the steps of a path."""
+
+    png: bytes
+    seed: int | None = None
+    steps: int | None = None
+
+
+def bearer_headers(token: str | None) -> dict[str, str]:
+    """The Authorization header for ``token``: whitespace around it dropped (a secret file's last
+    newline), none when empty. A ``ValueError`` that never shows the token when it holds
+    characters a bearer token cannot (RFC 6750), as the service refuses such a token too."""
+    token = (token or "").strip()
+    if not token:
+        return {}
+    if not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", token):
+        raise ValueError("the API token holds characters a bearer token cannot carry (letters, "
+                         "digits and - . _ ~ + / only, then = at the end)")
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
 
 
 def _files(images: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
@@ -35,8 +69,7 @@ class Client:
 
     def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None,
                  timeout: float = 60.0) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
+        self.http = httpx.Client(base_url=url, headers=bearer_headers(token), timeout=timeout)
 
     def __enter__(self) -> Client:
         return self
@@ -50,11 +83,13 @@ class Client:
     def _check(self, response: httpx.Response) -> httpx.Response:
         if response.is_success:
             return response
+        wait = _retry_after(response)
         try:
             error = response.json()["error"]
-            raise AeserveError(response.status_code, error["code"], error["message"])
-        except (ValueError, KeyError, TypeError):
-            raise AeserveError(response.status_code, "http_error", response.text[:200]) from None
+            code, message = str(error["code"]), str(error["message"])
+        except (ValueError, KeyError, TypeError):  # not the service's answer: a proxy's, say
+            code, message = "http_error", response.text[:200]
+        raise AeserveError(response.status_code, code, message, wait)
 
     def _images_in(self, name: str, op: str, images: list[bytes], params: dict[str, Any],
                    accept: str = "application/json") -> httpx.Response:
@@ -65,7 +100,11 @@ class Client:
 
     # ---- service -------------------------------------------------------------------------
     def ready(self) -> bool:
-        return self.http.get("/readyz").status_code == 200
+        """Whether the service answers and is ready; False too when it cannot be reached."""
+        try:
+            return self.http.get("/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
 
     def models(self) -> list[dict[str, Any]]:
         return list(self._check(self.http.get("/v1/models")).json()["models"])
@@ -106,8 +145,9 @@ class Client:
         return dict(self._images_in(name, "encode", images, params).json())
 
     def score(self, name: str, images: list[bytes], k: int | None = None,
-              seed: int | None = None) -> list[dict[str, float]]:
-        return list(self._images_in(name, "score", images, {"k": k, "seed": seed}).json()["results"])
+              seed: int | None = None, resize: bool = False) -> list[dict[str, float]]:
+        params = {"k": k, "seed": seed, "resize": resize}
+        return list(self._images_in(name, "score", images, params).json()["results"])
 
     def decode(self, name: str, z: list[list[float]]) -> list[bytes]:
         body = self._check(self.http.post(f"/v1/models/{name}/decode", json={"z": z})).json()
@@ -115,15 +155,34 @@ class Client:
 
     def sample(self, name: str, n: int = 16, seed: int | None = None,
                temperature: float = 1.0) -> list[bytes]:
+        return self.sample_with_seed(name, n, seed, temperature)[0]
+
+    def sample_with_seed(self, name: str, n: int = 16, seed: int | None = None,
+                         temperature: float = 1.0) -> tuple[list[bytes], int]:
+        """``sample``, and its seed: the one given, or the one the service drew, so that the same
+        samples can be drawn again."""
         payload = {"n": n, "seed": seed, "temperature": temperature}
         body = self._check(self.http.post(f"/v1/models/{name}/sample", json=payload)).json()
-        return [base64.b64decode(png) for png in body["images"]]
+        return [base64.b64decode(png) for png in body["images"]], int(body["seed"])
 
     def grid(self, name: str, op: str, payload: dict[str, Any]) -> bytes:
         """``decode``/``sample``/``interpolate`` answered as one PNG grid."""
-        response = self.http.post(f"/v1/models/{name}/{op}", json=payload,
-                                  headers={"Accept": "image/png"})
-        return self._check(response).content
+        return self.grid_answer(name, op, payload).png
+
+    def grid_answer(self, name: str, op: str, payload: dict[str, Any]) -> Grid:
+        """``grid``, with the seed (``sample``) or the steps (``interpolate``) the service used."""
+        response = self._check(self.http.post(f"/v1/models/{name}/{op}", json=payload,
+                                              headers={"Accept": "image/png"}))
+        seed, steps = response.headers.get("X-Seed"), response.headers.get("X-Steps")
+        return Grid(response.content, None if seed is None else int(seed),
+                    None if steps is None else int(steps))
+
+    def interpolate_images(self, name: str, first: bytes, last: bytes, steps: int = 8,
+                           resize: bool = False) -> Grid:
+        """The decoded path between two images' codes, as one PNG grid."""
+        response = self._images_in(name, "interpolate", [first, last],
+                                   {"steps": steps, "resize": resize}, accept="image/png")
+        return Grid(response.content, steps=int(response.headers["X-Steps"]))
 
     def interpolate(self, name: str, z0: list[float], z1: list[float], steps: int = 8) -> list[bytes]:
         payload = {"z": [z0, z1], "steps": steps}

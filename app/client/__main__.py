@@ -4,17 +4,22 @@
     python -m app.client sample --model mnist-vae -n 16 --seed 0 -o samples.png
     python -m app.client encode digit.png --model mnist-vae > latents.json
     python -m app.client decode latents.json --model mnist-vae -o decoded.png
+    python -m app.client score digit.png cat.png --model mnist-vae -k 200 > scores.json
+    python -m app.client interpolate three.png eight.png --steps 10 -o path.png
 
-The token comes from ``--token`` or ``AESERVE_API_TOKEN``.
+The token comes from ``--token`` or ``AESERVE_API_TOKEN``. Exit status: 0 done, 1 the service
+answered with an error, 2 anything else (arguments, files, connection, timeout).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -27,7 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the service (default: AESERVE_URL, else http://127.0.0.1:8000)")
     common.add_argument("--token", default=os.environ.get("AESERVE_API_TOKEN"),
                         help="bearer token (default: AESERVE_API_TOKEN)")
-    common.add_argument("--timeout", type=float, default=60.0, help="seconds (default: %(default)s)")
+    common.add_argument("--timeout", type=seconds, default=60.0,
+                        help="seconds to wait for each answer (default: %(default)s)")
     parser = argparse.ArgumentParser(prog="python -m app.client", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,7 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resize", action="store_true", help="resize to the model's size and back")
     p.add_argument("--sigma", type=float, help="photo models: noise σ (0-255)")
 
-    p = sub.add_parser("sample", parents=[common], help="draw samples into one PNG grid")
+    p = sub.add_parser("sample", parents=[common],
+                       help="draw samples into one PNG grid; prints the seed")
     p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
     p.add_argument("-n", type=int, default=16, help="samples (default: %(default)s)")
     p.add_argument("--seed", type=int, help="same seed, same samples (default: a fresh one)")
@@ -59,19 +66,56 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("latents", type=Path, help='JSON {"z": [[...]]} or the output of encode')
     p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
     p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = sub.add_parser("score", parents=[common], help="print anomaly scores (nats) as JSON")
+    p.add_argument("images", type=Path, nargs="+")
+    p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
+    p.add_argument("-k", type=int, help="importance samples (default: the service's)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resize", action="store_true")
+
+    p = sub.add_parser("interpolate", parents=[common],
+                       help="decode the path between two images into a PNG grid")
+    p.add_argument("images", type=Path, nargs=2, metavar="image")
+    p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
+    p.add_argument("--steps", type=int, default=8, help="points on the path (default: %(default)s)")
+    p.add_argument("--resize", action="store_true")
+    p.add_argument("-o", "--output", type=Path, required=True)
     return parser.parse_args(argv)
 
 
+def seconds(text: str) -> float:
+    """A timeout: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number of seconds above 0")
+    return value
+
+
 def latents_from(path: Path) -> list[list[float]]:
-    """``{"z": [...]}``, a list of vectors, or ``encode``'s output (its ``z`` or ``mu``)."""
-    data = json.loads(path.read_text())
-    if isinstance(data, dict) and "z" in data:
-        return list(data["z"])
-    if isinstance(data, dict) and "results" in data:
-        return [item.get("z", item.get("mu")) for item in data["results"]]
-    if isinstance(data, list):
-        return data
-    raise ValueError(f"{path}: expected {{'z': [[...]]}}, a list of vectors or encode's output")
+    """``{"z": [...]}``, a list of vectors, or ``encode``'s output (its ``z`` or ``mu``); a
+    ``ValueError`` naming the file for anything else."""
+    shape = f"{path}: expected {{\"z\": [[...], ...]}}, a list of vectors or encode's output"
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    if isinstance(data, dict) and "results" in data and isinstance(data["results"], list):
+        data = [item.get("z", item.get("mu")) if isinstance(item, dict) else None
+                for item in data["results"]]
+    elif isinstance(data, dict):
+        data = data.get("z")
+    if not (isinstance(data, list) and data and all(_vector(row) for row in data)):
+        raise ValueError(shape)
+    return data
+
+
+def _vector(row: Any) -> bool:
+    return isinstance(row, list) and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                         for v in row)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -85,7 +129,9 @@ def run(args: argparse.Namespace) -> None:
                 print(f"noise sigma: {used:g} ({how})", file=sys.stderr)
         elif args.command == "sample":
             payload = {"n": args.n, "seed": args.seed, "temperature": args.temperature}
-            args.output.write_bytes(client.grid(args.model, "sample", payload))
+            grid = client.grid_answer(args.model, "sample", payload)
+            args.output.write_bytes(grid.png)
+            print(f"seed: {grid.seed}", file=sys.stderr)  # the same seed draws the same samples
         elif args.command == "encode":
             answer = client.encode_answer(args.model, [p.read_bytes() for p in args.images],
                                           args.resize, args.sample, args.seed)
@@ -93,6 +139,15 @@ def run(args: argparse.Namespace) -> None:
             sys.stdout.write("\n")
         elif args.command == "decode":
             args.output.write_bytes(client.grid(args.model, "decode", {"z": latents_from(args.latents)}))
+        elif args.command == "score":
+            results = client.score(args.model, [p.read_bytes() for p in args.images], args.k,
+                                   args.seed, args.resize)
+            json.dump({"model": args.model, "results": results}, sys.stdout)
+            sys.stdout.write("\n")
+        elif args.command == "interpolate":
+            first, last = (p.read_bytes() for p in args.images)
+            path = client.interpolate_images(args.model, first, last, args.steps, args.resize)
+            args.output.write_bytes(path.png)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,9 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except AeserveError as exc:
-        print(f"aeserve: {exc}", file=sys.stderr)
+        wait = f" (retry after {exc.retry_after:g} s)" if exc.retry_after is not None else ""
+        print(f"aeserve: {exc}{wait}", file=sys.stderr)
         return 1
-    except (httpx.HTTPError, OSError, ValueError) as exc:
+    except httpx.TimeoutException:
+        print(f"aeserve client: no answer within {args.timeout:g} s (--timeout)", file=sys.stderr)
+        return 2
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
         print(f"aeserve client: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -208,6 +208,12 @@ def test_python_client_against_the_server(server: str) -> None:
         assert client.denoise_with_sigma("mnist-dae", image_bytes())[1] is None
         assert len(client.decode("mnist-vae", [codes[0]["mu"]])) == 1
         assert client.sample("mnist-vae", n=3, seed=1) == client.sample("mnist-vae", n=3, seed=1)
+        drawn_pngs, seed = client.sample_with_seed("mnist-vae", n=2)  # the seed the service drew
+        assert client.sample("mnist-vae", n=2, seed=seed) == drawn_pngs
+        grid = client.grid_answer("mnist-vae", "sample", {"n": 4})
+        assert grid.png == client.grid("mnist-vae", "sample", {"n": 4, "seed": grid.seed})
+        path = client.interpolate_images("mnist-dae", image_bytes(seed=1), image_bytes(seed=2), steps=4)
+        assert path.steps == 4 and decode_png(path.png).size == (58, 58)
         assert len(client.interpolate("mnist-vae", [0.0] * 32, [1.0] * 32, steps=4)) == 4
         assert client.score("mnist-vae", [image_bytes()], k=5)[0]["nll"] > 0
         with pytest.raises(AeserveError) as err:
@@ -228,6 +234,18 @@ def test_command_line_client(server: str, tmp_path: Path) -> None:
     assert decode_png((tmp_path / "clean.png").read_bytes()).size == (28, 28)
     assert cli("sample", "-n", "4", "--seed", "0", "-o", str(tmp_path / "s.png")).returncode == 0
     assert decode_png((tmp_path / "s.png").read_bytes()).size == (58, 58)
+    drawn = cli("sample", "-n", "4", "-o", str(tmp_path / "drawn.png"))  # says the seed it drew
+    seed = re.fullmatch(r"seed: (\d+)", drawn.stderr.strip())
+    assert drawn.returncode == 0 and seed, drawn.stderr
+    assert cli("sample", "-n", "4", "--seed", seed[1], "-o", str(tmp_path / "again.png")).returncode == 0
+    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "drawn.png").read_bytes()
+    scored = cli("score", str(noisy), str(noisy), "-k", "5")
+    assert scored.returncode == 0 and len(json.loads(scored.stdout)["results"]) == 2
+    other = tmp_path / "other.png"
+    other.write_bytes(image_bytes(seed=3))
+    assert cli("interpolate", str(noisy), str(other), "--steps", "4", "--model", "mnist-dae",
+               "-o", str(tmp_path / "path.png")).returncode == 0
+    assert decode_png((tmp_path / "path.png").read_bytes()).size == (58, 58)
     encoded = cli("encode", str(noisy))
     assert encoded.returncode == 0
     sampled = json.loads(cli("encode", str(noisy), "--sample").stdout)

@@ -1,10 +1,13 @@
-"""``python -m app.client``: its help shows the defaults, never the token."""
+"""``python -m app.client``: its help shows the defaults, never the token; a mistake is one line."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from app.client.__main__ import parse_args
+from app.client.__main__ import latents_from, main, parse_args
 
 
 @pytest.mark.parametrize(("command", "model"), [("denoise", "mnist-dae"), ("sample", "mnist-vae"),
@@ -27,3 +30,39 @@ def test_the_token_and_url_come_from_the_environment(monkeypatch: pytest.MonkeyP
     args = parse_args(["sample", "-o", "grid.png"])
     assert (args.token, args.url, args.model, args.n) == ("tok-1", "http://models.internal:9000",
                                                           "mnist-vae", 16)
+
+
+@pytest.mark.parametrize("text", ['{"z": 5}', '{"results": [1]}', '[[0.5, "a"]]', "[]", "{}", "nope"])
+def test_a_latents_file_of_another_shape_is_a_one_line_error_naming_it(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    latents = tmp_path / "z.json"
+    latents.write_text(text)
+    assert main(["decode", str(latents), "-o", str(tmp_path / "d.png"), "--url", "http://127.0.0.1:9"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"aeserve client: {latents}: ")
+
+
+def test_encode_output_and_plain_vectors_are_latents(tmp_path: Path) -> None:
+    latents = tmp_path / "z.json"
+    latents.write_text(json.dumps({"results": [{"mu": [0.5, 1]}, {"z": [2, 3]}]}))
+    assert latents_from(latents) == [[0.5, 1], [2, 3]]
+    latents.write_text(json.dumps({"z": [[1.0]]}))
+    assert latents_from(latents) == [[1.0]]
+
+
+def test_a_url_that_is_no_url_is_one_line_and_exit_2(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sample", "-o", str(tmp_path / "s.png"), "--url", "http://[::1"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("aeserve client: ")
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf", "soon"])
+def test_a_timeout_must_be_a_finite_number_of_seconds_above_0(
+    timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        parse_args(["sample", "-o", "s.png", "--timeout", timeout])
+    assert refused.value.code == 2
+    assert "argument --timeout: " in capsys.readouterr().err
