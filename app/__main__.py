@@ -11,6 +11,7 @@ import argparse
 import logging
 import logging.config
 import os
+import signal
 import sys
 
 from pydantic import ValidationError
@@ -40,7 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     )
 
 
+def stop_before_serving(signum: int, frame: object) -> None:
+    """SIGTERM before the server has its own handler (imports, checkpoint checks): stop now. The
+    first process of a container ignores a signal it has no handler for, so ``docker stop`` or a
+    pod deleted while starting would otherwise wait for its grace period and kill it."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, stop_before_serving)  # uvicorn puts its own in place later
     _parser().parse_args(argv)  # --help prints the settings and exits before anything loads
     try:
         settings = Settings()
@@ -65,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     log.info("serving %s from %s", ", ".join(names), settings.checkpoint_dir)
     with prepare_multiprocess(settings.workers):
-        serve(settings, logs)
-    return 0
+        return serve(settings, logs)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from app.metrics import Metrics, RequestMetricsMiddleware
 from app.observability import RequestIdMiddleware, setup_tracing, shutdown_tracing
 from app.registry import Registry, reload_in_background
 from app.routers import admin, demo, health, images, latents, models
-from app.server import exit_for_a_fresh_worker, supervisor_pid
+from app.server import exit_for_a_fresh_process, exits_on_a_dead_batch_worker
 from app.settings import Settings
 from app.websockets import NoWebSocketsMiddleware
 
@@ -72,9 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.drain = Drain(settings.drain_timeout_s)
-    supervised = supervisor_pid() is not None  # a worker of several: a fresh one can replace it
-    app.state.registry = Registry(settings, metrics, app.state.drain,
-                                  on_dead=exit_for_a_fresh_worker if supervised else None)
+    on_dead = exit_for_a_fresh_process if exits_on_a_dead_batch_worker() else None
+    app.state.registry = Registry(settings, metrics, app.state.drain, on_dead=on_dead)
     app.state.ready = False
     install_error_handlers(app)
     api = [] if settings.api_token is None else [Depends(require_token)]

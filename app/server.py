@@ -45,12 +45,27 @@ SUPERVISOR_ENV = "_AESERVE_SUPERVISOR_PID"  # set by ``serve`` for its workers; 
 log = logging.getLogger("aeserve")
 
 
-def exit_for_a_fresh_worker(model: str) -> None:
-    """A worker of several whose model's batch worker stopped by a bug: that model would never
-    answer here again, so the worker drains and exits (SIGTERM to itself) and the supervisor
-    starts a fresh one. One process alone stays up and fails ``/healthz`` for its orchestrator."""
-    log.critical("the batch worker of %s stopped: this worker exits, and the supervisor starts "
-                 "a fresh one", model)
+_alone = False  # ``serve`` runs the service in this one process
+_failed = False  # a batch worker died: ``serve`` ends with status 1
+
+
+def exits_on_a_dead_batch_worker() -> bool:
+    """Whether this process ends when a model's batch worker stops by a bug (a model that would
+    never answer here again): a worker of ``serve``'s supervisor, which starts a fresh one, or
+    ``serve``'s one process, which its restart policy or orchestrator starts again. Not a server
+    started another way (``uvicorn app.factory:build --factory``), which stays up and fails
+    ``/healthz``."""
+    return _alone or supervisor_pid() is not None
+
+
+def exit_for_a_fresh_process(model: str) -> None:
+    """Drain and exit (SIGTERM to this process), the exit status 1 when this is ``serve``'s only
+    process."""
+    global _failed
+    _failed = True
+    then = ("the service drains and exits with status 1, to be started again" if _alone
+            else "this worker exits, and the supervisor starts a fresh one")
+    log.critical("the batch worker of %s stopped: %s", model, then)
     signal.raise_signal(signal.SIGTERM)
 
 
@@ -208,8 +223,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def serve(settings: Settings, log_config: dict[str, Any]) -> None:
-    """Run the service (``settings.workers`` processes) until a stop signal has drained it."""
+def _stopped(signum: int, frame: object) -> None:
+    """SIGTERM once uvicorn has drained and let go of it: the service has stopped as asked (0),
+    or for a dead batch worker (1)."""
+    raise SystemExit(1 if _failed else 0)
+
+
+def serve(settings: Settings, log_config: dict[str, Any]) -> int:
+    """Run the service (``settings.workers`` processes) until a stop signal has drained it; the
+    exit status: 1 when this one process stopped for a dead batch worker, else 0."""
+    global _alone
+    _alone = settings.workers == 1
+    # uvicorn hands the stop signal it drained on back to the handler it found, once it is done
+    signal.signal(signal.SIGTERM, _stopped)
     if settings.workers > 1:  # the workers are spawned: they inherit it and can find their supervisor
         os.environ[SUPERVISOR_ENV] = str(os.getpid())
     else:  # one process: nothing inherited may name a supervisor
@@ -234,3 +260,4 @@ def serve(settings: Settings, log_config: dict[str, Any]) -> None:
         access_log=settings.log_level in ("info", "debug", "trace"),
         timeout_graceful_shutdown=int(settings.drain_timeout_s + EXIT_MARGIN_S),
     )
+    return 1 if _failed else 0

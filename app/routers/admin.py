@@ -28,8 +28,8 @@ class ReloadAnswer(BaseModel):
     retired: list[str] = Field(description="models whose folder is gone; retired once idle")
     workers: int = Field(description="the workers this reload replaces: AESERVE_WORKERS under "
                                      "python -m app, each in turn (a rolling restart) after this "
-                                     "answer and only when nothing is refused; else 1, this "
-                                     "process, reloaded in place")
+                                     "answer, only when something changed and nothing is "
+                                     "refused (else 0); 1 for one process, reloaded in place")
 
 
 @router.post("/reload", response_model=ReloadAnswer, responses=responses(409, 503))
@@ -51,7 +51,8 @@ async def reload(registry: RegistryDep) -> ReloadAnswer:
                        f"{exc}; nothing was reloaded and the loaded models serve on") from exc
     if supervisor is None:
         log.info("reload: %s", report.summary())
-    elif report.refused:
+    elif report.refused or not (report.loaded or report.retired):  # nothing to replace them for
+        workers = 0
         log.info("reload checked, nothing replaced: %s", report.summary())
     else:  # the supervisor replaces every worker in turn
         log.info("reload checked, replacing %d workers: %s", workers, report.summary())

@@ -49,12 +49,14 @@ class LiveServer:
         return self.log.read_text(errors="replace")
 
 
-def start_server(checkpoints: Path, log: Path, **settings: str) -> LiveServer:
-    """Start ``python -m app`` with ``settings`` (``AESERVE_*`` names) and wait until it is ready."""
+def start_server(checkpoints: Path, log: Path, command: tuple[str, ...] = ("-m", "app"),
+                 **settings: str) -> LiveServer:
+    """Start ``python -m app`` (or ``python *command``) with ``settings`` (``AESERVE_*`` names)
+    and wait until it is ready."""
     port = free_port()
     env = server_env(checkpoints, port, **settings)
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=out,
+        proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     server = LiveServer(proc, f"http://127.0.0.1:{port}", port, log)
     deadline = time.monotonic() + START_TIMEOUT_S

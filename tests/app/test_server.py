@@ -353,3 +353,50 @@ def test_head_on_a_get_route_is_answered_by_the_real_server(limited: LiveServer)
         assert head.status_code == 200 and head.content == b""
         assert head.headers["content-length"] == got.headers["content-length"]
         assert http.get("/healthz").json() == {"status": "ok"}  # the connection goes on
+
+
+# ``python -m app`` with a bug in every model's batch worker: the first batch it takes kills it (a
+# lone one-row request runs inline, and sample and score run alone: two rows to decode do not)
+BROKEN_WORKER = """
+import sys
+from app import batching
+def broken(self, *args):
+    raise RuntimeError("a bug in the batch worker")
+batching.Batcher._take = broken
+from app.__main__ import main
+sys.exit(main())
+"""
+
+
+def test_one_process_whose_batch_worker_dies_drains_and_exits_1_to_be_started_again(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    """A model that can never answer again ends the process, so that a restart policy (Docker's
+    restarts a process that exits, not one that is unhealthy) starts a fresh one."""
+    server = start_server(tiny_checkpoints, tmp_path / "server.log", ("-c", BROKEN_WORKER))
+    try:
+        answer = httpx.post(f"{server.url}/v1/models/mnist-vae/decode", json={"z": [[0.0] * 32] * 2},
+                            timeout=60)
+        assert answer.status_code == 503 and answer.json()["error"]["code"] == "unavailable"
+        assert server.proc.wait(timeout=SOCKET_TIMEOUT_S) == 1
+    finally:
+        stop_server(server)
+    assert ("the batch worker of mnist-vae stopped: the service drains and exits with status 1, "
+            "to be started again") in server.output()
+
+
+def test_sigterm_before_the_server_starts_ends_the_process_at_once() -> None:
+    """The first process of a container ignores a signal it has no handler for: without one,
+    ``docker stop`` during the checkpoint checks would wait out its grace period."""
+    from app.__main__ import main, stop_before_serving
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit):  # --help: main has put its handler in place by then
+            main(["--help"])
+        assert signal.getsignal(signal.SIGTERM) is stop_before_serving
+        with pytest.raises(SystemExit) as stopped:
+            signal.raise_signal(signal.SIGTERM)
+        assert stopped.value.code == 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
