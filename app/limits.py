@@ -28,9 +28,11 @@ UPLOADS = (b"multipart/form-data", b"image/")  # image uploads; any other body h
 def too_large(limit: int, setting: str) -> ApiError:
     advice = ("a body that is not an image upload (multipart/form-data or image/*) has this "
               "limit; send fewer latents") if setting == JSON_SETTING else "send fewer or smaller images"
+    # the connection stays: the server reads the rest of the body and drops it (within
+    # AESERVE_BODY_TIMEOUT_S), as for a 503. Closed with the body unread, the connection would be
+    # reset under a client or proxy still sending it, and the answer lost (nginx says 502)
     return ApiError(413, "payload_too_large",
-                    f"request body is over the limit of {limit} bytes ({setting}); {advice}",
-                    {"Connection": "close"})  # the rest of the body is not read
+                    f"request body is over the limit of {limit} bytes ({setting}); {advice}")
 
 
 class BodyBytes:

@@ -343,3 +343,35 @@ def test_the_real_server_refuses_a_third_upload_while_two_are_read_and_serves_it
         finally:
             for sock in waiting:
                 sock.close()
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_body_over_the_limit_is_answered_read_and_dropped_and_the_connection_serves_on(
+    tiny_checkpoints: Path, tmp_path: Path, framing: str
+) -> None:
+    """The 413 comes before the body is read; the client (or a proxy) that sends the body anyway
+    is not reset halfway, which would lose the answer, and its connection serves the next request."""
+    limit = 4096
+    body = b"x" * (64 * limit)
+    if framing == "chunked":
+        head = f"POST {URL} HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n" \
+               "Transfer-Encoding: chunked\r\n\r\n"
+        sent = b"".join(b"%x\r\n%s\r\n" % (1024, body[i:i + 1024]) for i in range(0, len(body), 1024))
+        sent += b"0\r\n\r\n"
+    else:
+        head = f"POST {URL} HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n" \
+               f"Content-Length: {len(body)}\r\n\r\n"
+        sent = body
+    with (running_server(tiny_checkpoints, tmp_path / "server.log",
+                         AESERVE_MAX_BODY_BYTES=str(limit)) as live,
+          socket.create_connection(("127.0.0.1", live.port), timeout=SOCKET_TIMEOUT_S) as sock):
+        sock.sendall(head.encode())
+        if framing == "chunked":  # the refusal comes once the limit is crossed
+            sock.sendall(sent[:2 * limit])
+            sent = sent[2 * limit:]
+        status, headers, answer = read_answer(sock)
+        assert status == 413 and json.loads(answer)["error"]["code"] == "payload_too_large"
+        assert headers.get("connection") != "close"
+        sock.sendall(sent)  # the rest of the body: read and dropped, not reset
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_answer(sock)[0] == 200

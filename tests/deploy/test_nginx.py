@@ -1,12 +1,27 @@
 """The compose ``proxy`` profile's nginx: its limits sit above the service's, so that the service's own
-JSON errors (413, 503 timeout) reach the client instead of nginx's HTML pages."""
+JSON errors (413, 503 timeout) reach the client, and its own errors are JSON too, not HTML pages.
+
+The last tests run the real nginx (``deploy/nginx.conf``'s server, pointed at a real ``python -m app``)
+when ``nginx`` is installed (Debian: ``apt-get install nginx-light``); skipped without it, unless
+``AESERVE_REQUIRE_NGINX=1`` (as ``.ci/run`` sets), which fails instead.
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import pytest
+
 from app.settings import Settings
+from tests.app.live import LiveServer, free_port, running_server, stop_server
 
 CONF = (Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf").read_text()
 UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -27,4 +42,89 @@ def test_the_proxy_waits_longer_than_the_request_timeout() -> None:
 def test_the_proxy_takes_every_body_the_service_takes() -> None:
     size = re.fullmatch(r"(\d+)([kmg]?)", directive("client_max_body_size").lower())
     assert size, "client_max_body_size is not a size"
-    assert int(size.group(1)) * UNITS[size.group(2)] >= Settings().max_body_bytes
+    assert int(size.group(1)) * UNITS[size.group(2)] > Settings().max_body_bytes  # its 413, not ours
+
+
+NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+needs_nginx = pytest.mark.skipif(
+    NGINX is None and not os.environ.get("AESERVE_REQUIRE_NGINX"),
+    reason="nginx is not installed (apt-get install nginx-light)")
+
+
+@pytest.fixture(scope="module")
+def proxied(tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[tuple[str, LiveServer]]:
+    """nginx with deploy/nginx.conf's server in front of a real service: (the proxy's URL, the
+    service)."""
+    assert NGINX is not None, "nginx is not installed (apt-get install nginx-light)"
+    folder = tmp_path_factory.mktemp("nginx")
+    with running_server(tiny_checkpoints, folder / "server.log") as service:
+        port = free_port()
+        server = (CONF.replace("resolver 127.0.0.11 valid=10s ipv6=off;", "")
+                  .replace("listen 8080;", f"listen 127.0.0.1:{port};")
+                  .replace("http://api:8000", service.url))
+        (folder / "nginx.conf").write_text(
+            f"pid {folder}/nginx.pid;\nerror_log {folder}/error.log;\nevents {{}}\n"
+            f"http {{\naccess_log off;\nclient_body_temp_path {folder};\nproxy_temp_path {folder};\n"
+            f"{server}\n}}\n")
+        proc = subprocess.Popen([NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf"),
+                                 "-g", "daemon off; master_process off;"])
+        try:
+            deadline = time.monotonic() + 60
+            while True:  # polling a starting process: no event to wait on
+                assert proc.poll() is None, (folder / "error.log").read_text()
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                assert time.monotonic() < deadline, "nginx did not listen within 60 s"
+                time.sleep(0.1)
+            yield f"http://127.0.0.1:{port}", service
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+@needs_nginx
+def test_a_body_over_the_services_limit_gets_the_services_json_413(
+    proxied: tuple[str, LiveServer]
+) -> None:
+    url, _ = proxied
+    body = bytes(Settings().max_body_bytes + 1024)
+    answer = httpx.post(f"{url}/v1/models/mnist-dae/denoise", content=body,
+                        headers={"Content-Type": "image/png"}, timeout=60)
+    assert answer.status_code == 413 and answer.headers["content-type"] == "application/json"
+    assert answer.json()["error"]["code"] == "payload_too_large"
+    assert "AESERVE_MAX_BODY_BYTES" in answer.json()["error"]["message"]  # the service's, not nginx's
+
+
+@needs_nginx
+def test_the_proxys_own_413_is_json_in_the_services_shape(proxied: tuple[str, LiveServer]) -> None:
+    url, _ = proxied
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as sock:  # a declared 22 MiB
+        sock.sendall(b"POST /v1/models/mnist-dae/denoise HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: image/png\r\nContent-Length: 23068672\r\n\r\n")
+        head, _, body = _read_answer(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and b"Content-Type: application/json" in head
+    assert b'"code": "payload_too_large"' in body and b"client_max_body_size" in body
+
+
+@needs_nginx
+def test_no_replica_answering_is_a_json_503_with_retry_after(proxied: tuple[str, LiveServer]) -> None:
+    url, service = proxied
+    assert httpx.get(f"{url}/readyz", timeout=60).status_code == 200
+    stop_server(service)  # the last test of the module: the service is gone
+    answer = httpx.get(f"{url}/v1/models", timeout=60)
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    assert answer.json()["error"]["code"] == "unavailable"
+
+
+def _read_answer(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+        head, sep, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"Content-Length: (\d+)", head)
+        if sep and length and len(body) >= int(length.group(1)):
+            break
+    return data
