@@ -103,6 +103,22 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class QuietProbes(logging.Filter):
+    """Drops uvicorn's access line of a probe or scrape that succeeded (``/healthz``, ``/readyz``,
+    ``/metrics``): an orchestrator asks every few seconds, tens of thousands of lines a day per
+    replica that say nothing. A failed one is kept; at ``debug`` level every one is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5:  # client, method, path, version, status
+            path, status = args[2], args[4]
+            return not (path in PROBE_PATHS and isinstance(status, int) and status < 400)
+        return True
+
+
 _RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "asctime",
@@ -149,7 +165,8 @@ def log_config(level: str = "info", fmt: Literal["text", "json"] = "text") -> di
 
     The ``aeserve`` and ``uvicorn`` loggers (and their children) write to stderr at ``level``,
     every line with its request id; other libraries' warnings go the same way through the root
-    logger. uvicorn still applies its own ``log_level`` and ``access_log`` on top of this.
+    logger. Probes that succeed are left out of the access log above ``debug`` (``QuietProbes``).
+    uvicorn still applies its own ``log_level`` and ``access_log`` on top of this.
     """
     if fmt not in ("text", "json"):
         raise ValueError(f"log format must be text or json, got {fmt!r}")
@@ -160,7 +177,8 @@ def log_config(level: str = "info", fmt: Literal["text", "json"] = "text") -> di
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "app.observability.RequestIdFilter"}},
+        "filters": {"request_id": {"()": "app.observability.RequestIdFilter"},
+                    "quiet_probes": {"()": "app.observability.QuietProbes"}},
         "formatters": {"default": formatter},
         "handlers": {
             "default": {
@@ -174,7 +192,8 @@ def log_config(level: str = "info", fmt: Literal["text", "json"] = "text") -> di
             "aeserve": {"handlers": ["default"], "level": numeric, "propagate": False},
             "uvicorn": {"handlers": ["default"], "level": numeric, "propagate": False},
             "uvicorn.error": {"level": numeric},
-            "uvicorn.access": {"handlers": ["default"], "level": numeric, "propagate": False},
+            "uvicorn.access": {"handlers": ["default"], "level": numeric, "propagate": False,
+                               "filters": ["quiet_probes"] if numeric > logging.DEBUG else []},
         },
         "root": {"handlers": ["default"], "level": "WARNING"},
     }

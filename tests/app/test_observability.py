@@ -179,6 +179,10 @@ app.add_middleware(RequestIdMiddleware)
 with TestClient(app) as client:
     client.get("/", headers={"X-Request-ID": "abc123"})
 logging.getLogger("uvicorn.error").info("started")
+access = logging.getLogger("uvicorn.access")
+for path, status in (("/readyz", 200), ("/healthz", 200), ("/metrics", 200), ("/readyz", 503),
+                     ("/v1/models", 200)):  # probes that succeed are left out
+    access.info('%s - "%s %s HTTP/%s" %d', "10.0.0.1:5000", "GET", path, "1.1", status)
 logging.getLogger("aeserve").debug("not shown at info")
 logging.getLogger("some.library").warning("library warning")
 """
@@ -198,13 +202,15 @@ def test_log_config_writes_one_json_object_per_line() -> None:
     assert [(e["logger"], e["message"], e["request_id"]) for e in entries] == [
         ("aeserve.routing", "answering", "abc123"),
         ("uvicorn.error", "started", "-"),
+        ("uvicorn.access", '10.0.0.1:5000 - "GET /readyz HTTP/1.1" 503', "-"),
+        ("uvicorn.access", '10.0.0.1:5000 - "GET /v1/models HTTP/1.1" 200', "-"),
         ("some.library", "library warning", "-"),
     ]
 
 
 def test_log_config_text_lines_show_the_request_id() -> None:
     lines = run_logging("text")
-    assert len(lines) == 3
+    assert len(lines) == 5
     assert lines[0].endswith(" INFO aeserve.routing [abc123] answering")
     assert lines[1].endswith(" INFO uvicorn.error [-] started")
 
@@ -369,3 +375,8 @@ def test_with_an_endpoint_set_spans_are_sent_there_over_otlp_http(monkeypatch: p
     assert service == "aeserve-test"
     names = {span.name for scope in resource.scope_spans for span in scope.spans}
     assert names == {"POST /v1/models/{name}/denoise", "decode", "queue", "batch", "encode"}
+
+
+def test_probes_are_logged_at_debug_level() -> None:
+    assert log_config("debug")["loggers"]["uvicorn.access"]["filters"] == []
+    assert log_config("info")["loggers"]["uvicorn.access"]["filters"] == ["quiet_probes"]
