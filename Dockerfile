@@ -33,9 +33,10 @@ RUN if ! command -v python3 >/dev/null; then \
 FROM base AS reqs
 WORKDIR /src
 COPY pyproject.toml ./
-# the dependency lists alone, so that other edits of pyproject.toml keep the install layers cached
+# the dependency lists alone, so that other edits of pyproject.toml keep the install layers cached;
+# the service's with the otel extra: OTEL_EXPORTER_OTLP_ENDPOINT alone turns tracing on
 RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-print(*p["dependencies"], sep="\n", file=open("requirements.txt", "w")); \
+print(*p["dependencies"], *p["optional-dependencies"]["otel"], sep="\n", file=open("requirements.txt", "w")); \
 print(*p["optional-dependencies"]["train"], sep="\n", file=open("train-requirements.txt", "w"))'
 
 FROM base AS deps

@@ -259,3 +259,10 @@ def test_stops_gracefully_on_sigterm(stack: Stack) -> None:
     stack.compose("stop", "-t", "30", "api", timeout=60)
     # 0: it drained and exited on SIGTERM; one that ignored it would be killed after 30 s (137)
     assert stack.inspect("{{.State.ExitCode}}") == "0"
+
+
+def test_the_image_traces_requests_when_an_otlp_endpoint_is_set(stack: Stack) -> None:
+    script = "from app.main import create_app; print(hasattr(create_app().state, 'tracer_provider'))"
+    traced = run("docker", "run", "--rm", "-e", "OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318",
+                 "--entrypoint", "python", IMAGE, "-c", script).stdout.strip().splitlines()
+    assert traced[-1] == "True"
