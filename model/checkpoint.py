@@ -169,6 +169,8 @@ def read_meta(folder: Path | str) -> dict[str, Any]:
     for key in ("config", "weights_sha256"):
         if key not in meta:
             raise CheckpointError(folder, CONFIG_FILE, f"missing field {key!r}")
+    if not isinstance(meta["config"], dict):
+        raise CheckpointError(folder, CONFIG_FILE, "field 'config' must hold a JSON object")
     return meta
 
 

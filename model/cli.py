@@ -12,11 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 # (module, class) of the other ordinary mistakes; an exception can only be one of them when its
 # module is loaded, so nothing is imported here to check
 ORDINARY = (("model.data.loaders", "DataError"), ("model.checkpoint", "CheckpointError"))
+# the packages of the ``train`` extra (pyproject.toml), which serving does without
+TRAIN_EXTRA = frozenset({"tqdm", "bm3d", "skimage", "matplotlib"})
 
 
 class UsageError(Exception):
@@ -52,6 +55,20 @@ def positive_float(text: str) -> float:
     return value
 
 
+def nonnegative_float(text: str) -> float:
+    value = _number(float, text)
+    if not 0.0 <= value < float("inf"):  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = _number(float, text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, not {text!r}")
+    return value
+
+
 def _number(kind: Callable[[str], float], text: str) -> int | float:
     try:
         return kind(text)
@@ -60,9 +77,23 @@ def _number(kind: Callable[[str], float], text: str) -> int | float:
         raise argparse.ArgumentTypeError(f"must be {name}, not {text!r}") from None
 
 
+def output_folder(path: Path, flag: str = "--out") -> Path:
+    """``path`` as a folder to write in, made now (with its parents): a path that cannot be one
+    (a file on the way, no permission) is a ``UsageError`` before any work, not after it."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path}: a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot make a folder there ({exc.strerror})") from None
+    return path
+
+
 def is_ordinary(exc: BaseException) -> bool:
     """Whether ``exc`` is a mistake the person running the command can fix."""
     if isinstance(exc, UsageError):
+        return True
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in TRAIN_EXTRA:
         return True
     for module, name in ORDINARY:
         cls = getattr(sys.modules.get(module), name, None)
@@ -79,5 +110,8 @@ def run(prog: str, main: Callable[[list[str] | None], int], argv: Sequence[str] 
         if not is_ordinary(exc):
             raise
         message = " ".join(str(exc).split())
+        if isinstance(exc, ModuleNotFoundError):
+            message = (f"{message}: this command needs the training extras "
+                       "(pip install -e '.[train]')")
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2

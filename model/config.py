@@ -46,6 +46,22 @@ class ModelConfig:
     depth: int = 17  # photo denoiser: number of conv layers
     value_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
 
+    def __post_init__(self) -> None:
+        """Refuse, naming the field, a config that cannot build a network (a hand-edited or
+        damaged config.json), before torch meets it."""
+        _integer_list("image_size", self.image_size, least=1, count=2)
+        _integer_list("hidden", self.hidden, least=1)
+        for name, least in (("channels", 1), ("extra_convs", 0), ("latent_dim", 1), ("depth", 1)):
+            if not _integer(getattr(self, name), least):
+                raise ValueError(f"{name} must be an integer of at least {least}, "
+                                 f"got {getattr(self, name)!r}")
+        if not (_number(self.sigma) and self.sigma > 0):
+            raise ValueError(f"sigma must be a number above 0, got {self.sigma!r}")
+        if not (isinstance(self.value_range, list) and len(self.value_range) == 2
+                and all(_number(v) for v in self.value_range)
+                and self.value_range[0] < self.value_range[1]):
+            raise ValueError(f"value_range must be [low, high] with low < high, got {self.value_range!r}")
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.channels, self.image_size[0], self.image_size[1])
@@ -109,6 +125,23 @@ class RunConfig:
             noise=_build(NoiseConfig, data.get("noise", {}), strict_recipe),
             train=_build(TrainConfig, data.get("train", {}), strict_recipe),
         )
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _integer(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _integer_list(name: str, values: object, least: int, count: int | None = None) -> None:
+    """A ``ValueError`` naming ``name`` unless ``values`` is a non-empty list of integers of at
+    least ``least`` (exactly ``count`` of them when given)."""
+    if not (isinstance(values, list) and values and (count is None or len(values) == count)
+            and all(_integer(v, least) for v in values)):
+        size = f"{count} " if count else ""
+        raise ValueError(f"{name} must be a list of {size}integers of at least {least}, got {values!r}")
 
 
 def _build(cls: Any, data: dict[str, Any], strict: bool = True) -> Any:

@@ -18,19 +18,17 @@ import shlex
 import sys
 from pathlib import Path
 
-from model.cli import Parser, UsageError, nonnegative_int, positive_int, run
+from model.cli import (
+    Parser,
+    UsageError,
+    nonnegative_float,
+    nonnegative_int,
+    output_folder,
+    positive_int,
+    run,
+)
 
 PROG = "python -m model.evaluate"
-
-
-def nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
-    if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text!r}")
-    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -84,7 +82,9 @@ def evaluate(argv: list[str] | None = None) -> int:
     from model.checkpoint import read_meta
 
     command = f"{PROG} " + shlex.join(sys.argv[1:] if argv is None else argv)
-    if read_meta(args.checkpoint).get("kind") == "photo":
+    kind = read_meta(args.checkpoint).get("kind")
+    output_folder(args.out)
+    if kind == "photo":
         from model.photo.evaluate import evaluate_photo
 
         return evaluate_photo(args, command)

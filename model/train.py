@@ -21,7 +21,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from model.cli import Parser, UsageError, nonnegative_int, positive_float, positive_int, run
+from model.cli import (
+    Parser,
+    UsageError,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    run,
+)
 
 PROG = "python -m model.train"
 
@@ -38,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=positive_float)
     p.add_argument("--patches-per-epoch", type=positive_int, help="photo: patches drawn per epoch")
-    p.add_argument("--sigma-weight-floor", type=float,
+    p.add_argument("--sigma-weight-floor", type=nonnegative_float,
                    help="photo: weigh each patch's MSE by 1/(sigma + this), 0-1 scale (0: plain MSE)")
     p.add_argument("--seed", type=nonnegative_int)
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
@@ -55,9 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=nonnegative_int, default=0,
                    help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--time-budget", type=float, default=0.0,
-                   help="seconds: after a calibration phase, cut --epochs to the whole epochs that fit "
-                   "(the checkpoint records the equivalent --epochs command)")
+    p.add_argument("--time-budget", type=nonnegative_float, default=0.0,
+                   help="seconds (0: none): after a calibration phase, cut --epochs to the whole "
+                   "epochs that fit (the checkpoint records the equivalent --epochs command)")
     arch = p.add_argument_group("architecture overrides (default: the preset's)")
     arch.add_argument("--hidden", type=positive_int, nargs="+", help="channel width of each stage")
     arch.add_argument("--extra-convs", type=nonnegative_int, help="3x3 convs added to each stage")

@@ -3,13 +3,15 @@
 No pickle: tensors go to ``state.safetensors``, scalars and the run's bookkeeping to ``state.json``,
 each written atomically with Ctrl-C held back. The RNG is one row per process (rank), so that every
 rank of a resumed DistributedDataParallel run draws its own stream again. ``state.json`` also holds
-the run as it started (its config, data limit, world size and device type, and its command line):
-``--resume`` refuses a command that would train another run, and the checkpoint records the command
-of the run as started, which trains it from scratch.
+the run as it started (its config, the data's fingerprint and limit, world size and device type, and
+its command line): ``--resume`` refuses a command that would train another run, on other data
+included (the same data in another place is fine), and the checkpoint records the command of the
+run as started, which trains it from scratch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,19 @@ def save_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, info:
         atomic_write_bytes(folder / "state.json", json.dumps(info, indent=1).encode())
 
 
+def data_fingerprint(folders: list[Path]) -> list[str]:
+    """Each data folder as ``"<files> files, <digest>"``: its files' paths (relative to it) and
+    sizes, hashed. The same data anywhere gives the same fingerprint; a test set in place of the
+    training set does not."""
+    prints = []
+    for folder in folders:
+        files = sorted(p for p in folder.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        listing = "\n".join(f"{p.relative_to(folder).as_posix()}\t{p.stat().st_size}" for p in files)
+        prints.append(f"{len(files)} files, {hashlib.sha256(listing.encode()).hexdigest()[:16]}")
+    return prints
+
+
 def refuse_overwrite(folder: Path) -> None:
     """A fresh run must not replace the state of another one in the same ``--out``."""
     if (folder / "state.json").is_file():
@@ -72,13 +87,16 @@ def resume_info(folder: Path, run: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise UsageError(f"--resume: the state in {folder} holds a config this model.train cannot read "
                          f"({exc}); train into another --out") from exc
+    if "data" in run:  # a state saved before the data was fingerprinted: taken as the same data
+        info["run"].setdefault("data", run["data"])
     saved, given = _flat(info["run"]), _flat(run)
     diffs = [f"{key} was {saved.get(key)!r}, now {given.get(key)!r}" for key in sorted({*saved, *given})
              if key not in RESUMABLE and saved.get(key) != given.get(key)]
     if diffs:
         raise UsageError(f"--resume: this command trains another run than the one saved in {folder}: "
                          f"{'; '.join(diffs)} (only --epochs, --max-steps, --time-budget, --save-every, "
-                         "--threads, --no-progress and --data-dir may change)")
+                         "--threads, --no-progress and --data-dir may change, --data-dir to the same "
+                         "data in another place)")
     return info
 
 

@@ -30,13 +30,20 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from model.checkpoint import read_meta, save_checkpoint, write_config
-from model.cli import UsageError
+from model.cli import UsageError, output_folder
 from model.config import RunConfig
 from model.device import resolve_device
 from model.networks import build_model
 from model.presets import get_preset
 from model.tasks import Task, make_task
-from model.train_state import STATE_DIR, load_state, refuse_overwrite, resume_info, save_state
+from model.train_state import (
+    STATE_DIR,
+    data_fingerprint,
+    load_state,
+    refuse_overwrite,
+    resume_info,
+    save_state,
+)
 from model.warm_start import chain_of, warm_start
 
 CHECK_EVERY = 100  # steps between reads of the non-finite-loss flag
@@ -130,7 +137,9 @@ class Trainer:
         rank = int(os.environ.get("RANK", "0"))
         cfg = build_config(args)
         device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
-        run = {"config": cfg.to_dict(), "limit": args.limit, "world_size": world, "device": device.type}
+        output_folder(args.out)
+        run = {"config": cfg.to_dict(), "data": data_fingerprint(args.data_dir), "limit": args.limit,
+               "world_size": world, "device": device.type}
         if args.resume:  # the same run, or a usage error
             info = resume_info(args.out / STATE_DIR, run)
         else:

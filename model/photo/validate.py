@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from model.cli import Parser, run
+from model.cli import Parser, fraction, nonnegative_int, run
 from model.photo.inference import denoise_image, sigma_cap
 from model.photo.pair import load_photo
 from model.photo.preset import photo_color_preset, photo_gray_preset
@@ -40,9 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the training folders, in the order the run was given them")
     parser.add_argument("--channels", type=int, choices=(1, 3), required=True,
                         help="how the run loaded them: 1 gray, 3 RGB")
-    parser.add_argument("--val-fraction", type=float, default=0.05)
+    parser.add_argument("--val-fraction", type=fraction, default=0.05)
     parser.add_argument("--checkpoint", type=Path, nargs="+", required=True)
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=nonnegative_int, default=0)
     parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     return parser.parse_args(argv)
 

@@ -111,6 +111,30 @@ def test_invalid_json_and_unknown_fields_are_refused(saved: Path, tmp_path: Path
         load_checkpoint(other)
 
 
+@pytest.mark.parametrize(("edit", "problem"), [
+    ({"hidden": []}, "hidden must be a list of integers of at least 1, got []"),
+    ({"latent_dim": -1}, "latent_dim must be an integer of at least 1, got -1"),
+    ({"channels": "1"}, "channels must be an integer of at least 1, got '1'"),
+    ({"image_size": [28]}, "image_size must be a list of 2 integers of at least 1, got [28]"),
+    ({"value_range": [1.0, 0.0]}, "value_range must be [low, high] with low < high"),
+    (None, "field 'config' must hold a JSON object"),
+])
+def test_a_config_that_cannot_build_a_network_is_refused_naming_the_field(
+    saved: Path, edit: dict[str, object] | None, problem: str
+) -> None:
+    """A hand-edited or damaged config.json is a CheckpointError (one line at the service's start),
+    not an error from deep inside torch."""
+    meta = json.loads((saved / "config.json").read_text())
+    if edit is None:
+        meta["config"] = [1, 2]
+    else:
+        meta["config"]["model"].update(edit)
+    (saved / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(saved)
+    assert refused.value.file == "config.json" and problem in refused.value.problem
+
+
 def test_a_recipe_field_it_does_not_know_still_loads(saved: Path) -> None:
     """A checkpoint from a newer model.train (a noise or train field this code lacks) still loads:
     those fields say how it was trained, not what network it is."""

@@ -22,6 +22,9 @@ def test_help_answers_without_loading_torch() -> None:
     (["--preset", "mnist-dae", "--batch-size", "0"], ["--batch-size", "positive integer"]),
     (["--preset", "mnist-dae", "--lr", "fast"], ["--lr", "'fast'"]),
     (["--preset", "mnist-dae", "--resume", "--init-from", "x"], ["--resume", "--init-from"]),
+    (["--preset", "photo-gray", "--sigma-weight-floor", "-0.1"], ["--sigma-weight-floor", ">= 0"]),
+    (["--preset", "photo-gray", "--sigma-weight-floor", "nan"], ["--sigma-weight-floor", ">= 0"]),
+    (["--preset", "mnist-dae", "--time-budget", "-3"], ["--time-budget", ">= 0"]),
 ])
 def test_flag_mistakes(tmp_path: Path, args: list[str], words: list[str]) -> None:
     result = run_module("model.train", *args, "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"))
@@ -32,6 +35,18 @@ def test_a_batch_larger_than_the_data(tiny_mnist_dir: Path, tmp_path: Path) -> N
     result = run_module("model.train", "--preset", "mnist-dae", "--data-dir", str(tiny_mnist_dir),
                         "--out", str(tmp_path / "o"), "--device", "cpu", "--batch-size", "100000")
     assert_one_line_mistake(result, "--batch-size 100000", "540 training examples")
+
+
+def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(
+    tiny_mnist_dir: Path, tmp_path: Path
+) -> None:
+    afile = tmp_path / "a-file"
+    afile.write_text("")
+    for out, words in ((afile, ["a file, not a folder"]),
+                       (afile / "x", ["cannot make a folder", "Not a directory"])):
+        result = run_module("model.train", "--preset", "mnist-dae", "--data-dir", str(tiny_mnist_dir),
+                            "--out", str(out), "--device", "cpu", "--max-steps", "2")
+        assert_one_line_mistake(result, f"--out {out}", *words)
 
 
 def test_a_missing_argument() -> None:

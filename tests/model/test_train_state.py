@@ -12,7 +12,7 @@ from torch import nn
 
 from model.cli import UsageError
 from model.presets import get_preset
-from model.train_state import load_state, refuse_overwrite, resume_info, save_state
+from model.train_state import data_fingerprint, load_state, refuse_overwrite, resume_info, save_state
 
 
 def test_each_rank_resumes_its_own_random_stream(tmp_path: Path) -> None:
@@ -66,6 +66,26 @@ def test_resume_continues_only_the_same_run(tmp_path: Path) -> None:
         resume_info(folder, run)
     with pytest.raises(UsageError, match="no training state"):
         resume_info(tmp_path / "elsewhere", run)
+
+
+def test_resume_refuses_other_data_and_takes_the_same_data_elsewhere(tmp_path: Path) -> None:
+    """Resuming on a test set instead of the training set would train on it without a word."""
+    train, moved, test = (tmp_path / name for name in ("train", "moved", "test"))
+    for folder, sizes in ((train, (3, 5)), (moved, (3, 5)), (test, (3, 4))):
+        folder.mkdir()
+        for i, size in enumerate(sizes):
+            (folder / f"{i}.png").write_bytes(bytes(size))
+    state = tmp_path / "out" / ".state"
+    state.mkdir(parents=True)
+    run = {"config": get_preset("photo-gray").to_dict(), "data": data_fingerprint([train]),
+           "limit": 0, "world_size": 1, "device": "cpu"}
+    (state / "state.json").write_text(json.dumps({"step": 4, "run": run}))
+    assert resume_info(state, {**run, "data": data_fingerprint([moved])})["step"] == 4
+    with pytest.raises(UsageError, match=r"data was \['2 files, [0-9a-f]+'\], now \['2 files, [0-9a-f]+'\]"):
+        resume_info(state, {**run, "data": data_fingerprint([test])})
+    older = {k: v for k, v in run.items() if k != "data"}  # saved before data was fingerprinted
+    (state / "state.json").write_text(json.dumps({"step": 4, "run": older}))
+    assert resume_info(state, {**run, "data": data_fingerprint([test])})["step"] == 4
 
 
 def test_a_state_saved_before_a_recipe_field_was_recorded_resumes_with_its_default(tmp_path: Path) -> None:
