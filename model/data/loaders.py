@@ -141,7 +141,8 @@ def load_splits(
         "val": len(val_idx),
         "test": None if test is None else len(test),
         "split": f"validation = first {len(val_idx)} of a permutation of train (numpy seed "
-                 f"{SPLIT_SEED})" + (f", train = the first {len(train_idx)} of the rest (--limit)" if limit else ""),
+                 f"{SPLIT_SEED})" + (f", train = the first {len(train_idx)} of the rest (--limit)"
+                                     if limit else ""),
     }
     return Splits(
         train=torch.from_numpy(train[train_idx].copy()),
