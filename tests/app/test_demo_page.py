@@ -310,3 +310,69 @@ def test_the_page_asks_for_the_token_once_and_sends_it(
     assert sum(r.all_headers().get("authorization") is None for r in api_calls) == 1  # only the first
     visit.check(allowed_statuses=(401,))
     page.context.close()
+
+
+def test_a_dismissed_token_prompt_leaves_a_way_to_try_again(browser: Any, locked_site: str) -> None:
+    visit = open_page(browser, locked_site)
+    page = visit.page
+    expect(page.locator("#token-dialog")).to_be_visible()
+    page.keyboard.press("Escape")  # no token: the page says why and offers another try
+    expect(page.locator("#global-error .error-code")).to_have_text("unauthorized")
+    page.click("#retry-button")
+    expect(page.locator("#token-dialog")).to_be_visible()
+    page.fill("#token-input", TOKEN)
+    page.click("#token-submit")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(page.locator("#retry-button")).to_be_hidden()
+    expect(page.locator("#global-error")).to_be_hidden()
+    visit.check(allowed_statuses=(401,))
+    page.context.close()
+
+
+# ---- races, failures before a request, focus -----------------------------------------------------
+
+
+def test_an_image_chosen_during_a_run_stops_it_and_is_what_the_next_run_shows(visit: Visit) -> None:
+    page = visit.page
+    held: list[Any] = []
+    page.route("**/v1/models/*/denoise*", lambda route: held.append(route))  # never answered
+    page.click("button.example[data-name='landscape.png']")
+    page.click("#denoise-run")
+    expect(page.locator("#denoise-progress")).to_be_visible()
+    page.click("button.example[data-name='digit-7.png']")  # mid-run: the photo's run stops
+    expect(page.locator("#denoise-progress")).to_be_hidden()
+    expect(page.locator("#denoise-empty")).to_have_text("Ready: press Denoise.")
+    expect(page.locator("#denoise-run")).to_be_enabled()
+    page.unroute("**/v1/models/*/denoise*")
+    assert len(held) == 1  # the photo's request, aborted by the page
+    page.click("#denoise-run")
+    expect(page.locator("#denoise-download")).to_have_attribute("download", "digit-7-denoised.png")
+    expect(page.locator("#denoise-error")).to_be_hidden()
+    assert page.locator("#compare-after").evaluate("img => img.naturalWidth") == 28
+
+
+def test_a_vae_input_that_cannot_be_read_is_shown_as_an_error(visit: Visit) -> None:
+    page = visit.page
+    page.route("**/static/examples/digit-*.png", lambda route: route.abort())
+    page.click("#tab-vae")
+    page.click("#encode-run")
+    expect(page.locator("#encode-error")).to_be_visible()
+    page.click("#interp-run")
+    expect(page.locator("#interp-error")).to_be_visible()
+    assert not [e for e in visit.errors if e.startswith("uncaught")]
+
+
+def test_a_large_seed_goes_as_typed_and_the_button_keeps_the_focus(visit: Visit, site: Site) -> None:
+    page = visit.page
+    page.click("#tab-vae")
+    seed = "1816989216607902918"  # past what a JavaScript number holds exactly
+    page.fill("#sample-seed", seed)
+    page.focus("#sample-run")
+    page.keyboard.press("Enter")
+    expect(page.locator("#sample-meta")).to_contain_text(f"seed {seed}")
+    (sent,) = site.recorder.to("/v1/models/mnist-vae/sample")
+    assert f'"seed":{seed}' in sent.body.decode()
+    assert page.evaluate("document.activeElement.id") == "sample-run"
+    page.select_option("#vae-model", "mnist-dae")  # another model: the samples do not stay
+    expect(page.locator("#sample-figure")).to_be_hidden()
+    visit.check()

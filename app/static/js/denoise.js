@@ -9,7 +9,16 @@ const NOISE_SEED = 1; // the same noise for the same image and σ, run after run
 
 let models = [];
 let source = null; // {blob, name, image: decoded pixels or null}
-let controller = null;
+let controller = null; // the run on its way, if any
+
+/** Stop the run on its way (a new image was chosen): its answer, if it comes, is not shown. */
+function stopRun() {
+  if (!controller) return;
+  controller.abort();
+  controller = null;
+  show($("denoise-cancel"), false);
+  show($("denoise-progress"), false);
+}
 
 function model() {
   return models.find((m) => m.name === $("denoise-model").value);
@@ -47,6 +56,7 @@ function resetResult() {
 }
 
 async function choose(blob, name) {
+  stopRun();
   resetResult();
   let image = null;
   try {
@@ -85,15 +95,21 @@ function setImage(img, blob, small) {
 
 async function run() {
   const m = model();
-  if (!source || !m) return;
+  const src = source; // the image of this run, whatever is chosen meanwhile
+  if (!src || !m) return;
+  stopRun();
+  const mine = new AbortController();
+  controller = mine;
+  const current = () => controller === mine;
   resetResult();
   $("denoise-empty").textContent = "Working…";
-  const noisy = $("noise-on").checked && source.image;
-  let sent = source.blob;
-  let input = source.image;
+  const noisy = $("noise-on").checked && src.image;
+  let sent = src.blob;
+  let input = src.image;
   if (noisy) {
-    input = addNoise(source.image, Number($("noise-sigma").value), NOISE_SEED);
+    input = addNoise(src.image, Number($("noise-sigma").value), NOISE_SEED);
     sent = await encodePng(input);
+    if (!current()) return;
   }
   const params = new URLSearchParams();
   const size = fixedSize(m);
@@ -102,9 +118,8 @@ async function run() {
   }
   if (m.takes_sigma && $("sigma-on").checked) params.set("sigma", $("sigma").value);
   const form = new FormData();
-  form.append("image", sent, noisy ? "noisy.png" : source.name);
+  form.append("image", sent, noisy ? "noisy.png" : src.name);
 
-  controller = new AbortController();
   show($("denoise-cancel"), true);
   show($("denoise-progress"), true);
   $("denoise-run").disabled = true;
@@ -113,23 +128,29 @@ async function run() {
   try {
     const query = params.size ? `?${params}` : "";
     const answer = await upload(`/v1/models/${encodeURIComponent(m.name)}/denoise${query}`, form, {
-      signal: controller.signal,
-      onProgress: (f) => progress(f, sent.size),
+      signal: mine.signal,
+      onProgress: (f) => current() && progress(f, sent.size),
     });
     const took = performance.now() - started;
-    await showResult(answer, sent, input, noisy ? source.image : null, took);
+    if (current()) await showResult(answer, src, sent, input, noisy ? src.image : null, took);
   } catch (err) {
-    showError($("denoise-error"), err);
-    $("denoise-empty").textContent = err instanceof Cancelled ? "Cancelled." : "No result.";
+    if (current()) {
+      showError($("denoise-error"), err);
+      $("denoise-empty").textContent = err instanceof Cancelled ? "Cancelled." : "No result.";
+    }
   } finally {
-    controller = null;
-    show($("denoise-cancel"), false);
-    show($("denoise-progress"), false);
-    $("denoise-run").disabled = false;
+    if (current()) {
+      controller = null;
+      show($("denoise-cancel"), false);
+      show($("denoise-progress"), false);
+    }
+    $("denoise-run").disabled = !model();
+    // the button (or Cancel, now hidden) had the focus: give it back rather than to the page
+    if (document.activeElement === document.body) $("denoise-run").focus();
   }
 }
 
-async function showResult(answer, sent, input, clean, took) {
+async function showResult(answer, src, sent, input, clean, took) {
   const small = isDigitSized(input);
   const compare = $("compare");
   if (input) compare.style.setProperty("--ar", String(input.width / input.height));
@@ -138,7 +159,7 @@ async function showResult(answer, sent, input, clean, took) {
   setImage($("strip-input"), sent, small);
   setImage($("strip-result"), answer.blob, small);
   show($("strip-clean"), Boolean(clean));
-  if (clean) setImage($("strip-clean").querySelector("img"), source.blob, small);
+  if (clean) setImage($("strip-clean").querySelector("img"), src.blob, small);
 
   const sigma = answer.headers("X-Noise-Sigma");
   $("stat-sigma").textContent = sigma === null ? "—" : Number(sigma).toFixed(2);
@@ -153,7 +174,7 @@ async function showResult(answer, sent, input, clean, took) {
   }
   const link = $("denoise-download");
   setBlob(link, answer.blob, "href");
-  link.download = `${source.name.replace(/\.[^.]+$/, "")}-denoised.png`;
+  link.download = `${src.name.replace(/\.[^.]+$/, "")}-denoised.png`;
   show($("denoise-empty"), false);
   for (const id of ["compare", "denoise-stats", "denoise-strip", "denoise-download"]) show($(id), true);
 }

@@ -63,15 +63,13 @@ function refreshTokenButton(has = Boolean(token())) {
   show($("token-button"), has);
 }
 
-async function start() {
-  initTabs();
-  setTokenPrompt(promptToken);
-  refreshTokenButton();
-  $("token-button").addEventListener("click", () => {
-    forgetToken();
-    location.reload();
-  });
+/** The model list, then the panels; on failure (no service, no token given) a way to try again. */
+async function loadModels() {
   const status = $("service-status");
+  show($("retry-button"), false);
+  showError($("global-error"), null);
+  status.textContent = "connecting…";
+  status.classList.remove("bad");
   try {
     const { models } = await callJson("/v1/models");
     status.textContent = `${models.length} model${models.length === 1 ? "" : "s"}: ${models.map((m) => m.name).join(", ")}`;
@@ -83,8 +81,21 @@ async function start() {
     status.textContent = "unavailable";
     status.classList.add("bad");
     showError($("global-error"), err);
+    show($("retry-button"), true); // asks for the token again, if that was what was missing
   }
   refreshTokenButton();
+}
+
+async function start() {
+  initTabs();
+  setTokenPrompt(promptToken);
+  refreshTokenButton();
+  $("token-button").addEventListener("click", () => {
+    forgetToken();
+    location.reload();
+  });
+  $("retry-button").addEventListener("click", loadModels);
+  await loadModels();
 }
 
 start();

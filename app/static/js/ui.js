@@ -46,7 +46,7 @@ export async function exampleBlob(src) {
   return response.blob();
 }
 
-/** Run ``fn`` with ``button`` disabled and marked busy. */
+/** Run ``fn`` with ``button`` disabled and marked busy; the focus it lost comes back to it. */
 export async function busy(button, fn) {
   button.disabled = true;
   button.setAttribute("aria-busy", "true");
@@ -55,6 +55,7 @@ export async function busy(button, fn) {
   } finally {
     button.disabled = false;
     button.removeAttribute("aria-busy");
+    if (document.activeElement === document.body) button.focus();
   }
 }
 

@@ -25,7 +25,15 @@ function url(op, params) {
   return `/v1/models/${encodeURIComponent(model().name)}/${op}${query}`;
 }
 
+/** Hide what an earlier model or request left on screen. */
+function clearResults(...ids) {
+  for (const id of ids) show($(id), false);
+}
+
 function refreshModel() {
+  clearResults("sample-figure", "sample-download", "latent-chart", "interp-view");
+  $("encode-meta").textContent = "";
+  for (const id of ["sample-error", "encode-error", "interp-error"]) showError($(id), null);
   const m = model();
   const buttons = { sample: "sample-run", encode: "encode-run", interpolate: "interp-run" };
   for (const op of OPS) $(buttons[op]).disabled = !m || !m.operations.includes(op);
@@ -68,17 +76,16 @@ function b64Blob(b64) {
 
 async function runSample() {
   showError($("sample-error"), null);
-  const seedField = $("sample-seed");
-  const body = {
-    n: Number($("sample-n").value),
-    seed: seedField.value === "" ? null : Number(seedField.value),
-    temperature: Number($("sample-temp").value),
-  };
+  const seedText = $("sample-seed").value.trim();
+  const body = { n: Number($("sample-n").value), temperature: Number($("sample-temp").value) };
+  // a seed goes as its digits: a JavaScript number loses the last ones of a large seed (the
+  // service draws 63-bit ones); anything else goes as it is, for the service to refuse
+  const seedJson = /^\d+$/.test(seedText) ? seedText : JSON.stringify(seedText === "" ? null : seedText);
   const started = performance.now();
   try {
     const response = await call(url("sample"), {
       method: "POST",
-      body: JSON.stringify(body),
+      body: `${JSON.stringify(body).slice(0, -1)},"seed":${seedJson}}`,
       headers: { "Content-Type": "application/json", Accept: "image/png" },
     });
     const blob = await response.blob();
@@ -92,17 +99,18 @@ async function runSample() {
     show($("sample-figure"), true);
     show($("sample-download"), true);
   } catch (err) {
+    clearResults("sample-figure", "sample-download");
     showError($("sample-error"), err);
   }
 }
 
 async function runEncode() {
   showError($("encode-error"), null);
-  const blob = await blobOf("encode");
-  const form = new FormData();
-  form.append("image", blob, "digit.png");
   const started = performance.now();
   try {
+    const blob = await blobOf("encode");
+    const form = new FormData();
+    form.append("image", blob, "digit.png");
     const answer = await callJson(url("encode", await resizeParams(blob)), { method: "POST", body: form });
     const took = performance.now() - started;
     const { mu, sigma } = answer.results[0];
@@ -117,6 +125,8 @@ async function runEncode() {
     $("encode-meta").textContent =
       `${mu.length} dimensions · ${used} with σ < 0.5 carry this digit (filled bars) · ${ms(took)}`;
   } catch (err) {
+    clearResults("latent-chart");
+    $("encode-meta").textContent = "";
     showError($("encode-error"), err);
   }
 }
@@ -130,14 +140,14 @@ function showStep(i) {
 
 async function runInterpolate() {
   showError($("interp-error"), null);
-  const a = await blobOf("a");
-  const b = await blobOf("b");
-  const form = new FormData();
-  form.append("image", a, "start.png");
-  form.append("image", b, "end.png");
-  const params = await resizeParams(a, b);
-  params.set("steps", $("interp-steps").value);
   try {
+    const a = await blobOf("a");
+    const b = await blobOf("b");
+    const form = new FormData();
+    form.append("image", a, "start.png");
+    form.append("image", b, "end.png");
+    const params = await resizeParams(a, b);
+    params.set("steps", $("interp-steps").value);
     const answer = await callJson(url("interpolate", params), { method: "POST", body: form });
     path = answer.images.map(b64Blob);
     const strip = $("interp-strip");
@@ -165,6 +175,7 @@ async function runInterpolate() {
     showStep(0);
     show($("interp-view"), true);
   } catch (err) {
+    clearResults("interp-view");
     showError($("interp-error"), err);
   }
 }
