@@ -64,7 +64,7 @@ class ErrorBody(BaseModel):
 _DESCRIPTIONS = {
     400: "Malformed request (multipart body, Content-Length, Accept)",
     401: "Missing or wrong API token",
-    403: "An admin route called from another host while the service has no API token",
+    403: "An admin route while the service has no API token",
     404: "No such model or route",
     406: "The Accept header accepts none of the media types on offer (not_acceptable)",
     408: "The body did not arrive within AESERVE_BODY_TIMEOUT_S",

@@ -9,13 +9,13 @@ import signal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from app.auth import local_admin
+from app.auth import needs_a_token
 from app.deps import RegistryDep
 from app.errors import ApiError, responses
 from app.registry import StartupError
 from app.server import supervisor_pid
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(local_admin)],
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(needs_a_token)],
                    responses=responses(403))
 log = logging.getLogger("aeserve")
 

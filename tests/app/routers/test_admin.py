@@ -25,6 +25,8 @@ from tests.app.helpers import files, image_bytes
 from tests.app.live import LiveServer, running_server
 
 DENOISE = "/v1/models/mnist-dae/denoise"
+TOKEN = "admin-test-token"  # the admin routes answer only with a token
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
@@ -37,7 +39,8 @@ def checkpoints(tiny_checkpoints: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def server(checkpoints: Path, tmp_path: Path) -> Iterator[LiveServer]:
     # info: the log says when a replaced or removed model has stopped
-    with running_server(checkpoints, tmp_path / "server.log", AESERVE_LOG_LEVEL="info") as live:
+    with running_server(checkpoints, tmp_path / "server.log", AESERVE_LOG_LEVEL="info",
+                        AESERVE_API_TOKEN=TOKEN) as live:
         yield live
 
 
@@ -56,7 +59,7 @@ class Stream:
     def run(self) -> None:
         png = image_bytes()
         limits = httpx.Limits(max_keepalive_connections=0 if self.fresh else None)
-        with httpx.Client(base_url=self.url, timeout=60, limits=limits) as http:
+        with httpx.Client(headers=AUTH, base_url=self.url, timeout=60, limits=limits) as http:
             while not self.stop.is_set():
                 try:
                     outcome: int | str = http.post(DENOISE, files=files(png)).status_code
@@ -106,7 +109,7 @@ def card(http: httpx.Client) -> dict[str, object]:
 def test_reload_swaps_a_model_under_a_stream_without_a_failed_request(
     server: LiveServer, checkpoints: Path, tmp_path: Path
 ) -> None:
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with httpx.Client(headers=AUTH, base_url=server.url, timeout=60) as http:
         before = card(http)
         with Stream(server.url) as stream:
             # the VAE's checkpoint under the DAE's name: other weights, other kind, same operation
@@ -131,7 +134,7 @@ def test_a_corrupt_checkpoint_is_refused_and_the_old_one_serves_on(
     server: LiveServer, checkpoints: Path, tmp_path: Path
 ) -> None:
     corrupt = corrupt_copy(checkpoints / "mnist-dae", tmp_path / "corrupt")
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with httpx.Client(headers=AUTH, base_url=server.url, timeout=60) as http:
         before = card(http)
         with Stream(server.url) as stream:
             replace_folder(checkpoints, "mnist-dae", corrupt)
@@ -148,7 +151,7 @@ def test_a_corrupt_checkpoint_is_refused_and_the_old_one_serves_on(
 def test_sighup_reloads_and_folders_come_and_go(server: LiveServer, checkpoints: Path) -> None:
     shutil.copytree(checkpoints / "mnist-dae", checkpoints / "dae-copy")
     shutil.rmtree(checkpoints / "mnist-vae")
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with httpx.Client(headers=AUTH, base_url=server.url, timeout=60) as http:
         os.kill(server.proc.pid, signal.SIGHUP)
         for _ in range(600):  # each poll is a request: waits for the reload, bounded
             names = {m["name"] for m in http.get("/v1/models").json()["models"]}
@@ -168,7 +171,7 @@ def test_sighup_reloads_and_folders_come_and_go(server: LiveServer, checkpoints:
 def test_a_checkpoint_directory_gone_or_empty_is_refused_and_every_model_serves_on(
     server: LiveServer, checkpoints: Path, tmp_path: Path
 ) -> None:
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with httpx.Client(headers=AUTH, base_url=server.url, timeout=60) as http:
         checkpoints.rename(tmp_path / "elsewhere")
         gone = http.post("/v1/admin/reload")
         checkpoints.mkdir()  # there again, but empty
@@ -209,15 +212,16 @@ def test_with_two_workers_a_reload_is_all_or_nothing_and_replaces_each_worker_wi
     started, finished = "Application startup complete", "Finished server process"
 
     def cards(url: str) -> set[tuple[object, object]]:  # a new connection each: either worker
-        with httpx.Client(base_url=url, timeout=60,
+        with httpx.Client(headers=AUTH, base_url=url, timeout=60,
                           limits=httpx.Limits(max_keepalive_connections=0)) as http:
             return {(c["sha256"], c["kind"]) for c in (card(http) for _ in range(10))}
 
-    with running_server(checkpoints, tmp_path / "server.log", AESERVE_WORKERS="2",
-                        AESERVE_LOG_LEVEL="info") as server, Stream(server.url, fresh=True) as stream:
+    with (running_server(checkpoints, tmp_path / "server.log", AESERVE_WORKERS="2",
+                         AESERVE_LOG_LEVEL="info", AESERVE_API_TOKEN=TOKEN) as server,
+          Stream(server.url, fresh=True) as stream):
         wait_for_log(server, started, 2, stream)  # both workers serve
         before = cards(server.url)
-        with httpx.Client(base_url=server.url, timeout=60) as http:
+        with httpx.Client(headers=AUTH, base_url=server.url, timeout=60) as http:
             # a corrupt checkpoint: refused here, and no worker is replaced (all serve the old one)
             replace_folder(checkpoints, "mnist-dae", corrupt_copy(checkpoints / "mnist-dae",
                                                                   tmp_path / "corrupt"))
@@ -251,10 +255,9 @@ def test_with_several_workers_configured_only_a_worker_of_the_supervisor_signals
         monkeypatch.setenv(SUPERVISOR_ENV, str(os.getppid()))
     else:  # AESERVE_WORKERS=2 read by a server that is one process (uvicorn --factory, say)
         monkeypatch.setenv(SUPERVISOR_ENV, str(os.getppid() + 1))
-    settings = Settings(checkpoint_dir=checkpoints, workers=2, torch_threads=1)
-    local = ("127.0.0.1", 40000)  # without a token, only this host may reload
+    settings = Settings(checkpoint_dir=checkpoints, workers=2, torch_threads=1, api_token=TOKEN)
     with (caplog.at_level(logging.INFO, logger="aeserve"),
-          TestClient(create_app(settings), client=local) as client):
+          TestClient(create_app(settings), headers=AUTH) as client):
         before = client.get("/v1/models/mnist-dae").json()["sha256"]
         idle = client.post("/v1/admin/reload").json()  # nothing changed: no worker is replaced
         replace_folder(checkpoints, "mnist-dae", tiny_checkpoints / "mnist-vae")
