@@ -57,7 +57,8 @@ class BodyBytes:
 
 
 class BodySizeLimitMiddleware:
-    """413 for a declared Content-Length over the limit (nothing read); counts chunked bodies; 503
+    """413 for a declared Content-Length over the limit (answered first; the server then drops the
+    body as it arrives); counts chunked bodies; 503
     for a body that does not fit in ``AESERVE_MAX_BODIES_BYTES`` beside the others.
 
     A chunked body that crosses a limit is answered here, at once; the app's read of the body

@@ -267,10 +267,11 @@ def unknown_names(environ: Mapping[str, str]) -> list[str]:
     service would otherwise ignore), with the closest setting when one is near."""
     known = {f"AESERVE_{name.upper()}" for name in Settings.model_fields}
     lines = []
-    for name in sorted(environ):
-        if not name.startswith("AESERVE_") or name in known or name in OTHER_TOOLS:
+    for name in sorted(environ):  # read whatever their case, as the settings are
+        upper = name.upper()
+        if not upper.startswith("AESERVE_") or upper in known or upper in OTHER_TOOLS:
             continue
-        near = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        near = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
         hint = f"; did you mean {near[0]}?" if near else "; python -m app --help lists the settings"
         lines.append(f"{name} is not a setting and is ignored{hint}")
     return lines

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,13 @@ def data_fingerprint(folders: list[Path]) -> list[str]:
     training set does not."""
     prints = []
     for folder in folders:
-        files = sorted(p for p in folder.rglob("*") if p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-        listing = "\n".join(f"{p.relative_to(folder).as_posix()}\t{p.stat().st_size}" for p in files)
+        files = []
+        for root, dirs, names in os.walk(folder):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]  # hidden folders are not data
+            at = Path(root).relative_to(folder)
+            files += [((at / name).as_posix(), os.stat(os.path.join(root, name)).st_size)
+                      for name in names if not name.startswith(".")]
+        listing = "\n".join(f"{name}\t{size}" for name, size in sorted(files))
         prints.append(f"{len(files)} files, {hashlib.sha256(listing.encode()).hexdigest()[:16]}")
     return prints
 

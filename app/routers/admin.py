@@ -28,8 +28,9 @@ class ReloadAnswer(BaseModel):
     retired: list[str] = Field(description="models whose folder is gone; retired once idle")
     workers: int = Field(description="the workers this reload replaces: AESERVE_WORKERS under "
                                      "python -m app, each in turn (a rolling restart) after this "
-                                     "answer, only when something changed and nothing is "
-                                     "refused (else 0); 1 for one process, reloaded in place")
+                                     "answer, only when nothing is refused (else 0): a worker "
+                                     "cannot tell what the others have loaded; 1 for one "
+                                     "process, reloaded in place")
 
 
 @router.post("/reload", response_model=ReloadAnswer, responses=responses(409, 503))
@@ -51,7 +52,7 @@ async def reload(registry: RegistryDep) -> ReloadAnswer:
                        f"{exc}; nothing was reloaded and the loaded models serve on") from exc
     if supervisor is None:
         log.info("reload: %s", report.summary())
-    elif report.refused or not (report.loaded or report.retired):  # nothing to replace them for
+    elif report.refused:
         workers = 0
         log.info("reload checked, nothing replaced: %s", report.summary())
     else:  # the supervisor replaces every worker in turn

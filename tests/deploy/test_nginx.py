@@ -2,7 +2,7 @@
 JSON errors (413, 503 timeout) reach the client, and its own errors are JSON too, not HTML pages.
 
 The last tests run the real nginx (``deploy/nginx.conf``'s server, pointed at a real ``python -m app``)
-when ``nginx`` is installed (Debian: ``apt-get install nginx-light``); skipped without it, unless
+when ``nginx`` is installed (Debian: ``apt-get install nginx``); skipped without it, unless
 ``AESERVE_REQUIRE_NGINX=1`` (as ``.ci/run`` sets), which fails instead.
 """
 
@@ -48,7 +48,7 @@ def test_the_proxy_takes_every_body_the_service_takes() -> None:
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
 needs_nginx = pytest.mark.skipif(
     NGINX is None and not os.environ.get("AESERVE_REQUIRE_NGINX"),
-    reason="nginx is not installed (apt-get install nginx-light)")
+    reason="nginx is not installed (apt-get install nginx)")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def proxied(tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[tuple[str, LiveServer]]:
     """nginx with deploy/nginx.conf's server in front of a real service: (the proxy's URL, the
     service)."""
-    assert NGINX is not None, "nginx is not installed (apt-get install nginx-light)"
+    assert NGINX is not None, "nginx is not installed (apt-get install nginx)"
     folder = tmp_path_factory.mktemp("nginx")
     with running_server(tiny_checkpoints, folder / "server.log") as service:
         port = free_port()

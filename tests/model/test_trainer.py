@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -126,9 +127,16 @@ def test_resume_continues_from_the_saved_state(tiny_mnist_dir: Path, tmp_path: P
     assert_one_line_mistake(other, "--resume", "config.train.batch_size was 32, now 16")
     fresh = train_tiny("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE)
     assert_one_line_mistake(fresh, "already holds a run's training state (step 10)", "--resume")
+    other_data, moved = tmp_path / "other-data", tmp_path / "moved"  # not the data it trained on
+    shutil.copytree(tiny_mnist_dir, other_data)
+    with (other_data / "t10k-images-idx3-ubyte.gz").open("ab") as extra:
+        extra.write(b"\0")
+    elsewhere = train_tiny("mnist-vae", other_data, out, *SMALL_VAE, "--resume")
+    assert_one_line_mistake(elsewhere, "--resume", "data was ['2 files, ")
     assert all(torch.equal(v, before[k]) for k, v in saved_tensors(out).items())
 
-    second = train_tiny("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE, "--max-steps", "25", "--resume")
+    shutil.copytree(tiny_mnist_dir, moved)  # the same data in another place continues the run
+    second = train_tiny("mnist-vae", moved, out, *SMALL_VAE, "--max-steps", "25", "--resume")
     assert second.returncode == 0, second.stderr[-2000:]
     state = json.loads((out / ".state" / "state.json").read_text())
     # 540 training images / 32 = 16 batches an epoch: stop at 10, finish epoch 0 at 16, stop at 25
