@@ -320,6 +320,10 @@ def test_a_dismissed_token_prompt_leaves_a_way_to_try_again(browser: Any, locked
     expect(page.locator("#global-error .error-code")).to_have_text("unauthorized")
     page.click("#retry-button")
     expect(page.locator("#token-dialog")).to_be_visible()
+    page.click("#token-cancel")  # the dialog's own Cancel does as Escape does
+    expect(page.locator("#token-dialog")).to_be_hidden()
+    page.click("#retry-button")
+    expect(page.locator("#token-dialog")).to_be_visible()
     page.fill("#token-input", TOKEN)
     page.click("#token-submit")
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
@@ -375,4 +379,14 @@ def test_a_large_seed_goes_as_typed_and_the_button_keeps_the_focus(visit: Visit,
     assert page.evaluate("document.activeElement.id") == "sample-run"
     page.select_option("#vae-model", "mnist-dae")  # another model: the samples do not stay
     expect(page.locator("#sample-figure")).to_be_hidden()
+    visit.check()
+
+
+def test_a_file_dropped_beside_the_dropzone_does_not_replace_the_page(visit: Visit) -> None:
+    prevented = visit.page.evaluate("""() => ["dragover", "drop"].map((type) => {
+        const e = new DragEvent(type, {cancelable: true, bubbles: true});
+        document.querySelector("header").dispatchEvent(e);
+        return e.defaultPrevented;
+    })""")
+    assert prevented == [True, True]
     visit.check()

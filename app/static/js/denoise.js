@@ -181,11 +181,15 @@ async function showResult(answer, src, sent, input, clean, took) {
 
 function wireDrop() {
   const zone = $("dropzone");
+  // a file dropped beside the zone would otherwise replace the page with itself
+  for (const type of ["dragover", "drop"]) window.addEventListener(type, (e) => e.preventDefault());
   zone.addEventListener("dragover", (e) => {
     e.preventDefault();
     zone.classList.add("over");
   });
-  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("dragleave", (e) => {
+    if (!zone.contains(e.relatedTarget)) zone.classList.remove("over"); // not into a child
+  });
   zone.addEventListener("drop", (e) => {
     e.preventDefault();
     zone.classList.remove("over");

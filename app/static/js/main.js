@@ -43,6 +43,7 @@ function promptToken(err) {
     const done = (value) => {
       form.removeEventListener("submit", submit);
       dialog.removeEventListener("cancel", cancel);
+      $("token-cancel").removeEventListener("click", cancel);
       if (dialog.open) dialog.close();
       refreshTokenButton(Boolean(value));
       resolve(value);
@@ -54,6 +55,7 @@ function promptToken(err) {
     const cancel = () => done(null);
     form.addEventListener("submit", submit);
     dialog.addEventListener("cancel", cancel);
+    $("token-cancel").addEventListener("click", cancel);
     dialog.showModal();
     input.focus();
   });
