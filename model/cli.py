@@ -10,6 +10,7 @@ fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -78,14 +79,15 @@ def _number(kind: Callable[[str], float], text: str) -> int | float:
 
 
 def output_folder(path: Path, flag: str = "--out") -> Path:
-    """``path`` as a folder to write in, made now (with its parents): a path that cannot be one
-    (a file on the way, no permission) is a ``UsageError`` before any work, not after it."""
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{flag} {path}: a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{flag} {path}: cannot make a folder there ({exc.strerror})") from None
+    """``path`` checked as a folder to write in, before any work rather than after it: a file on
+    its way, or a folder there that cannot be written, is a ``UsageError``. Nothing is made: the
+    first file written makes it, and a run that fails before leaves no trace."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        where = "" if existing == path else f" ({existing} is a file)"
+        raise UsageError(f"{flag} {path}: a file, not a folder{where}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: {existing} cannot be written")
     return path
 
 

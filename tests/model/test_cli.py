@@ -26,11 +26,12 @@ def test_a_missing_training_extra_is_one_line_saying_what_to_install(
                                        "training extras (pip install -e '.[train]')\n")
 
 
-def test_an_output_folder_is_made_or_refused_before_any_work(tmp_path: Path) -> None:
-    assert output_folder(tmp_path / "a" / "b").is_dir()
+def test_an_output_folder_is_checked_before_any_work_and_not_made(tmp_path: Path) -> None:
+    wanted = tmp_path / "a" / "b"
+    assert output_folder(wanted) == wanted and not (tmp_path / "a").exists()
     afile = tmp_path / "file"
     afile.write_text("")
     with pytest.raises(UsageError, match="a file, not a folder"):
         output_folder(afile)
-    with pytest.raises(UsageError, match="cannot make a folder there"):
+    with pytest.raises(UsageError, match=r"a file, not a folder \(.*file is a file\)"):
         output_folder(afile / "below", "--out")

@@ -43,7 +43,7 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(
     afile = tmp_path / "a-file"
     afile.write_text("")
     for out, words in ((afile, ["a file, not a folder"]),
-                       (afile / "x", ["cannot make a folder", "Not a directory"])):
+                       (afile / "x", ["a file, not a folder", f"({afile} is a file)"])):
         result = run_module("model.train", "--preset", "mnist-dae", "--data-dir", str(tiny_mnist_dir),
                             "--out", str(out), "--device", "cpu", "--max-steps", "2")
         assert_one_line_mistake(result, f"--out {out}", *words)
