@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,11 +66,21 @@ def _files(images: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
 
 
 class Client:
-    """One connection pool to one service; every method maps to one endpoint."""
+    """One connection pool to one service; every method maps to one endpoint.
+
+    ``retries``: how many times an operation answered 503 with ``Retry-After`` (overloaded, past
+    its deadline, shutting down) is sent again, after the wait the service asks for (at most
+    ``max_wait_s``; a longer one is raised at once). 0: every error is raised."""
+
+    _sleep = staticmethod(time.sleep)
 
     def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, retries: int = 0, max_wait_s: float = 30.0) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, got {retries}")
         self.http = httpx.Client(base_url=url, headers=bearer_headers(token), timeout=timeout)
+        self.retries = retries
+        self.max_wait_s = max_wait_s
 
     def __enter__(self) -> Client:
         return self
@@ -91,12 +102,23 @@ class Client:
             code, message = "http_error", response.text[:200]
         raise AeserveError(response.status_code, code, message, wait)
 
+    def _post(self, path: str, **request: Any) -> httpx.Response:
+        """POST, sent again on a 503 that says when to retry (``retries``); the answer checked."""
+        for attempt in range(self.retries + 1):
+            response = self.http.post(path, **request)
+            wait = _retry_after(response)
+            if (response.status_code != 503 or attempt == self.retries or wait is None
+                    or wait > self.max_wait_s):
+                break
+            self._sleep(wait)
+        return self._check(response)
+
     def _images_in(self, name: str, op: str, images: list[bytes], params: dict[str, Any],
                    accept: str = "application/json") -> httpx.Response:
         query = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in params.items()
                  if v is not None}
-        return self._check(self.http.post(f"/v1/models/{name}/{op}", params=query,
-                                          files=_files(images), headers={"Accept": accept}))
+        return self._post(f"/v1/models/{name}/{op}", params=query, files=_files(images),
+                          headers={"Accept": accept})
 
     # ---- service -------------------------------------------------------------------------
     def ready(self) -> bool:
@@ -150,7 +172,7 @@ class Client:
         return list(self._images_in(name, "score", images, params).json()["results"])
 
     def decode(self, name: str, z: list[list[float]]) -> list[bytes]:
-        body = self._check(self.http.post(f"/v1/models/{name}/decode", json={"z": z})).json()
+        body = self._post(f"/v1/models/{name}/decode", json={"z": z}).json()
         return [base64.b64decode(png) for png in body["images"]]
 
     def sample(self, name: str, n: int = 16, seed: int | None = None,
@@ -162,7 +184,7 @@ class Client:
         """``sample``, and its seed: the one given, or the one the service drew, so that the same
         samples can be drawn again."""
         payload = {"n": n, "seed": seed, "temperature": temperature}
-        body = self._check(self.http.post(f"/v1/models/{name}/sample", json=payload)).json()
+        body = self._post(f"/v1/models/{name}/sample", json=payload).json()
         return [base64.b64decode(png) for png in body["images"]], int(body["seed"])
 
     def grid(self, name: str, op: str, payload: dict[str, Any]) -> bytes:
@@ -171,8 +193,7 @@ class Client:
 
     def grid_answer(self, name: str, op: str, payload: dict[str, Any]) -> Grid:
         """``grid``, with the seed (``sample``) or the steps (``interpolate``) the service used."""
-        response = self._check(self.http.post(f"/v1/models/{name}/{op}", json=payload,
-                                              headers={"Accept": "image/png"}))
+        response = self._post(f"/v1/models/{name}/{op}", json=payload, headers={"Accept": "image/png"})
         seed, steps = response.headers.get("X-Seed"), response.headers.get("X-Steps")
         return Grid(response.content, None if seed is None else int(seed),
                     None if steps is None else int(steps))
@@ -186,5 +207,5 @@ class Client:
 
     def interpolate(self, name: str, z0: list[float], z1: list[float], steps: int = 8) -> list[bytes]:
         payload = {"z": [z0, z1], "steps": steps}
-        body = self._check(self.http.post(f"/v1/models/{name}/interpolate", json=payload)).json()
+        body = self._post(f"/v1/models/{name}/interpolate", json=payload).json()
         return [base64.b64decode(png) for png in body["images"]]

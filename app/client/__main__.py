@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="bearer token (default: AESERVE_API_TOKEN)")
     common.add_argument("--timeout", type=seconds, default=60.0,
                         help="seconds to wait for each answer (default: %(default)s)")
+    common.add_argument("--retries", type=retries, default=0,
+                        help="send again an operation answered 503 with Retry-After, after the wait "
+                        "it asks for, up to this many times (default: %(default)s)")
     parser = argparse.ArgumentParser(prog="python -m app.client", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +87,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def retries(text: str) -> int:
+    """A number of retries: an integer of 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
+    return int(text)
+
+
 def seconds(text: str) -> float:
     """A timeout: a finite number of seconds above 0."""
     try:
@@ -119,7 +129,7 @@ def _vector(row: Any) -> bool:
 
 
 def run(args: argparse.Namespace) -> None:
-    with Client(args.url, args.token, args.timeout) as client:
+    with Client(args.url, args.token, args.timeout, args.retries) as client:
         if args.command == "denoise":
             png, used = client.denoise_with_sigma(args.model, args.image.read_bytes(), args.resize,
                                                   args.sigma)

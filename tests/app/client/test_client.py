@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import httpx
 import pytest
 
 from app.client import AeserveError, Client, bearer_headers
+from tests.app.helpers import image_bytes
+from tests.app.live import running_server
 
 
 def test_the_token_loses_the_whitespace_around_it_as_the_service_reads_it() -> None:
@@ -37,3 +42,40 @@ def test_an_error_answer_carries_its_code_message_and_retry_after() -> None:
 def test_a_service_that_cannot_be_reached_is_not_ready() -> None:
     with Client("http://127.0.0.1:9", timeout=5) as client:  # the discard port: nothing listens
         assert client.ready() is False
+
+
+def test_retries_send_an_operation_again_after_the_wait_a_503_asks_for(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    """A real service whose room for bodies is held by an upload that never arrives: every other
+    upload is 503 with Retry-After. The client waits as asked (its sleep recorded here, not slept)
+    and sends it again, then raises; with room, nothing waits."""
+    limit = 4096
+    with running_server(tiny_checkpoints, tmp_path / "server.log", AESERVE_MAX_BODY_BYTES=str(limit),
+                        AESERVE_MAX_BODIES_BYTES=str(limit)) as live:
+        waits: list[float] = []
+        with Client(live.url, retries=2) as client:
+            client._sleep = waits.append  # type: ignore[method-assign]
+            assert client.denoise("mnist-dae", image_bytes())  # room: no wait
+            assert waits == []
+            with socket.create_connection(("127.0.0.1", live.port), timeout=60) as held:
+                hold_the_room(held, limit)
+                with pytest.raises(AeserveError) as refused:
+                    client.denoise("mnist-dae", image_bytes())
+        assert (refused.value.status, refused.value.code) == (503, "overloaded")
+        assert waits == [refused.value.retry_after] * 2 and refused.value.retry_after >= 1
+        with Client(live.url, retries=1, max_wait_s=0.5) as impatient:
+            impatient._sleep = waits.append  # type: ignore[method-assign]
+            with socket.create_connection(("127.0.0.1", live.port), timeout=60) as held:
+                hold_the_room(held, limit)
+                with pytest.raises(AeserveError):  # a longer wait than it takes: raised at once
+                    impatient.denoise("mnist-dae", image_bytes())
+        assert len(waits) == 2
+
+
+def hold_the_room(sock: socket.socket, size: int) -> None:
+    """An upload of ``size`` bytes that asks to send its body and never does: once the service says
+    ``100 Continue``, its room is reserved."""
+    sock.sendall(b"POST /v1/models/mnist-dae/denoise HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+                 b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % size)
+    assert sock.recv(64).startswith(b"HTTP/1.1 100 ")

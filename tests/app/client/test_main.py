@@ -66,3 +66,14 @@ def test_a_timeout_must_be_a_finite_number_of_seconds_above_0(
         parse_args(["sample", "-o", "s.png", "--timeout", timeout])
     assert refused.value.code == 2
     assert "argument --timeout: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("given", "taken"), [([], 0), (["--retries", "3"], 3)])
+def test_retries_default_to_none(given: list[str], taken: int) -> None:
+    assert parse_args(["sample", "-o", "s.png", *given]).retries == taken
+
+
+def test_retries_must_be_a_whole_number(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["sample", "-o", "s.png", "--retries", "-1"])
+    assert "argument --retries: " in capsys.readouterr().err
