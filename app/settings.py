@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.bearer import is_bearer_token
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # bodies of the largest size the process reads and holds at once by default: uploads of 20 MiB
@@ -183,7 +185,7 @@ class Settings(BaseSettings):
         token = value.get_secret_value().strip()
         if not token:
             return None
-        if not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", token):
+        if not is_bearer_token(token):
             raise ValueError("the API token may hold only letters, digits and - . _ ~ + / (then "
                              "= at the end), the characters of a bearer token (RFC 6750); "
                              "`openssl rand -hex 32` makes one")

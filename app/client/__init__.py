@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import base64
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from app.bearer import is_bearer_token
 
 __all__ = ["AeserveError", "Client", "Grid"]
 
@@ -48,7 +49,7 @@ def bearer_headers(token: str | None) -> dict[str, str]:
     token = (token or "").strip()
     if not token:
         return {}
-    if not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", token):
+    if not is_bearer_token(token):
         raise ValueError("the API token holds characters a bearer token cannot carry (letters, "
                          "digits and - . _ ~ + / only, then = at the end)")
     return {"Authorization": f"Bearer {token}"}
@@ -59,6 +60,13 @@ def _retry_after(response: httpx.Response) -> float | None:
         return float(response.headers["Retry-After"])
     except (KeyError, ValueError):
         return None
+
+
+def _grid(response: httpx.Response) -> Grid:
+    """A PNG grid answer, with the seed and steps its headers carry."""
+    seed, steps = response.headers.get("X-Seed"), response.headers.get("X-Steps")
+    return Grid(response.content, None if seed is None else int(seed),
+                None if steps is None else int(steps))
 
 
 def _files(images: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
@@ -193,17 +201,14 @@ class Client:
 
     def grid_answer(self, name: str, op: str, payload: dict[str, Any]) -> Grid:
         """``grid``, with the seed (``sample``) or the steps (``interpolate``) the service used."""
-        response = self._post(f"/v1/models/{name}/{op}", json=payload, headers={"Accept": "image/png"})
-        seed, steps = response.headers.get("X-Seed"), response.headers.get("X-Steps")
-        return Grid(response.content, None if seed is None else int(seed),
-                    None if steps is None else int(steps))
+        return _grid(self._post(f"/v1/models/{name}/{op}", json=payload,
+                                headers={"Accept": "image/png"}))
 
     def interpolate_images(self, name: str, first: bytes, last: bytes, steps: int = 8,
                            resize: bool = False) -> Grid:
         """The decoded path between two images' codes, as one PNG grid."""
-        response = self._images_in(name, "interpolate", [first, last],
-                                   {"steps": steps, "resize": resize}, accept="image/png")
-        return Grid(response.content, steps=int(response.headers["X-Steps"]))
+        return _grid(self._images_in(name, "interpolate", [first, last],
+                                     {"steps": steps, "resize": resize}, accept="image/png"))
 
     def interpolate(self, name: str, z0: list[float], z1: list[float], steps: int = 8) -> list[bytes]:
         payload = {"z": [z0, z1], "steps": steps}

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,16 +59,42 @@ def start_server(checkpoints: Path, log: Path, command: tuple[str, ...] = ("-m",
         proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     server = LiveServer(proc, f"http://127.0.0.1:{port}", port, log)
+    wait_until_ready(proc, f"{server.url}/readyz", lambda: server.output()[-3000:])
+    return server
+
+
+def wait_until_ready(proc: subprocess.Popen[bytes], url: str, output: Callable[[], str]) -> None:
+    """Until ``url`` answers 200; the test fails, with ``output()``, if ``proc`` exits first or
+    takes over ``START_TIMEOUT_S``."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
-        assert proc.poll() is None, f"server exited: {server.output()[-3000:]}"
+        assert proc.poll() is None, f"exited: {output()}"
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return server
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
         except httpx.TransportError:
             pass
-        assert time.monotonic() < deadline, f"server not ready within {START_TIMEOUT_S:g} s"
+        assert time.monotonic() < deadline, f"{url} not ready within {START_TIMEOUT_S:g} s"
         time.sleep(0.2)  # polling a starting process: no event to wait on
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One answer from ``sock``: status, headers (names in lower case) and body (by its
+    Content-Length)."""
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before an answer: {raw!r}"
+        raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
+    length = int(headers.get("content-length", 0))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "closed inside an answer"
+        body += chunk
+    return int(lines[0].split()[1]), headers, body
 
 
 def stop_server(server: LiveServer, timeout_s: float = 60.0) -> int:

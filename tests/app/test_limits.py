@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.app.helpers import assert_error, files, image_bytes, png_claiming
-from tests.app.live import running_server
+from tests.app.live import read_answer, running_server
 
 URL = "/v1/models/mnist-dae/denoise"
 
@@ -283,24 +283,6 @@ def test_every_body_counts_json_too(app_with: Callable[..., TestClient]) -> None
         return int(sent[0]["status"])
 
     assert client.portal.call(scenario) == 503  # type: ignore[union-attr]
-
-
-def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One answer from ``sock``: status, headers and body (by its Content-Length)."""
-    raw = b""
-    while b"\r\n\r\n" not in raw:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before an answer: {raw!r}"
-        raw += chunk
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
-    length = int(headers.get("content-length", 0))
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "closed inside an answer"
-        body += chunk
-    return int(lines[0].split()[1]), headers, body
 
 
 def test_the_real_server_refuses_a_third_upload_while_two_are_read_and_serves_it_after(

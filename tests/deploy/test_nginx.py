@@ -13,7 +13,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,14 @@ import httpx
 import pytest
 
 from app.settings import Settings
-from tests.app.live import LiveServer, free_port, running_server, stop_server
+from tests.app.live import (
+    LiveServer,
+    free_port,
+    read_answer,
+    running_server,
+    stop_server,
+    wait_until_ready,
+)
 
 CONF = (Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf").read_text()
 UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -70,14 +76,8 @@ def proxied(tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory
         proc = subprocess.Popen([NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf"),
                                  "-g", "daemon off; master_process off;"])
         try:
-            deadline = time.monotonic() + 60
-            while True:  # polling a starting process: no event to wait on
-                assert proc.poll() is None, (folder / "error.log").read_text()
-                with socket.socket() as probe:
-                    if probe.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                assert time.monotonic() < deadline, "nginx did not listen within 60 s"
-                time.sleep(0.1)
+            wait_until_ready(proc, f"http://127.0.0.1:{port}/readyz",
+                             lambda: (folder / "error.log").read_text())
             yield f"http://127.0.0.1:{port}", service
         finally:
             proc.terminate()
@@ -104,8 +104,8 @@ def test_the_proxys_own_413_is_json_in_the_services_shape(proxied: tuple[str, Li
     with socket.create_connection((host, int(port)), timeout=60) as sock:  # a declared 22 MiB
         sock.sendall(b"POST /v1/models/mnist-dae/denoise HTTP/1.1\r\nHost: x\r\n"
                      b"Content-Type: image/png\r\nContent-Length: 23068672\r\n\r\n")
-        head, _, body = _read_answer(sock).partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 413") and b"Content-Type: application/json" in head
+        status, headers, body = read_answer(sock)
+    assert status == 413 and headers["content-type"] == "application/json"
     assert b'"code": "payload_too_large"' in body and b"client_max_body_size" in body
 
 
@@ -118,13 +118,3 @@ def test_no_replica_answering_is_a_json_503_with_retry_after(proxied: tuple[str,
     assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
     assert answer.json()["error"]["code"] == "unavailable"
 
-
-def _read_answer(sock: socket.socket) -> bytes:
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-        head, sep, body = data.partition(b"\r\n\r\n")
-        length = re.search(rb"Content-Length: (\d+)", head)
-        if sep and length and len(body) >= int(length.group(1)):
-            break
-    return data

@@ -10,7 +10,7 @@ import pytest
 
 from app.client import AeserveError, Client, bearer_headers
 from tests.app.helpers import image_bytes
-from tests.app.live import running_server
+from tests.app.live import read_answer, running_server
 
 
 def test_the_token_loses_the_whitespace_around_it_as_the_service_reads_it() -> None:
@@ -78,4 +78,4 @@ def hold_the_room(sock: socket.socket, size: int) -> None:
     ``100 Continue``, its room is reserved."""
     sock.sendall(b"POST /v1/models/mnist-dae/denoise HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
                  b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % size)
-    assert sock.recv(64).startswith(b"HTTP/1.1 100 ")
+    assert read_answer(sock)[0] == 100
