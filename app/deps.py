@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Request
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.errors import ApiError
 from app.kinds import ServedModel
+from app.kinds.inline import inline_or_thread
 from app.registry import Registry
 from app.settings import Settings
 from app.uploads import media_type, read_body
@@ -99,8 +101,9 @@ async def read_json(request: Request, settings: Settings, model: type[BodyT],
         raise ApiError(415, "unsupported_media_type",
                        f"Content-Type {media or '(none)'} is not JSON: send the body with Content-Type: "
                        "application/json (curl: -H 'Content-Type: application/json')")
-    try:
-        return model.model_validate_json(body)
+    try:  # a large body (up to AESERVE_MAX_JSON_BYTES) is parsed in the threadpool, off the loop
+        return await inline_or_thread("parse", 0, partial(model.model_validate_json, body),
+                                      nbytes=len(body))
     except ValidationError as exc:  # not JSON, too deeply nested, or not this shape
         raise RequestValidationError([{**error, "loc": ("body", *error["loc"])}
                                       for error in exc.errors(include_url=False)]) from None

@@ -2,8 +2,8 @@
 
 Image uploads (``multipart/form-data``, ``image/*``) have ``AESERVE_MAX_BODY_BYTES``; any other
 body, JSON latents above all, has the smaller ``AESERVE_MAX_JSON_BYTES``: latents are small, and
-FastAPI parses a JSON body (``application/json`` or any ``+json`` type) on the event loop, where a
-large one would hold up every other request.
+a JSON body (``application/json`` or any ``+json`` type) is parsed whole before its size in latents
+is checked (``app.deps.read_json``; over 32 KiB in the threadpool).
 
 Bodies are bounded in all too: ``AESERVE_MAX_BODIES_BYTES`` (``BodyBytes``) is what the process
 reads and holds at once, before a request is admitted by its work (``app/lifecycle.py``) and

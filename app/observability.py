@@ -67,7 +67,7 @@ class RequestIdMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):  # a WebSocket denial is an HTTP answer too
             await self.app(scope, receive, send)
             return
         raw = b""
@@ -82,7 +82,7 @@ class RequestIdMiddleware:
             raw = request_id.encode("ascii")
 
         async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
                 message = {**message, "headers": [*message.get("headers", ()), (REQUEST_ID_HEADER, raw)]}
             await send(message)
 
@@ -271,7 +271,7 @@ class TracingMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
                 status = message["status"]
             await send(message)
 

@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(
         default=2 * 1024 * 1024, ge=1024,
         description="largest body that is not an image upload, JSON latents above all (413): "
-                    "latents are small, and JSON is parsed on the event loop")
+                    "latents are small, and a JSON body is parsed whole before it is checked")
     max_bodies_bytes: int | None = Field(
         default=None, ge=1024,
         description="request bodies being read or held at once, in all, bytes (503 overloaded); "

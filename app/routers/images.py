@@ -6,7 +6,7 @@ import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from app import images
 from app.deps import ModelFor
@@ -52,7 +52,16 @@ class DenoiseQuery(BaseModel):
 class EncodeQuery(BaseModel):
     resize: bool = Field(default=False, description="fixed-size models: resize other sizes")
     sample: bool = Field(default=False, description="VAE: add a reparameterized draw z")
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="seed of that draw")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1,
+                             description="seed of that draw (with sample=true only)")
+
+    @model_validator(mode="after")
+    def seed_needs_a_draw(self) -> EncodeQuery:
+        """A seed without ``sample=true`` seeds nothing: 422, not an answer that looks seeded."""
+        if self.seed is not None and not self.sample:
+            raise ValueError("seed applies to the draw that sample=true adds; send sample=true "
+                             "with it, or leave seed out (μ and σ need no seed)")
+        return self
 
 
 class DenoisedJson(BaseModel):

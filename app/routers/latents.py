@@ -193,6 +193,9 @@ async def _interpolate(request: Request, served: ServedModel, settings: Settings
         check_steps(steps, settings)
     sent = media_type(request)
     if is_json(sent):
+        if resize:
+            raise ApiError(422, "invalid_request", "resize applies to two image uploads; latents "
+                           "have no size: leave resize out of a JSON interpolate")
         body = await read_json(request, settings, InterpolateBody)
         if len(body.z) != 2:
             raise ApiError(422, "invalid_request",

@@ -3,11 +3,18 @@ an unknown name and 422 for an operation the model lacks, both before the body i
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi import Request
 from fastapi.testclient import TestClient
+from pydantic import BaseModel, field_validator
 
+from app.deps import read_json
 from app.main import create_app
 from tests.app.conftest import make_settings
 from tests.app.helpers import assert_error
@@ -49,3 +56,39 @@ def test_before_any_model_is_loaded_the_404_says_none_is(tiny_checkpoints: Path)
     app = TestClient(create_app(make_settings(tiny_checkpoints)))  # its lifespan has not run
     error = assert_error(app.get("/v1/models/mnist-vae"), 404, "unknown_model")
     assert error["message"].endswith("available: none loaded")
+
+
+threads: list[int] = []
+
+
+class ThreadSeen(BaseModel):
+    """A body that notes the thread its validation ran on."""
+
+    z: list[float]
+
+    @field_validator("z")
+    @classmethod
+    def note_thread(cls, z: list[float]) -> list[float]:
+        threads.append(threading.get_ident())
+        return z
+
+
+@pytest.mark.parametrize(("values", "on_the_loop"), [(4, True), (20_000, False)])
+def test_a_large_json_body_is_parsed_off_the_event_loop(values: int, on_the_loop: bool) -> None:
+    """A few latents parse on the loop; a body over 32 KiB in the threadpool, so a 2 MiB body does
+    not hold up every other request while it parses."""
+    body = json.dumps({"z": [0.123456789] * values}).encode()
+    settings = make_settings(Path("."))
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def read() -> tuple[int, ThreadSeen]:
+        request = Request({"type": "http", "method": "POST", "path": "/", "query_string": b"",
+                           "headers": [(b"content-type", b"application/json")]}, receive)
+        return threading.get_ident(), await read_json(request, settings, ThreadSeen)
+
+    threads.clear()
+    loop_thread, parsed = asyncio.run(read())
+    assert len(parsed.z) == values
+    assert (threads == [loop_thread]) is on_the_loop and len(threads) == 1

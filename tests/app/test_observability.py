@@ -284,12 +284,12 @@ def test_traced_requests_have_a_server_span_and_a_child_per_stage(
 @pytest.mark.parametrize(("path", "stages"), [
     ("/v1/models/mnist-dae/denoise", ["batch", "decode", "encode", "probe"]),  # one digit: at once
     ("/v1/models/mnist-dae/denoise?many", ["batch", "decode", "encode", "probe", "queue"]),  # 3 digits
-    ("/v1/models/mnist-vae/sample", ["batch", "encode", "queue"]),  # 16 latents, no upload
+    ("/v1/models/mnist-vae/sample", ["batch", "encode", "parse", "queue"]),  # 16 latents
 ])
 def test_the_service_traces_the_stages_of_its_requests(
     tiny_checkpoints: Path, path: str, stages: list[str]
 ) -> None:
-    """The real app and models: probe, decode, queue, batch and encode each a child of the
+    """The real app and models: probe, decode, parse, queue, batch and encode each a child of the
     request's span."""
     pytest.importorskip("opentelemetry.sdk", reason="tracing needs the otel extra (opentelemetry-sdk)")
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter

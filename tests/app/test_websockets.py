@@ -20,6 +20,14 @@ def test_a_websocket_handshake_is_denied_with_a_json_404(client: TestClient, pat
     error = assert_error(denied.value, 404, "not_found")
     assert "WebSocket" in error["message"] and path in error["message"]
     assert denied.value.headers["content-type"] == "application/json"
+    assert len(denied.value.headers["x-request-id"]) == 32
+
+
+def test_a_websocket_denial_carries_the_clients_request_id(client: TestClient) -> None:
+    with pytest.raises(WebSocketDenialResponse) as denied, client.websocket_connect(
+            "/v1/models", headers={"X-Request-ID": "ws-handshake-1"}):
+        pass
+    assert denied.value.headers["x-request-id"] == "ws-handshake-1"
 
 
 def test_without_the_denial_extension_the_handshake_is_closed(client: TestClient) -> None:

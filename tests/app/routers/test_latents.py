@@ -42,6 +42,20 @@ def test_encode_sample_is_a_seeded_reparameterized_draw(client: TestClient) -> N
     assert item["z"] != other["results"][0]["z"]
 
 
+def test_a_seed_without_sample_is_422_not_an_answer_that_looks_seeded(client: TestClient) -> None:
+    response = client.post(f"{VAE}/encode", params={"seed": 7}, files=files(image_bytes(seed=4)))
+    error = assert_error(response, 422)
+    assert "sample=true" in error["message"]
+
+
+def test_a_json_interpolate_with_resize_is_422(client: TestClient) -> None:
+    """Latents have no size: resize belongs to the image uploads."""
+    response = client.post(f"{VAE}/interpolate", params={"resize": "true"},
+                           json={"z": [[0.0] * 32, [1.0] * 32]})
+    error = assert_error(response, 422, "invalid_request")
+    assert "resize" in error["message"]
+
+
 def test_encode_dae_gives_z(client: TestClient) -> None:
     response = client.post(f"{DAE}/encode", files=files(image_bytes()))
     assert [list(r) for r in response.json()["results"]] == [["z"]]
