@@ -35,8 +35,8 @@ def runs_inline(pixels: int, nbytes: int = 0) -> bool:
 
 async def inline_or_thread(stage_name: str, pixels: int, work: Callable[[], T], nbytes: int = 0) -> T:
     """``work()`` on the event loop when ``runs_inline(pixels, nbytes)``, else in the threadpool;
-    traced as the request's ``stage_name`` stage (``probe``, ``decode``, ``parse``, ``encode``) when tracing
-    is on."""
+    traced as the request's ``stage_name`` stage (``probe``, ``decode``, ``parse``, ``encode``)
+    when tracing is on."""
     with stage(stage_name):
         if runs_inline(pixels, nbytes):
             return work()
