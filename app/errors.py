@@ -248,6 +248,10 @@ class JsonCORSMiddleware(CORSMiddleware):
         refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
         headers = {k: v for k, v in response.headers.items()
                    if k.lower() not in ("content-length", "content-type")}
-        return error_response(400, "cors_refused",
-                              f"this cross-origin request is not allowed: its {refused} "
-                              "(AESERVE_CORS_ORIGINS names the origins allowed)", headers)
+        allowed = {"origin": "AESERVE_CORS_ORIGINS names the origins allowed",
+                   "method": f"methods allowed: {', '.join(self.allow_methods)}",
+                   "headers": f"headers allowed: {', '.join(sorted(self.allow_headers))}",
+                   "private-network": "this service does not allow private-network access"}
+        why = "; ".join(text for what, text in allowed.items() if what in refused.split(", "))
+        return error_response(400, "cors_refused", f"this cross-origin request is not allowed: "
+                              f"its {refused} ({why})", headers)

@@ -223,10 +223,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+def exit_status() -> int:
+    """``serve``'s exit status: 1 when a dead batch worker stopped the service, else 0."""
+    return 1 if _failed else 0
+
+
 def _stopped(signum: int, frame: object) -> None:
     """SIGTERM once uvicorn has drained and let go of it: the service has stopped as asked (0),
     or for a dead batch worker (1)."""
-    raise SystemExit(1 if _failed else 0)
+    raise SystemExit(exit_status())
 
 
 def serve(settings: Settings, log_config: dict[str, Any]) -> int:
@@ -260,4 +265,4 @@ def serve(settings: Settings, log_config: dict[str, Any]) -> int:
         access_log=settings.log_level in ("info", "debug", "trace"),
         timeout_graceful_shutdown=int(settings.drain_timeout_s + EXIT_MARGIN_S),
     )
-    return 1 if _failed else 0
+    return exit_status()

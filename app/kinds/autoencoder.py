@@ -106,7 +106,7 @@ class Autoencoder(ServedModel):
                 422,
                 "wrong_size",
                 f"model {self.name} takes {w}x{h} images; this one is {img.width}x{img.height}. "
-                "Send resize=true to have it resized to fit (a denoised image comes back in its "
+                "Send resize=true to have it resized to fit (denoise then answers in the "
                 "original size).",
             )
         # a one-channel model takes an RGB image's channels as three rows (keep_color)

@@ -88,3 +88,13 @@ def test_a_refused_cors_preflight_is_a_json_error(app_with: Callable[..., TestCl
     error = refused.json()["error"]
     assert error["code"] == "cors_refused"
     assert "origin, headers" in error["message"] and "AESERVE_CORS_ORIGINS" in error["message"]
+
+
+def test_a_refused_cors_method_names_the_methods_allowed(app_with: Callable[..., TestClient]) -> None:
+    """The refusal says what to change: here the method, not the origins setting."""
+    client = app_with(cors_origins=["https://example.org"])
+    refused = client.options("/v1/models", headers={"Origin": "https://example.org",
+                                                    "Access-Control-Request-Method": "DELETE"})
+    error = assert_error(refused, 400, "cors_refused")
+    assert "its method (methods allowed: GET, HEAD, POST)" in error["message"]
+    assert "AESERVE_CORS_ORIGINS" not in error["message"]
