@@ -8,6 +8,7 @@ when ``nginx`` is installed (Debian: ``apt-get install nginx``); skipped without
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -51,6 +52,14 @@ def test_the_proxy_takes_every_body_the_service_takes() -> None:
     assert int(size.group(1)) * UNITS[size.group(2)] > Settings().max_body_bytes  # its 413, not ours
 
 
+def test_the_proxy_replaces_the_forwarding_headers_a_client_sends() -> None:
+    """$remote_addr, not $proxy_add_x_forwarded_for (which appends to what the client sent): the
+    service sees the one address nginx vouches for, whatever reads the header."""
+    for header in ("X-Forwarded-For", "X-Real-IP"):
+        values = re.findall(rf"^\s*proxy_set_header\s+{header}\s+([^;]+);", CONF, re.MULTILINE | re.I)
+        assert values == ["$remote_addr"], (header, values)
+
+
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
 needs_nginx = pytest.mark.skipif(
     NGINX is None and not os.environ.get("AESERVE_REQUIRE_NGINX"),
@@ -64,7 +73,11 @@ def proxied(tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory
     service)."""
     assert NGINX is not None, "nginx is not installed (apt-get install nginx)"
     folder = tmp_path_factory.mktemp("nginx")
-    with running_server(tiny_checkpoints, folder / "server.log") as service:
+    # the access log in JSON, and X-Forwarded-For believed from nginx's address alone, as compose has
+    # it (FORWARDED_ALLOW_IPS): nginx reaches the service from 127.0.0.1, the clients below from
+    # 127.0.0.2
+    with running_server(tiny_checkpoints, folder / "server.log", AESERVE_LOG_LEVEL="info",
+                        AESERVE_LOG_FORMAT="json", FORWARDED_ALLOW_IPS="127.0.0.1") as service:
         port = free_port()
         server = (CONF.replace("resolver 127.0.0.11 valid=10s ipv6=off;", "")
                   .replace("listen 8080;", f"listen 127.0.0.1:{port};")
@@ -107,6 +120,31 @@ def test_the_proxys_own_413_is_json_in_the_services_shape(proxied: tuple[str, Li
         status, headers, body = read_answer(sock)
     assert status == 413 and headers["content-type"] == "application/json"
     assert b'"code": "payload_too_large"' in body and b"client_max_body_size" in body
+
+
+def logged_client(service: LiveServer, path: str) -> str:
+    """The client address of the access-log line of ``path`` (written before the answer is sent)."""
+    lines = [json.loads(line) for line in service.output().splitlines() if line.startswith("{")]
+    clients = [r["client"] for r in lines if r.get("path") == path]
+    assert len(clients) == 1, lines[-5:]
+    return str(clients[0]).rpartition(":")[0]
+
+
+@needs_nginx
+def test_the_service_logs_the_clients_address_and_no_forged_one(
+    proxied: tuple[str, LiveServer]
+) -> None:
+    url, service = proxied
+    forged = {"X-Forwarded-For": "203.0.113.7", "X-Real-IP": "203.0.113.8"}
+    # 127.0.0.2: a client whose address differs from the proxy's (127.0.0.1)
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=60) as client:
+        assert client.get(f"{url}/v1/models?via=proxy").status_code == 200
+        assert client.get(f"{url}/v1/models?via=proxy-forged", headers=forged).status_code == 200
+        # straight to the service, which believes X-Forwarded-For from the proxy's address only
+        assert client.get(f"{service.url}/v1/models?via=direct-forged", headers=forged).status_code == 200
+    assert logged_client(service, "/v1/models?via=proxy") == "127.0.0.2"  # not nginx's 127.0.0.1
+    assert logged_client(service, "/v1/models?via=proxy-forged") == "127.0.0.2"
+    assert logged_client(service, "/v1/models?via=direct-forged") == "127.0.0.2"
 
 
 @needs_nginx
