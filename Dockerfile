@@ -5,9 +5,13 @@
 #   docker build -t aeserve:gpu --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 \
 #                               --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
 #   docker build -t aeserve:train --target train .     # the image the compose `train` profile runs
+#   docker build -t aeserve:cpu --build-arg BASE_IMAGE=python:3.11-slim@sha256:<digest> .   # pinned base
+#
+# Every Python package but torch installs at the version requirements.lock names
+# (deploy/lock-requirements.sh writes it); torch is TORCH_VERSION from TORCH_INDEX_URL.
 #
 # Stages: `reqs` (the dependency lists from pyproject.toml), `deps` (venv with torch and the
-# runtime dependencies, cached until those lists change), `build` (the package as a wheel),
+# runtime dependencies, cached until those lists or the lock change), `build` (the package as a wheel),
 # `train` (deps + the training extras + package + the shipped checkpoints, for --init-from) and
 # `runtime` (the last stage, so the default target: venv + package + checkpoints, non-root, no
 # compilers, no tests, no training data).
@@ -42,12 +46,15 @@ print(*p["optional-dependencies"]["train"], sep="\n", file=open("train-requireme
 FROM base AS deps
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# torch alone from its index; its dependencies come with the others, at the locked versions (a
+# CUDA torch's nvidia-* and triton at the versions it pins itself)
 RUN python3 -m venv "$VIRTUAL_ENV" \
- && pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"
+ && pip install --no-deps --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"
 WORKDIR /src
 COPY --from=reqs /src/requirements.txt ./
+COPY requirements.lock ./
 # serving needs neither torch's C++ headers nor its test binaries
-RUN pip install -r requirements.txt \
+RUN pip install -c requirements.lock -r requirements.txt "torch==$TORCH_VERSION" \
  && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
  && rm -rf "$site/torch/include" "$site/torch/test"
 
@@ -60,7 +67,7 @@ RUN pip wheel --no-deps --wheel-dir /wheels .
 # training: listed before `runtime` so that a plain `docker build .` gives the service image
 FROM deps AS train
 COPY --from=reqs /src/train-requirements.txt /tmp/
-RUN pip install -r /tmp/train-requirements.txt && rm /tmp/train-requirements.txt
+RUN pip install -c requirements.lock -r /tmp/train-requirements.txt && rm /tmp/train-requirements.txt
 COPY --from=build /wheels/ /tmp/wheels/
 RUN pip install --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels \
  && mkdir -p /app/trained && chown aeserve:aeserve /app/trained
