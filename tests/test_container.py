@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -94,6 +96,19 @@ def served_checkpoints(request: pytest.FixtureRequest, dest: Path) -> Path:
     return dest
 
 
+def free_subnet() -> ipaddress.IPv4Network:
+    """A /24 that no Docker network here uses (the compose file's fixed one may be taken by
+    another project, a concurrent test run's above all)."""
+    ids = run("docker", "network", "ls", "-q").stdout.split()
+    used = run("docker", "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+               *ids).stdout.split()
+    taken = [ipaddress.ip_network(net) for net in used if "." in net]
+    while True:
+        subnet = ipaddress.IPv4Network(f"172.30.{random.randrange(1, 255)}.0/24")
+        if not any(subnet.overlaps(net) for net in taken):
+            return subnet
+
+
 class Stack:
     """One compose project: the repository's docker-compose.yml plus a test override."""
 
@@ -110,19 +125,27 @@ class Stack:
             str(override),
         ]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_")}
-        self.env |= {"AESERVE_IMAGE": IMAGE, "AESERVE_API_PORT": str(port)}
+        subnet = free_subnet()
+        self.proxy_ip = str(subnet[10])
+        proxy_port = free_port()
+        self.env |= {"AESERVE_IMAGE": IMAGE, "AESERVE_API_PORT": str(port),
+                     "AESERVE_PROXY_PORT": str(proxy_port), "NETWORK_SUBNET": str(subnet),
+                     # containers from the upper half, the proxy's fixed address in the lower
+                     "NETWORK_IP_RANGE": str(list(subnet.subnets(new_prefix=25))[1]),
+                     "PROXY_IP": self.proxy_ip}
         self.url = f"http://127.0.0.1:{port}"
+        self.proxy_url = f"http://127.0.0.1:{proxy_port}"
 
     def compose(
         self, *args: str, timeout: float = 120, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         return run(*self.base, *args, env=self.env, timeout=timeout, check=check)
 
-    def container(self) -> str:
-        return self.compose("ps", "-a", "-q", "api").stdout.strip()
+    def container(self, service: str = "api") -> str:
+        return self.compose("--profile", "proxy", "ps", "-a", "-q", service).stdout.strip()
 
-    def inspect(self, template: str) -> str:
-        return run("docker", "inspect", "-f", template, self.container()).stdout.strip()
+    def inspect(self, template: str, service: str = "api") -> str:
+        return run("docker", "inspect", "-f", template, self.container(service)).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +190,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         print(f"up and healthy: {time.monotonic() - started:.0f} s")
         yield stack
     finally:
-        stack.compose("down", "-v", "--remove-orphans", "-t", "30", timeout=180, check=False)
+        stack.compose("--profile", "proxy", "down", "-v", "--remove-orphans", "-t", "30", timeout=180,
+                      check=False)
 
 
 def noisy_digit_png() -> bytes:
@@ -255,8 +279,91 @@ def test_image_config_health_check_user_and_stop_signal(stack: Stack) -> None:
     assert "PYTHONUNBUFFERED=1" in config["Env"]
 
 
+MiB = 1024 * 1024
+
+
+def test_the_limits_are_applied_and_the_app_sizes_itself_to_them(stack: Stack) -> None:
+    """Compose's CPU and memory limits reach the container (the denoise and sample tests above ran
+    under them), without swap beyond them, and the app's default model threads follow the CPU
+    limit: 2 CPUs, one thread for the model beside the event loop."""
+    assert int(stack.inspect("{{.HostConfig.Memory}}")) == 2560 * MiB
+    assert int(stack.inspect("{{.HostConfig.NanoCpus}}")) == 2 * 10**9
+    assert int(stack.inspect("{{.HostConfig.MemorySwap}}")) in (2560 * MiB, 0)  # 0: no swap accounting
+    threads = stack.compose("exec", "-T", "api", "python", "-c",
+                            "from app.settings import Settings; print(Settings().torch_threads)")
+    assert threads.stdout.strip() == "1"
+
+
+def test_the_limits_follow_their_variables_and_no_setting_comes_from_the_shell(stack: Stack) -> None:
+    env = stack.env | {"API_MEM_LIMIT": "3g", "API_CPUS": "1.5", "PROXY_MEM_LIMIT": "300m",
+                       "AESERVE_WORKERS": "4", "AESERVE_API_TOKEN": "from-the-shell"}
+    config = json.loads(run(*stack.base, "--profile", "proxy", "config", "--format", "json",
+                            env=env).stdout)
+    api, proxy = config["services"]["api"], config["services"]["proxy"]
+    assert int(api["deploy"]["resources"]["limits"]["memory"]) == 3 * 1024 * MiB
+    assert float(api["deploy"]["resources"]["limits"]["cpus"]) == 1.5
+    assert int(proxy["deploy"]["resources"]["limits"]["memory"]) == 300 * MiB
+    # a variable exported for a local run or the client does not configure the container
+    assert "AESERVE_WORKERS" not in api["environment"]
+    assert "AESERVE_API_TOKEN" not in api["environment"]
+
+
+def proxy_image(env: dict[str, str]) -> str:
+    """The compose file's nginx image, pulled when missing; where no registry answers, Debian's
+    nginx on the base image (the same nginx.conf, mounted the same way)."""
+    image = env.get("PROXY_IMAGE", "nginx:1.27-alpine")
+    if run("docker", "image", "inspect", image, check=False).returncode == 0:
+        return image
+    if run("docker", "pull", "-q", image, timeout=300, check=False).returncode == 0:
+        return image
+    base = env.get("BASE_IMAGE", "python:3.11-slim")
+    dockerfile = (f"FROM {base}\nRUN apt-get update -qq && apt-get install -y -qq --no-install-recommends "
+                  "nginx >/dev/null && rm -rf /var/lib/apt/lists/*\n"
+                  'CMD ["nginx", "-g", "daemon off;"]\n')
+    result = subprocess.run(["docker", "build", "-q", "-t", "aeserve-test-nginx", "-"], input=dockerfile,
+                            env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return "aeserve-test-nginx"
+
+
+def access_log_client(stack: Stack, path: str) -> str:
+    """The client address (without its port) of the api's one access-log line for ``path``."""
+    lines = stack.compose("logs", "--no-color", "--no-log-prefix", "api").stdout.splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    clients = [r["client"] for r in records if r.get("path") == path]
+    assert len(clients) == 1, (path, records[-5:])
+    return str(clients[0]).rpartition(":")[0]
+
+
+def test_behind_the_proxy_the_api_logs_the_clients_address_and_no_forged_one(stack: Stack) -> None:
+    stack.env["PROXY_IMAGE"] = proxy_image(stack.env)
+    up = stack.compose("--profile", "proxy", "up", "-d", "--wait", "--wait-timeout", "120", "proxy",
+                       timeout=300, check=False)
+    assert up.returncode == 0, up.stderr[-3000:]
+    assert int(stack.inspect("{{.HostConfig.Memory}}", "proxy")) == 256 * MiB
+    assert int(stack.inspect("{{.HostConfig.NanoCpus}}", "proxy")) == 10**9
+    address = stack.inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "proxy")
+    assert address == stack.proxy_ip
+    forged = {"X-Forwarded-For": "203.0.113.7", "X-Real-IP": "203.0.113.8"}
+    for url, via in ((stack.url, "direct"), (stack.proxy_url, "proxy")):
+        for name, headers in (("plain", {}), ("forged", forged)):
+            answer = httpx.get(f"{url}/v1/models?via={via}-{name}", headers=headers, timeout=30)
+            assert answer.status_code == 200, answer.text
+    # a client on the host reaches the containers from the network's gateway (Docker's port
+    # forwarding): the api sees that address directly, and through the proxy it believes the
+    # proxy's X-Forwarded-For, and nothing a client forged
+    host = access_log_client(stack, "/v1/models?via=direct-plain")
+    assert host != stack.proxy_ip
+    assert access_log_client(stack, "/v1/models?via=proxy-plain") == host  # not the proxy's address
+    assert access_log_client(stack, "/v1/models?via=proxy-forged") == host
+    assert access_log_client(stack, "/v1/models?via=direct-forged") == host
+    denoised = httpx.post(f"{stack.proxy_url}/v1/models/mounted-dae/denoise", timeout=30,
+                          files={"image": ("digit.png", noisy_digit_png(), "image/png")})
+    assert denoised.status_code == 200 and denoised.headers["content-type"] == "image/png"
+
+
 def test_stops_gracefully_on_sigterm(stack: Stack) -> None:
-    stack.compose("stop", "-t", "30", "api", timeout=60)
+    stack.compose("--profile", "proxy", "stop", "-t", "30", "proxy", "api", timeout=90)
     # 0: it drained and exited on SIGTERM; one that ignored it would be killed after 30 s (137)
     assert stack.inspect("{{.State.ExitCode}}") == "0"
 
