@@ -98,6 +98,9 @@ class Autoencoder(ServedModel):
         return sum(p.pixels + self._rows_per_image(p, keep_color) * samples * self.pixels
                    for p in probes)
 
+    def denoise_cost(self, width: int, height: int, bands: int) -> int | None:
+        return self.cost([images.Probe(None, b"", None, width, height, bands, 1)], keep_color=True)
+
     def prepare(self, img: images.Decoded, resize: bool, keep_color: bool) -> Prepared:
         """A decoded image -> model rows; ``keep_color=False`` gives one row in the model's channels."""
         h, w = self.size

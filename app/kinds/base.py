@@ -30,6 +30,8 @@ from model.checkpoint import Checkpoint, load_checkpoint
 
 log = logging.getLogger("aeserve")
 
+WORK_REFERENCE = (2048, 1536)  # a 3-megapixel 4:3 photo: the size a work estimate is made at
+
 
 @dataclass(slots=True)
 class DenoisedImage:
@@ -199,6 +201,22 @@ class ServedModel:
 
     def admit(self, ticket: Ticket, cost: int) -> None:
         self.budget.admit(ticket, cost)
+
+    def denoise_cost(self, width: int, height: int, bands: int) -> int | None:
+        """The work units denoising one ``width`` x ``height`` image of ``bands`` colour bands
+        (1 or 3) costs, as admission counts them; None for a kind that does not denoise."""
+        return None
+
+    def denoise_work_per_pixel(self) -> dict[str, float] | None:
+        """Work units per input pixel of a denoise, gray and colour, at ``WORK_REFERENCE``: what
+        a client multiplies an image's pixels by to tell, before sending, whether it fits
+        ``AESERVE_MAX_WORK`` (tiling makes it vary a little with the size)."""
+        width, height = WORK_REFERENCE
+        costs = {name: self.denoise_cost(width, height, bands)
+                 for name, bands in (("gray", 1), ("colour", 3))}
+        if any(c is None for c in costs.values()):
+            return None
+        return {name: round(c / (width * height), 4) for name, c in costs.items() if c is not None}
 
     # ---- operations: a kind overrides those it supports ------------------------------------
     def unsupported(self, operation: str) -> ApiError:

@@ -53,6 +53,9 @@ class PhotoDenoiser(ServedModel):
     def cost(self, p: images.Probe) -> int:
         return p.pixels + work_pixels(self.model, p.height, p.width, p.bands)
 
+    def denoise_cost(self, width: int, height: int, bands: int) -> int | None:
+        return self.cost(images.Probe(None, b"", None, width, height, bands, 1))
+
     def _denoise(self, request: tuple[torch.Tensor, float | None],
                  check: Any) -> tuple[Any, float | None]:
         x, sigma = request

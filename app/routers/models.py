@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.deps import ModelDep, RegistryDep
+from app.deps import ModelDep, RegistryDep, SettingsDep
 from app.errors import responses
+from app.images import MAX_SIDE
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -20,10 +21,30 @@ class ModelSummary(BaseModel):
     latent_dim: int | None
     operations: list[str]
     url: str
+    denoise_work_per_pixel: dict[str, float] | None = Field(
+        description="pixel-equivalents of work per input pixel of a denoise, for a `gray` and a "
+                    "`colour` image (measured on a 3-megapixel photo; it varies a little with the "
+                    "size): an image's pixels times this is about what denoising it costs against "
+                    "`limits.max_work_pixels`. null when the model does not denoise")
+
+
+class Limits(BaseModel):
+    """What this service refuses, so that a client can tell before it sends an image."""
+
+    max_pixels: int = Field(description="largest image, width x height (413 too_many_pixels)")
+    max_side: int = Field(description="longest side of an image, pixels (413 too_many_pixels)")
+    max_upload_bytes: int = Field(
+        description="largest image upload, the whole multipart body (413 payload_too_large)")
+    max_images: int = Field(description="images in one request (422)")
+    max_work_pixels: int = Field(
+        description="work of one request (AESERVE_MAX_WORK x 10^6), in pixel-equivalents: pixels "
+                    "decoded plus pixels the network processes (413 too_much_work); see each "
+                    "model's denoise_work_per_pixel")
 
 
 class ModelList(BaseModel):
     models: list[ModelSummary]
+    limits: Limits
 
 
 class ModelCard(BaseModel):
@@ -48,8 +69,12 @@ class ModelCard(BaseModel):
 
 
 @router.get("", response_model=ModelList)
-async def list_models(registry: RegistryDep) -> ModelList:
-    return ModelList(models=[
+async def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelList:
+    """The models served, and the limits every request is held to."""
+    limits = Limits(max_pixels=settings.max_pixels, max_side=MAX_SIDE,
+                    max_upload_bytes=settings.max_body_bytes, max_images=settings.max_images,
+                    max_work_pixels=settings.max_work_units)
+    return ModelList(limits=limits, models=[
         ModelSummary(
             name=m.name,
             kind=m.kind,
@@ -59,6 +84,7 @@ async def list_models(registry: RegistryDep) -> ModelList:
             latent_dim=m.latent_dim,
             operations=list(m.operations),
             url=f"/v1/models/{m.name}",
+            denoise_work_per_pixel=m.denoise_work_per_pixel(),
         )
         for m in sorted(registry.models.values(), key=lambda m: m.name)
     ])

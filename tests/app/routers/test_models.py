@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.app.helpers import assert_error
+from tests.app.helpers import assert_error, files, image_bytes
 
 
 def test_models_list_names_every_checkpoint_folder(client: TestClient) -> None:
     models = client.get("/v1/models").json()["models"]
     assert [m["name"] for m in models] == ["mnist-dae", "mnist-vae"]
     assert {m["name"]: m["kind"] for m in models} == {"mnist-dae": "dae", "mnist-vae": "vae"}
+
+
+def test_models_list_gives_the_limits_as_set(app_with: Callable[..., TestClient]) -> None:
+    client = app_with(max_pixels=5000, max_body_bytes=4096, max_images=3, max_work=0.25)
+    limits = client.get("/v1/models").json()["limits"]
+    assert limits == {"max_pixels": 5000, "max_side": 65535, "max_upload_bytes": 4096,
+                      "max_images": 3, "max_work_pixels": 250_000}
+    listed = client.get("/openapi.json").json()["components"]["schemas"]["Limits"]["properties"]
+    assert "AESERVE_MAX_WORK" in listed["max_work_pixels"]["description"]
+
+
+def test_the_work_per_pixel_tells_a_refused_photo_from_a_served_one(
+    app_with: Callable[..., TestClient],
+) -> None:
+    """A megapixel image's pixels times the model's factor is what admission counts: just over
+    the limit is refused 413 too_much_work, just under it is served."""
+    client = app_with(max_work=1.0)
+    listing = client.get("/v1/models").json()
+    budget = listing["limits"]["max_work_pixels"]
+    factor = {m["name"]: m["denoise_work_per_pixel"] for m in listing["models"]}["mnist-dae"]
+    assert 1 < factor["gray"] < factor["colour"] < 1.01  # decoding, plus the 28x28 rows
+    url = "/v1/models/mnist-dae/denoise?resize=true"
+    for side, mode, bands in ((995, "L", "gray"), (1000, "L", "gray"), (1000, "RGB", "colour")):
+        fits = side * side * factor[bands] <= budget
+        assert fits == (side == 995)
+        answer = client.post(url, files=files(image_bytes((side, side), mode)))
+        if fits:
+            assert answer.status_code == 200, answer.text
+        else:
+            assert_error(answer, 413, "too_much_work")
 
 
 def test_model_card_has_what_a_client_needs(client: TestClient, tiny_checkpoints: Path) -> None:
