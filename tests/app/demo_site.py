@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import uvicorn
 from PIL import Image
+from playwright.sync_api import sync_playwright
 
 from app.main import create_app
 from app.routers import demo
@@ -21,6 +23,7 @@ from app.settings import Settings
 from tests.app.live import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
 
 # ---- a real server in a thread ------------------------------------------------------------------
 
@@ -91,26 +94,64 @@ class Site:
     recorder: Recorder
 
 
-def serve(**overrides: Any) -> Iterator[Site]:
-    settings = Settings(checkpoint_dir=ROOT / "checkpoints", torch_threads=1, **overrides)
-    app = create_app(settings)
-    if not any(getattr(route, "path", None) == "/" for route in app.routes):
-        app.include_router(demo.router)
-    recorder = Recorder(app)
-    port = free_port()
-    config = uvicorn.Config(recorder, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:  # models load and warm up before uvicorn says it started
-        thread.join(0.05)
-        assert thread.is_alive(), "the server stopped during startup"
-    yield Site(f"http://127.0.0.1:{port}", recorder)
-    server.should_exit = True
-    thread.join(30)
+class ThreadServer:
+    """A real uvicorn server in a thread, on one port for its life: ``stop`` it and ``start`` it
+    again (a fresh app, models loaded anew) and the page finds it where it was."""
+
+    def __init__(self, checkpoints: Path | None = None, **overrides: Any) -> None:
+        self.settings = Settings(checkpoint_dir=checkpoints or ROOT / "checkpoints", torch_threads=1,
+                                 **overrides)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.recorder: Recorder | None = None
+        self.server: uvicorn.Server | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> Site:
+        app = create_app(self.settings)
+        if not any(getattr(route, "path", None) == "/" for route in app.routes):
+            app.include_router(demo.router)
+        self.recorder = Recorder(app)
+        config = uvicorn.Config(self.recorder, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = server = uvicorn.Server(config)
+        self.thread = thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:  # models load and warm up before uvicorn says it started
+            thread.join(0.05)
+            assert thread.is_alive(), "the server stopped during startup"
+        return Site(self.url, self.recorder)
+
+    def stop(self) -> None:
+        assert self.server is not None and self.thread is not None
+        self.server.should_exit = True
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "the server did not stop"
+
+
+def serve(checkpoints: Path | None = None, **overrides: Any) -> Iterator[Site]:
+    server = ThreadServer(checkpoints, **overrides)
+    yield server.start()
+    server.stop()
+
+
+def only(tmp: Path, *names: str) -> Path:
+    """A checkpoint folder holding only the named models (links to the shipped ones)."""
+    for name in names:
+        (tmp / name).symlink_to(ROOT / "checkpoints" / name, target_is_directory=True)
+    return tmp
 
 
 # ---- a browser tab ------------------------------------------------------------------------------
+
+
+def launch_browser() -> Iterator[Any]:
+    """Debian's Chromium, driven by Playwright (the test skips without it)."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM))
+        yield chromium
+        chromium.close()
 
 
 @dataclass
@@ -137,9 +178,14 @@ class Visit:
         assert not unexpected, f"console errors: {unexpected}"
 
 
-def open_page(browser: Any, origin: str, width: int = 1360, height: int = 900) -> Visit:
+def open_page(browser: Any, origin: str, width: int = 1360, height: int = 900,
+              clock: bool = False) -> Visit:
+    """A new tab on ``origin``; ``clock``: with Playwright's clock installed, for the test to move
+    the page's timers on."""
     context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
     page = context.new_page()
+    if clock:
+        page.clock.install()
     visit = Visit(page, origin)
     page.on("request", lambda request: visit.requests.append(request))
     page.on("console", lambda msg: msg.type == "error" and visit.errors.append(msg.text))

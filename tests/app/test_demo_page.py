@@ -20,11 +20,21 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.app.demo_site import ROOT, Site, Visit, download, open_page, pixels, psnr, serve, set_range
+from tests.app.demo_site import (
+    ROOT,
+    Site,
+    Visit,
+    download,
+    launch_browser,
+    open_page,
+    pixels,
+    psnr,
+    serve,
+    set_range,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
 EXAMPLES = ROOT / "app" / "static" / "examples"
 TOKEN = "demo-page-token-42"
 
@@ -55,12 +65,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM))
-        yield chromium
-        chromium.close()
+    yield from launch_browser()
 
 
 @pytest.fixture

@@ -3,14 +3,17 @@
 
 const TOKEN_KEY = "aeserve.token";
 
-/** An error answer from the service, worded as the API words it. */
+/** An error answer from the service, worded as the API words it; ``retryAfter`` in seconds. */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.retryAfter = retryAfter;
   }
 }
+
+const unreachable = () => new ApiError(0, "network", "the service could not be reached");
 
 /** The user pressed Cancel. */
 export class Cancelled extends Error {
@@ -20,6 +23,12 @@ export class Cancelled extends Error {
 }
 
 let askToken = async () => null; // replaced by the page: shows the token dialog
+let heard = () => {}; // told of every call's fate: (reached: boolean)
+
+/** The function told whether each call reached the service: (reached) => void. */
+export function setReachListener(fn) {
+  heard = fn;
+}
 
 /** The function the page uses to ask for a token: (apiError) => Promise<string | null>. */
 export function setTokenPrompt(fn) {
@@ -39,16 +48,22 @@ function authHeaders() {
   return t ? { Authorization: `Bearer ${t}` } : {};
 }
 
-async function errorFrom(status, text) {
+function seconds(value) {
+  const n = Number.parseInt(value, 10);
+  return Number.isFinite(n) && n >= 0 ? n : null;
+}
+
+export function errorFrom(status, text, retryAfter = null) {
+  const wait = seconds(retryAfter);
   try {
     const body = JSON.parse(text);
     if (body && body.error && body.error.message) {
-      return new ApiError(status, body.error.code || "error", body.error.message);
+      return new ApiError(status, body.error.code || "error", body.error.message, wait);
     }
   } catch {
     // not the API's JSON: fall through
   }
-  return new ApiError(status, `http_${status}`, text.trim() || `HTTP ${status}`);
+  return new ApiError(status, `http_${status}`, text.trim() || `HTTP ${status}`, wait);
 }
 
 /** On a 401, ask for a token (showing the API's message) and say whether to retry. */
@@ -67,14 +82,17 @@ async function retryAfter401(err) {
  */
 export async function call(path, { method = "GET", body, headers = {}, signal } = {}) {
   for (;;) {
-    const response = await fetch(path, {
-      method,
-      body,
-      signal,
-      headers: { ...headers, ...authHeaders() },
-    });
+    let response;
+    try {
+      response = await fetch(path, { method, body, signal, headers: { ...headers, ...authHeaders() } });
+    } catch (err) {
+      if (signal && signal.aborted) throw new Cancelled();
+      heard(false);
+      throw unreachable();
+    }
+    heard(true);
     if (response.ok) return response;
-    const err = await errorFrom(response.status, await response.text());
+    const err = errorFrom(response.status, await response.text(), response.headers.get("Retry-After"));
     if (!(await retryAfter401(err))) throw err;
   }
 }
@@ -105,13 +123,18 @@ export function upload(path, form, { onProgress = () => {}, signal, accept = "im
       xhr.upload.onprogress = (e) => onProgress(e.lengthComputable ? e.loaded / e.total : null);
       xhr.upload.onload = () => onProgress(null);
       xhr.onload = async () => {
+        heard(true);
         if (xhr.status >= 200 && xhr.status < 300) {
           resolve({ blob: xhr.response, headers: (name) => xhr.getResponseHeader(name) });
         } else {
-          reject(await errorFrom(xhr.status, await xhr.response.text()));
+          const text = await xhr.response.text();
+          reject(errorFrom(xhr.status, text, xhr.getResponseHeader("Retry-After")));
         }
       };
-      xhr.onerror = () => reject(new ApiError(0, "network", "the service could not be reached"));
+      xhr.onerror = () => {
+        heard(false);
+        reject(unreachable());
+      };
       xhr.onabort = () => reject(new Cancelled());
       if (signal) {
         if (signal.aborted) return xhr.abort();
@@ -130,7 +153,7 @@ export function upload(path, form, { onProgress = () => {}, signal, accept = "im
   })();
 }
 
-/** A short line for an error: the API's own message, with its code. */
+/** An error's code and the API's own message. */
 export function describe(err) {
   if (err instanceof ApiError) return { code: err.code, message: err.message };
   return { code: "error", message: String(err && err.message ? err.message : err) };

@@ -2,12 +2,14 @@
 // /denoise, and compare the answer with the input.
 
 import { Cancelled, upload } from "./api.js";
+import { refusal } from "./fit.js";
 import { addNoise, decode, encodePng, psnr } from "./imaging.js";
 import { $, bytes, exampleBlob, fillSelect, ms, setBlob, show, showError, supporting } from "./ui.js";
 
 const NOISE_SEED = 1; // the same noise for the same image and σ, run after run
 
 let models = [];
+let limits = null; // the service's, from GET /v1/models
 let source = null; // {blob, name, image: decoded pixels or null}
 let controller = null; // the run on its way, if any
 
@@ -49,6 +51,15 @@ function describeModel() {
   show($("sigma-field"), m.takes_sigma);
 }
 
+/** Warn, before anything is sent, about an image the service would refuse; enable Denoise when
+ * there is a model and the image is not certain to be refused. */
+function checkFit() {
+  const refused = source && refusal(source.blob, source.image, model(), limits);
+  $("denoise-warning-text").textContent = refused ? refused.text : "";
+  show($("denoise-warning"), Boolean(refused));
+  $("denoise-run").disabled = !model() || !source || Boolean(refused && refused.certain);
+}
+
 function resetResult() {
   show($("denoise-empty"), true);
   for (const id of ["compare", "denoise-stats", "denoise-strip", "denoise-download"]) show($(id), false);
@@ -73,7 +84,7 @@ async function choose(blob, name) {
   const fit = models.find((m) => m.any_size !== digit);
   if (fit) $("denoise-model").value = fit.name;
   describeModel();
-  $("denoise-run").disabled = !model();
+  checkFit();
   $("denoise-empty").textContent = "Ready: press Denoise.";
 }
 
@@ -144,7 +155,7 @@ async function run() {
       show($("denoise-cancel"), false);
       show($("denoise-progress"), false);
     }
-    $("denoise-run").disabled = !model();
+    checkFit();
     // the button (or Cancel, now hidden) had the focus: give it back rather than to the page
     if (document.activeElement === document.body) $("denoise-run").focus();
   }
@@ -203,8 +214,9 @@ function wireDrop() {
   });
 }
 
-export function initDenoise(allModels) {
+export function initDenoise(allModels, serviceLimits = null) {
   models = supporting(allModels, "denoise");
+  limits = serviceLimits;
   fillSelect($("denoise-model"), models, (m) => m.any_size); // a photo model, when there is one
   describeModel();
   wireDrop();
@@ -217,7 +229,10 @@ export function initDenoise(allModels) {
       }
     });
   }
-  $("denoise-model").addEventListener("change", describeModel);
+  $("denoise-model").addEventListener("change", () => {
+    describeModel();
+    checkFit();
+  });
   $("sigma-on").addEventListener("change", (e) => ($("sigma").disabled = !e.target.checked));
   const noiseLabel = () => {
     const s = Number($("noise-sigma").value);

@@ -2,6 +2,7 @@
 
 import { callJson, forgetToken, setTokenPrompt, token } from "./api.js";
 import { initDenoise } from "./denoise.js";
+import { check, watchService } from "./health.js";
 import { $, show, showError } from "./ui.js";
 import { initVae } from "./vae.js";
 
@@ -65,27 +66,52 @@ function refreshTokenButton(has = Boolean(token())) {
   show($("token-button"), has);
 }
 
+let listed = null; // the pill's text once the model list came
+let failure = null; // why the model list did not come
+
+const PILL = {
+  offline: ["offline", "The service cannot be reached. The page checks again every few seconds."],
+  not_ready: ["not ready", "The service is starting, restarting or not serving every model."],
+};
+
+/** The status pill: the models when the service is ready, else what is wrong. */
+function renderStatus({ state, err }, before) {
+  const pill = $("service-status");
+  const up = state === "ready";
+  const tokenless = up && failure && failure.status === 401;
+  const [text, title] = up
+    ? [listed || (tokenless ? "token needed" : "ready"), tokenless ? failure.message : "The service is up and ready."]
+    : PILL[state];
+  if (pill.textContent !== text) pill.textContent = text; // a live region: no repeats
+  pill.title = err ? `${title} (${err.message})` : title;
+  pill.dataset.state = state;
+  pill.classList.toggle("ok", up && !tokenless);
+  pill.classList.toggle("bad", !up || tokenless);
+  // the list failed for want of the service: fetch it again once the service is back
+  if (up && before && before !== "ready" && !listed && failure && failure.status !== 401) loadModels();
+}
+
 /** The model list, then the panels; on failure (no service, no token given) a way to try again. */
 async function loadModels() {
   const status = $("service-status");
   show($("retry-button"), false);
   showError($("global-error"), null);
   status.textContent = "connecting…";
-  status.classList.remove("bad");
+  status.classList.remove("bad", "ok");
+  failure = null;
   try {
-    const { models } = await callJson("/v1/models");
-    status.textContent = `${models.length} model${models.length === 1 ? "" : "s"}: ${models.map((m) => m.name).join(", ")}`;
-    status.classList.add("ok");
-    initDenoise(models);
+    const { models, limits } = await callJson("/v1/models");
+    listed = `${models.length} model${models.length === 1 ? "" : "s"}: ${models.map((m) => m.name).join(", ")}`;
+    initDenoise(models, limits);
     initVae(models);
     document.body.dataset.ready = "true";
   } catch (err) {
-    status.textContent = "unavailable";
-    status.classList.add("bad");
+    failure = err;
     showError($("global-error"), err);
     show($("retry-button"), true); // asks for the token again, if that was what was missing
   }
   refreshTokenButton();
+  await check();
 }
 
 async function start() {
@@ -97,6 +123,7 @@ async function start() {
     location.reload();
   });
   $("retry-button").addEventListener("click", loadModels);
+  watchService(renderStatus);
   await loadModels();
 }
 

@@ -1,6 +1,7 @@
 // Small DOM helpers shared by the panels.
 
 import { Cancelled, describe } from "./api.js";
+import { friendly } from "./messages.js";
 
 export const $ = (id) => document.getElementById(id);
 
@@ -8,7 +9,18 @@ export function show(el, visible = true) {
   el.hidden = !visible;
 }
 
-/** Show an error in ``el`` as the API words it (its message, then its code); hide on null. */
+function node(tag, className, text) {
+  const el = document.createElement(tag);
+  el.className = className;
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+/**
+ * Show an error in ``el``; hide on null. A common error code gets a sentence for people, with the
+ * API's own words (its message, then its code) under "Details"; any other is shown as the API
+ * words it.
+ */
 export function showError(el, err) {
   if (!err || err instanceof Cancelled) {
     el.hidden = true;
@@ -16,14 +28,15 @@ export function showError(el, err) {
     return;
   }
   const { code, message } = describe(err);
-  el.replaceChildren();
-  const text = document.createElement("span");
-  text.className = "error-message";
-  text.textContent = message;
-  const tag = document.createElement("code");
-  tag.className = "error-code";
-  tag.textContent = code;
-  el.append(text, " ", tag);
+  const api = [node("span", "error-message", message), " ", node("code", "error-code", code)];
+  const plain = friendly(err);
+  if (plain) {
+    const details = node("details", "error-details");
+    details.append(node("summary", "", "Details"), ...api);
+    el.replaceChildren(node("p", "error-friendly", plain), details);
+  } else {
+    el.replaceChildren(...api);
+  }
   el.hidden = false;
 }
 
