@@ -77,7 +77,7 @@ async function choose(blob, name) {
   }
   source = { blob, name, image };
   const info = image
-    ? `${name} · ${image.width}×${image.height} ${image.gray ? "gray" : "colour"} · ${bytes(blob.size)}`
+    ? `${name} · ${image.width}×${image.height} ${image.gray ? "gray" : "colour"}${image.alpha ? " with alpha" : ""} · ${bytes(blob.size)}`
     : `${name} · ${bytes(blob.size)} · this browser cannot preview it; the service will try`;
   $("denoise-input-info").textContent = info;
   const digit = isDigitSized(image); // a digit to a fixed-size model, anything else to any size

@@ -1,8 +1,9 @@
 // Pixels in the browser: decode an image, add Gaussian noise, encode a PNG, measure PSNR.
 
 /**
- * Decode a Blob to {width, height, gray, rgba}: the pixels as RGBA bytes, without colour
- * management or premultiplied alpha, and whether every pixel has R = G = B.
+ * Decode a Blob to {width, height, gray, alpha, rgba}: the pixels as RGBA bytes, without colour
+ * management or premultiplied alpha, whether every pixel has R = G = B, and whether any pixel is
+ * less than opaque.
  */
 export async function decode(blob) {
   const bitmap = await createImageBitmap(blob, {
@@ -16,13 +17,12 @@ export async function decode(blob) {
   bitmap.close();
   const rgba = ctx.getImageData(0, 0, width, height).data;
   let gray = true;
-  for (let i = 0; i < rgba.length; i += 4) {
-    if (rgba[i] !== rgba[i + 1] || rgba[i] !== rgba[i + 2]) {
-      gray = false;
-      break;
-    }
+  let alpha = false;
+  for (let i = 0; i < rgba.length && (gray || !alpha); i += 4) {
+    if (rgba[i] !== rgba[i + 1] || rgba[i] !== rgba[i + 2]) gray = false;
+    if (rgba[i + 3] !== 255) alpha = true;
   }
-  return { width, height, gray, rgba };
+  return { width, height, gray, alpha, rgba };
 }
 
 /** A seeded generator of standard normal draws (mulberry32 + Box–Muller). */
@@ -52,31 +52,36 @@ function normals(seed) {
 
 /**
  * Add Gaussian noise of std ``sigma`` (0–255 scale), rounded and clipped to 8 bits. A gray image
- * gets one draw per pixel and stays gray; alpha is dropped (the result is opaque).
+ * gets one draw per pixel and stays gray. Alpha is kept as it is, as the service keeps it, and a
+ * fully transparent pixel gets no noise: it shows nothing.
  */
 export function addNoise(image, sigma, seed = 1) {
   const next = normals(seed);
-  const out = new Uint8ClampedArray(image.rgba.length);
+  const out = new Uint8ClampedArray(image.rgba);
   const { rgba } = image;
   for (let i = 0; i < rgba.length; i += 4) {
+    if (rgba[i + 3] === 0) continue;
     if (image.gray) {
       const v = rgba[i] + sigma * next();
       out[i] = out[i + 1] = out[i + 2] = Math.round(v); // Uint8ClampedArray clips to 0..255
     } else {
       for (let c = 0; c < 3; c++) out[i + c] = Math.round(rgba[i + c] + sigma * next());
     }
-    out[i + 3] = 255;
   }
-  return { width: image.width, height: image.height, gray: image.gray, rgba: out };
+  return { ...image, rgba: out };
 }
 
-/** PSNR in dB between two images of the same size over their colour channels (RGB, or one if gray). */
+/**
+ * PSNR in dB between two images of the same size over their colour channels (RGB, or one if
+ * gray), where ``a`` is not fully transparent.
+ */
 export function psnr(a, b) {
   if (a.width !== b.width || a.height !== b.height) return NaN;
   const channels = a.gray && b.gray ? 1 : 3;
   let sum = 0;
   let count = 0;
   for (let i = 0; i < a.rgba.length; i += 4) {
+    if (a.rgba[i + 3] === 0) continue;
     for (let c = 0; c < channels; c++) {
       const d = a.rgba[i + c] - b.rgba[i + c];
       sum += d * d;
@@ -87,7 +92,8 @@ export function psnr(a, b) {
   return mse === 0 ? Infinity : 10 * Math.log10((255 * 255) / mse);
 }
 
-// ---- PNG encoding (8-bit gray or RGB, no filtering; zlib from the browser's CompressionStream)
+// ---- PNG encoding (8-bit gray or RGB, with alpha or not, no filtering; zlib from the browser's
+// CompressionStream)
 
 const CRC_TABLE = (() => {
   const table = new Uint32Array(256);
@@ -120,10 +126,13 @@ async function zlib(bytes) {
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
-/** Encode an opaque image as a PNG Blob: gray (colour type 0) when ``gray``, else RGB (type 2). */
+/**
+ * Encode an image as a PNG Blob: gray (colour type 0) when ``gray``, else RGB (type 2); with
+ * ``alpha``, gray + alpha (4) or RGBA (6).
+ */
 export async function encodePng(image) {
-  const { width, height, gray, rgba } = image;
-  const channels = gray ? 1 : 3;
+  const { width, height, gray, alpha, rgba } = image;
+  const channels = (gray ? 1 : 3) + (alpha ? 1 : 0);
   const stride = width * channels + 1;
   const raw = new Uint8Array(stride * height);
   for (let y = 0; y < height; y++) {
@@ -135,13 +144,14 @@ export async function encodePng(image) {
         raw[o++] = rgba[i + 1];
         raw[o++] = rgba[i + 2];
       }
+      if (alpha) raw[o++] = rgba[i + 3];
     }
   }
   const header = new Uint8Array(13);
   const view = new DataView(header.buffer);
   view.setUint32(0, width);
   view.setUint32(4, height);
-  header.set([8, gray ? 0 : 2, 0, 0, 0], 8);
+  header.set([8, (gray ? 0 : 2) + (alpha ? 4 : 0), 0, 0, 0], 8);
   const signature = new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]);
   const parts = [signature, chunk("IHDR", header), chunk("IDAT", await zlib(raw)), chunk("IEND", new Uint8Array())];
   return new Blob(parts, { type: "image/png" });

@@ -1,0 +1,86 @@
+"""The demo page's own image work and what it shows of the answers, in a real browser against a
+real server: noise added to an image with alpha, the latent chart's values, the noise σ."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import expect
+
+from tests.app.demo_site import Site, Visit, download, launch_browser, open_page, serve, set_range
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from launch_browser()
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    yield from serve()
+
+
+@pytest.fixture
+def visit(browser: Any, site: Site) -> Iterator[Visit]:
+    site.recorder.posts.clear()
+    v = open_page(browser, site.url)
+    expect(v.page.locator("body")).to_have_attribute("data-ready", "true")
+    yield v
+    v.page.context.close()
+
+
+def with_alpha(mode: str) -> tuple[bytes, np.ndarray]:
+    """A 96x64 mid-gray or colour picture whose left third is fully transparent (and black, as a
+    browser decodes it), its middle third half transparent; the PNG and its pixels."""
+    rng = np.random.default_rng(3)
+    bands = 2 if mode == "LA" else 4
+    pixels = np.zeros((64, 96, bands), np.uint8)
+    pixels[..., :-1] = rng.integers(60, 196, (64, 96, bands - 1))
+    pixels[:, :32, :-1] = 0
+    pixels[..., -1] = 255
+    pixels[:, :32, -1] = 0
+    pixels[:, 32:64, -1] = 128
+    buf = io.BytesIO()
+    Image.fromarray(pixels, mode).save(buf, format="PNG")
+    return buf.getvalue(), pixels
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_noise_keeps_alpha_and_leaves_the_transparent_part_alone(
+    visit: Visit, site: Site, mode: str
+) -> None:
+    page = visit.page
+    png, clean = with_alpha(mode)
+    page.set_input_files("#denoise-file",
+                         files=[{"name": "logo.png", "mimeType": "image/png", "buffer": png}])
+    kind = "gray" if mode == "LA" else "colour"
+    expect(page.locator("#denoise-input-info")).to_contain_text(f"96×64 {kind} with alpha")
+    page.select_option("#denoise-model", "photo-denoiser")
+    page.check("#noise-on")
+    set_range(page, "#noise-sigma", 25)
+    page.click("#denoise-run")
+    expect(page.locator("#stat-psnr-out")).to_have_text(re.compile(r"\d+\.\d\d dB"))
+
+    (sent,) = site.recorder.to("/v1/models/photo-denoiser/denoise")
+    noisy_img = Image.open(io.BytesIO(sent.image()))
+    assert noisy_img.mode == mode  # the alpha goes up with the noisy copy
+    noisy = np.asarray(noisy_img).astype(np.int64)
+    assert (noisy[..., -1] == clean[..., -1]).all()  # alpha as it was
+    transparent, opaque = clean[..., -1] == 0, clean[..., -1] == 255
+    assert (noisy[transparent] == clean[transparent]).all()  # no noise where nothing shows
+    residual = noisy[opaque][:, :-1] - clean[opaque][:, :-1]
+    assert 22 < residual.std() < 27
+
+    shown = np.asarray(Image.open(io.BytesIO(download(page, "#denoise-download"))))
+    direct = httpx.post(f"{site.url}/v1/models/photo-denoiser/denoise", timeout=60,
+                        files={"image": ("noisy.png", sent.image(), "image/png")})
+    assert (shown == np.asarray(Image.open(io.BytesIO(direct.content)))).all()
+    assert (shown[..., -1] == clean[..., -1]).all()  # the service keeps it too
+    visit.check()
