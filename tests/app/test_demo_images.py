@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.app.demo_site import Site, Visit, download, launch_browser, open_page, serve, set_range
+from tests.app.demo_site import ROOT, Site, Visit, download, launch_browser, open_page, serve, set_range
+
+EXAMPLES = ROOT / "app" / "static" / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -83,4 +85,37 @@ def test_noise_keeps_alpha_and_leaves_the_transparent_part_alone(
                         files={"image": ("noisy.png", sent.image(), "image/png")})
     assert (shown == np.asarray(Image.open(io.BytesIO(direct.content)))).all()
     assert (shown[..., -1] == clean[..., -1]).all()  # the service keeps it too
+    visit.check()
+
+
+def test_the_latent_values_are_readable_without_hovering(visit: Visit, site: Site) -> None:
+    page = visit.page
+    page.click("#tab-vae")
+    page.click("#encode-card .mini[data-src$='digit-0.png']")
+    code = httpx.post(f"{site.url}/v1/models/mnist-vae/encode", timeout=60, files={
+        "image": ("digit-0.png", (EXAMPLES / "digit-0.png").read_bytes(), "image/png")
+    }).json()["results"][0]
+    values = page.locator("#latent-chart details")
+    rows = values.locator("tbody tr")
+    expect(rows).to_have_count(64)
+    expect(rows.first).to_be_hidden()  # folded under the chart until asked for
+    values.locator("summary").click()
+    expect(rows.nth(5)).to_be_visible()
+    shown = rows.evaluate_all("trs => trs.map(tr => [...tr.cells].map(c => c.textContent))")
+    assert shown == [[f"z{i}", f"{m:.3f}", f"{s:.3f}"] for i, (m, s) in
+                     enumerate(zip(code["mu"], code["sigma"], strict=True))]
+    visit.check()
+
+
+def test_the_noise_sigma_shows_only_for_a_model_that_takes_one(visit: Visit) -> None:
+    page = visit.page
+    page.click("button.example[data-name='digit-3.png']")
+    expect(page.locator("#denoise-model")).to_have_value("mnist-dae")
+    page.click("#denoise-run")
+    expect(page.locator("#denoise-stats")).to_be_visible()
+    expect(page.locator("#stat-sigma-box")).to_be_hidden()  # a digit model is blind: no σ to show
+    page.click("button.example[data-name='still-life.png']")
+    page.click("#denoise-run")
+    expect(page.locator("#stat-sigma")).to_have_text(re.compile(r"^\d+\.\d\d$"))
+    expect(page.locator("#stat-sigma-box")).to_be_visible()
     visit.check()

@@ -10,7 +10,35 @@ function el(name, attrs = {}, text) {
   return node;
 }
 
-/** Replace ``container``'s content with a chart of ``mu`` and ``sigma`` (arrays of equal length). */
+/** The values as a table, folded under the chart: readable without hovering, and by a screen reader. */
+function valuesTable(mu, sigma) {
+  const cell = (tag, text, scope) => {
+    const td = document.createElement(tag);
+    td.textContent = text;
+    if (scope) td.scope = scope;
+    return td;
+  };
+  const row = (...cells) => {
+    const tr = document.createElement("tr");
+    tr.append(...cells);
+    return tr;
+  };
+  const table = document.createElement("table");
+  const head = document.createElement("thead");
+  head.append(row(cell("th", "Dimension", "col"), cell("th", "μ", "col"), cell("th", "σ", "col")));
+  const body = document.createElement("tbody");
+  body.append(...mu.map((m, i) => row(cell("th", `z${i}`, "row"), cell("td", m.toFixed(3)), cell("td", sigma[i].toFixed(3)))));
+  table.append(head, body);
+  const details = document.createElement("details");
+  details.className = "latent-values";
+  const summary = document.createElement("summary");
+  summary.textContent = `μ and σ of the ${mu.length} dimensions, as numbers`;
+  details.append(summary, table);
+  return details;
+}
+
+/** Replace ``container``'s content with a chart of ``mu`` and ``sigma`` (arrays of equal length),
+ * and their values in a table under it. */
 export function latentChart(container, mu, sigma) {
   const n = mu.length;
   const W = 420;
@@ -68,5 +96,5 @@ export function latentChart(container, mu, sigma) {
   for (let i = 0; i < n; i += every) {
     svg.append(el("text", { x: x(i), y: H - 6, class: "tick", "text-anchor": "middle" }, String(i)));
   }
-  container.replaceChildren(svg);
+  container.replaceChildren(svg, valuesTable(mu, sigma));
 }

@@ -143,7 +143,7 @@ async function run() {
       onProgress: (f) => current() && progress(f, sent.size),
     });
     const took = performance.now() - started;
-    if (current()) await showResult(answer, src, sent, input, noisy ? src.image : null, took);
+    if (current()) await showResult(answer, m, src, sent, input, noisy ? src.image : null, took);
   } catch (err) {
     if (current()) {
       showError($("denoise-error"), err);
@@ -161,7 +161,7 @@ async function run() {
   }
 }
 
-async function showResult(answer, src, sent, input, clean, took) {
+async function showResult(answer, m, src, sent, input, clean, took) {
   const small = isDigitSized(input);
   const compare = $("compare");
   if (input) compare.style.setProperty("--ar", String(input.width / input.height));
@@ -172,9 +172,10 @@ async function showResult(answer, src, sent, input, clean, took) {
   show($("strip-clean"), Boolean(clean));
   if (clean) setImage($("strip-clean").querySelector("img"), src.blob, small);
 
+  // only a model that takes σ reports one; the digit models are blind and say none
   const sigma = answer.headers("X-Noise-Sigma");
   $("stat-sigma").textContent = sigma === null ? "—" : Number(sigma).toFixed(2);
-  $("stat-sigma").title = sigma === null ? "no noise level: this model takes none, or the image is too small to estimate one" : "X-Noise-Sigma, on 0–255";
+  $("stat-sigma").title = sigma === null ? "the image is too small to estimate its noise level" : "the noise σ the model used, on 0–255";
   $("stat-time").textContent = ms(took);
   $("stat-psnr-in").textContent = "–";
   $("stat-psnr-out").textContent = "–";
@@ -188,6 +189,7 @@ async function showResult(answer, src, sent, input, clean, took) {
   link.download = `${src.name.replace(/\.[^.]+$/, "")}-denoised.png`;
   show($("denoise-empty"), false);
   for (const id of ["compare", "denoise-stats", "denoise-strip", "denoise-download"]) show($(id), true);
+  show($("stat-sigma-box"), m.takes_sigma);
 }
 
 function wireDrop() {
