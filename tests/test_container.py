@@ -104,7 +104,7 @@ def free_subnet() -> ipaddress.IPv4Network:
                *ids).stdout.split()
     taken = [ipaddress.ip_network(net) for net in used if "." in net]
     while True:
-        subnet = ipaddress.IPv4Network(f"172.30.{random.randrange(1, 255)}.0/24")
+        subnet = ipaddress.IPv4Network(f"172.16.{random.randrange(1, 255)}.0/24")
         if not any(subnet.overlaps(net) for net in taken):
             return subnet
 
