@@ -119,3 +119,20 @@ def test_the_noise_sigma_shows_only_for_a_model_that_takes_one(visit: Visit) -> 
     expect(page.locator("#stat-sigma")).to_have_text(re.compile(r"^\d+\.\d\d$"))
     expect(page.locator("#stat-sigma-box")).to_be_visible()
     visit.check()
+
+
+@pytest.mark.parametrize("width", [1360, 1000, 700])
+def test_the_sample_controls_stay_inside_their_card(browser: Any, site: Site, width: int) -> None:
+    """Images, a 19-digit seed with its Random button, and the temperature fit the Sample card at
+    the three-, two- and one-column layouts."""
+    v = open_page(browser, site.url, width=width)
+    page = v.page
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    page.click("#tab-vae")
+    page.fill("#sample-seed", "9223372036854775807")
+    card = page.locator("#sample-seed").evaluate("e => e.closest('.card').getBoundingClientRect()"
+                                                 ".right")
+    for control in ("#sample-n", "#sample-seed", "#sample-dice", "#sample-temp"):
+        box = page.locator(control).bounding_box()
+        assert box is not None and box["x"] + box["width"] <= card, control
+    v.page.context.close()
