@@ -7,8 +7,8 @@ A checkpoint is a folder with two files:
   value range, the dataset and split, steps, seed, torch version, the exact training command, the
   sha256 of the weights, and the evaluation metrics with the command that measured them.
 
-``load_checkpoint`` rebuilds the model from ``config.json``, verifies the hash and the tensor shapes,
-and raises ``CheckpointError`` naming the folder, the file and the problem.
+``load_checkpoint`` rebuilds the model from ``config.json``, verifies the hash and each tensor's
+dtype and shape (never cast), and raises ``CheckpointError`` naming the folder, the file and the problem.
 """
 
 from __future__ import annotations
@@ -174,6 +174,34 @@ def read_meta(folder: Path | str) -> dict[str, Any]:
     return meta
 
 
+def describe(tensor: torch.Tensor) -> str:
+    """A tensor's type and shape as a message names them: ``float32 (32, 1, 3, 3)``."""
+    return f"{str(tensor.dtype).removeprefix('torch.')} {tuple(tensor.shape)}"
+
+
+def check_tensors(folder: Path, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    """``CheckpointError`` unless ``state`` has exactly the tensors of ``expected``, each of its dtype
+    and shape: ``load_state_dict`` would cast another dtype silently (float16 or int64 weights
+    loaded as float32) and answer another shape with a traceback."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            folder,
+            WEIGHTS_FILE,
+            f"tensors do not match the config: missing {missing[:3]}, unexpected {unexpected[:3]}",
+        )
+    for key, tensor in expected.items():
+        found = state[key]
+        if found.dtype != tensor.dtype or tuple(found.shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                folder,
+                WEIGHTS_FILE,
+                f"tensor {key}: expected {describe(tensor)} (what config.json builds), "
+                f"found {describe(found)}",
+            )
+
+
 def load_checkpoint(folder: Path | str, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild, verify and load a checkpoint; the model comes back in eval mode on ``device``."""
     folder = Path(folder)
@@ -201,23 +229,7 @@ def load_checkpoint(folder: Path | str, device: str | torch.device = "cpu") -> C
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(folder, WEIGHTS_FILE, f"unreadable safetensors ({exc})") from exc
 
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            folder,
-            WEIGHTS_FILE,
-            f"tensors do not match the config: missing {missing[:3]}, unexpected {unexpected[:3]}",
-        )
-    for key, tensor in expected.items():
-        if tuple(state[key].shape) != tuple(tensor.shape):
-            raise CheckpointError(
-                folder,
-                WEIGHTS_FILE,
-                f"shape mismatch for {key}: file has {tuple(state[key].shape)}, "
-                f"config.json builds {tuple(tensor.shape)}",
-            )
+    check_tensors(folder, state, model.state_dict())
     model.load_state_dict(state)
     model.to(device).eval()
     return Checkpoint(path=folder, config=config, meta=meta, model=model)

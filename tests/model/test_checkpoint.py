@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
 from model.networks import build_model
 from model.presets import get_preset
 
@@ -87,8 +89,60 @@ def test_shape_mismatch_is_refused(saved: Path) -> None:
     meta = json.loads((saved / "config.json").read_text())
     meta["config"]["model"]["latent_dim"] = 16
     (saved / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: shape mismatch for"):
+    with pytest.raises(CheckpointError) as refused:
         load_checkpoint(saved)
+    assert refused.value.file == "model.safetensors"
+    assert refused.value.problem == ("tensor encoder.head.weight: expected float32 (32, 6272) (what "
+                                     "config.json builds), found float32 (128, 6272)")
+
+
+def rewrite_weights(folder: Path, edit: Callable[[dict[str, torch.Tensor]], None]) -> None:
+    """Change the tensors of ``folder``'s weights file with safetensors and record the new file's
+    hash in config.json, as a converter that gets the tensors wrong would."""
+    path = folder / "model.safetensors"
+    tensors = load_file(path)
+    edit(tensors)
+    save_file(tensors, path)
+    meta = json.loads((folder / "config.json").read_text())
+    meta["weights_sha256"] = sha256_file(path)
+    (folder / "config.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64, torch.int64])
+def test_a_tensor_of_another_dtype_is_refused_not_cast(saved: Path, dtype: torch.dtype) -> None:
+    """Weights saved as float16 (or int64, ...) would load into the float32 network silently cast:
+    refused instead, naming the tensor, what the network needs and what the file holds."""
+    key = "decoder.project.0.weight"
+    shape = tuple(load_checkpoint(saved).model.state_dict()[key].shape)
+
+    def convert(tensors: dict[str, torch.Tensor]) -> None:
+        tensors[key] = tensors[key].to(dtype)
+
+    rewrite_weights(saved, convert)
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(saved)
+    name = str(dtype).removeprefix("torch.")
+    assert str(refused.value) == (f"checkpoint {saved}: model.safetensors: tensor {key}: expected "
+                                  f"float32 {shape} (what config.json builds), found {name} {shape}")
+
+
+def test_a_tensor_of_another_shape_in_the_file_is_refused(saved: Path) -> None:
+    def transpose(tensors: dict[str, torch.Tensor]) -> None:
+        tensors["encoder.head.weight"] = tensors["encoder.head.weight"].t().contiguous()
+
+    rewrite_weights(saved, transpose)
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(saved)
+    assert refused.value.problem.startswith("tensor encoder.head.weight: expected float32 (")
+    assert refused.value.problem.endswith(f"found float32 {(6272, 128)}")
+
+
+def test_rewritten_tensors_of_the_right_dtype_and_shape_load(saved: Path) -> None:
+    """What the refusals above are measured against: the same edit, done right, loads."""
+    reference = load_checkpoint(saved).model.state_dict()
+    rewrite_weights(saved, lambda tensors: None)
+    loaded = load_checkpoint(saved).model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in reference.items())
 
 
 @pytest.mark.parametrize("missing", ["config.json", "model.safetensors"])
