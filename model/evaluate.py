@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from model.cli import (
@@ -31,6 +32,55 @@ from model.cli import (
 PROG = "python -m model.evaluate"
 
 
+@dataclass(frozen=True)
+class NoiseScale:
+    """The scale a kind of checkpoint reads its noise levels (``--sigmas``) on, and what is plausible
+    there: a level on the other scale (0.1 where 25 is meant, or the reverse) gives figures that
+    look like results but measure something else, so it is refused, saying what it would be here."""
+
+    name: str  # the scale, as the messages name it
+    low: float
+    high: float
+    examples: str
+    flags: tuple[str, ...]  # the flags that take noise levels
+    other: tuple[str, float]  # the other scale: its name, and the factor from it to this one
+
+
+# per kind of checkpoint; None: evaluated without added noise, so no flag takes a level
+NOISE_SCALES: dict[str, NoiseScale | None] = {
+    "dae": NoiseScale("[0, 1]", 0.0, 1.0, "0.1 0.3 0.5", ("--sigmas",), ("0-255", 1 / 255)),
+    "vae": None,
+    "photo": NoiseScale("0-255", 1.0, 255.0, "15 25 50", ("--sigmas", "--color-sigmas"),
+                        ("[0, 1]", 255.0)),
+}
+FLAGS_WITH_LEVELS = ("--sigmas", "--color-sigmas")
+
+
+def check_sigmas(args: argparse.Namespace, kind: str) -> None:
+    """``UsageError`` for a noise level off the checkpoint's scale (``NOISE_SCALES``), or given to a
+    kind that takes none."""
+    scale = NOISE_SCALES.get(kind)
+    for flag in FLAGS_WITH_LEVELS:
+        values = getattr(args, flag[2:].replace("-", "_"))
+        if values is None:
+            continue
+        if scale is None:
+            raise UsageError(f"{flag}: a {kind} checkpoint is evaluated without added noise "
+                             "(it takes no noise levels)")
+        if flag not in scale.flags:
+            raise UsageError(f"{flag} does not apply to a {kind} checkpoint (its noise levels: "
+                             f"{', '.join(scale.flags)})")
+        for value in values:
+            if scale.low <= value <= scale.high:
+                continue
+            other, factor = scale.other
+            hint = (f"; {value:g} on the {other} scale is {value * factor:.3g} on the {scale.name} one"
+                    if scale.low <= value * factor <= scale.high else "")
+            raise UsageError(f"{flag} {value:g}: a {kind} checkpoint's noise levels are on the "
+                             f"{scale.name} scale, {scale.low:g} to {scale.high:g} (e.g. "
+                             f"{scale.examples}){hint}")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path)
@@ -40,7 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--limit", type=nonnegative_int, default=0, help="only the first N test images")
     p.add_argument("--sigmas", type=nonnegative_float, nargs="+",
-                   help="noise levels; default 0.1 0.3 0.5 ([0, 1] scale, DAE), 15 25 50 (0-255, photo)")
+                   help="noise levels on the checkpoint's scale: DAE [0, 1] (0 to 1, default 0.1 0.3 "
+                   "0.5), photo 0-255 (1 to 255, default 15 25 50); a level off that scale is "
+                   "refused, not converted; a VAE takes none")
     p.add_argument("--bm3d-limit", type=nonnegative_int,
                    help="BM3D on the first N images; default 300 (DAE), 0 = all (photo)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"],
@@ -55,7 +107,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     photo = p.add_argument_group("photo denoiser")
     photo.add_argument("--color-data-dir", type=Path, help="CBSD68 (colour)")
     photo.add_argument("--color-sigmas", type=nonnegative_float, nargs="+",
-                       help="noise levels for CBSD68 (default: --sigmas)")
+                       help="noise levels for CBSD68, 0-255 scale (default: --sigmas)")
     photo.add_argument("--protocols", nargs="+", choices=["papers", "8bit"], default=["papers", "8bit"],
                        help="papers: unclipped noise; 8bit: noisy input clipped and rounded")
     photo.add_argument("--bm3d", action=argparse.BooleanOptionalAction, default=True)
@@ -83,6 +135,7 @@ def evaluate(argv: list[str] | None = None) -> int:
 
     command = f"{PROG} " + shlex.join(sys.argv[1:] if argv is None else argv)
     kind = read_meta(args.checkpoint).get("kind")
+    check_sigmas(args, str(kind))
     output_folder(args.out)
     if kind == "photo":
         from model.photo.evaluate import evaluate_photo

@@ -65,3 +65,55 @@ def test_cuda_without_a_gpu(tiny_photo_checkpoint: Path, tmp_path: Path) -> None
     result = run_module("model.evaluate", "--checkpoint", str(tiny_photo_checkpoint / "photo-denoiser"),
                         "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"), "--device", "cuda")
     assert_one_line_mistake(result, "no CUDA device")
+
+
+def test_noise_levels_off_the_checkpoints_scale_are_refused_naming_the_level(
+    tiny_photo_checkpoint: Path, tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    """0.1 meant for a photo denoiser (0-255) or 25 for a DAE ([0, 1]) would measure another noise
+    level than the one meant: one line saying the scale and what the level would be on it."""
+    photo = str(tiny_photo_checkpoint / "photo-denoiser")
+    base = ["--data-dir", str(tmp_path), "--out", str(tmp_path / "o"), "--no-bm3d"]
+    result = run_module("model.evaluate", "--checkpoint", photo, *base, "--sigmas", "15", "0.1", "0.2")
+    assert_one_line_mistake(result, "--sigmas 0.1:", "0-255 scale, 1 to 255", "0.1 on the [0, 1] scale "
+                            "is 25.5 on the 0-255 one")
+    result = run_module("model.evaluate", "--checkpoint", photo, *base, "--color-sigmas", "0.2")
+    assert_one_line_mistake(result, "--color-sigmas 0.2:", "51 on the 0-255 one")
+    result = run_module("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-dae"), *base,
+                        "--sigmas", "25")
+    assert_one_line_mistake(result, "--sigmas 25:", "[0, 1] scale, 0 to 1", "0.098 on the [0, 1] one")
+    result = run_module("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-vae"), *base,
+                        "--sigmas", "0.1")
+    assert_one_line_mistake(result, "--sigmas", "vae checkpoint is evaluated without added noise")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("kind", "flag", "levels", "refused"), [
+    ("photo", "--sigmas", [1, 15, 255], None),
+    ("photo", "--color-sigmas", [1, 50], None),
+    ("photo", "--sigmas", [15, 0.999], "--sigmas 0.999: a photo checkpoint's noise levels are on the "
+     "0-255 scale, 1 to 255 (e.g. 15 25 50); 0.999 on the [0, 1] scale is 255 on the 0-255 one"),
+    ("photo", "--sigmas", [0], "--sigmas 0: a photo checkpoint's noise levels are on the 0-255 scale, "
+     "1 to 255 (e.g. 15 25 50)"),
+    ("photo", "--sigmas", [256], "--sigmas 256: a photo checkpoint's noise levels are on the 0-255 "
+     "scale, 1 to 255 (e.g. 15 25 50)"),
+    ("dae", "--sigmas", [0, 0.3, 1], None),
+    ("dae", "--sigmas", [1.5], "--sigmas 1.5: a dae checkpoint's noise levels are on the [0, 1] scale, "
+     "0 to 1 (e.g. 0.1 0.3 0.5); 1.5 on the 0-255 scale is 0.00588 on the [0, 1] one"),
+    ("dae", "--color-sigmas", [0.1], "--color-sigmas does not apply to a dae checkpoint (its noise "
+     "levels: --sigmas)"),
+])
+def test_noise_levels_are_checked_on_the_scale_of_the_checkpoints_kind(
+    kind: str, flag: str, levels: list[float], refused: str | None
+) -> None:
+    from model.cli import UsageError
+    from model.evaluate import check_sigmas, parse_args
+
+    args = parse_args(["--checkpoint", "c", "--data-dir", "d", "--out", "o", flag,
+                       *map(str, levels)])
+    if refused is None:
+        check_sigmas(args, kind)
+    else:
+        with pytest.raises(UsageError) as error:
+            check_sigmas(args, kind)
+        assert str(error.value) == refused
