@@ -3,6 +3,7 @@ runs."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 
 from model.cli import UsageError
@@ -48,6 +49,27 @@ def mnist_vae() -> RunConfig:
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "mnist-dae": mnist_dae, "mnist-vae": mnist_vae, **PHOTO_PRESETS,
 }
+
+
+# the flags of ``model.train`` that only some kinds of model read, by kind: a preset of one kind refuses
+# those of the others (every flag not named here applies to every preset)
+KIND_FLAGS: dict[str, tuple[str, ...]] = {
+    "dae": ("--extra-convs", "--latent-dim"),
+    "vae": ("--extra-convs", "--latent-dim"),
+    "photo": ("--patches-per-epoch", "--sigma-weight-floor"),
+}
+
+
+def refuse_other_kinds_flags(args: argparse.Namespace) -> None:
+    """``UsageError`` naming the first flag given that ``args.preset``'s kind does not read
+    (``KIND_FLAGS``): it would be recorded in the checkpoint's command and change nothing."""
+    kind = get_preset(args.preset).model.kind
+    for flag in dict.fromkeys(flag for flags in KIND_FLAGS.values() for flag in flags):
+        if flag in KIND_FLAGS.get(kind, ()) or getattr(args, flag[2:].replace("-", "_")) is None:
+            continue
+        takers = [other for other, flags in KIND_FLAGS.items() if flag in flags]
+        raise UsageError(f"{flag} does not apply to preset {args.preset} (a {kind} model); "
+                         f"it is for {' and '.join(takers)} presets")
 
 
 def get_preset(name: str) -> RunConfig:

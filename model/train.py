@@ -30,6 +30,7 @@ from model.cli import (
     positive_int,
     run,
 )
+from model.presets import refuse_other_kinds_flags
 
 PROG = "python -m model.train"
 
@@ -45,9 +46,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=nonnegative_int, help="stop after this many optimiser steps")
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=positive_float)
-    p.add_argument("--patches-per-epoch", type=positive_int, help="photo: patches drawn per epoch")
+    p.add_argument("--patches-per-epoch", type=positive_int,
+                   help="photo presets only: patches drawn per epoch")
     p.add_argument("--sigma-weight-floor", type=nonnegative_float,
-                   help="photo: weigh each patch's MSE by 1/(sigma + this), 0-1 scale (0: plain MSE)")
+                   help="photo presets only: weigh each patch's MSE by 1/(sigma + this), 0-1 scale "
+                   "(0: plain MSE)")
     p.add_argument("--seed", type=nonnegative_int)
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     p.add_argument("--resume", action="store_true",
@@ -68,11 +71,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "epochs that fit (the checkpoint records the equivalent --epochs command)")
     arch = p.add_argument_group("architecture overrides (default: the preset's)")
     arch.add_argument("--hidden", type=positive_int, nargs="+", help="channel width of each stage")
-    arch.add_argument("--extra-convs", type=nonnegative_int, help="3x3 convs added to each stage")
-    arch.add_argument("--latent-dim", type=positive_int, help="size of the latent vector")
+    arch.add_argument("--extra-convs", type=nonnegative_int,
+                      help="3x3 convs added to each stage (mnist-dae, mnist-vae only)")
+    arch.add_argument("--latent-dim", type=positive_int,
+                      help="size of the latent vector (mnist-dae, mnist-vae only)")
     args = p.parse_args(argv)
     if args.resume and args.init_from:
         raise UsageError("--resume continues --out's own state; it cannot be combined with --init-from")
+    refuse_other_kinds_flags(args)
     return args
 
 

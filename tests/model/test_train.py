@@ -25,10 +25,41 @@ def test_help_answers_without_loading_torch() -> None:
     (["--preset", "photo-gray", "--sigma-weight-floor", "-0.1"], ["--sigma-weight-floor", ">= 0"]),
     (["--preset", "photo-gray", "--sigma-weight-floor", "nan"], ["--sigma-weight-floor", ">= 0"]),
     (["--preset", "mnist-dae", "--time-budget", "-3"], ["--time-budget", ">= 0"]),
+    # flags of another kind of preset: recorded in the checkpoint's command, and changing nothing
+    (["--preset", "mnist-dae", "--patches-per-epoch", "100"],
+     ["--patches-per-epoch does not apply to preset mnist-dae (a dae model); it is for photo presets"]),
+    (["--preset", "mnist-vae", "--sigma-weight-floor", "0.1"],
+     ["--sigma-weight-floor does not apply to preset mnist-vae (a vae model)"]),
+    (["--preset", "photo-color", "--latent-dim", "8"],
+     ["--latent-dim does not apply to preset photo-color (a photo model); it is for dae and vae presets"]),
+    (["--preset", "photo-denoiser", "--hidden", "8", "--extra-convs", "1"],
+     ["--extra-convs does not apply to preset photo-denoiser"]),
+    (["--preset", "mnist-dae", "--patch-size", "48"], ["unrecognized arguments: --patch-size 48"]),
+    (["--preset", "mnist-dae", "--gray-fraction", "0.2"], ["unrecognized arguments: --gray-fraction"]),
 ])
 def test_flag_mistakes(tmp_path: Path, args: list[str], words: list[str]) -> None:
     result = run_module("model.train", *args, "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"))
     assert_one_line_mistake(result, *words)
+
+
+def test_every_preset_takes_the_flags_its_kind_declares_and_refuses_the_others() -> None:
+    """What a preset's kind declares (``KIND_FLAGS``) is what parsing accepts, for every preset."""
+    from model.cli import UsageError
+    from model.presets import KIND_FLAGS, PRESETS, get_preset
+    from model.train import parse_args
+
+    values = {"--patches-per-epoch": "100", "--sigma-weight-floor": "0.1", "--extra-convs": "1",
+              "--latent-dim": "8"}
+    assert set(values) == {flag for flags in KIND_FLAGS.values() for flag in flags}
+    for preset in PRESETS:
+        takes = KIND_FLAGS[get_preset(preset).model.kind]
+        for flag, value in values.items():
+            argv = ["--preset", preset, "--data-dir", "d", "--out", "o", flag, value]
+            if flag in takes:
+                assert getattr(parse_args(argv), flag[2:].replace("-", "_")) is not None
+            else:
+                with pytest.raises(UsageError, match=f"^{flag} does not apply to preset {preset} "):
+                    parse_args(argv)
 
 
 def test_a_batch_larger_than_the_data(tiny_mnist_dir: Path, tmp_path: Path) -> None:
