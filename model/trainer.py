@@ -4,7 +4,8 @@ The loop does not wait for the device every step: it checks the loss for NaN/inf
 device, read every ``CHECK_EVERY`` steps and before anything is saved (so no saved state holds a bad
 step; under DDP the ranks agree on it, so all stop at the same step), and the progress bar reads the
 loss at most as often as it redraws. It validates after every epoch, keeps the best checkpoint and
-saves the training state every ``--save-every`` steps. Ctrl-C and SIGTERM (docker stop) ask the loop
+saves the training state every ``--save-every`` steps. ``--time-budget`` (``model.budget``) is
+checked before every step. Ctrl-C and SIGTERM (docker stop) ask the loop
 to stop: it finishes the step it is in, saves the state and exits with 130 (under DDP every rank
 stops at the same step).
 """
@@ -20,7 +21,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -29,12 +30,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from model.budget import TimeBudget
 from model.checkpoint import read_meta, save_checkpoint, write_config
 from model.cli import UsageError, output_folder
 from model.config import RunConfig
 from model.device import resolve_device
 from model.networks import build_model
 from model.presets import get_preset
+from model.schedule import lr_at, planned_steps, recorded_command
 from model.tasks import Task, make_task
 from model.train_state import (
     STATE_DIR,
@@ -63,45 +66,6 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     return cfg
 
 
-def planned_steps(cfg: RunConfig, steps_per_epoch: int) -> int:
-    """Optimiser steps the run will take: its epochs, capped by ``max_steps`` when set."""
-    total = cfg.train.epochs * steps_per_epoch
-    return min(total, cfg.train.max_steps) if cfg.train.max_steps else total
-
-
-def budget_epochs(budget_s: float, elapsed_s: float, step: int, sec_per_step: float,
-                  steps_per_epoch: int, epoch: int) -> int:
-    """The whole number of epochs a run can finish within ``budget_s`` at the measured pace."""
-    steps_left = max(0.0, budget_s - elapsed_s) * 0.95 / max(sec_per_step, 1e-9)
-    return max(epoch + 1, int((step + steps_left) // steps_per_epoch))
-
-
-def recorded_command(argv: list[str], replace: dict[str, str], drop: tuple[str, ...] = ()) -> list[str]:
-    """``argv`` without the flags of ``replace`` and ``drop`` (and their values), then ``replace``'s."""
-    gone = {*replace, *drop}
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in gone:
-            skip = True
-        elif arg.split("=", 1)[0] not in gone:
-            out.append(arg)
-    for flag, value in replace.items():
-        out += [flag, value]
-    return out
-
-
-def lr_at(cfg: RunConfig, step: int, total: int) -> float:
-    """Linear warm-up over ``lr_warmup_steps``, then cosine decay to ``lr_min``."""
-    t, warm = cfg.train, cfg.train.lr_warmup_steps
-    if step < warm:
-        return t.lr * (step + 1) / warm
-    progress = min(1.0, (step - warm) / max(1, total - warm))
-    return t.lr_min + 0.5 * (t.lr - t.lr_min) * (1.0 + math.cos(math.pi * progress))
-
-
 def _interrupt(signum: int, frame: object) -> None:
     """SIGINT and SIGTERM before the loop starts: stop at once, there is nothing to save yet."""
     raise KeyboardInterrupt
@@ -115,8 +79,10 @@ class Trainer:
     opt: torch.optim.Optimizer
 
     def __init__(self, args: argparse.Namespace, cfg: RunConfig, device: torch.device, rank: int,
-                 world: int, info: dict[str, Any]) -> None:
+                 world: int, info: dict[str, Any], clock: Callable[[], float] = time.monotonic) -> None:
         self.args, self.cfg, self.device, self.rank, self.world = args, cfg, device, rank, world
+        self.clock = clock  # seconds: the run's elapsed time and its --time-budget
+        self.budget = TimeBudget(args.time_budget, clock) if args.time_budget else None
         self.is_main = rank == 0
         self.launcher = (f"torchrun --nproc_per_node={world} -m model.train" if world > 1
                          else "python -m model.train")
@@ -128,7 +94,8 @@ class Trainer:
         self.group = dist.new_group(backend="gloo") if world > 1 else None
 
     @classmethod
-    def set_up(cls, args: argparse.Namespace, argv: list[str] | None) -> Trainer:
+    def set_up(cls, args: argparse.Namespace, argv: list[str] | None,
+               clock: Callable[[], float] = time.monotonic) -> Trainer:
         """Signals, device, the run's config (the preset + flags) checked against --out's state,
         process group and threads."""
         signal.signal(signal.SIGINT, _interrupt)  # even where a shell started us with SIGINT ignored
@@ -154,7 +121,7 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         if device.type == "cuda":  # fast, but not bit-reproducible (docs/training.md)
             torch.backends.cudnn.benchmark = True
-        return cls(args, cfg, device, rank, world, info)
+        return cls(args, cfg, device, rank, world, info, clock)
 
     def load_data(self) -> None:
         self.task = make_task(self.cfg, self.args.data_dir, self.device, self.args.limit)
@@ -176,8 +143,11 @@ class Trainer:
                                      weight_decay=cfg.train.weight_decay, fused=device.type == "cuda")
         if self.args.resume:
             load_state(self.args.out / STATE_DIR, self.model, self.opt, self.gen, self.rank)
-            if self.info.get("budget_epochs"):
+            if self.info.get("budget_epochs"):  # the budget's cut stays; a --max-steps given wins
+                self.budget = None  # and it is not applied again
                 cfg.train.epochs = self.info["budget_epochs"]
+                if self.args.max_steps is None and self.info.get("budget_max_steps"):
+                    cfg.train.max_steps = self.info["budget_max_steps"]
                 self.total = planned_steps(cfg, self.steps_per_epoch)
         self.ddp: nn.Module = DistributedDataParallel(self.model) if self.world > 1 else self.model
         self.use_amp = device.type == "cuda" and cfg.train.amp
@@ -199,14 +169,13 @@ class Trainer:
         cfg, args = self.cfg, self.args
         previous = {sig: signal.signal(sig, self.ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         self.step: int = self.info["step"]
-        self.started = time.monotonic() - self.info["elapsed_s"]
+        self.started = self.clock() - self.info["elapsed_s"]
         self.bar = tqdm(total=self.total, initial=self.step, disable=not self.is_main or args.no_progress,
                         dynamic_ncols=True, desc=cfg.train.preset)
         self.bad = torch.zeros((), dtype=torch.bool, device=self.device)
         self.checked = self.step
         self.epoch: int = self.info["epoch"]
         self.pos: int = self.info["batch_in_epoch"]  # batches of ``epoch`` already done
-        self.calib: tuple[int, float] | None = None  # where the pace measurement starts
         self.loss = torch.tensor(float("nan"))
         self.shown = -math.inf  # when the progress bar last showed the loss
         try:
@@ -221,7 +190,7 @@ class Trainer:
                     return 130
                 if ended:
                     self.epoch, self.pos = self.epoch + 1, 0
-                if args.time_budget and "budget_epochs" not in self.info:
+                if self.budget and "budget_epochs" not in self.info:
                     self.apply_budget()
                 self.check_finite()  # on every rank, before rank 0 validates and saves
                 if self.is_main:
@@ -244,11 +213,11 @@ class Trainer:
         cfg, device, scaler = self.cfg, self.device, self.scaler
         use_amp, amp_dtype = self.use_amp, self.amp_dtype
         self.ddp.train()
-        seen, tick = 0, time.monotonic()
+        seen, tick = 0, self.clock()
         for i, batch in enumerate(self.task.batches(self.epoch, self.rank, self.world)):
             if i < self.pos:
                 continue
-            if self.step >= self.total or self.stopping():
+            if self.step >= self.total or self.stopping() or self.out_of_time():
                 return False
             for group in self.opt.param_groups:
                 group["lr"] = lr_at(cfg, self.step, self.total)
@@ -264,8 +233,10 @@ class Trainer:
             scaler.update()
             self.step += 1
             self.pos = i + 1
+            if self.budget:
+                self.budget.stepped()
             seen += len(batch) * self.world
-            now = time.monotonic()
+            now = self.clock()
             if not self.bar.disable and now - self.shown >= self.bar.mininterval:
                 # reading the loss waits for the device: only as often as the bar redraws
                 self.shown, rate = now, seen / max(1e-9, now - tick)
@@ -300,17 +271,34 @@ class Trainer:
         except KeyboardInterrupt:
             self.asked = True
 
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def out_of_time(self) -> bool:
+        """Before a step: whether the time budget is spent (``TimeBudget.spent``); under DDP whether
+        any rank's is. The run then ends at this step, recorded as its ``--max-steps``."""
+        if self.budget is None:
+            return False
+        spent = self.budget.spent(self.elapsed())
+        if self.world > 1:
+            flag = torch.tensor([int(spent)])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.group)
+            spent = bool(flag.item())
+        if spent:
+            self.cfg.train.max_steps = self.total = self.step
+            self.info.update(budget_epochs=self.cfg.train.epochs, budget_max_steps=self.step)
+            if self.is_main:
+                self.bar.write(f"time budget {self.budget.seconds:g} s spent: stopping at step {self.step}")
+            self.record_cut()
+        return spent
+
     def apply_budget(self) -> None:
         """After a calibration phase, cut the epochs to what fits ``--time-budget``."""
-        now = time.monotonic()
-        if self.calib is None:
-            self.calib = (self.step, now)
+        assert self.budget is not None
+        planned = self.budget.plan(self.step, self.elapsed(), self.steps_per_epoch, self.epoch)
+        if planned is None:
             return
-        if self.step - self.calib[0] < 300:
-            return
-        pace = (now - self.calib[1]) / (self.step - self.calib[0])
-        epochs = budget_epochs(self.args.time_budget, now - self.started, self.step, pace,
-                               self.steps_per_epoch, self.epoch)
+        epochs, pace = planned
         if self.world > 1:  # every rank must stop at the same step
             agreed = torch.tensor([epochs], device=self.device)
             dist.broadcast(agreed, 0)
@@ -321,10 +309,15 @@ class Trainer:
         self.bar.total = self.total
         self.bar.write(f"time budget {self.args.time_budget:.0f} s: {pace * 1000:.1f} ms/step, "
                        f"training {self.cfg.train.epochs} epochs ({self.total} steps)")
+        self.record_cut()
+
+    def record_cut(self) -> None:
+        """The time budget cut the run: the best checkpoint so far (rank 0) records the run's new
+        epochs, step limit and command (its recipe is the same)."""
         out = self.args.out
-        if self.is_main and (out / "config.json").is_file():  # the best so far: same recipe
+        if self.is_main and (out / "config.json").is_file():
             meta = read_meta(out)
-            meta["config"]["train"]["epochs"] = self.cfg.train.epochs
+            meta["config"]["train"].update(epochs=self.cfg.train.epochs, max_steps=self.cfg.train.max_steps)
             meta["training"]["command"] = self.command()
             meta["training"]["chain"] = chain_of(self.info["init_from"], self.command(),
                                                  meta["training"]["steps"])
@@ -359,7 +352,7 @@ class Trainer:
             dist.all_gather(rng, self.gen.get_state(), group=self.group)
         if self.is_main:
             self.info.update(step=self.step, epoch=self.epoch, batch_in_epoch=self.pos,
-                             elapsed_s=time.monotonic() - self.started)
+                             elapsed_s=self.elapsed())
             with self.signals_held():
                 save_state(self.args.out / STATE_DIR, self.model, self.opt, self.info, torch.stack(rng))
             self.bar.write(f"state saved at step {self.step}")
@@ -368,10 +361,18 @@ class Trainer:
     def keep_best(self, epoch_done: float, last_loss: float) -> None:
         """Validate; write the checkpoint when this is the best validation loss so far (rank 0, once
         ``check_finite`` passed)."""
+        budget = self.budget
+        if budget and self.info["best_val"] is not None and not budget.room_to_validate(self.elapsed()):
+            self.bar.write(f"time budget: no validation at step {self.step} (the last took "
+                           f"{budget.validation_s:.1f} s, {budget.seconds - self.elapsed():.1f} s left)")
+            return
         self.model.eval()
+        tick = self.clock()
         metrics = self.task.validate(self.model)
+        if budget:
+            budget.validated(self.clock() - tick)
         entry = {"epoch": round(epoch_done, 3), "step": self.step, "train_loss": last_loss,
-                 "elapsed_s": round(time.monotonic() - self.started, 1), **metrics}
+                 "elapsed_s": round(self.elapsed(), 1), **metrics}
         self.info["history"].append(entry)
         self.bar.write(json.dumps(entry))
         if self.info["best_val"] is not None and metrics["val_loss"] >= self.info["best_val"]:
@@ -387,7 +388,7 @@ class Trainer:
                 "chain": chain_of(init, self.command(), self.step),
                 "total_steps": sum(run["steps"] or 0 for run in chain_of(init, "", self.step)),
                 "seed": self.cfg.train.seed, "device": str(self.device), "world_size": self.world,
-                "duration_s": round(time.monotonic() - self.started, 1),
+                "duration_s": round(self.elapsed(), 1),
                 "best_val": metrics, "history": self.info["history"],
             },
             "evaluation": {"metrics": {}, "command": None},

@@ -69,7 +69,7 @@ def test_every_preset_writes_a_checkpoint_the_loader_accepts(tiny_checkpoints: P
 
 
 def test_the_learning_rate_warms_up_over_the_recorded_steps() -> None:
-    from model.trainer import lr_at
+    from model.schedule import lr_at
 
     cfg = get_preset("mnist-dae")
     cfg.train.lr_warmup_steps = 10
@@ -277,7 +277,7 @@ def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(tiny_mnist_dir: Pat
 
 
 def test_recorded_command_replaces_the_flags_a_run_ended_with() -> None:
-    from model.trainer import budget_epochs, recorded_command
+    from model.schedule import recorded_command
 
     argv = ["--preset", "mnist-vae", "--epochs", "1000", "--time-budget", "280", "--device", "cuda"]
     budget = ("--time-budget",)
@@ -288,25 +288,3 @@ def test_recorded_command_replaces_the_flags_a_run_ended_with() -> None:
     # a --resume that trained longer: the last --max-steps given wins, and is the one recorded
     argv = ["--max-steps", "20", "--lr", "1", "--max-steps", "10"]
     assert recorded_command(argv, {"--max-steps": "25"}) == ["--lr", "1", "--max-steps", "25"]
-    # 100 s left at 10 ms/step is 9500 steps (5 % margin): from step 500, 10000 steps = 20 epochs
-    assert budget_epochs(200.0, 100.0, 500, 0.010, 500, 1) == 20
-    assert budget_epochs(200.0, 250.0, 500, 0.010, 500, 1) == 2  # over budget: finish this epoch
-
-
-def test_time_budget_trains_whole_epochs_and_records_them(tiny_mnist_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "budget"
-    result = train_tiny("mnist-vae", tiny_mnist_dir, out, "--max-steps", "0", "--epochs", "1000",
-                        "--batch-size", "16", "--hidden", "8", "16", "--extra-convs", "0",
-                        "--latent-dim", "4", "--time-budget", "12")
-    assert result.returncode == 0, result.stderr[-2000:]
-    meta = json.loads((out / "config.json").read_text())
-    training, train_cfg = meta["training"], meta["config"]["train"]
-    epochs = train_cfg["epochs"]
-    assert 1 <= epochs < 1000  # cut to what fits, not the 1000 asked for
-    assert training["time_budget_s"] == 12
-    assert "--time-budget" not in training["command"]
-    assert training["command"].endswith(f"--epochs {epochs}")
-    assert "--hidden 8 16" in training["command"]
-    assert meta["config"]["model"]["hidden"] == [8, 16] and meta["config"]["model"]["latent_dim"] == 4
-    state = json.loads((out / ".state" / "state.json").read_text())
-    assert state["step"] == epochs * (540 // 16) and state["budget_epochs"] == epochs
