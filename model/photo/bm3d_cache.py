@@ -7,14 +7,21 @@ measures in ``FILE`` and, next time, reuses any whose inputs are the same. An en
 sha256 of the clean image, the noisy image (bytes, shape and type of each), sigma, the ``bm3d``
 package's version and ``RECIPE``: another image, seed, noise protocol or version is a miss, not a
 stale hit, and a change to how the evaluation runs BM3D or scores it must change ``RECIPE``. Only
-numbers are kept (PSNR, seconds), so the figure's image is always computed again. One run at a time
-per file: a run writes the file whole.
+numbers are kept (PSNR, seconds), so the figure's image is always computed again.
+
+Several evaluations may share a file: a save takes an exclusive lock (``fcntl.flock`` on
+``.FILE.lock`` beside it), reads the file again, adds its entries to those there and replaces the
+file whole (a temporary file, then ``os.replace``), so no run loses another's entries and a reader
+never sees a torn file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -22,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from model.checkpoint import atomic_write_bytes
+from model.cli import UsageError
 
 # how model/photo/evaluate.py runs and scores BM3D: bm3d.bm3d (gray) or bm3d_rgb (colour) with
 # sigma_psd = sigma / 255 on the noisy image in [0, 1]; psnr_8bit of its output, rounded to 8 bits
@@ -41,12 +49,33 @@ class Bm3dCache:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.version = bm3d_version()
-        self.entries: dict[str, dict[str, Any]] = {}
-        if path is not None and path.is_file():
-            data = json.loads(path.read_text())
-            if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
-                raise ValueError(f"{path}: not a BM3D cache (expected {{'entries': {{...}}}})")
-            self.entries = data["entries"]
+        self.entries: dict[str, dict[str, Any]] = self.read() if path is not None else {}
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        """The entries in the file (none when there is no file); ``UsageError`` for a file that is
+        not a BM3D cache, which is never overwritten."""
+        assert self.path is not None
+        if not self.path.is_file():
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsageError(f"--bm3d-cache {self.path}: not a BM3D cache (not valid JSON: {exc})") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
+            raise UsageError(f"--bm3d-cache {self.path}: not a BM3D cache (expected "
+                             "{'entries': {...}})")
+        return dict(data["entries"])
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """The file's exclusive lock, held by one save at a time (any process, any thread)."""
+        assert self.path is not None
+        with (self.path.parent / f".{self.path.name}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def key(self, clean: np.ndarray, noisy: np.ndarray, sigma: float) -> str:
         digest = hashlib.sha256()
@@ -68,10 +97,14 @@ class Bm3dCache:
         self.entries[key] = {"psnr": psnr, "seconds": seconds, **about}
 
     def save(self) -> None:
-        """Write the file whole (a crash leaves the old one); nothing without a path."""
+        """Under the file's lock: add this run's entries to the file's (another run's saved since
+        this one read it included) and replace the file whole (a crash leaves the old one);
+        nothing without a path."""
         if self.path is None:
             return
-        body = {"about": __doc__.split("\n\n")[0] if __doc__ else "", "bm3d": self.version,
-                "recipe": RECIPE, "entries": dict(sorted(self.entries.items()))}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.path, (json.dumps(body, indent=1) + "\n").encode())
+        with self.locked():
+            self.entries = {**self.read(), **self.entries}
+            body = {"about": __doc__.split("\n\n")[0] if __doc__ else "", "bm3d": self.version,
+                    "recipe": RECIPE, "entries": dict(sorted(self.entries.items()))}
+            atomic_write_bytes(self.path, (json.dumps(body, indent=1) + "\n").encode())
