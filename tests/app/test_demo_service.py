@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.app.demo_site import Site, ThreadServer, launch_browser, only, open_page, serve
+from tests.app.demo_site import Site, ThreadServer, Visit, launch_browser, only, open_page, serve
 
 EVERY_MS, DOWN_EVERY_MS = 15000, 3000  # app/static/js/health.js
 
@@ -36,7 +36,10 @@ def set_hidden(page: Any, hidden: bool) -> None:
     }""", hidden)
 
 
-def test_the_status_pill_follows_the_service(browser: Any, tmp_path: Path) -> None:
+@pytest.fixture
+def watched(browser: Any, tmp_path: Path) -> Iterator[tuple[ThreadServer, Visit]]:
+    """A real server of one model, and the page on it, ready, its status pill green and its timers
+    moving only when a test runs the page's clock."""
     server = ThreadServer(only(tmp_path, "mnist-dae"))
     server.start()
     try:
@@ -46,64 +49,61 @@ def test_the_status_pill_follows_the_service(browser: Any, tmp_path: Path) -> No
         expect(page.locator("body")).to_have_attribute("data-ready", "true")
         expect(pill).to_have_text("1 model: mnist-dae")
         expect(pill).to_have_class(re.compile(r"\bok\b"))
-        page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 1)  # timers now move on our word
-
-        server.stop()  # the periodic check finds it gone, without a request of the user's
-        page.clock.run_for(EVERY_MS)
-        expect(pill).to_have_text("offline")
-        expect(pill).to_have_class(re.compile(r"\bbad\b"))
-        server.start()  # and back, on the same port
-        page.clock.run_for(DOWN_EVERY_MS)
-        expect(pill).to_have_text("1 model: mnist-dae")
-        expect(pill).to_have_class(re.compile(r"\bok\b"))
-
-        page.click("button.example[data-name='digit-7.png']")
-        expect(page.locator("#denoise-run")).to_be_enabled()
-        server.stop()  # a request that cannot reach the service turns it offline at once
-        page.click("#denoise-run")
-        expect(pill).to_have_text("offline")
-        expect(page.locator("#denoise-error .error-friendly")).to_contain_text("cannot be reached")
-        expect(page.locator("#denoise-error .error-code")).to_have_text("network")
-
-        set_hidden(page, True)  # a hidden tab does not check
-        checks = readiness_checks(visit.requests)
-        page.clock.run_for(4 * EVERY_MS)
-        assert readiness_checks(visit.requests) == checks
-        server.start()
-        expect(pill).to_have_text("offline")
-        set_hidden(page, False)  # shown again: it checks at once
-        expect(pill).to_have_text("1 model: mnist-dae")
-        assert readiness_checks(visit.requests) == checks + 1
-        page.click("#denoise-run")
-        expect(page.locator("#compare")).to_be_visible()
-        assert not [e for e in visit.errors if e.startswith("uncaught")]
-        page.context.close()
-    finally:
-        server.stop()
-
-
-def test_a_service_that_is_not_ready_is_shown_so(browser: Any, tmp_path: Path) -> None:
-    """503 not_ready from /readyz (as while it drains on SIGTERM): "not ready", with the reason."""
-    server = ThreadServer(only(tmp_path, "mnist-dae"))
-    server.start()
-    try:
-        visit = open_page(browser, server.url, clock=True)
-        page = visit.page
-        pill = page.locator("#service-status")
-        expect(pill).to_have_text("1 model: mnist-dae")
         page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 1)  # seconds
-        body = '{"error": {"code": "not_ready", "message": "shutting down: draining the requests in flight"}}'
-        page.route("**/readyz", lambda route: route.fulfill(status=503, body=body,
-                                                            content_type="application/json"))
-        page.clock.run_for(EVERY_MS)
-        expect(pill).to_have_text("not ready")
-        expect(pill).to_have_attribute("title", re.compile("draining the requests in flight"))
-        page.unroute("**/readyz")
-        page.clock.run_for(DOWN_EVERY_MS)
-        expect(pill).to_have_text("1 model: mnist-dae")
+        yield server, visit
         page.context.close()
     finally:
         server.stop()
+
+
+def test_the_status_pill_follows_the_service(watched: tuple[ThreadServer, Visit]) -> None:
+    server, visit = watched
+    page = visit.page
+    pill = page.locator("#service-status")
+    server.stop()  # the periodic check finds it gone, without a request of the user's
+    page.clock.run_for(EVERY_MS)
+    expect(pill).to_have_text("offline")
+    expect(pill).to_have_class(re.compile(r"\bbad\b"))
+    server.start()  # and back, on the same port
+    page.clock.run_for(DOWN_EVERY_MS)
+    expect(pill).to_have_text("1 model: mnist-dae")
+    expect(pill).to_have_class(re.compile(r"\bok\b"))
+
+    page.click("button.example[data-name='digit-7.png']")
+    expect(page.locator("#denoise-run")).to_be_enabled()
+    server.stop()  # a request that cannot reach the service turns it offline at once
+    page.click("#denoise-run")
+    expect(pill).to_have_text("offline")
+    expect(page.locator("#denoise-error .error-friendly")).to_contain_text("cannot be reached")
+    expect(page.locator("#denoise-error .error-code")).to_have_text("network")
+
+    set_hidden(page, True)  # a hidden tab does not check
+    checks = readiness_checks(visit.requests)
+    page.clock.run_for(4 * EVERY_MS)
+    assert readiness_checks(visit.requests) == checks
+    server.start()
+    expect(pill).to_have_text("offline")
+    set_hidden(page, False)  # shown again: it checks at once
+    expect(pill).to_have_text("1 model: mnist-dae")
+    assert readiness_checks(visit.requests) == checks + 1
+    page.click("#denoise-run")
+    expect(page.locator("#compare")).to_be_visible()
+    assert not [e for e in visit.errors if e.startswith("uncaught")]
+
+
+def test_a_service_that_is_not_ready_is_shown_so(watched: tuple[ThreadServer, Visit]) -> None:
+    """503 not_ready from /readyz (as while it drains on SIGTERM): "not ready", with the reason."""
+    page = watched[1].page
+    pill = page.locator("#service-status")
+    body = '{"error": {"code": "not_ready", "message": "shutting down: draining the requests in flight"}}'
+    page.route("**/readyz", lambda route: route.fulfill(status=503, body=body,
+                                                        content_type="application/json"))
+    page.clock.run_for(EVERY_MS)
+    expect(pill).to_have_text("not ready")
+    expect(pill).to_have_attribute("title", re.compile("draining the requests in flight"))
+    page.unroute("**/readyz")
+    page.clock.run_for(DOWN_EVERY_MS)
+    expect(pill).to_have_text("1 model: mnist-dae")
 
 
 # ---- the service's limits -----------------------------------------------------------------------
