@@ -271,7 +271,7 @@ class TracingMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
-            if message["type"] in ("http.response.start", "websocket.http.response.start"):
+            if message["type"] == "http.response.start":
                 status = message["status"]
             await send(message)
 

@@ -146,7 +146,7 @@ class Trainer:
             if self.info.get("budget_epochs"):  # the budget's cut stays; a --max-steps given wins
                 self.budget = None  # and it is not applied again
                 cfg.train.epochs = self.info["budget_epochs"]
-                if self.args.max_steps is None and self.info.get("budget_max_steps"):
+                if self.args.max_steps is None and self.info.get("budget_max_steps") is not None:
                     cfg.train.max_steps = self.info["budget_max_steps"]
                 self.total = planned_steps(cfg, self.steps_per_epoch)
         self.ddp: nn.Module = DistributedDataParallel(self.model) if self.world > 1 else self.model
@@ -217,7 +217,7 @@ class Trainer:
         for i, batch in enumerate(self.task.batches(self.epoch, self.rank, self.world)):
             if i < self.pos:
                 continue
-            if self.step >= self.total or self.stopping() or self.out_of_time():
+            if self.step >= self.total or self.stop_before_step():
                 return False
             for group in self.opt.param_groups:
                 group["lr"] = lr_at(cfg, self.step, self.total)
@@ -254,13 +254,17 @@ class Trainer:
         so a step is applied and counted whole or not at all."""
         self.asked = True
 
+    def any_rank(self, *flags: bool) -> list[bool]:
+        """``flags`` as every rank sees them: each true where any rank's is (one all_reduce)."""
+        if self.world == 1:
+            return list(flags)
+        agreed = torch.tensor([int(f) for f in flags])
+        dist.all_reduce(agreed, op=dist.ReduceOp.MAX, group=self.group)
+        return [bool(f) for f in agreed.tolist()]
+
     def stopping(self) -> bool:
         """Whether a signal asked to stop; under DDP whether any rank's did, so that all stop together."""
-        if self.world == 1:
-            return self.asked
-        flag = torch.tensor([int(self.asked)])
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.group)
-        return bool(flag.item())
+        return self.any_rank(self.asked)[0]
 
     @contextlib.contextmanager
     def signals_held(self) -> Iterator[None]:
@@ -274,23 +278,20 @@ class Trainer:
     def elapsed(self) -> float:
         return self.clock() - self.started
 
-    def out_of_time(self) -> bool:
-        """Before a step: whether the time budget is spent (``TimeBudget.spent``); under DDP whether
-        any rank's is. The run then ends at this step, recorded as its ``--max-steps``."""
-        if self.budget is None:
-            return False
-        spent = self.budget.spent(self.elapsed())
-        if self.world > 1:
-            flag = torch.tensor([int(spent)])
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.group)
-            spent = bool(flag.item())
-        if spent:
+    def stop_before_step(self) -> bool:
+        """Before a step: whether a signal asked to stop or the time budget is spent
+        (``TimeBudget.spent``), on any rank (one agreement for both). A spent budget ends the run
+        at this step, recorded as its ``--max-steps``; a run takes one step at least."""
+        spent = self.budget is not None and self.budget.spent(self.elapsed()) and self.step > 0
+        asked, spent = self.any_rank(self.asked, spent)
+        if spent and not asked and self.budget is not None:
             self.cfg.train.max_steps = self.total = self.step
-            self.info.update(budget_epochs=self.cfg.train.epochs, budget_max_steps=self.step)
+            self.info.update(budget_epochs=self.cfg.train.epochs, budget_max_steps=self.step,
+                             budget_s=self.budget.seconds)
             if self.is_main:
                 self.bar.write(f"time budget {self.budget.seconds:g} s spent: stopping at step {self.step}")
             self.record_cut()
-        return spent
+        return asked or spent
 
     def apply_budget(self) -> None:
         """After a calibration phase, cut the epochs to what fits ``--time-budget``."""
@@ -304,7 +305,7 @@ class Trainer:
             dist.broadcast(agreed, 0)
             epochs = int(agreed.item())
         self.cfg.train.epochs = min(self.cfg.train.epochs, epochs)
-        self.info["budget_epochs"] = self.cfg.train.epochs
+        self.info.update(budget_epochs=self.cfg.train.epochs, budget_s=self.budget.seconds)
         self.total = planned_steps(self.cfg, self.steps_per_epoch)
         self.bar.total = self.total
         self.bar.write(f"time budget {self.args.time_budget:.0f} s: {pace * 1000:.1f} ms/step, "
@@ -382,7 +383,8 @@ class Trainer:
         save_checkpoint(self.args.out, self.model, self.cfg, extra={
             "dataset": self.task.data_description,
             "training": {
-                "command": self.command(), "time_budget_s": self.args.time_budget or None,
+                "command": self.command(),
+                "time_budget_s": self.args.time_budget or self.info.get("budget_s"),
                 "steps": self.step, "epochs": round(epoch_done, 3),
                 "init_from": None if init is None else {k: init[k] for k in ("path", "weights_sha256")},
                 "chain": chain_of(init, self.command(), self.step),

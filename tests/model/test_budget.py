@@ -65,9 +65,10 @@ def signals_kept() -> Iterator[None]:
 
 
 def run_on_clock(data: Path, out: Path, monkeypatch: pytest.MonkeyPatch, step_s: float,
-                 validation_s: float, *flags: str) -> tuple[int, Clock]:
+                 validation_s: float, *flags: str, first_batch_s: float = 0.0) -> tuple[int, Clock]:
     """``python -m model.train`` in this process on mnist-dae, on a ``Clock`` that each optimiser
-    step moves by ``step_s`` and each validation by ``validation_s``."""
+    step moves by ``step_s``, each validation by ``validation_s`` and the wait for the first
+    batch by ``first_batch_s``."""
     from model.train import parse_args
     from model.trainer import Trainer
 
@@ -77,7 +78,7 @@ def run_on_clock(data: Path, out: Path, monkeypatch: pytest.MonkeyPatch, step_s:
     trainer = Trainer.set_up(parse_args(argv), argv, clock)
     trainer.load_data()
     trainer.build()
-    step, validate = trainer.opt.step, trainer.task.validate
+    step, validate, batches = trainer.opt.step, trainer.task.validate, trainer.task.batches
 
     def timed_step(*args: Any, **kwargs: Any) -> Any:
         clock.now += step_s
@@ -87,8 +88,13 @@ def run_on_clock(data: Path, out: Path, monkeypatch: pytest.MonkeyPatch, step_s:
         clock.now += validation_s
         return validate(model)
 
+    def slow_start(*args: Any) -> Iterator[Any]:
+        clock.now += first_batch_s
+        yield from batches(*args)
+
     monkeypatch.setattr(trainer.opt, "step", timed_step)
     monkeypatch.setattr(trainer.task, "validate", timed_validate)
+    monkeypatch.setattr(trainer.task, "batches", slow_start)
     return trainer.fit(), clock
 
 
@@ -132,9 +138,29 @@ def test_the_first_validation_runs_even_past_the_budget_and_a_resume_keeps_the_s
     assert state_of(out)["step"] == 10 and load_checkpoint(out).meta["training"]["steps"] == 10
     code, clock = run_on_clock(tiny_mnist_dir, out, monkeypatch, 1.0, 3.0, *flags, "--resume")
     assert code == 0 and clock.now == 1000.0 and state_of(out)["step"] == 10  # nothing ran
-    code, _ = run_on_clock(tiny_mnist_dir, out, monkeypatch, 1.0, 3.0, *flags, "--resume",
+    code, _ = run_on_clock(tiny_mnist_dir, out, monkeypatch, 1.0, 3.0, *flags[:2], "--resume",
                            "--max-steps", "12")
     assert code == 0 and state_of(out)["step"] == 12
+    training = load_checkpoint(out).meta["training"]
+    assert training["steps"] == 12 and training["time_budget_s"] == 10  # the run's, not forgotten
+
+
+@pytest.mark.usefixtures("signals_kept")
+def test_a_budget_spent_before_the_first_step_still_takes_one(
+    tiny_mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first batch takes 2 s to come, past a 1 s budget: the run takes one step and validates
+    it (its only checkpoint). It records --max-steps 1, as --max-steps 0 would mean no limit at
+    all, and a --resume keeps the stop."""
+    out = tmp_path / "run"
+    flags = ("--batch-size", "32", "--time-budget", "1")
+    code, _ = run_on_clock(tiny_mnist_dir, out, monkeypatch, 1.0, 3.0, *flags, first_batch_s=2.0)
+    assert code == 0 and state_of(out)["step"] == 1 and state_of(out)["budget_max_steps"] == 1
+    meta = load_checkpoint(out).meta
+    assert meta["config"]["train"]["max_steps"] == 1
+    assert meta["training"]["command"].endswith("--max-steps 1")
+    code, clock = run_on_clock(tiny_mnist_dir, out, monkeypatch, 1.0, 3.0, *flags, "--resume")
+    assert code == 0 and clock.now == 1000.0 and state_of(out)["step"] == 1  # nothing ran
 
 
 @pytest.mark.usefixtures("signals_kept")
