@@ -106,6 +106,29 @@ def test_a_service_that_is_not_ready_is_shown_so(watched: tuple[ThreadServer, Vi
     expect(pill).to_have_text("1 model: mnist-dae")
 
 
+def test_a_model_list_that_fails_turns_the_pill_red_until_a_retry_gets_it(
+    watched: tuple[ThreadServer, Visit]
+) -> None:
+    """The service is up but GET /v1/models answers 500: the pill says "unavailable" with the
+    API's message, not a green "ready"; Try again with the list back turns it green."""
+    visit = watched[1]
+    page = visit.page
+    pill = page.locator("#service-status")
+    body = '{"error": {"code": "internal_error", "message": "the model list broke"}}'
+    page.route("**/v1/models", lambda route: route.fulfill(status=500, body=body,
+                                                          content_type="application/json"))
+    page.reload()
+    expect(page.locator("#global-error")).to_contain_text("the model list broke")
+    expect(pill).to_have_text("unavailable")
+    expect(pill).to_have_class(re.compile(r"\bbad\b"))
+    expect(pill).to_have_attribute("title", re.compile("the model list broke"))
+    page.unroute("**/v1/models")
+    page.click("#retry-button")
+    expect(pill).to_have_text("1 model: mnist-dae")
+    expect(pill).to_have_class(re.compile(r"\bok\b"))
+    visit.check(allowed_statuses=(500,))
+
+
 # ---- the service's limits -----------------------------------------------------------------------
 
 

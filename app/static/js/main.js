@@ -78,15 +78,17 @@ const PILL = {
 function renderStatus({ state, err }, before) {
   const pill = $("service-status");
   const up = state === "ready";
-  const tokenless = up && failure && failure.status === 401;
-  const [text, title] = up
-    ? [listed || (tokenless ? "token needed" : "ready"), tokenless ? failure.message : "The service is up and ready."]
-    : PILL[state];
+  const problem = up ? failure : null; // ready, but the model list did not come: say why
+  const [text, title] = !up
+    ? PILL[state]
+    : problem
+      ? [problem.status === 401 ? "token needed" : "unavailable", problem.message]
+      : [listed || "ready", "The service is up and ready."];
   if (pill.textContent !== text) pill.textContent = text; // a live region: no repeats
   pill.title = err ? `${title} (${err.message})` : title;
   pill.dataset.state = state;
-  pill.classList.toggle("ok", up && !tokenless);
-  pill.classList.toggle("bad", !up || tokenless);
+  pill.classList.toggle("ok", up && !problem);
+  pill.classList.toggle("bad", !up || Boolean(problem));
   // the list failed for want of the service: fetch it again once the service is back
   if (up && before && before !== "ready" && !listed && failure && failure.status !== 401) loadModels();
 }
