@@ -8,7 +8,9 @@ asks which kind a model is. An operation a kind lacks answers 422 ``unsupported_
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,7 +32,10 @@ from model.checkpoint import Checkpoint, load_checkpoint
 
 log = logging.getLogger("aeserve")
 
-WORK_REFERENCE = (2048, 1536)  # a 3-megapixel 4:3 photo: the size a work estimate is made at
+WORK_REFERENCE = (2048, 1536)  # a 3-megapixel 4:3 photo: where a work estimate starts
+WORK_ASPECTS = tuple(1 + (16 / 9 - 1) * i / 24 for i in range(25))  # 1:1 to 16:9, either way round
+WORK_NEAR_LIMIT = tuple(0.7 + 0.025 * i for i in range(17))  # 70 to 110 % of the pixels that fit
+WORK_HEADROOM = 1.01  # for the sizes between those sampled: the cost is a step function of them
 
 
 @dataclass(slots=True)
@@ -89,6 +94,8 @@ class ServedModel:
         self.loaded_at = time.time()
         self.load_seconds = 0.0
         self.warm = False
+        # what GET /v1/models lists, worked out as the model loads, not per request
+        self.work_per_pixel = self.denoise_work_per_pixel()
 
     # ---- what the checkpoint says ----------------------------------------------------------
     @property
@@ -208,15 +215,31 @@ class ServedModel:
         return None
 
     def denoise_work_per_pixel(self) -> dict[str, float] | None:
-        """Work units per input pixel of a denoise, gray and colour, at ``WORK_REFERENCE``: what
-        a client multiplies an image's pixels by to tell, before sending, whether it fits
-        ``AESERVE_MAX_WORK`` (tiling makes it vary a little with the size)."""
-        width, height = WORK_REFERENCE
-        costs = {name: self.denoise_cost(width, height, bands)
-                 for name, bands in (("gray", 1), ("colour", 3))}
-        if any(c is None for c in costs.values()):
-            return None
-        return {name: round(c / (width * height), 4) for name, c in costs.items() if c is not None}
+        """Work units per input pixel of a denoise, gray and colour: what a client multiplies an
+        image's pixels by to tell, before sending, whether it fits ``AESERVE_MAX_WORK``; None
+        for a kind that does not denoise.
+
+        Tiling makes the true figure vary with the size (a few percent for photos, in steps), so
+        this is the largest over the images about the limit's size, where the answer matters
+        (``WORK_NEAR_LIMIT`` of the pixels that fit at ``WORK_REFERENCE``'s figure, at each of
+        ``WORK_ASPECTS`` either way round), with ``WORK_HEADROOM`` for the sizes in between and
+        rounded up: pixels times it is not below what admission counts there.
+        """
+        factors = {}
+        for name, bands in (("gray", 1), ("colour", 3)):
+            width, height = WORK_REFERENCE
+            reference = self.denoise_cost(width, height, bands)
+            if reference is None:
+                return None
+            fit = self.settings.max_work_units * width * height / reference
+            worst = 0.0
+            for aspect, share in itertools.product(WORK_ASPECTS, WORK_NEAR_LIMIT):
+                w = max(1, round(math.sqrt(fit * share * aspect)))
+                h = max(1, round(fit * share / w))
+                for size in ((w, h), (h, w)):
+                    worst = max(worst, (self.denoise_cost(*size, bands) or 0) / (size[0] * size[1]))
+            factors[name] = math.ceil(worst * WORK_HEADROOM * 1e4) / 1e4
+        return factors
 
     # ---- operations: a kind overrides those it supports ------------------------------------
     def unsupported(self, operation: str) -> ApiError:

@@ -23,9 +23,10 @@ class ModelSummary(BaseModel):
     url: str
     denoise_work_per_pixel: dict[str, float] | None = Field(
         description="pixel-equivalents of work per input pixel of a denoise, for a `gray` and a "
-                    "`colour` image (measured on a 3-megapixel photo; it varies a little with the "
-                    "size): an image's pixels times this is about what denoising it costs against "
-                    "`limits.max_work_pixels`. null when the model does not denoise")
+                    "`colour` image: an image about the limit's size (aspect ratios 1:1 to 16:9) "
+                    "whose pixels times this are within `limits.max_work_pixels` is not refused "
+                    "for its work (tiling makes the true figure vary a little with the size; this "
+                    "is the largest there). null when the model does not denoise")
 
 
 class Limits(BaseModel):
@@ -84,7 +85,7 @@ async def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelList
             latent_dim=m.latent_dim,
             operations=list(m.operations),
             url=f"/v1/models/{m.name}",
-            denoise_work_per_pixel=m.denoise_work_per_pixel(),
+            denoise_work_per_pixel=m.work_per_pixel,
         )
         for m in sorted(registry.models.values(), key=lambda m: m.name)
     ])

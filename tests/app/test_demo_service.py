@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.app.demo_site import Site, ThreadServer, Visit, launch_browser, only, open_page, serve
+from tests.app.helpers import image_bytes
 
 EVERY_MS, DOWN_EVERY_MS = 15000, 3000  # app/static/js/health.js
 
@@ -157,9 +158,10 @@ def test_an_image_over_the_limits_is_warned_about_before_it_is_sent(browser: Any
     expect(page.locator("#denoise-run")).to_be_enabled()
 
     page.click("button.example[data-name='still-life.png']")  # 65,536 pixels, ~2.3 times the work
-    expect(warning).to_contain_text(re.compile(
+    suggestion = re.compile(
         r"This image is 256×256 \(0\.07 megapixels\), more than photo-denoiser can denoise in one "
-        r"go on this service \(about 0\.04 megapixels\)\. Crop it or resize it to about 2\d\d×2\d\d"))
+        r"go on this service \(about 0\.04 megapixels\)\. Crop it or resize it to about (\d+)×(\d+)")
+    expect(warning).to_contain_text(suggestion)
     assert small.recorder.to("/denoise") == []  # nothing was sent
     page.click("#denoise-run")  # an estimate: the service has the last word
     direct = httpx.post(f"{small.url}/v1/models/photo-denoiser/denoise", timeout=60, files={
@@ -174,6 +176,11 @@ def test_an_image_over_the_limits_is_warned_about_before_it_is_sent(browser: Any
     expect(shown.locator(".error-message")).to_have_text(error["message"])
     expect(shown.locator(".error-code")).to_have_text("too_much_work")
     visit.check(allowed_statuses=(413,))
+    found = suggestion.search(warning.inner_text())
+    assert found is not None
+    resized = httpx.post(f"{small.url}/v1/models/photo-denoiser/denoise", timeout=60, files={
+        "image": ("s.png", image_bytes((int(found[1]), int(found[2])), "RGB"), "image/png")})
+    assert resized.status_code == 200, resized.text  # the size suggested is served
     page.context.close()
 
 
