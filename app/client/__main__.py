@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
     p.add_argument("--resize", action="store_true")
     p.add_argument("--sample", action="store_true", help="VAE: add a reparameterized draw")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="with --sample: the seed of that draw")
 
     p = sub.add_parser("decode", parents=[common], help="decode latents (JSON) into a PNG grid")
     p.add_argument("latents", type=Path, help='JSON {"z": [[...]]} or the output of encode')
@@ -84,7 +84,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=8, help="points on the path (default: %(default)s)")
     p.add_argument("--resize", action="store_true")
     p.add_argument("-o", "--output", type=Path, required=True)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.command == "encode" and args.seed is not None and not args.sample:
+        parser.error("--seed seeds the draw that --sample adds: give both, or leave --seed out")
+    return args
 
 
 def retries(text: str) -> int:

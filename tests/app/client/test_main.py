@@ -77,3 +77,13 @@ def test_retries_must_be_a_whole_number(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit):
         parse_args(["sample", "-o", "s.png", "--retries", "-1"])
     assert "argument --retries: " in capsys.readouterr().err
+
+
+def test_an_encode_seed_without_sample_is_refused_before_anything_is_sent(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        parse_args(["encode", "digit.png", "--seed", "7"])
+    assert refused.value.code == 2
+    assert "--seed seeds the draw that --sample adds" in capsys.readouterr().err
+    assert parse_args(["encode", "digit.png", "--seed", "7", "--sample"]).seed == 7
