@@ -6,12 +6,24 @@ import gzip
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_threads_restored() -> Iterator[None]:
+    """Each test module starts with torch's own thread count: an app started in this process sets
+    it (``AESERVE_TORCH_THREADS``, 1 in the tests), and would otherwise leave every later module's
+    in-process training and evaluation on one thread."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def write_idx_images(path: Path, images: np.ndarray) -> None:
