@@ -7,7 +7,9 @@ import struct
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,6 +68,14 @@ def train_tiny(preset: str, data_dir: Path, out: Path, *extra: str) -> subproces
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
 
+def train_tiny_at_once(*runs: tuple[Any, ...]) -> list[subprocess.CompletedProcess[str]]:
+    """``train_tiny(*run)`` for each of ``runs``, all running at the same time (their results in
+    order): for runs that do not depend on one another, most of whose time is Python starting and
+    importing torch."""
+    with ThreadPoolExecutor(len(runs)) as pool:
+        return list(pool.map(lambda run: train_tiny(*run), runs))
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_mnist_dir: Path) -> Path:
     """A checkpoint directory holding ``mnist-dae`` and ``mnist-vae`` trained for 20 steps.
@@ -77,8 +87,9 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_mnist_dir: P
         "mnist-dae": (),
         "mnist-vae": ("--hidden", "32", "64", "--extra-convs", "0", "--latent-dim", "32"),
     }
-    for preset, extra in small.items():  # the API tests speak 32-d latents
-        result = train_tiny(preset, tiny_mnist_dir, root / preset, *extra)
+    results = train_tiny_at_once(*((preset, tiny_mnist_dir, root / preset, *extra)
+                                   for preset, extra in small.items()))  # the API speaks 32-d latents
+    for result in results:
         assert result.returncode == 0, result.stderr[-2000:]
     return root
 

@@ -22,7 +22,7 @@ from model.checkpoint import load_checkpoint, sha256_file
 from model.networks import build_model
 from model.presets import get_preset
 from model.tasks import make_task
-from tests.conftest import ROOT, train_tiny
+from tests.conftest import ROOT, train_tiny, train_tiny_at_once
 from tests.model.commands import assert_one_line_mistake
 
 SMALL_VAE = ("--hidden", "32", "64", "--extra-convs", "0", "--latent-dim", "32")
@@ -79,12 +79,13 @@ def test_the_learning_rate_warms_up_over_the_recorded_steps() -> None:
 
 
 def test_same_seed_gives_the_same_weights(tiny_mnist_dir: Path, tmp_path: Path) -> None:
-    for name in ("a", "b"):
-        result = train_tiny("mnist-dae", tiny_mnist_dir, tmp_path / name, "--max-steps", "6")
+    *same, other = train_tiny_at_once(  # three separate runs, at the same time
+        *(("mnist-dae", tiny_mnist_dir, tmp_path / name, "--max-steps", "6") for name in ("a", "b")),
+        ("mnist-dae", tiny_mnist_dir, tmp_path / "c", "--max-steps", "6", "--seed", "1"))
+    for result in same:
         assert result.returncode == 0, result.stderr[-2000:]
     sha = [sha256_file(tmp_path / n / "model.safetensors") for n in ("a", "b")]
     assert sha[0] == sha[1]
-    other = train_tiny("mnist-dae", tiny_mnist_dir, tmp_path / "c", "--max-steps", "6", "--seed", "1")
     assert other.returncode == 0
     assert sha256_file(tmp_path / "c" / "model.safetensors") != sha[0]
 
@@ -94,9 +95,10 @@ def test_a_diverging_run_stops_with_a_clear_error_and_keeps_a_finite_state(
 ) -> None:
     # the state is saved after every step: the first step's loss comes from the initial weights, so at
     # least the state after it is saved before the loss (lr 1e12) turns NaN or inf
-    out = tmp_path / "saved"
-    result = train_tiny("mnist-dae", tiny_mnist_dir, out, "--max-steps", "300", "--lr", "1e12",
-                        "--save-every", "1")
+    out, unsaved_out = tmp_path / "saved", tmp_path / "unsaved"
+    result, unsaved = train_tiny_at_once(  # two separate runs, at the same time
+        ("mnist-dae", tiny_mnist_dir, out, "--max-steps", "300", "--lr", "1e12", "--save-every", "1"),
+        ("mnist-dae", tiny_mnist_dir, unsaved_out, "--max-steps", "300", "--lr", "1e12"))
     assert result.returncode == 1, result.stderr[-2000:]
     kept = re.search(r"became NaN or inf between steps \d+ and \d+; the training state saved at step "
                      r"(\d+) is kept", result.stderr)
@@ -105,11 +107,9 @@ def test_a_diverging_run_stops_with_a_clear_error_and_keeps_a_finite_state(
     state = load_file(out / ".state" / "state.safetensors")
     assert all(torch.isfinite(t).all() for k, t in state.items() if k != "rng")
     # never saved: the epoch's end finds the NaN before its first save
-    out = tmp_path / "unsaved"
-    result = train_tiny("mnist-dae", tiny_mnist_dir, out, "--max-steps", "300", "--lr", "1e12")
-    assert result.returncode == 1, result.stderr[-2000:]
-    assert "became NaN or inf between steps 0 and 16; no training state had been saved" in result.stderr
-    assert not (out / ".state").exists()
+    assert unsaved.returncode == 1, unsaved.stderr[-2000:]
+    assert "became NaN or inf between steps 0 and 16; no training state had been saved" in unsaved.stderr
+    assert not (unsaved_out / ".state").exists()
 
 
 def saved_tensors(out: Path) -> dict[str, torch.Tensor]:
@@ -118,20 +118,24 @@ def saved_tensors(out: Path) -> dict[str, torch.Tensor]:
 
 def test_resume_continues_from_the_saved_state(tiny_mnist_dir: Path, tmp_path: Path) -> None:
     out, whole = tmp_path / "run", tmp_path / "whole"
-    first = train_tiny("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE, "--max-steps", "10")
+    # the same run never stopped, trained beside the first part of the resumed one
+    first, uninterrupted = train_tiny_at_once(
+        ("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE, "--max-steps", "10"),
+        ("mnist-vae", tiny_mnist_dir, whole, *SMALL_VAE, "--max-steps", "25"))
     assert first.returncode == 0, first.stderr[-2000:]
     assert json.loads((out / ".state" / "state.json").read_text())["step"] == 10
     # another run's flags, or a fresh run, would mix two runs in one folder: refused, nothing touched
     before = saved_tensors(out)
-    other = train_tiny("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE, "--resume", "--batch-size", "16")
-    assert_one_line_mistake(other, "--resume", "config.train.batch_size was 32, now 16")
-    fresh = train_tiny("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE)
-    assert_one_line_mistake(fresh, "already holds a run's training state (step 10)", "--resume")
     other_data, moved = tmp_path / "other-data", tmp_path / "moved"  # not the data it trained on
     shutil.copytree(tiny_mnist_dir, other_data)
     with (other_data / "t10k-images-idx3-ubyte.gz").open("ab") as extra:
         extra.write(b"\0")
-    elsewhere = train_tiny("mnist-vae", other_data, out, *SMALL_VAE, "--resume")
+    other, fresh, elsewhere = train_tiny_at_once(  # each refused; at the same time
+        ("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE, "--resume", "--batch-size", "16"),
+        ("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE),
+        ("mnist-vae", other_data, out, *SMALL_VAE, "--resume"))
+    assert_one_line_mistake(other, "--resume", "config.train.batch_size was 32, now 16")
+    assert_one_line_mistake(fresh, "already holds a run's training state (step 10)", "--resume")
     assert_one_line_mistake(elsewhere, "--resume", "data was ['2 files, ")
     assert all(torch.equal(v, before[k]) for k, v in saved_tensors(out).items())
 
@@ -142,7 +146,6 @@ def test_resume_continues_from_the_saved_state(tiny_mnist_dir: Path, tmp_path: P
     # 540 training images / 32 = 16 batches an epoch: stop at 10, finish epoch 0 at 16, stop at 25
     assert state["step"] == 25 and [h["step"] for h in state["history"]] == [10, 16, 25]
     # the same weights, optimiser moments and RNG as a run that was never stopped
-    uninterrupted = train_tiny("mnist-vae", tiny_mnist_dir, whole, *SMALL_VAE, "--max-steps", "25")
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
     resumed, expected = saved_tensors(out), saved_tensors(whole)
     assert resumed.keys() == expected.keys() and any(k.startswith("opt.") for k in resumed)
