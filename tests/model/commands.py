@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from tests.conftest import ROOT
 
@@ -11,6 +12,14 @@ from tests.conftest import ROOT
 def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, check=False)
+
+
+def run_modules_at_once(*commands: tuple[str, ...]) -> list[subprocess.CompletedProcess[str]]:
+    """``run_module(*command)`` for each of ``commands``, all running at the same time (their results
+    in order): for commands that do not depend on one another, whose time is mostly Python
+    starting and importing torch."""
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda command: run_module(*command), commands))
 
 
 def assert_one_line_mistake(result: subprocess.CompletedProcess[str], *words: str) -> None:

@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.model.commands import assert_one_line_mistake, modules_loaded_by_help, run_module
+from tests.model.commands import (
+    assert_one_line_mistake,
+    modules_loaded_by_help,
+    run_module,
+    run_modules_at_once,
+)
 
 
 def test_help_answers_without_loading_torch() -> None:
@@ -25,18 +30,19 @@ def test_a_missing_checkpoint(tmp_path: Path) -> None:
 def test_missing_and_malformed_data(tiny_photo_checkpoint: Path, tiny_checkpoints: Path,
                                     tmp_path: Path) -> None:
     photo = tiny_photo_checkpoint / "photo-denoiser"
-    result = run_module("model.evaluate", "--checkpoint", str(photo), "--data-dir",
-                        str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--no-bm3d")
-    assert_one_line_mistake(result, "no such folder")
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "a.png").write_bytes(b"nope")
-    result = run_module("model.evaluate", "--checkpoint", str(photo), "--data-dir", str(broken),
-                        "--out", str(tmp_path / "o"), "--no-bm3d")
-    assert_one_line_mistake(result, "a.png", "not a readable image")
-    result = run_module("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-dae"),
-                        "--data-dir", str(broken), "--out", str(tmp_path / "o"))
-    assert_one_line_mistake(result, "no MNIST test images")
+    nowhere, unreadable, not_mnist = run_modules_at_once(
+        ("model.evaluate", "--checkpoint", str(photo), "--data-dir", str(tmp_path / "nowhere"),
+         "--out", str(tmp_path / "o"), "--no-bm3d"),
+        ("model.evaluate", "--checkpoint", str(photo), "--data-dir", str(broken),
+         "--out", str(tmp_path / "o"), "--no-bm3d"),
+        ("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-dae"),
+         "--data-dir", str(broken), "--out", str(tmp_path / "o")))
+    assert_one_line_mistake(nowhere, "no such folder")
+    assert_one_line_mistake(unreadable, "a.png", "not a readable image")
+    assert_one_line_mistake(not_mnist, "no MNIST test images")
 
 
 @pytest.mark.parametrize(("args", "words"), [
@@ -53,11 +59,12 @@ def test_flag_mistakes(tmp_path: Path, args: list[str], words: list[str]) -> Non
 
 def test_data_is_required_except_for_timing_a_photo_denoiser(tiny_checkpoints: Path,
                                                               tmp_path: Path) -> None:
-    result = run_module("model.evaluate", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o"))
-    assert_one_line_mistake(result, "--data-dir", "required")
-    result = run_module("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-dae"),
-                        "--out", str(tmp_path / "o"), "--speed-only")
-    assert_one_line_mistake(result, "--speed-only", "photo denoiser", "mnist-dae")
+    no_data, speed_only = run_modules_at_once(
+        ("model.evaluate", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o")),
+        ("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-dae"),
+         "--out", str(tmp_path / "o"), "--speed-only"))
+    assert_one_line_mistake(no_data, "--data-dir", "required")
+    assert_one_line_mistake(speed_only, "--speed-only", "photo denoiser", "mnist-dae")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
@@ -74,17 +81,16 @@ def test_noise_levels_off_the_checkpoints_scale_are_refused_naming_the_level(
     level than the one meant: one line saying the scale and what the level would be on it."""
     photo = str(tiny_photo_checkpoint / "photo-denoiser")
     base = ["--data-dir", str(tmp_path), "--out", str(tmp_path / "o"), "--no-bm3d"]
-    result = run_module("model.evaluate", "--checkpoint", photo, *base, "--sigmas", "15", "0.1", "0.2")
-    assert_one_line_mistake(result, "--sigmas 0.1:", "0-255 scale, 1 to 255", "0.1 on the [0, 1] scale "
+    gray, colour, dae, vae = run_modules_at_once(
+        ("model.evaluate", "--checkpoint", photo, *base, "--sigmas", "15", "0.1", "0.2"),
+        ("model.evaluate", "--checkpoint", photo, *base, "--color-sigmas", "0.2"),
+        ("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-dae"), *base, "--sigmas", "25"),
+        ("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-vae"), *base, "--sigmas", "0.1"))
+    assert_one_line_mistake(gray, "--sigmas 0.1:", "0-255 scale, 1 to 255", "0.1 on the [0, 1] scale "
                             "is 25.5 on the 0-255 one")
-    result = run_module("model.evaluate", "--checkpoint", photo, *base, "--color-sigmas", "0.2")
-    assert_one_line_mistake(result, "--color-sigmas 0.2:", "51 on the 0-255 one")
-    result = run_module("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-dae"), *base,
-                        "--sigmas", "25")
-    assert_one_line_mistake(result, "--sigmas 25:", "[0, 1] scale, 0 to 1", "0.098 on the [0, 1] one")
-    result = run_module("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-vae"), *base,
-                        "--sigmas", "0.1")
-    assert_one_line_mistake(result, "--sigmas", "vae checkpoint is evaluated without added noise")
+    assert_one_line_mistake(colour, "--color-sigmas 0.2:", "51 on the 0-255 one")
+    assert_one_line_mistake(dae, "--sigmas 25:", "[0, 1] scale, 0 to 1", "0.098 on the [0, 1] one")
+    assert_one_line_mistake(vae, "--sigmas", "vae checkpoint is evaluated without added noise")
     assert not (tmp_path / "o").exists()
 
 

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.model.commands import assert_one_line_mistake, modules_loaded_by_help, run_module
+from tests.model.commands import (
+    assert_one_line_mistake,
+    modules_loaded_by_help,
+    run_module,
+    run_modules_at_once,
+)
 
 
 def test_help_answers_without_loading_torch() -> None:
@@ -73,10 +78,12 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(
 ) -> None:
     afile = tmp_path / "a-file"
     afile.write_text("")
-    for out, words in ((afile, ["a file, not a folder"]),
-                       (afile / "x", ["a file, not a folder", f"({afile} is a file)"])):
-        result = run_module("model.train", "--preset", "mnist-dae", "--data-dir", str(tiny_mnist_dir),
-                            "--out", str(out), "--device", "cpu", "--max-steps", "2")
+    outs = {afile: ["a file, not a folder"],
+            afile / "x": ["a file, not a folder", f"({afile} is a file)"]}
+    results = run_modules_at_once(*(
+        ("model.train", "--preset", "mnist-dae", "--data-dir", str(tiny_mnist_dir), "--out", str(out),
+         "--device", "cpu", "--max-steps", "2") for out in outs))
+    for (out, words), result in zip(outs.items(), results, strict=True):
         assert_one_line_mistake(result, f"--out {out}", *words)
 
 
@@ -86,9 +93,11 @@ def test_a_missing_argument() -> None:
 
 def test_missing_data(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    for preset, probe in (("mnist-dae", "no MNIST train images"), ("photo-denoiser", "no such folder")):
-        result = run_module("model.train", "--preset", preset, "--data-dir", str(missing),
-                            "--out", str(tmp_path / "o"), "--device", "cpu")
+    probes = {"mnist-dae": "no MNIST train images", "photo-denoiser": "no such folder"}
+    results = run_modules_at_once(*(
+        ("model.train", "--preset", preset, "--data-dir", str(missing), "--out", str(tmp_path / "o"),
+         "--device", "cpu") for preset in probes))
+    for probe, result in zip(probes.values(), results, strict=True):
         assert_one_line_mistake(result, probe, "model.data check")
 
 
@@ -97,20 +106,18 @@ def test_malformed_data(tmp_path: Path) -> None:
     mnist.mkdir()
     with gzip.open(mnist / "train-images-idx3-ubyte.gz", "wb") as fh:
         fh.write(b"not an IDX file at all")
-    result = run_module("model.train", "--preset", "mnist-dae", "--data-dir", str(mnist),
-                        "--out", str(tmp_path / "o"), "--device", "cpu")
-    assert_one_line_mistake(result, "bad IDX magic")
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "broken.png").write_bytes(b"\x89PNG but not really")
-    result = run_module("model.train", "--preset", "photo-denoiser", "--data-dir", str(photos),
-                        "--out", str(tmp_path / "o"), "--device", "cpu")
-    assert_one_line_mistake(result, "broken.png", "not a readable image")
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_module("model.train", "--preset", "photo-color", "--data-dir", str(empty),
-                        "--out", str(tmp_path / "o"), "--device", "cpu")
-    assert_one_line_mistake(result, "no PNG/JPEG images")
+    not_idx, not_png, no_images = run_modules_at_once(*(
+        ("model.train", "--preset", preset, "--data-dir", str(data), "--out", str(tmp_path / "o"),
+         "--device", "cpu")
+        for preset, data in (("mnist-dae", mnist), ("photo-denoiser", photos), ("photo-color", empty))))
+    assert_one_line_mistake(not_idx, "bad IDX magic")
+    assert_one_line_mistake(not_png, "broken.png", "not a readable image")
+    assert_one_line_mistake(no_images, "no PNG/JPEG images")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
