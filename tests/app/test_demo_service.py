@@ -184,6 +184,34 @@ def test_an_image_over_the_limits_is_warned_about_before_it_is_sent(browser: Any
     page.context.close()
 
 
+@pytest.fixture(scope="module")
+def small_uploads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A service that takes uploads of up to 32 KiB: the 16 KB still life fits, not with noise."""
+    folder = only(tmp_path_factory.mktemp("checkpoints"), "photo-denoiser")
+    yield from serve(folder, max_body_bytes=32 * 1024)
+
+
+def test_a_noisy_copy_over_the_upload_limit_is_not_sent(browser: Any, small_uploads: Site) -> None:
+    visit = open_page(browser, small_uploads.url)
+    page = visit.page
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    page.click("button.example[data-name='still-life.png']")
+    warning = page.locator("#denoise-warning")
+    expect(warning).to_be_hidden()  # the file itself fits
+    page.check("#noise-on")
+    page.click("#denoise-run")
+    expect(warning).to_contain_text(re.compile(
+        r"With noise added, this image is \d+ KiB as a PNG; the service accepts uploads of up to "
+        r"32 KiB\. Turn the noise off"))
+    expect(page.locator("#denoise-empty")).to_have_text("No result.")
+    assert small_uploads.recorder.to("/denoise") == []  # nothing was sent
+    page.uncheck("#noise-on")
+    page.click("#denoise-run")
+    expect(page.locator("#compare")).to_be_visible()
+    visit.check()
+    page.context.close()
+
+
 def test_busy_is_told_with_the_wait_the_service_asks_for(browser: Any, small: Site) -> None:
     visit = open_page(browser, small.url)
     page = visit.page

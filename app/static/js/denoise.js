@@ -121,6 +121,15 @@ async function run() {
     input = addNoise(src.image, Number($("noise-sigma").value), NOISE_SEED);
     sent = await encodePng(input);
     if (!current()) return;
+    if (limits && sent.size > limits.max_upload_bytes) { // noise does not compress: check again
+      $("denoise-warning-text").textContent = `With noise added, this image is ${bytes(sent.size)} ` +
+        `as a PNG; the service accepts uploads of up to ${bytes(limits.max_upload_bytes)}. ` +
+        "Turn the noise off or use a smaller image, then try again.";
+      show($("denoise-warning"), true);
+      $("denoise-empty").textContent = "No result.";
+      controller = null;
+      return;
+    }
   }
   const params = new URLSearchParams();
   const size = fixedSize(m);
