@@ -51,12 +51,17 @@ function describeModel() {
   show($("sigma-field"), m.takes_sigma);
 }
 
+/** Show ``text`` in the warning above Denoise; hide it for null. */
+function warn(text) {
+  $("denoise-warning-text").textContent = text || "";
+  show($("denoise-warning"), Boolean(text));
+}
+
 /** Warn, before anything is sent, about an image the service would refuse; enable Denoise when
  * there is a model and the image is not certain to be refused. */
 function checkFit() {
   const refused = source && refusal(source.blob, source.image, model(), limits);
-  $("denoise-warning-text").textContent = refused ? refused.text : "";
-  show($("denoise-warning"), Boolean(refused));
+  warn(refused ? refused.text : null);
   $("denoise-run").disabled = !model() || !source || Boolean(refused && refused.certain);
 }
 
@@ -122,10 +127,9 @@ async function run() {
     sent = await encodePng(input);
     if (!current()) return;
     if (limits && sent.size > limits.max_upload_bytes) { // noise does not compress: check again
-      $("denoise-warning-text").textContent = `With noise added, this image is ${bytes(sent.size)} ` +
-        `as a PNG; the service accepts uploads of up to ${bytes(limits.max_upload_bytes)}. ` +
-        "Turn the noise off or use a smaller image, then try again.";
-      show($("denoise-warning"), true);
+      warn(`With noise added, this image is ${bytes(sent.size)} as a PNG; the service accepts ` +
+        `uploads of up to ${bytes(limits.max_upload_bytes)}. Turn the noise off or use a smaller ` +
+        "image, then try again.");
       $("denoise-empty").textContent = "No result.";
       controller = null;
       return;
