@@ -8,7 +8,9 @@ as ``.ci/run`` does). No cluster is contacted.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import ipaddress
 import os
 import re
 import shutil
@@ -20,6 +22,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.main import create_app
 from app.server import EXIT_MARGIN_S
@@ -29,7 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("cpu", "gpu")
 KUBE_VERSION = "1.31.0"
-KINDS = {"ConfigMap", "Service", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+KINDS = {"ConfigMap", "Service", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+         "NetworkPolicy"}
+# what the ConfigMap may set besides the service's own AESERVE_* settings: uvicorn's
+UVICORN_ENV = {"FORWARDED_ALLOW_IPS"}
 
 Doc = dict[str, Any]
 
@@ -128,9 +134,10 @@ def test_config_values_are_valid_settings(
     for key in os.environ:
         if key.startswith("AESERVE_"):
             monkeypatch.delenv(key)
-    unknown = [k for k in config if k.removeprefix("AESERVE_").lower() not in Settings.model_fields]
+    settings_env = {k: v for k, v in config.items() if k not in UVICORN_ENV}
+    unknown = [k for k in settings_env if k.removeprefix("AESERVE_").lower() not in Settings.model_fields]
     assert not unknown, f"overlays/{name}: the ConfigMap sets settings the service does not have: {unknown}"
-    for key, value in config.items():
+    for key, value in settings_env.items():
         monkeypatch.setenv(key, value)
     settings = Settings()  # raises on a bad value
     assert "AESERVE_API_TOKEN" not in config, "the token belongs in the Secret"
@@ -223,3 +230,65 @@ def test_overlays_pick_the_device_image_and_gpu() -> None:
             assert toleration in pod["tolerations"]
         else:
             assert "tolerations" not in pod
+
+
+def _client_seen(trusted: str, peer: str, forwarded_for: str) -> str:
+    """The client address the app sees behind uvicorn's proxy-headers middleware."""
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["client"][0])
+
+    async def receive() -> Any:
+        raise AssertionError("nothing is read")
+
+    async def send(message: Any) -> None:
+        raise AssertionError("nothing is sent")
+
+    scope: Any = {"type": "http", "client": (peer, 40000), "scheme": "http",
+                  "headers": [(b"x-forwarded-for", forwarded_for.encode())]}
+    asyncio.run(ProxyHeadersMiddleware(app, trusted_hosts=trusted)(scope, receive, send))
+    return seen[0]
+
+
+def test_client_address_is_believed_from_the_ingress_alone(overlay: tuple[str, list[Doc]]) -> None:
+    """uvicorn takes the client's address from X-Forwarded-For sent from the pod network (the
+    ingress controller's pods, whatever their addresses), not from anywhere else."""
+    name, docs = overlay
+    trusted = _config(docs).get("FORWARDED_ALLOW_IPS")
+    assert trusted, f"overlays/{name}: FORWARDED_ALLOW_IPS is not set: the logs show the ingress's address"
+    # the Deployment reads it (envFrom the ConfigMap), not only the ConfigMap holds it
+    config_ref = {"configMapRef": {"name": _one(docs, "ConfigMap")["metadata"]["name"]}}
+    assert config_ref in _container(docs)["envFrom"]
+    # uvicorn takes a malformed entry for a host name and silently trusts nothing by it
+    for entry in trusted.split(","):
+        ipaddress.ip_network(entry.strip())
+    assert "*" not in trusted, "trust the pod network, not every peer"
+    for ingress_pod in ("10.244.3.17", "10.42.0.9", "172.20.1.5", "192.168.12.4", "fd00:10:244::5"):
+        assert _client_seen(trusted, ingress_pod, "203.0.113.9") == "203.0.113.9", ingress_pod
+        # an ingress that appends to what the client sent: its own entry is the one believed
+        assert _client_seen(trusted, ingress_pod, "198.51.100.66, 203.0.113.9") == "203.0.113.9"
+    # a peer outside the pod network (the NetworkPolicy keeps it out anyway) cannot make one up
+    assert _client_seen(trusted, "198.51.100.4", "203.0.113.9") == "198.51.100.4"
+
+
+def test_network_policy_admits_the_ingress_and_prometheus_alone(overlay: tuple[str, list[Doc]]) -> None:
+    name, docs = overlay
+    policy = _one(docs, "NetworkPolicy")["spec"]
+    pod_labels = _one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    selector = policy["podSelector"]["matchLabels"]
+    assert selector and selector.items() <= pod_labels.items(), "it must select the api pods"
+    assert policy["policyTypes"] == ["Ingress"]
+    port = int(_config(docs)["AESERVE_PORT"])
+    namespaces = set()
+    assert policy["ingress"], f"overlays/{name}: an empty rule list admits nothing, probes aside"
+    for rule in policy["ingress"]:
+        # no rule without `from` (it would admit every peer), no peer but a namespace by name
+        assert rule.get("from"), rule
+        for peer in rule["from"]:
+            assert set(peer) == {"namespaceSelector"}, peer
+            labels = peer["namespaceSelector"]["matchLabels"]
+            assert set(labels) == {"kubernetes.io/metadata.name"}, peer
+            namespaces.add(labels["kubernetes.io/metadata.name"])
+        assert rule["ports"] and all(p["port"] in ("http", port) for p in rule["ports"]), rule
+    assert namespaces == {"ingress-nginx", "monitoring"}
