@@ -28,7 +28,7 @@ from app.kinds import KINDS, ServedModel
 from app.lifecycle import Drain, shutting_down
 from app.metrics import Metrics
 from app.settings import Settings
-from model.checkpoint import CONFIG_FILE, CheckpointError, read_meta
+from model.checkpoint import CONFIG_FILE, Checkpoint, CheckpointError, read_meta
 
 log = logging.getLogger("aeserve")
 
@@ -76,27 +76,29 @@ def preflight(settings: Settings) -> list[str]:
     return names
 
 
-def served_kind(folder: Path) -> type[ServedModel]:
-    """The adapter of the kind ``folder``'s config.json names; ``CheckpointError`` if none."""
-    kind = read_meta(folder).get("kind")
+def load_served(folder: Path, device: str) -> tuple[type[ServedModel], Checkpoint]:
+    """The adapter of the kind ``folder``'s config.json names and the checkpoint loaded by it
+    onto ``device``; ``CheckpointError`` if the kind is not served or the checkpoint is bad.
+    config.json is read once: the kind and the network come from the same text."""
+    meta = read_meta(folder)
+    kind = meta.get("kind")
     cls = KINDS.get(str(kind))
     if cls is None:
         raise CheckpointError(folder, CONFIG_FILE, f"unknown model kind {kind!r}")
-    return cls
+    return cls, cls.load(folder, device, meta)
 
 
 def verify(folder: Path) -> None:
     """Load a checkpoint on the CPU (hash and shapes verified, no pickle) and check its kind is
     served; ``CheckpointError`` otherwise. Nothing is kept."""
-    served_kind(folder).load(folder, "cpu")
+    load_served(folder, "cpu")
 
 
 def load_model(folder: Path, settings: Settings, metrics: Metrics) -> ServedModel:
     """Load (hash verified, no pickle) onto the device and build the runtime; not yet warm."""
     start = time.perf_counter()
     device = settings.resolve_device()
-    cls = served_kind(folder)
-    ckpt = cls.load(folder, device)
+    cls, ckpt = load_served(folder, device)
     served = cls(ckpt, device, settings, metrics.for_model(ckpt.name))
     served.load_seconds = time.perf_counter() - start
     return served

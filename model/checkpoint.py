@@ -202,10 +202,17 @@ def check_tensors(folder: Path, state: dict[str, torch.Tensor], expected: dict[s
             )
 
 
-def load_checkpoint(folder: Path | str, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild, verify and load a checkpoint; the model comes back in eval mode on ``device``."""
+def load_checkpoint(
+    folder: Path | str, device: str | torch.device = "cpu", meta: dict[str, Any] | None = None
+) -> Checkpoint:
+    """Rebuild, verify and load a checkpoint; the model comes back in eval mode on ``device``.
+
+    ``meta``: the folder's config.json as the caller already read it (``read_meta``), so that what
+    it decided from that text and the network built here agree even if the file changed since
+    (weights that changed with it fail the hash check)."""
     folder = Path(folder)
-    meta = read_meta(folder)
+    if meta is None:
+        meta = read_meta(folder)
     try:
         # a recipe field from a newer model.train does not stop a checkpoint from loading
         config = RunConfig.from_dict(meta["config"], strict_recipe=False)

@@ -69,9 +69,10 @@ class ServedModel:
     takes_sigma: ClassVar[bool] = False  # denoise takes the input's noise level (``sigma``)
 
     @staticmethod
-    def load(folder: Path, device: str | torch.device) -> Checkpoint:
-        """Load the kind's checkpoint folder (hash and shapes verified, no pickle)."""
-        return load_checkpoint(folder, device)
+    def load(folder: Path, device: str | torch.device, meta: dict[str, Any]) -> Checkpoint:
+        """Load the kind's checkpoint folder (hash and shapes verified, no pickle), building it
+        from ``meta``, its config.json as already read."""
+        return load_checkpoint(folder, device, meta)
 
     def __init__(self, checkpoint: Checkpoint, device: str, settings: Settings,
                  metrics: ModelMetrics) -> None:

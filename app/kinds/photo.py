@@ -37,9 +37,9 @@ class PhotoDenoiser(ServedModel):
     takes_sigma: ClassVar[bool] = True
 
     @staticmethod
-    def load(folder: Path, device: str | torch.device) -> Checkpoint:
+    def load(folder: Path, device: str | torch.device, meta: dict[str, Any]) -> Checkpoint:
         """The folder's gray network, with its pinned colour network when it has one."""
-        return load_photo(folder, device)
+        return load_photo(folder, device, meta)
 
     @property
     def sigma_cap(self) -> float:

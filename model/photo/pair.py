@@ -23,6 +23,7 @@ import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,10 +58,12 @@ class PhotoPair(nn.Module):
         return self.colour if channels == 3 else self.gray
 
 
-def load_photo(folder: Path | str, device: str | torch.device = "cpu") -> Checkpoint:
-    """``load_checkpoint`` for a photo folder: with a pinned ``colour/`` network, a ``PhotoPair``."""
+def load_photo(folder: Path | str, device: str | torch.device = "cpu",
+               meta: dict[str, Any] | None = None) -> Checkpoint:
+    """``load_checkpoint`` for a photo folder (``meta`` as there): with a pinned ``colour/``
+    network, a ``PhotoPair``."""
     folder = Path(folder)
-    ckpt = load_checkpoint(folder, device)
+    ckpt = load_checkpoint(folder, device, meta)
     pin = ckpt.meta.get(COLOUR_DIR)
     if pin is None:
         return ckpt
