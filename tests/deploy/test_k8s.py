@@ -292,3 +292,27 @@ def test_network_policy_admits_the_ingress_and_prometheus_alone(overlay: tuple[s
             namespaces.add(labels["kubernetes.io/metadata.name"])
         assert rule["ports"] and all(p["port"] in ("http", port) for p in rule["ports"]), rule
     assert namespaces == {"ingress-nginx", "monitoring"}
+
+
+def _exported_metrics() -> set[str]:
+    """The metric families the service serves on /metrics."""
+    text = TestClient(create_app(Settings())).get("/metrics").text
+    return set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
+
+
+def test_gpu_overlay_has_its_own_work_caps_and_scaling() -> None:
+    """The GPU pods do not inherit what was sized for a CPU pod: their own work caps, and an
+    autoscaler that follows the service's queues, not the CPU utilisation of GPU-bound pods."""
+    cpu, gpu = _render("cpu"), _render("gpu")
+    for key in ("AESERVE_MAX_WORK", "AESERVE_QUEUE_WORK"):
+        assert float(_config(gpu)[key]) > float(_config(cpu)[key]), key
+    cpu_metrics = _one(cpu, "HorizontalPodAutoscaler")["spec"]["metrics"]
+    assert [(m["type"], m["resource"]["name"]) for m in cpu_metrics] == [("Resource", "cpu")]
+    gpu_metrics = _one(gpu, "HorizontalPodAutoscaler")["spec"]["metrics"]
+    assert gpu_metrics and all(m["type"] == "Pods" for m in gpu_metrics), gpu_metrics
+    names = {m["pods"]["metric"]["name"] for m in gpu_metrics}
+    assert names == {"aeserve_queue_depth"}
+    assert names <= _exported_metrics(), "the autoscaler's metric must be one the service exports"
+    for metric in gpu_metrics:
+        target = metric["pods"]["target"]
+        assert target["type"] == "AverageValue" and float(target["averageValue"]) > 0
