@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +223,7 @@ def test_overlays_pick_the_device_image_and_gpu() -> None:
         pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
         gpu = name == "gpu"
         assert _config(docs)["AESERVE_DEVICE"] == ("cuda" if gpu else "cpu")
-        assert container["image"].endswith(f":{name}")
+        assert (_image_tag(container["image"]) or "").endswith(f"-{name}")
         assert ("nvidia.com/gpu" in container["resources"]["limits"]) is gpu
         if gpu:
             assert int(container["resources"]["limits"]["nvidia.com/gpu"]) == 1
@@ -316,3 +317,35 @@ def test_gpu_overlay_has_its_own_work_caps_and_scaling() -> None:
     for metric in gpu_metrics:
         target = metric["pods"]["target"]
         assert target["type"] == "AverageValue" and float(target["averageValue"]) > 0
+
+
+def _image_tag(image: str) -> str | None:
+    """The tag of an image reference (``registry:5000/name:tag@sha256:...``), None without one."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else None
+
+
+def test_images_are_pinned_to_the_release(overlay: tuple[str, list[Doc]]) -> None:
+    """No overlay runs a moving tag: ``latest``, no tag at all (the same), or the bare device name.
+    A tag is the release's (pyproject.toml's version, so a release moves both together); a digest,
+    where one is set, is a whole sha256 one."""
+    name, docs = overlay
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    for container in pod["containers"] + pod.get("initContainers", []):
+        image = container["image"]
+        tag, digest = _image_tag(image), image.partition("@")[2]
+        if digest:
+            assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), f"overlays/{name}: {image}"
+        assert tag or digest, f"overlays/{name}: {image} is untagged, which means :latest"
+        if tag is not None:
+            assert tag == f"{version}-{name}", f"overlays/{name}: {image} is not release {version}'s"
+
+
+def test_image_tag_parsing() -> None:
+    assert _image_tag("aeserve") is None
+    assert _image_tag("registry:5000/ml/aeserve") is None
+    assert _image_tag("registry:5000/ml/aeserve:0.1.0-cpu") == "0.1.0-cpu"
+    assert _image_tag("aeserve:0.1.0-gpu@sha256:" + "0" * 64) == "0.1.0-gpu"
+    assert _image_tag("aeserve@sha256:" + "0" * 64) is None
