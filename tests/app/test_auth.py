@@ -1,4 +1,4 @@
-"""The API token and CORS."""
+"""The API token: every ``/v1`` route behind it when one is set; the admin routes answer only to it."""
 
 from __future__ import annotations
 
@@ -57,44 +57,3 @@ def test_the_admin_routes_need_a_token_from_every_client(tiny_checkpoints: Path,
             else:
                 assert answer.status_code == 200, answer.text
                 assert set(answer.json()["unchanged"]) == {"mnist-dae", "mnist-vae"}
-
-
-def test_cors_is_off_by_default(client: TestClient) -> None:
-    response = client.get("/v1/models", headers={"Origin": "https://example.org"})
-    assert "access-control-allow-origin" not in response.headers
-
-
-def test_cors_origins_are_configurable(app_with: Callable[..., TestClient]) -> None:
-    client = app_with(cors_origins=["https://example.org"])
-    ok = client.get("/v1/models", headers={"Origin": "https://example.org"})
-    assert ok.headers["access-control-allow-origin"] == "https://example.org"
-    other = client.get("/v1/models", headers={"Origin": "https://evil.example"})
-    assert "access-control-allow-origin" not in other.headers
-    head = client.options("/v1/models", headers={"Origin": "https://example.org",
-                                                  "Access-Control-Request-Method": "HEAD"})
-    assert head.status_code == 200 and "HEAD" in head.headers["access-control-allow-methods"]
-
-
-def test_a_refused_cors_preflight_is_a_json_error(app_with: Callable[..., TestClient]) -> None:
-    client = app_with(cors_origins=["https://example.org"])
-    preflight = {"Access-Control-Request-Method": "POST"}
-    ok = client.options("/v1/models/mnist-dae/denoise",
-                        headers={**preflight, "Origin": "https://example.org"})
-    assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://example.org"
-    refused = client.options("/v1/models/mnist-dae/denoise",
-                             headers={**preflight, "Origin": "https://evil.example",
-                                      "Access-Control-Request-Headers": "X-Custom"})
-    assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
-    error = refused.json()["error"]
-    assert error["code"] == "cors_refused"
-    assert "origin, headers" in error["message"] and "AESERVE_CORS_ORIGINS" in error["message"]
-
-
-def test_a_refused_cors_method_names_the_methods_allowed(app_with: Callable[..., TestClient]) -> None:
-    """The refusal says what to change: here the method, not the origins setting."""
-    client = app_with(cors_origins=["https://example.org"])
-    refused = client.options("/v1/models", headers={"Origin": "https://example.org",
-                                                    "Access-Control-Request-Method": "DELETE"})
-    error = assert_error(refused, 400, "cors_refused")
-    assert "its method (methods allowed: GET, HEAD, POST)" in error["message"]
-    assert "AESERVE_CORS_ORIGINS" not in error["message"]

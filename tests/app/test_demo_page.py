@@ -76,38 +76,6 @@ def visit(browser: Any, site: Site) -> Iterator[Visit]:
     v.page.context.close()
 
 
-# ---- the page and its files (no browser) -------------------------------------------------------
-
-
-def test_the_page_and_every_file_it_names_are_served(site: Site) -> None:
-    page = httpx.get(site.url + "/")
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "default-src 'self'" in page.headers["content-security-policy"]
-    named = set(re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text))
-    assert {"/static/js/main.js", "/static/css/app.css", "/static/examples/still-life.png"} <= named
-    for path in named:
-        assert httpx.get(site.url + path).status_code == 200, path
-    modules = re.findall(r'from "\./([a-z]+\.js)"', (ROOT / "app/static/js/main.js").read_text())
-    for name in modules:
-        answer = httpx.get(f"{site.url}/static/js/{name}")
-        assert answer.headers["content-type"].startswith("text/javascript"), name
-
-
-@pytest.mark.parametrize("path", [
-    "/static/%2e%2e/settings.py", "/static/..%2f..%2fpyproject.toml", "/static/examples/make_examples.py",
-    "/static/nope.png", "/static/examples", "/static/x%00.js", "/static/" + "a" * 300 + ".js",
-])
-def test_nothing_else_is_served_from_static(site: Site, path: str) -> None:
-    answer = httpx.get(site.url + path)
-    assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
-
-
-def test_the_page_is_open_when_the_api_needs_a_token(locked_site: str) -> None:
-    assert httpx.get(locked_site + "/").status_code == 200
-    assert httpx.get(locked_site + "/static/js/api.js").status_code == 200
-    assert httpx.get(locked_site + "/v1/models").status_code == 401
-
-
 # ---- denoise ------------------------------------------------------------------------------------
 
 

@@ -1,10 +1,10 @@
-"""The one error shape: ``ApiError`` and FastAPI's own failures answered as
-``{"error": {"code", "message"}}``, documented by ``responses``."""
+"""The one error shape: ``ApiError``, FastAPI's own failures and refused CORS preflights answered
+as ``{"error": {"code", "message"}}``, documented by ``responses``."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi import FastAPI, Query
@@ -115,3 +115,28 @@ def test_a_client_gone_and_an_error_mid_answer_still_reach_the_server() -> None:
         client.get("/gone")  # the metrics middleware counts it as 499
     with pytest.raises(RuntimeError, match="after the answer began"):
         client.get("/half")  # the server must cut a half-sent answer
+
+
+def test_a_refused_cors_preflight_is_a_json_error(app_with: Callable[..., TestClient]) -> None:
+    client = app_with(cors_origins=["https://example.org"])
+    preflight = {"Access-Control-Request-Method": "POST"}
+    ok = client.options("/v1/models/mnist-dae/denoise",
+                        headers={**preflight, "Origin": "https://example.org"})
+    assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://example.org"
+    refused = client.options("/v1/models/mnist-dae/denoise",
+                             headers={**preflight, "Origin": "https://evil.example",
+                                      "Access-Control-Request-Headers": "X-Custom"})
+    assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
+    error = refused.json()["error"]
+    assert error["code"] == "cors_refused"
+    assert "origin, headers" in error["message"] and "AESERVE_CORS_ORIGINS" in error["message"]
+
+
+def test_a_refused_cors_method_names_the_methods_allowed(app_with: Callable[..., TestClient]) -> None:
+    """The refusal says what to change: here the method, not the origins setting."""
+    client = app_with(cors_origins=["https://example.org"])
+    refused = client.options("/v1/models", headers={"Origin": "https://example.org",
+                                                    "Access-Control-Request-Method": "DELETE"})
+    error = assert_error(refused, 400, "cors_refused")
+    assert "its method (methods allowed: GET, HEAD, POST)" in error["message"]
+    assert "AESERVE_CORS_ORIGINS" not in error["message"]

@@ -1,13 +1,16 @@
-"""The app factory and its lifespan: the routers it mounts, the schema it publishes, the
-collector settings it applies and gives back."""
+"""The app factory and its lifespan: the routers it mounts, the schema it publishes, its own
+docs pages (served offline), the CORS it adds when asked, the collector settings it applies and
+gives back."""
 
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
@@ -126,3 +129,31 @@ def test_a_trailing_slash_is_no_route_and_no_redirect(client: TestClient) -> Non
                                 follow_redirects=False)
         assert answer.status_code == 404 and "location" not in answer.headers, path
         assert answer.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_pages_load_only_local_assets(client: TestClient, page: str) -> None:
+    html = client.get(page)
+    assert html.status_code == 200
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ?["']([^"']+)["']""", html.text)
+    assets = [u for pair in urls for u in pair if u]
+    assert assets, html.text
+    for url in assets:
+        assert url.startswith("/"), f"{page} loads {url} from outside the service"
+        assert client.get(url).status_code == 200, url
+
+
+def test_cors_is_off_by_default(client: TestClient) -> None:
+    response = client.get("/v1/models", headers={"Origin": "https://example.org"})
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_cors_origins_are_configurable(app_with: Callable[..., TestClient]) -> None:
+    client = app_with(cors_origins=["https://example.org"])
+    ok = client.get("/v1/models", headers={"Origin": "https://example.org"})
+    assert ok.headers["access-control-allow-origin"] == "https://example.org"
+    other = client.get("/v1/models", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+    head = client.options("/v1/models", headers={"Origin": "https://example.org",
+                                                  "Access-Control-Request-Method": "HEAD"})
+    assert head.status_code == 200 and "HEAD" in head.headers["access-control-allow-methods"]

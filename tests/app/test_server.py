@@ -383,20 +383,3 @@ def test_one_process_whose_batch_worker_dies_drains_and_exits_1_to_be_started_ag
         stop_server(server)
     assert ("the batch worker of mnist-vae stopped: the service drains and exits with status 1, "
             "to be started again") in server.output()
-
-
-def test_sigterm_before_the_server_starts_ends_the_process_at_once() -> None:
-    """The first process of a container ignores a signal it has no handler for: without one,
-    ``docker stop`` during the checkpoint checks would wait out its grace period."""
-    from app.__main__ import main, stop_before_serving
-
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(SystemExit):  # --help: main has put its handler in place by then
-            main(["--help"])
-        assert signal.getsignal(signal.SIGTERM) is stop_before_serving
-        with pytest.raises(SystemExit) as stopped:
-            signal.raise_signal(signal.SIGTERM)
-        assert stopped.value.code == 128 + signal.SIGTERM
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import app.kinds.autoencoder as autoencoder
-import app.routers.images as image_router
 from app import images
 from app.errors import ApiError
 from app.kinds.autoencoder import SCORE_CHUNK, Autoencoder, VariationalAutoencoder
@@ -129,20 +128,6 @@ def test_a_request_within_the_cap_is_decoded_and_answered(
     decoded = record_calls(monkeypatch, images, "decode")
     response = client.post(f"{DAE}/denoise", files=files(image_bytes(seed=1), image_bytes(seed=2)))
     assert response.status_code == 200 and len(decoded) == 2
-
-
-def test_a_model_whose_work_budget_is_full_answers_503_before_reading_the_body(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    dae = served(client, "mnist-dae")
-    read = record_calls(monkeypatch, image_router, "read_images")
-    monkeypatch.setattr(dae.budget, "used", dae.budget.limit)  # as if full of queued work
-    response = client.post(f"{DAE}/denoise", files=files(image_bytes()))
-    error = assert_error(response, 503, "overloaded")
-    assert int(response.headers["retry-after"]) >= 1 and "AESERVE_QUEUE_WORK" in error["message"]
-    assert read == []  # refused on arrival: the upload was never read
-    monkeypatch.undo()
-    assert client.post(f"{DAE}/denoise", files=files(image_bytes())).status_code == 200
 
 
 # ---- on the event loop or in a thread -----------------------------------------------------------

@@ -1,12 +1,16 @@
-"""``python -m app``: ``--help`` lists the settings and loads nothing; mistakes are one line."""
+"""``python -m app``: ``--help`` lists the settings and loads nothing; mistakes are one line; a
+SIGTERM before the server starts ends the process."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from app.settings import Settings
 
@@ -104,3 +108,20 @@ def test_a_misspelt_setting_is_named_with_the_closest_one_before_the_start(tmp_p
     assert warning["message"] == ("AESERVE_MAX_BATCH is not a setting and is ignored; "
                                   "did you mean AESERVE_MAX_BATCH_SIZE?")
     assert failure["message"].startswith("cannot start: ")
+
+
+def test_sigterm_before_the_server_starts_ends_the_process_at_once() -> None:
+    """The first process of a container ignores a signal it has no handler for: without one,
+    ``docker stop`` during the checkpoint checks would wait out its grace period."""
+    from app.__main__ import main, stop_before_serving
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit):  # --help: main has put its handler in place by then
+            main(["--help"])
+        assert signal.getsignal(signal.SIGTERM) is stop_before_serving
+        with pytest.raises(SystemExit) as stopped:
+            signal.raise_signal(signal.SIGTERM)
+        assert stopped.value.code == 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
