@@ -2,6 +2,9 @@
 
 - ``ModelDep``: the model named in the path (404 naming the ones there are);
   ``Annotated[ServedModel, Depends(ModelFor("decode"))]``: that model, able to decode (422 if not).
+- ``dependencies=JSON_ONLY`` (with ``responses=JSON_ONLY_ERRORS``): a route that answers only JSON
+  refuses, before any work, an Accept that rules JSON out (406 ``not_acceptable``, 400 for a
+  malformed one); ``*/*``, ``application/*`` and a missing Accept take JSON.
 - ``await read_json(request, settings, DecodeBody)``: the JSON body as that model, read through
   ``app.uploads.read_body``, so a body cut short ends as the 408 or the disconnect it was
   (FastAPI's own body parameter turns both into a 400). A route reads it inside its request's
@@ -15,13 +18,14 @@ from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from app.errors import ApiError
+from app.errors import ApiError, responses
 from app.kinds import ServedModel
 from app.kinds.inline import inline_or_thread
+from app.negotiation import JSON, negotiate
 from app.registry import Registry
 from app.settings import Settings
 from app.uploads import media_type, read_body
@@ -70,6 +74,17 @@ class ModelFor:
         if not served.supports(self.operation):
             raise served.unsupported(self.operation)
         return served
+
+
+async def json_answer(accept: Annotated[list[str] | None, Header(description=(
+        "application/json only (also */* and a missing Accept); 406 when Accept refuses it"))] = None,
+) -> None:
+    """Refuse, before any work, a client whose Accept rules out the only answer there is: JSON."""
+    negotiate(accept, (JSON,))
+
+
+JSON_ONLY = [Depends(json_answer)]
+JSON_ONLY_ERRORS = responses(400, 406)
 
 
 BodyT = TypeVar("BodyT", bound=BaseModel)

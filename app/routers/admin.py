@@ -10,13 +10,14 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from app.auth import needs_a_token
-from app.deps import RegistryDep
+from app.deps import JSON_ONLY, JSON_ONLY_ERRORS, RegistryDep
 from app.errors import ApiError, responses
 from app.registry import StartupError
 from app.server import supervisor_pid
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(needs_a_token)],
-                   responses=responses(403))
+router = APIRouter(prefix="/v1/admin", tags=["admin"],
+                   dependencies=[Depends(needs_a_token), *JSON_ONLY],
+                   responses={**JSON_ONLY_ERRORS, **responses(403)})
 log = logging.getLogger("aeserve")
 
 

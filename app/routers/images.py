@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field, model_validator
 
 from app import images
-from app.deps import ModelFor
+from app.deps import JSON_ONLY, ModelFor
 from app.errors import limit_exceeded, png_answer, responses
 from app.kinds import ServedModel
 from app.kinds.base import DenoiseParams, EncodeParams
@@ -142,16 +142,6 @@ async def denoise(
                      noise_sigma=None if a.noise_sigma is None else round(a.noise_sigma, 3))
         for a in answers
     ])
-
-
-async def json_answer(accept: Annotated[list[str] | None, Header(description=(
-        "application/json only (also */* and a missing Accept); 406 when Accept refuses it"))] = None,
-) -> None:
-    """Refuse, before any work, a client whose Accept rules out the only answer there is: JSON."""
-    negotiate(accept, (JSON,))
-
-
-JSON_ONLY = [Depends(json_answer)]
 
 
 @router.post("/encode", response_model=EncodeAnswer, response_model_exclude_none=True,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.deps import ModelDep, RegistryDep, SettingsDep
+from app.deps import JSON_ONLY, JSON_ONLY_ERRORS, ModelDep, RegistryDep, SettingsDep
 from app.errors import responses
 from app.images import MAX_SIDE
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=JSON_ONLY,
+                   responses=JSON_ONLY_ERRORS)
 
 
 class ModelSummary(BaseModel):
