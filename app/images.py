@@ -6,6 +6,11 @@ pixels, brings any mode to L, LA, RGB or RGBA and applies the EXIF orientation, 
 the picture upright and the answer comes back upright, in the rotated size. Pillow's own
 decompression-bomb guard stays on as a backstop; its error is answered 413 like ours.
 
+A 32-bit BMP's fourth byte is read as alpha whatever its header says (Pillow's ``USE_RAW_ALPHA``):
+the format's spec leaves it unused under BI_RGB, but Pillow and many other writers store alpha
+there. A fourth byte that is zero everywhere is taken for unused and the image is opaque, as
+browsers read it.
+
 Plain 8-bit PNGs, the common upload, take the fast path of ``app/png.py`` for their header and
 pixels, and every answer is written there; everything else is Pillow's.
 """
@@ -19,10 +24,12 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import BmpImagePlugin, Image, ImageOps, UnidentifiedImageError
 
 from app import png
 from app.errors import ApiError
+
+BmpImagePlugin.USE_RAW_ALPHA = True
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 KEPT_MODES = ("L", "LA", "RGB", "RGBA")
@@ -166,6 +173,8 @@ def decode(p: Probe) -> Decoded:
         img = normalize_mode(img)
     except ValueError as exc:  # Pillow: "conversion from <mode> to <mode> not supported"
         raise _unsupported(f"the {fmt} image's mode {img.mode} cannot be read ({exc})") from exc
+    if fmt == "BMP" and img.mode == "RGBA" and img.getchannel("A").getextrema() == (0, 0):
+        img = img.convert("RGB")  # a 32-bit BMP's unused fourth byte, not a transparent image
     if p.bands == 1 and img.mode == "RGBA":  # a 16-bit gray + alpha PNG: gray it was, gray it stays
         img = img.convert("LA")
     return Decoded(img.mode, img.width, img.height, pillow=img)
