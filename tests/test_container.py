@@ -308,6 +308,29 @@ def test_the_limits_follow_their_variables_and_no_setting_comes_from_the_shell(s
     assert "AESERVE_API_TOKEN" not in api["environment"]
 
 
+def test_the_train_service_runs_under_its_limits(stack: Stack, tmp_path: Path) -> None:
+    """``docker compose run train`` gets a CPU and a memory limit without swap, by default and from
+    TRAIN_CPUS / TRAIN_MEM_LIMIT, and torch as many threads as CPUs. The service image stands in
+    for the train one (the limits are the container's, whatever it runs)."""
+    env = stack.env | {"AESERVE_TRAIN_IMAGE": IMAGE, "DATA_DIR": str(tmp_path)}
+    for extra, cpus, memory, threads in (({}, 2, 3 * 1024 * MiB, "2"),
+                                         ({"TRAIN_CPUS": "1.5", "TRAIN_MEM_LIMIT": "1g",
+                                           "TRAIN_THREADS": "1"}, 1.5, 1024 * MiB, "1")):
+        config = json.loads(run(*stack.base, "--profile", "train", "config", "--format", "json",
+                                env=env | extra).stdout)
+        assert f"--threads={threads}" in config["services"]["train"]["command"]
+        name = f"{stack.project}-train-{threads}"
+        run(*stack.base, "--profile", "train", "run", "-d", "--no-deps", "--name", name,
+            "--entrypoint", "sleep", "train", "60", env=env | extra)
+        try:
+            host = json.loads(run("docker", "inspect", "-f", "{{json .HostConfig}}", name).stdout)
+        finally:
+            run("docker", "rm", "-f", name, check=False)
+        assert host["NanoCpus"] == int(cpus * 10**9)
+        assert host["Memory"] == memory
+        assert host["MemorySwap"] == memory  # memory + swap: no swap
+
+
 def proxy_image(env: dict[str, str]) -> str:
     """The compose file's nginx image, pulled when missing; where no registry answers, Debian's
     nginx on the base image (the same nginx.conf, mounted the same way)."""
