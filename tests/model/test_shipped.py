@@ -9,7 +9,6 @@ without them these tests skip and say which folder is missing and how to get it 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -20,9 +19,9 @@ from model.evaluate_autoencoder import CHECK_IMAGES
 from model.photo.inference import work_pixels
 from model.photo.pair import PhotoPair, load_photo
 from tests.conftest import ROOT
+from tests.model.datasets import DATASETS
 
 SHIPPED = ROOT / "checkpoints"
-DATASETS = Path(os.environ.get("AESERVE_DATASETS", ROOT.parent / "shared" / "datasets"))
 MNIST = DATASETS / "mnist"
 BSD68 = DATASETS / "bsd68"
 CBSD68 = DATASETS / "cbsd68"

@@ -47,26 +47,6 @@ def test_flag_mistakes(tmp_path: Path, args: list[str], words: list[str]) -> Non
     assert_one_line_mistake(result, *words)
 
 
-def test_every_preset_takes_the_flags_its_kind_declares_and_refuses_the_others() -> None:
-    """What a preset's kind declares (``KIND_FLAGS``) is what parsing accepts, for every preset."""
-    from model.cli import UsageError
-    from model.presets import KIND_FLAGS, PRESETS, get_preset
-    from model.train import parse_args
-
-    values = {"--patches-per-epoch": "100", "--sigma-weight-floor": "0.1", "--extra-convs": "1",
-              "--latent-dim": "8"}
-    assert set(values) == {flag for flags in KIND_FLAGS.values() for flag in flags}
-    for preset in PRESETS:
-        takes = KIND_FLAGS[get_preset(preset).model.kind]
-        for flag, value in values.items():
-            argv = ["--preset", preset, "--data-dir", "d", "--out", "o", flag, value]
-            if flag in takes:
-                assert getattr(parse_args(argv), flag[2:].replace("-", "_")) is not None
-            else:
-                with pytest.raises(UsageError, match=f"^{flag} does not apply to preset {preset} "):
-                    parse_args(argv)
-
-
 def test_a_batch_larger_than_the_data(tiny_mnist_dir: Path, tmp_path: Path) -> None:
     result = run_module("model.train", "--preset", "mnist-dae", "--data-dir", str(tiny_mnist_dir),
                         "--out", str(tmp_path / "o"), "--device", "cpu", "--batch-size", "100000")

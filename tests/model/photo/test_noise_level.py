@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,10 +9,10 @@ import torch
 from model.data.loaders import load_image_folder
 from model.photo.evaluate import noisy_version
 from model.photo.inference import estimate_noise_sigma
-from tests.conftest import ROOT
+from tests.model.datasets import DATASETS
 from tests.model.photo.synthetic import photo
 
-BSD68 = Path(os.environ.get("AESERVE_DATASETS", ROOT.parent / "shared" / "datasets")) / "bsd68"
+BSD68 = DATASETS / "bsd68"
 
 
 @pytest.mark.parametrize("channels", [1, 3])
