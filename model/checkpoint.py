@@ -179,16 +179,18 @@ def describe(tensor: torch.Tensor) -> str:
     return f"{str(tensor.dtype).removeprefix('torch.')} {tuple(tensor.shape)}"
 
 
-def check_tensors(folder: Path, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
-    """``CheckpointError`` unless ``state`` has exactly the tensors of ``expected``, each of its dtype
-    and shape: ``load_state_dict`` would cast another dtype silently (float16 or int64 weights
-    loaded as float32) and answer another shape with a traceback."""
+def check_tensors(folder: Path, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
+                  file: str = WEIGHTS_FILE, config: str = CONFIG_FILE) -> None:
+    """``CheckpointError`` about ``file`` unless ``state`` has exactly the tensors of ``expected``
+    (the network that ``config`` builds), each of its dtype and shape: ``load_state_dict`` would cast
+    another dtype silently (float16 or int64 weights loaded as float32) and answer another shape
+    with a traceback."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
             folder,
-            WEIGHTS_FILE,
+            file,
             f"tensors do not match the config: missing {missing[:3]}, unexpected {unexpected[:3]}",
         )
     for key, tensor in expected.items():
@@ -196,8 +198,8 @@ def check_tensors(folder: Path, state: dict[str, torch.Tensor], expected: dict[s
         if found.dtype != tensor.dtype or tuple(found.shape) != tuple(tensor.shape):
             raise CheckpointError(
                 folder,
-                WEIGHTS_FILE,
-                f"tensor {key}: expected {describe(tensor)} (what config.json builds), "
+                file,
+                f"tensor {key}: expected {describe(tensor)} (what {config} builds), "
                 f"found {describe(found)}",
             )
 

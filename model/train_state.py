@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from model.checkpoint import atomic_save_tensors, atomic_write_bytes, deferred_interrupt
+from model.checkpoint import atomic_save_tensors, atomic_write_bytes, check_tensors, deferred_interrupt
 from model.cli import UsageError
 from model.config import RunConfig
 
@@ -107,10 +107,15 @@ def resume_info(folder: Path, run: dict[str, Any]) -> dict[str, Any]:
 
 def load_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
                rank: int) -> None:
-    """Restore the tensors ``save_state`` wrote: weights, optimiser and this rank's RNG."""
+    """Restore the tensors ``save_state`` wrote: weights, optimiser and this rank's RNG. Weights of
+    another dtype or shape than ``model``'s are a ``CheckpointError`` naming the tensor, as in a
+    checkpoint, never a silent cast."""
     info: dict[str, Any] = json.loads((folder / "state.json").read_text())
     tensors = load_file(folder / "state.safetensors")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    weights = {k: v for k, v in tensors.items() if k.startswith("model.")}
+    check_tensors(folder, weights, {f"model.{k}": v for k, v in model.state_dict().items()},
+                  file="state.safetensors", config="state.json")
+    model.load_state_dict({k[6:]: v for k, v in weights.items()})
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("opt."):

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from model.checkpoint import CheckpointError
 from model.cli import UsageError
 from model.presets import get_preset
 from model.train_state import data_fingerprint, load_state, refuse_overwrite, resume_info, save_state
@@ -106,3 +108,28 @@ def test_a_state_saved_before_a_recipe_field_was_recorded_resumes_with_its_defau
     (folder / "state.json").write_text(json.dumps({"step": 4, "run": older}))
     with pytest.raises(UsageError, match="from_the_future"):
         resume_info(folder, run)
+
+
+@pytest.mark.parametrize(("dtype", "shape", "found"), [
+    (torch.float16, (2, 3), "float16 (2, 3)"),
+    (torch.float32, (2, 4), "float32 (2, 4)"),
+])
+def test_resumed_weights_of_another_dtype_or_shape_are_refused_not_cast(
+    tmp_path: Path, dtype: torch.dtype, shape: tuple[int, ...], found: str
+) -> None:
+    """As a checkpoint's weights are: one CheckpointError naming the tensor, and nothing loaded."""
+    model = nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    save_state(tmp_path, model, opt, {"step": 1}, torch.Generator().get_state()[None])
+    tensors = load_file(tmp_path / "state.safetensors")
+    tensors["model.weight"] = torch.zeros(shape, dtype=dtype)
+    save_file(tensors, tmp_path / "state.safetensors")
+
+    other = nn.Linear(3, 2)
+    before = other.weight.detach().clone()
+    with pytest.raises(CheckpointError) as refused:
+        load_state(tmp_path, other, torch.optim.AdamW(other.parameters()), torch.Generator(), 0)
+    assert refused.value.file == "state.safetensors"
+    assert refused.value.problem == ("tensor model.weight: expected float32 (2, 3) (what state.json builds), "
+                                     f"found {found}")
+    assert torch.equal(other.weight, before)
