@@ -308,8 +308,9 @@ class Trainer:
         self.info.update(budget_epochs=self.cfg.train.epochs, budget_s=self.budget.seconds)
         self.total = planned_steps(self.cfg, self.steps_per_epoch)
         self.bar.total = self.total
-        self.bar.write(f"time budget {self.args.time_budget:.0f} s: {pace * 1000:.1f} ms/step, "
-                       f"training {self.cfg.train.epochs} epochs ({self.total} steps)")
+        if self.is_main:
+            self.bar.write(f"time budget {self.args.time_budget:.0f} s: {pace * 1000:.1f} ms/step, "
+                           f"training {self.cfg.train.epochs} epochs ({self.total} steps)")
         self.record_cut()
 
     def record_cut(self) -> None:

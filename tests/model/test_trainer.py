@@ -208,14 +208,21 @@ def test_interrupt_leaves_a_whole_checkpoint_and_resume_works(
     assert json.loads((out / ".state" / "state.json").read_text())["step"] == step + 3
 
 
+def on_two_ranks(module: str, data: Path, out: Path, *flags: str,
+                 **env: str) -> subprocess.CompletedProcess[str]:
+    """``torchrun`` of ``module`` (``model.train``, or a test's wrapper of it) training mnist-dae on two
+    CPU processes of one thread each; ``--tee`` prefixes each line with the rank that wrote it."""
+    cmd = [TORCHRUN, "--standalone", "--nproc_per_node=2", "--tee", "3", "-m", module,
+           "--preset", "mnist-dae", "--data-dir", str(data), "--out", str(out), "--batch-size", "16",
+           "--no-progress", "--device", "cpu", "--threads", "1", *flags]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+
+
 @needs_torchrun
 def test_two_process_ddp_run_trains(tiny_mnist_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    cmd = [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "model.train", "--preset", "mnist-dae",
-           "--data-dir", str(tiny_mnist_dir), "--out", str(out), "--max-steps", "8", "--batch-size", "16",
-           "--no-progress", "--device", "cpu", "--threads", "1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env, check=False)
+    result = on_two_ranks("model.train", tiny_mnist_dir, out, "--max-steps", "8")
     assert result.returncode == 0, result.stderr[-3000:]
     ck = load_checkpoint(out)
     assert ck.meta["training"]["world_size"] == 2
@@ -232,13 +239,23 @@ def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(tiny_mnist_dir: Pat
     """Rank 1's loss turns NaN at the last step (its NaN gradients then reach the weights of both): both
     ranks stop at the check before rank 0 validates and saves, with one message, and nothing is saved."""
     out = tmp_path / "ddp"
-    cmd = [TORCHRUN, "--standalone", "--nproc_per_node=2", "--tee", "2", "-m", "tests.model.nan_on_rank",
-           "--preset", "mnist-dae", "--data-dir", str(tiny_mnist_dir), "--out", str(out), "--max-steps", "8",
-           "--batch-size", "16", "--no-progress", "--device", "cpu", "--threads", "1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NAN_RANK": "1", "NAN_STEP": "7"}  # steps count from 0
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env, check=False)
+    result = on_two_ranks("tests.model.nan_on_rank", tiny_mnist_dir, out, "--max-steps", "8",
+                          NAN_RANK="1", NAN_STEP="7")  # steps count from 0
     assert result.returncode == 1, result.stderr[-3000:]
     said = "the loss became NaN or inf between steps 0 and 8 on rank 1; no training state had been saved"
     for rank in (0, 1):  # --tee prefixes each line with the rank that wrote it
         assert f"[default{rank}]:{said}\n" in result.stderr, result.stderr[-3000:]
     assert not out.exists()  # no checkpoint of the NaN weights, no state
+
+
+@needs_torchrun
+def test_the_time_budgets_plan_is_said_once_under_ddp(tiny_mnist_dir: Path, tmp_path: Path) -> None:
+    """Every rank cuts its epochs to rank 0's plan; rank 0 alone says so. 16 steps an epoch: the pace
+    is measured from the end of epoch 0 (step 16) to that of epoch 1 (step 32), where the plan is made
+    (the calibration shortened to 8 steps)."""
+    result = on_two_ranks("tests.model.short_calibration", tiny_mnist_dir, tmp_path / "ddp",
+                          "--epochs", "1000", "--max-steps", "32", "--time-budget", "3000")
+    assert result.returncode == 0, result.stderr[-3000:]
+    plan = r"time budget 3000 s: [0-9.]+ ms/step, training \d+ epochs \(32 steps\)"
+    said = re.findall(rf"^\[default(\d)\]:{plan}$", result.stdout, re.MULTILINE)
+    assert said == ["0"], result.stdout[-3000:]
