@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # bodies of the largest size the process reads and holds at once by default: uploads of 20 MiB
 # arrive in parallel from a few slow clients while their bytes, in the server's buffer, the body and
-# the multipart parts, stay a few hundred MiB at most (docs/deployment.md, "Resource sizing")
+# the multipart parts, stay a few hundred MiB at most (docs/kubernetes.md, "Resource sizing")
 BODIES_PER_PROCESS = 4
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
