@@ -30,6 +30,7 @@ from model.metrics import psnr
 from model.networks import VAE
 from model.noise import gaussian_noise
 from model.scoring import iwae_nll
+from model.train_state import STATE_DIR
 
 EVAL_SEED = 2024
 CHECK_IMAGES = 300  # the small, fast subset that CI re-measures against config.json
@@ -186,6 +187,27 @@ def report_vae(ck: Checkpoint, clean: torch.Tensor, args: argparse.Namespace,
     return metrics
 
 
+def training_curve(ck: Checkpoint) -> tuple[list[dict[str, Any]], float | None]:
+    """The run's validations, each a history entry, and the epoch of the checkpoint (its best).
+
+    ``config.json``'s history ends at the checkpoint; the whole run's is in ``.state/state.json``
+    beside it, used when it is this checkpoint's run (its history starts with the checkpoint's).
+    """
+    saved: list[dict[str, Any]] = ck.meta.get("training", {}).get("history", [])
+    best = saved[-1]["epoch"] if saved else None
+    state = ck.path / STATE_DIR / "state.json"
+    if state.is_file():
+        try:
+            whole = json.loads(state.read_text()).get("history", [])
+        except (OSError, ValueError) as exc:
+            print(f"loss_curves.png ends at the checkpoint's epoch: {state} is unreadable ({exc})",
+                  file=sys.stderr)
+            return saved, best
+        if whole[: len(saved)] == saved:
+            return whole, best
+    return saved, best
+
+
 REPORTS: dict[str, Callable[[Checkpoint, torch.Tensor, argparse.Namespace, torch.device],
                             dict[str, Any]]] = {"dae": report_dae, "vae": report_vae}
 
@@ -210,8 +232,8 @@ def evaluate_autoencoder(args: argparse.Namespace, command: str) -> int:
     with torch.no_grad():
         metrics.update(REPORTS[cfg.model.kind](ck, clean, args, device))
     metrics["seconds"] = round(time.monotonic() - started, 1)
-    if not loss_curves(ck.meta.get("training", {}).get("history", []),
-                       args.out / "loss_curves.png", ck.name):
+    history, best = training_curve(ck)
+    if not loss_curves(history, args.out / "loss_curves.png", ck.name, best):
         print("no loss_curves.png: matplotlib is not installed or the checkpoint has no training "
               "history", file=sys.stderr)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -39,8 +39,10 @@ def rows_figure(rows: list[torch.Tensor], path: Path, scale: int = 3) -> None:
     grid(torch.cat(rows), nrow=nrow, scale=scale).save(path)
 
 
-def loss_curves(history: list[dict[str, Any]], path: Path, title: str) -> bool:
-    """Training and validation loss per epoch; False when matplotlib is not installed."""
+def loss_curves(history: list[dict[str, Any]], path: Path, title: str,
+                best_epoch: float | None = None) -> bool:
+    """Training and validation loss per epoch, ``best_epoch`` (the checkpoint's) marked; False when
+    matplotlib is not installed or there is no history."""
     try:
         import matplotlib
 
@@ -54,6 +56,8 @@ def loss_curves(history: list[dict[str, Any]], path: Path, title: str) -> bool:
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
     ax.plot(epochs, [h["train_loss"] for h in history], label="train (last batch)")
     ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="gray", linestyle=":", label=f"checkpoint (epoch {best_epoch:g})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title(title)

@@ -6,8 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
-from model.checkpoint import load_checkpoint
+from model.checkpoint import load_checkpoint, save_checkpoint
 from model.evaluate import evaluate
+from model.evaluate_autoencoder import training_curve
+from model.networks import build_model
+from model.presets import get_preset
 
 
 def test_a_dae_is_measured_at_each_sigma_beside_the_noisy_input(
@@ -21,7 +24,8 @@ def test_a_dae_is_measured_at_each_sigma_beside_the_noisy_input(
     assert denoising["0.1"]["noisy_psnr"] > denoising["0.5"]["noisy_psnr"]
     assert {"model_psnr", "model_ssim", "median3_psnr"} <= set(denoising["0.5"])
     assert "| 0.5 |" in (out / "metrics.md").read_text()
-    assert all((out / f"denoise_sigma{s}.png").is_file() for s in (0.1, 0.5))
+    assert all((out / name).is_file() for name in ("denoise_sigma0.1.png", "denoise_sigma0.5.png",
+                                                    "loss_curves.png"))
 
 
 def test_a_vae_is_scored_in_nats_and_the_command_recorded(
@@ -39,3 +43,27 @@ def test_a_vae_is_scored_in_nats_and_the_command_recorded(
     evaluation = load_checkpoint(checkpoint).meta["evaluation"]
     assert evaluation["metrics"]["vae"] == vae
     assert evaluation["command"].startswith("python -m model.evaluate ")
+
+
+def validations(*val_losses: float) -> list[dict[str, float]]:
+    return [{"epoch": epoch + 1.0, "step": 16 * (epoch + 1), "train_loss": 0.5, "val_loss": loss}
+            for epoch, loss in enumerate(val_losses)]
+
+
+def test_the_loss_curves_cover_the_epochs_after_the_best_one(tmp_path: Path) -> None:
+    """config.json's history ends at the checkpoint (the best epoch, 2 here); the curve is the whole
+    run's, from .state/state.json, when that state is this checkpoint's run."""
+    cfg = get_preset("mnist-dae")
+    folder = tmp_path / "dae"
+    save_checkpoint(folder, build_model(cfg.model), cfg, extra={"training": {"history": validations(3, 1)}})
+    assert training_curve(load_checkpoint(folder)) == (validations(3, 1), 2.0)  # no state: up to the best
+
+    state = folder / ".state" / "state.json"
+    state.parent.mkdir()
+    state.write_text(json.dumps({"step": 64, "history": validations(3, 1, 2, 4)}))
+    history, best = training_curve(load_checkpoint(folder))
+    assert [h["epoch"] for h in history] == [1.0, 2.0, 3.0, 4.0] and best == 2.0
+
+    # the state of another run in this folder (its first validations are not the checkpoint's)
+    state.write_text(json.dumps({"step": 64, "history": validations(5, 4, 3)}))
+    assert training_curve(load_checkpoint(folder)) == (validations(3, 1), 2.0)
