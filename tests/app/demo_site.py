@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from playwright.sync_api import sync_playwright
 from app.main import create_app
 from app.routers import demo
 from app.settings import Settings
-from tests.app.live import free_port
+from tests.app.live import START_TIMEOUT_S, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -94,6 +95,20 @@ class Site:
     recorder: Recorder
 
 
+class SaysStarted(uvicorn.Server):
+    """uvicorn's server, with an event set once its startup has ended, started or not."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.startup_done = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        finally:
+            self.startup_done.set()
+
+
 class ThreadServer:
     """A real uvicorn server in a thread, on one port for its life: ``stop`` it and ``start`` it
     again (a fresh app, models loaded anew) and the page finds it where it was."""
@@ -113,12 +128,19 @@ class ThreadServer:
             app.include_router(demo.router)
         self.recorder = Recorder(app)
         config = uvicorn.Config(self.recorder, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = server = uvicorn.Server(config)
-        self.thread = thread = threading.Thread(target=server.run, daemon=True)
+        self.server = server = SaysStarted(config)
+
+        def run() -> None:
+            try:
+                server.run()
+            finally:  # a server that never got as far as its startup
+                server.startup_done.set()
+
+        self.thread = thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        while not server.started:  # models load and warm up before uvicorn says it started
-            thread.join(0.05)
-            assert thread.is_alive(), "the server stopped during startup"
+        # models load and warm up before uvicorn says it started
+        assert server.startup_done.wait(START_TIMEOUT_S), "the server's startup hung"
+        assert server.started, "the server stopped during startup"
         return Site(self.url, self.recorder)
 
     def stop(self) -> None:

@@ -7,16 +7,24 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 120.0
+START_TIMEOUT_S = 120.0  # only a hung start waits this long
+WAIT_TIMEOUT_S = 120.0  # for a line of the server's log (workers replaced); only a hung test waits so long
+READ_REST_S = 5.0  # for what an exited process wrote last
+# what uvicorn logs (at info) once the app has started and it listens, in either order: one process
+# binds its socket after the app starts, a supervisor of several workers before it starts them
+READY_LINES = ("Application startup complete", "Uvicorn running on")
+SAYS_READY = ("info", "debug", "trace")
 
 
 def free_port() -> int:
@@ -38,34 +46,101 @@ def server_env(checkpoints: Path, port: int, **extra: str) -> dict[str, str]:
     return env
 
 
+class Output:
+    """A process's stdout and stderr, read on a thread as they come: copied to ``log``, kept here,
+    and waited on. Every wait wakes on a new line or the process's exit, never on a timer."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
+        assert proc.stdout is not None, "start the process with stdout=subprocess.PIPE"
+        self.proc = proc
+        self._lines: list[str] = []
+        self._exited = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(proc.stdout, log), daemon=True)
+        self._reader.start()
+        threading.Thread(target=self._watch_exit, daemon=True).start()
+
+    def _read(self, stream: IO[bytes], log: Path) -> None:
+        with stream, log.open("wb") as copy:
+            for line in stream:  # ends when every process writing to it has closed it
+                copy.write(line)
+                copy.flush()
+                with self._changed:
+                    self._lines.append(line.decode(errors="replace"))
+                    self._changed.notify_all()
+
+    def _watch_exit(self) -> None:
+        # WNOWAIT: the exit is seen and the process left for Popen to reap (poll, wait)
+        with suppress(ChildProcessError):  # reaped already: it has exited all the same
+            os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)
+        with self._changed:
+            self._exited = True
+            self._changed.notify_all()
+
+    def text(self) -> str:
+        with self._changed:
+            return "".join(self._lines)
+
+    def wait_for(self, *lines: str, count: int = 1, timeout_s: float = WAIT_TIMEOUT_S) -> bool:
+        """Until each of ``lines`` is in the output ``count`` times (True), or the process has
+        exited or ``timeout_s`` passed without it (False)."""
+        def seen() -> bool:
+            return all(sum(text.count(line) for text in self._lines) >= count for line in lines)
+
+        with self._changed:
+            self._changed.wait_for(lambda: seen() or self._exited, timeout_s)
+            found = seen()
+        if not found and self._exited:
+            self._reader.join(READ_REST_S)  # the rest of what it wrote, for the failure's message
+        return found
+
+
 @dataclass
 class LiveServer:
     proc: subprocess.Popen[bytes]
     url: str
     port: int
     log: Path
+    watched: Output
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self.watched.text()
+
+    def wait_for(self, line: str, count: int = 1, timeout_s: float = WAIT_TIMEOUT_S) -> bool:
+        """Until ``line`` is in the server's output ``count`` times; False if it exits first or
+        ``timeout_s`` passes (only a hung test waits that long)."""
+        return self.watched.wait_for(line, count=count, timeout_s=timeout_s)
 
 
 def start_server(checkpoints: Path, log: Path, command: tuple[str, ...] = ("-m", "app"),
                  **settings: str) -> LiveServer:
     """Start ``python -m app`` (or ``python *command``) with ``settings`` (``AESERVE_*`` names)
-    and wait until it is ready."""
+    and wait until it is ready: uvicorn has said that the app has started (models loaded and
+    warm) and that it listens, and ``/readyz`` then answers 200. The test fails, with the
+    server's output, if it exits first or is not ready within ``START_TIMEOUT_S``."""
+    settings = {"AESERVE_LOG_LEVEL": "info", **settings}  # where uvicorn says it is ready
+    level = settings["AESERVE_LOG_LEVEL"].lower()
+    if level not in SAYS_READY:
+        raise ValueError(f"AESERVE_LOG_LEVEL={level}: uvicorn says it is ready at info; use one "
+                         f"of {', '.join(SAYS_READY)}")
     port = free_port()
     env = server_env(checkpoints, port, **settings)
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    server = LiveServer(proc, f"http://127.0.0.1:{port}", port, log)
-    wait_until_ready(proc, f"{server.url}/readyz", lambda: server.output()[-3000:])
+    proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = LiveServer(proc, f"http://127.0.0.1:{port}", port, log, Output(proc, log))
+    if not server.watched.wait_for(*READY_LINES, timeout_s=START_TIMEOUT_S):
+        code = proc.poll()
+        stop_server(server)
+        why = f"exited ({code})" if code is not None else f"was not ready within {START_TIMEOUT_S:g} s"
+        raise AssertionError(f"the server {why}: {server.output()[-3000:]}")
+    answer = httpx.get(f"{server.url}/readyz", timeout=START_TIMEOUT_S)
+    assert answer.status_code == 200, f"ready by its log, not by /readyz: {answer.text}"
     return server
 
 
 def wait_until_ready(proc: subprocess.Popen[bytes], url: str, output: Callable[[], str]) -> None:
-    """Until ``url`` answers 200; the test fails, with ``output()``, if ``proc`` exits first or
-    takes over ``START_TIMEOUT_S``."""
+    """Until ``url`` answers 200, for a process that says nothing when it is ready (nginx); the
+    test fails, with ``output()``, if ``proc`` exits first or takes over ``START_TIMEOUT_S``."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         assert proc.poll() is None, f"exited: {output()}"
@@ -75,7 +150,7 @@ def wait_until_ready(proc: subprocess.Popen[bytes], url: str, output: Callable[[
         except httpx.TransportError:
             pass
         assert time.monotonic() < deadline, f"{url} not ready within {START_TIMEOUT_S:g} s"
-        time.sleep(0.2)  # polling a starting process: no event to wait on
+        time.sleep(0.2)  # polling a process that logs nothing when ready: no event to wait on
 
 
 def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:

@@ -120,8 +120,7 @@ def test_reload_swaps_a_model_under_a_stream_without_a_failed_request(
                 stream.sent.clear()
                 assert stream.sent.wait(60)
             # the old model's last request has finished: its batcher and thread are stopped
-            wait_for_log(server, f"stopped the old mnist-dae (sha256 {before['sha256'][:12]}", 1,
-                         stream)
+            wait_for_log(server, f"stopped the old mnist-dae (sha256 {before['sha256'][:12]}", 1)
         after = card(http)
     assert answer["loaded"] == ["mnist-dae"] and answer["refused"] == {}
     assert sorted(answer["unchanged"]) == ["mnist-vae"]
@@ -160,11 +159,8 @@ def test_sighup_reloads_and_folders_come_and_go(server: LiveServer, checkpoints:
         assert names == {"mnist-dae", "dae-copy"}
         assert http.post("/v1/models/dae-copy/denoise", files=files(image_bytes())).status_code == 200
         assert http.get("/v1/models/mnist-vae").status_code == 404
-        for _ in range(600):  # each poll is a request: waits for the retirement, bounded
-            if "stopped the old mnist-vae" in server.output():
-                break
-            http.get("/healthz")
-        assert "stopped the old mnist-vae" in server.output()  # no request held it: stopped
+        # no request held it: stopped
+        assert server.wait_for("stopped the old mnist-vae"), server.output()[-3000:]
     assert server.proc.poll() is None  # SIGHUP's default action would have killed it
 
 
@@ -177,10 +173,7 @@ def test_a_checkpoint_directory_gone_or_empty_is_refused_and_every_model_serves_
         checkpoints.mkdir()  # there again, but empty
         empty = http.post("/v1/admin/reload")
         os.kill(server.proc.pid, signal.SIGHUP)
-        for _ in range(600):  # each poll is a request: waits for the SIGHUP's log line, bounded
-            if "reload refused" in server.output():
-                break
-            http.get("/healthz")
+        assert server.wait_for("reload refused"), server.output()[-3000:]
         served = {m["name"] for m in http.get("/v1/models").json()["models"]}
         denoised = http.post(DENOISE, files=files(image_bytes())).status_code
         ready = http.get("/readyz").status_code
@@ -196,14 +189,9 @@ def log_count(server: LiveServer, line: str) -> int:
     return server.output().count(line)
 
 
-def wait_for_log(server: LiveServer, line: str, count: int, stream: Stream) -> None:
-    """Until ``line`` is in the server's log ``count`` times; each poll waits for a request."""
-    for _ in range(3000):
-        if log_count(server, line) >= count:
-            return
-        stream.sent.clear()
-        assert stream.sent.wait(60) and server.proc.poll() is None, server.output()[-3000:]
-    pytest.fail(f"{line!r} not {count} times in the log:\n{server.output()[-3000:]}")
+def wait_for_log(server: LiveServer, line: str, count: int) -> None:
+    """Until ``line`` is in the server's log ``count`` times."""
+    assert server.wait_for(line, count), f"{line!r} not {count} times in the log:\n{server.output()[-3000:]}"
 
 
 def test_with_two_workers_a_reload_is_all_or_nothing_and_replaces_each_worker_without_a_failed_request(
@@ -219,7 +207,7 @@ def test_with_two_workers_a_reload_is_all_or_nothing_and_replaces_each_worker_wi
     with (running_server(checkpoints, tmp_path / "server.log", AESERVE_WORKERS="2",
                          AESERVE_LOG_LEVEL="info", AESERVE_API_TOKEN=TOKEN) as server,
           Stream(server.url, fresh=True) as stream):
-        wait_for_log(server, started, 2, stream)  # both workers serve
+        wait_for_log(server, started, 2)  # both workers serve
         before = cards(server.url)
         with httpx.Client(headers=AUTH, base_url=server.url, timeout=60) as http:
             # a corrupt checkpoint: refused here, and no worker is replaced (all serve the old one)
@@ -231,8 +219,8 @@ def test_with_two_workers_a_reload_is_all_or_nothing_and_replaces_each_worker_wi
             # old one; twice
             replace_folder(checkpoints, "mnist-dae", checkpoints / "mnist-vae")
             loaded = http.post("/v1/admin/reload").json()
-        wait_for_log(server, started, 4, stream)
-        wait_for_log(server, finished, 2, stream)
+        wait_for_log(server, started, 4)
+        wait_for_log(server, finished, 2)
         after = cards(server.url)
     assert "sha256 mismatch" in refused["refused"]["mnist-dae"] and refused["loaded"] == []
     assert after_refusal == before and len(before) == 1
