@@ -53,7 +53,9 @@ NOISE_SCALES: dict[str, NoiseScale | None] = {
     "photo": NoiseScale("0-255", 1.0, 255.0, "15 25 50", ("--sigmas", "--color-sigmas"),
                         ("[0, 1]", 255.0)),
 }
-FLAGS_WITH_LEVELS = ("--sigmas", "--color-sigmas")
+# every flag that takes noise levels for one kind or another, each once
+FLAGS_WITH_LEVELS = tuple(dict.fromkeys(
+    flag for scale in NOISE_SCALES.values() if scale is not None for flag in scale.flags))
 
 
 def check_sigmas(args: argparse.Namespace, kind: str) -> None:
