@@ -1,7 +1,7 @@
 """Every link to a page of the repository's documentation leads somewhere: the file exists, and
 the ``#anchor`` is one of its headings, as GitHub derives it. Covers links in the Markdown pages
 (``[text](path#anchor)``) and the pages that manifests, compose files and code name in their
-comments (``docs/page.md#anchor``), so that moving a section from one page to another cannot
+comments (``docs/<page>.md#<anchor>``), so that moving a section from one page to another cannot
 leave a reference behind.
 """
 
