@@ -116,19 +116,20 @@ class Batcher:
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """A worker that ends other than by ``stop`` is a bug: it is logged with its traceback at
-        once, and the requests it held or queued get a 503 instead of waiting for their deadline
+        once, ``on_dead()`` runs (its requests not yet failed, so that it can tell whether any is
+        lost), and the requests it held or queued get a 503 instead of waiting for their deadline
         (the model serves nothing from then on, and ``/healthz`` says so)."""
         if task.cancelled() or (exc := task.exception()) is None:
             return
         log.error("the batch worker of %s stopped: %s: %s", self.name, type(exc).__name__, exc,
                   exc_info=exc)
+        if self._on_dead is not None:
+            self._on_dead()
         gone = ApiError(503, "unavailable",
                         f"model {self.name} stopped serving: the service needs a restart")
         for job in self._held:
             job.ticket.fail(gone)
         self._fail_queued(gone)
-        if self._on_dead is not None:
-            self._on_dead()
 
     @property
     def lingering(self) -> bool:

@@ -121,9 +121,9 @@ class Registry:
     """The models being served, by name."""
 
     def __init__(self, settings: Settings, metrics: Metrics, drain: Drain,
-                 on_dead: Callable[[str], None] | None = None) -> None:
-        """``on_dead(name)``: what to do when a model's batch worker stops by a bug (else only
-        ``/healthz`` says so)."""
+                 on_dead: Callable[[str, bool], None] | None = None) -> None:
+        """``on_dead(name, failure)``: what to do when a model's batch worker stops by a bug (else
+        only ``/healthz`` says so); ``failure`` as ``_dead`` has it."""
         self.settings = settings
         self.on_dead = on_dead
         self.metrics = metrics
@@ -276,9 +276,13 @@ class Registry:
 
     def _dead(self, served: ServedModel) -> None:
         """``served``'s batch worker stopped by a bug: ``on_dead`` when it is the model serving
-        its name (a replaced one on its way out is stopped anyway)."""
-        if self.on_dead is not None and self.models.get(served.name) is served:
-            self.on_dead(served.name)
+        its name (a replaced one on its way out is stopped anyway). It is a failure unless the
+        service was already stopping (draining) and every request of the model had been answered
+        (by the drain timeout, its deadline, its client leaving): then its death loses nothing."""
+        if self.on_dead is None or self.models.get(served.name) is not served:
+            return
+        unanswered = any(ticket.error is None for ticket in served.budget.live)
+        self.on_dead(served.name, unanswered or not self.drain.draining)
 
     def background(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run ``work`` as a task of the registry's: ``stop_all`` cancels it; an error it ends

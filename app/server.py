@@ -46,7 +46,7 @@ log = logging.getLogger("aeserve")
 
 
 _alone = False  # ``serve`` runs the service in this one process
-_failed = False  # a batch worker died: ``serve`` ends with status 1
+_failed = False  # a batch worker died, a failure: ``serve`` ends with status 1
 
 
 def exits_on_a_dead_batch_worker() -> bool:
@@ -58,14 +58,19 @@ def exits_on_a_dead_batch_worker() -> bool:
     return _alone or supervisor_pid() is not None
 
 
-def exit_for_a_fresh_process(model: str) -> None:
+def exit_for_a_fresh_process(model: str, failure: bool = True) -> None:
     """Drain and exit (SIGTERM to this process), the exit status 1 when this is ``serve``'s only
-    process."""
+    process and the death is a ``failure``: not one while the service was stopping anyway with
+    every request answered, which loses nothing (``Registry._dead``)."""
     global _failed
-    _failed = True
-    then = ("the service drains and exits with status 1, to be started again" if _alone
-            else "this worker exits, and the supervisor starts a fresh one")
-    log.critical("the batch worker of %s stopped: %s", model, then)
+    _failed = _failed or failure
+    if not failure:
+        log.warning("the batch worker of %s stopped while the service stops, with no request "
+                    "left to answer: nothing is lost", model)
+    else:
+        then = ("the service drains and exits with status 1, to be started again" if _alone
+                else "this worker exits, and the supervisor starts a fresh one")
+        log.critical("the batch worker of %s stopped: %s", model, then)
     signal.raise_signal(signal.SIGTERM)
 
 
@@ -224,19 +229,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def exit_status() -> int:
-    """``serve``'s exit status: 1 when a dead batch worker stopped the service, else 0."""
+    """``serve``'s exit status: 1 when a batch worker's death was a failure, else 0."""
     return 1 if _failed else 0
 
 
 def _stopped(signum: int, frame: object) -> None:
     """SIGTERM once uvicorn has drained and let go of it: the service has stopped as asked (0),
-    or for a dead batch worker (1)."""
+    or for a batch worker whose death was a failure (1)."""
     raise SystemExit(exit_status())
 
 
 def serve(settings: Settings, log_config: dict[str, Any]) -> int:
     """Run the service (``settings.workers`` processes) until a stop signal has drained it; the
-    exit status: 1 when this one process stopped for a dead batch worker, else 0."""
+    exit status: 1 when a batch worker of this one process died, a failure, else 0."""
     global _alone
     _alone = settings.workers == 1
     # uvicorn hands the stop signal it drained on back to the handler it found, once it is done

@@ -325,7 +325,8 @@ def test_only_the_model_serving_its_name_reports_a_dead_batch_worker(
 
     async def scenario() -> list[str]:
         dead: list[str] = []
-        registry = Registry(settings_for(root), Metrics(), Drain(LONG_S), on_dead=dead.append)
+        registry = Registry(settings_for(root), Metrics(), Drain(LONG_S),
+                            on_dead=lambda name, failure: dead.append(name))
         await registry.load_all()
         old = registry.models["mnist-dae"]
         holding = Ticket(LONG_S)
