@@ -13,10 +13,10 @@ import logging.config
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from app.settings import Settings, describe_settings, unknown_names
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 def _settings_error(exc: ValidationError) -> str:
@@ -32,6 +32,8 @@ def _settings_error(exc: ValidationError) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from app.settings import describe_settings
+
     return argparse.ArgumentParser(
         prog="python -m app",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -49,8 +51,14 @@ def stop_before_serving(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, stop_before_serving)  # uvicorn puts its own in place later
+    # first, before any import that takes time (pydantic, torch: seconds); this module imports
+    # only the standard library. uvicorn puts its own handler in place later
+    signal.signal(signal.SIGTERM, stop_before_serving)
     _parser().parse_args(argv)  # --help prints the settings and exits before anything loads
+    from pydantic import ValidationError
+
+    from app.settings import Settings, unknown_names
+
     try:
         settings = Settings()
     except ValidationError as exc:
