@@ -231,10 +231,36 @@ class UnexpectedErrors:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Every error in the service's shape, and the OpenAPI description saying so."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    _without_fastapis_422(app)
+
+
+def _without_fastapis_422(app: FastAPI) -> None:
+    """Leave FastAPI's own 422 ``Validation Error`` out of the OpenAPI description. FastAPI adds it
+    to every route with a parameter, even one that cannot fail (a path's model name, the Accept
+    header), and in a shape this service never answers in: a route where a 422 can happen
+    documents it with ``responses(422)``, in the error shape."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()  # FastAPI's, kept as app.openapi_schema: trimmed here once
+        fastapis = {"$ref": "#/components/schemas/HTTPValidationError"}
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                answer = operation.get("responses", {}).get("422", {})
+                if answer.get("content", {}).get("application/json", {}).get("schema") == fastapis:
+                    del operation["responses"]["422"]
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class JsonCORSMiddleware(CORSMiddleware):

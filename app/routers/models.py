@@ -92,6 +92,6 @@ async def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelList
     ])
 
 
-@router.get("/{name}", response_model=ModelCard, responses=responses(404, 422))
+@router.get("/{name}", response_model=ModelCard, responses=responses(404))
 async def get_model(served: ModelDep) -> ModelCard:
     return ModelCard.model_validate(served.card())
