@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from app.deps import JSON_ONLY, JSON_ONLY_ERRORS, RegistryDep
+from app.deps import RegistryDep
 from app.errors import ApiError, responses
 
 router = APIRouter(tags=["health"])
@@ -23,8 +23,9 @@ class Ready(BaseModel):
     models: list[str]
 
 
-@router.get("/healthz", response_model=Health, responses={**JSON_ONLY_ERRORS, **responses(503)},
-            dependencies=JSON_ONLY)
+# The probes answer JSON whatever the Accept: a prober reads the status code, and one that sends
+# ``Accept: text/html`` must not see a live, ready service as down.
+@router.get("/healthz", response_model=Health, responses=responses(503))
 async def healthz(registry: RegistryDep) -> Health:
     """Liveness: 200 whenever the process answers, unless a served model's batch worker has
     stopped (a bug, logged with its traceback): that model would never answer again, and only a
@@ -36,8 +37,7 @@ async def healthz(registry: RegistryDep) -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Ready, responses={**JSON_ONLY_ERRORS, **responses(503)},
-            dependencies=JSON_ONLY)
+@router.get("/readyz", response_model=Ready, responses=responses(503))
 async def readyz(request: Request, registry: RegistryDep) -> Ready:
     """200 when every model is loaded, warm and has a live batch worker; 503 while loading,
     draining (SIGTERM) or when a model is not serving."""

@@ -1,6 +1,7 @@
 """The routes that answer only JSON honour Accept as the image routes do: 406 ``not_acceptable``
 naming application/json when Accept refuses it, JSON for anything that accepts it. The routes that
-answer something else (the Prometheus text, the docs, the demo page) are left to their own types."""
+answer something else (the Prometheus text, the docs, the demo page) are left to their own types,
+and the probes answer JSON whatever the Accept."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
-JSON_ONLY_GETS = ["/v1/models", "/v1/models/mnist-dae", "/readyz", "/healthz"]
+JSON_ONLY_GETS = ["/v1/models", "/v1/models/mnist-dae"]
+PROBES = ["/readyz", "/healthz"]
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 
 
@@ -62,7 +64,7 @@ def test_routes_that_answer_other_types_are_left_alone(
 
 def test_the_json_only_routes_document_406_and_the_accept_header(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ["/v1/models", "/v1/models/{name}", "/readyz", "/healthz"]:
+    for path in ["/v1/models", "/v1/models/{name}"]:
         operation = paths[path]["get"]
         assert {"400", "406"} <= set(operation["responses"]), path
         assert "accept" in [p["name"].lower() for p in operation.get("parameters", [])], path
@@ -74,3 +76,11 @@ def test_the_admin_reload_refuses_before_reloading(app_with: Callable[..., TestC
     refused = admin.post("/v1/admin/reload", headers={**auth, "Accept": "image/png"})
     assert refused.status_code == 406 and refused.json()["error"]["code"] == "not_acceptable"
     assert admin.post("/v1/admin/reload", headers={**auth, "Accept": "*/*"}).status_code == 200
+
+
+@pytest.mark.parametrize("path", PROBES)
+@pytest.mark.parametrize("accept", ["image/png", "text/html", "json"])
+def test_the_probes_answer_whatever_the_accept(client: TestClient, path: str, accept: str) -> None:
+    """A prober reads the status code: one sending an Accept without JSON must still see 200."""
+    answer = client.get(path, headers={"Accept": accept})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
