@@ -14,9 +14,10 @@ from app.errors import limit_exceeded, png_answer, responses
 from app.kinds import ServedModel
 from app.kinds.base import DenoiseParams, EncodeParams
 from app.negotiation import JSON, PNG, negotiate
+from app.routers.query import STRICT_QUERY, QueryModel
 from app.uploads import read_images
 
-router = APIRouter(prefix="/v1/models/{name}", tags=["images"])
+router = APIRouter(prefix="/v1/models/{name}", tags=["images"], dependencies=STRICT_QUERY)
 
 IMAGE_ERRORS = responses(400, 404, 408, 413, 415, 422, 503)
 UPLOAD_BODY: dict[str, Any] = {
@@ -38,18 +39,14 @@ UPLOAD_BODY: dict[str, Any] = {
     }
 }
 
-Resize = Annotated[bool, Query(description="fixed-size models: resize other sizes (answer in the original)")]
-Seed = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="seed of the random draws")]
-
-
-class DenoiseQuery(BaseModel):
+class DenoiseQuery(QueryModel):
     resize: bool = Field(default=False, description="fixed-size models: resize other sizes "
                                                     "(the answer comes back in the original size)")
     sigma: float | None = Field(default=None, ge=0, le=255, allow_inf_nan=False,
                                 description="photo models: the noise σ on the 0-255 scale")
 
 
-class EncodeQuery(BaseModel):
+class EncodeQuery(QueryModel):
     resize: bool = Field(default=False, description="fixed-size models: resize other sizes")
     sample: bool = Field(default=False, description="VAE: add a reparameterized draw z")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1,
@@ -62,6 +59,13 @@ class EncodeQuery(BaseModel):
             raise ValueError("seed applies to the draw that sample=true adds; send sample=true "
                              "with it, or leave seed out (μ and σ need no seed)")
         return self
+
+
+class ScoreQuery(QueryModel):
+    resize: bool = Field(default=False, description="fixed-size models: resize other sizes")
+    k: int | None = Field(default=None, ge=1, description="importance samples (default 100)")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1,
+                             description="seed of the random draws")
 
 
 class DenoisedJson(BaseModel):
@@ -165,20 +169,18 @@ async def encode(
              openapi_extra=UPLOAD_BODY, dependencies=JSON_ONLY)
 async def score(
     served: Annotated[ServedModel, Depends(ModelFor("score"))],
+    query: Annotated[ScoreQuery, Query()],
     request: Request,
-    resize: Resize = False,
-    k: Annotated[int | None, Query(ge=1, description="importance samples (default 100)")] = None,
-    seed: Seed = None,
 ) -> ScoreAnswer:
     """Anomaly score per image: negative ELBO and the IWAE estimate of -log p(x), in nats."""
     settings = served.settings
-    k = settings.default_k if k is None else k
+    k = settings.default_k if query.k is None else query.k
     if k > settings.max_k:
         raise limit_exceeded(f"k={k}", settings.max_k, "MAX_K")
-    used = secrets.randbits(63) if seed is None else seed
+    used = secrets.randbits(63) if query.seed is None else query.seed
     with served.ticket(request) as ticket:
         uploads = await read_images(request, settings)
-        nll, neg_elbo = await served.score(uploads, resize, k, used, ticket)
+        nll, neg_elbo = await served.score(uploads, query.resize, k, used, ticket)
     return ScoreAnswer(
         model=served.name, k=k, seed=used, unit="nats",
         input="pixel intensities in [0, 1] (not binarized)",

@@ -17,10 +17,11 @@ from app.kinds import ServedModel
 from app.kinds.inline import inline_or_thread
 from app.lifecycle import Ticket
 from app.negotiation import JSON, PNG, negotiate
+from app.routers.query import STRICT_QUERY, QueryModel
 from app.settings import Settings
 from app.uploads import media_type, read_images
 
-router = APIRouter(prefix="/v1/models/{name}", tags=["latents"])
+router = APIRouter(prefix="/v1/models/{name}", tags=["latents"], dependencies=STRICT_QUERY)
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 LATENT_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -65,6 +66,11 @@ class SampleBody(Body):
 class InterpolateBody(Body):
     z: list[list[StrictFloat]] = Field(description="exactly two latent vectors: start and end")
     steps: int = Field(default=8, ge=2, strict=True)
+
+
+class InterpolateQuery(QueryModel):
+    steps: int | None = Field(default=None, ge=2, description="points on the path, ends included")
+    resize: bool = Field(default=False, description="resize the two images to the model's size")
 
 
 class ImagesAnswer(BaseModel):
@@ -172,14 +178,14 @@ async def interpolate(
     served: Annotated[ServedModel, Depends(ModelFor("interpolate"))],
     media: Answer,
     settings: SettingsDep,
+    query: Annotated[InterpolateQuery, Query()],
     request: Request,
-    steps: Annotated[int | None, Query(ge=2, description="points on the path, ends included")] = None,
-    resize: Annotated[bool, Query(description="resize the two images to the model's size")] = False,
 ) -> ImagesAnswer | Response:
     """Two images (multipart) or ``{"z": [z0, z1], "steps": n}`` -> the decoded straight path,
     answered as ``decode`` answers."""
     with served.ticket(request) as ticket:
-        return await _interpolate(request, served, settings, ticket, steps, resize, media)
+        return await _interpolate(request, served, settings, ticket, query.steps, query.resize,
+                                  media)
 
 
 def check_steps(steps: int, settings: Settings) -> None:
