@@ -169,11 +169,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = str(exc.detail)
+    # a HEAD's headers are what GET's would be (RFC 9110, 9.3.2), Content-Length included: the
+    # unsent body names GET
+    method = "GET" if request.method == "HEAD" else request.method
     if exc.status_code == 404:
-        message = f"no route {request.method} {request.url.path}; see GET /v1/models and /docs"
+        message = f"no route {method} {request.url.path}; see GET /v1/models and /docs"
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}"
+        message = f"{method} is not allowed on {request.url.path}"
         allowed = [m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
         if "GET" in allowed and "HEAD" not in allowed:  # app/head.py answers HEAD wherever GET is
             headers["Allow"] = ", ".join([*allowed, "HEAD"])
