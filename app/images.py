@@ -21,6 +21,8 @@ import base64
 import io
 import math
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +43,29 @@ TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 # (TypeError), an offset past any size (OverflowError), ...
 MALFORMED = (OSError, ValueError, SyntaxError, EOFError, TypeError, OverflowError, IndexError,
              KeyError, struct.error)
+
+
+class Upload(bytes):
+    """An uploaded image's bytes, and which one it is among a request's several (``image 2 of 3
+    ('b.png')``): an error about an image that cannot be read names it."""
+
+    part: str
+
+    def __new__(cls, data: bytes, part: str) -> Upload:
+        upload = super().__new__(cls, data)
+        upload.part = part
+        return upload
+
+
+@contextmanager
+def _naming(data: bytes) -> Iterator[None]:
+    """An image's refusal (415, 413) names the upload it is about, when it is one of several."""
+    try:
+        yield
+    except ApiError as exc:
+        if not isinstance(data, Upload):
+            raise
+        raise ApiError(exc.status, exc.code, f"{data.part}: {exc.message}", exc.headers) from exc
 
 
 @dataclass(slots=True)
@@ -75,6 +100,11 @@ def _orientation(img: Image.Image) -> int:
 
 def probe(data: bytes, max_pixels: int) -> Probe:
     """Open one image lazily: 415 for what is not an accepted image, 413 over ``max_pixels``."""
+    with _naming(data):
+        return _probe(data, max_pixels)
+
+
+def _probe(data: bytes, max_pixels: int) -> Probe:
     if not data:
         raise _unsupported("empty image: the upload holds no bytes")
     head = png.header(data)
@@ -151,6 +181,11 @@ class Decoded:
 
 def decode(p: Probe) -> Decoded:
     """The pixels, upright, in L, LA, RGB or RGBA; 415 for a truncated or corrupt file."""
+    with _naming(p.data):
+        return _decode(p)
+
+
+def _decode(p: Probe) -> Decoded:
     if p.head is not None:
         try:
             pixels = png.decode(p.data, p.head)

@@ -12,6 +12,7 @@ from multipart import MultipartError, MultipartSegment, PushMultipartParser, par
 from starlette.requests import ClientDisconnect
 
 from app.errors import ApiError, body_timeout
+from app.images import Upload
 from app.lifecycle import BODY_TIMED_OUT, disconnect_extension
 from app.settings import Settings
 
@@ -43,6 +44,14 @@ async def read_images(request: Request, settings: Settings) -> list[bytes]:
     if len(images) > settings.max_images:
         raise _too_many_images(len(images), settings.max_images)
     return images
+
+
+def _named(parts: list[tuple[bytes, str]]) -> list[bytes]:
+    """Several images: each named by its place and file name, for an error about one of them."""
+    if len(parts) == 1:
+        return [data for data, _ in parts]
+    return [Upload(data, f"image {i} of {len(parts)} ({filename!r})")
+            for i, (data, filename) in enumerate(parts, 1)]
 
 
 MAX_OTHER_PARTS = 100  # parts that are not images: ignored, but not without end
@@ -79,7 +88,7 @@ def _parse_multipart(request: Request, body: bytes, settings: Settings) -> list[
     boundary = options.get("boundary")
     if not boundary:
         raise ApiError(400, "bad_request", "multipart/form-data without a boundary parameter")
-    images: list[bytes] = []
+    images: list[tuple[bytes, str]] = []
     others = 0
     part: MultipartSegment | None = None
     chunks: list[bytes] = []
@@ -101,11 +110,11 @@ def _parse_multipart(request: Request, body: bytes, settings: Settings) -> list[
                 if part.filename is None:
                     raise ApiError(422, "invalid_request",
                                    f"field '{IMAGE_FIELD}' must be a file upload, not text")
-                images.append(b"".join(chunks))
+                images.append((b"".join(chunks), part.filename))
                 if len(images) > settings.max_images:
                     raise _too_many_images(len(images), settings.max_images)
         parser.close()  # a body that ends before its closing boundary raises here
     except MultipartError as exc:  # malformed, or over the parser's limits (part headers, parts)
         reason = ": ".join(map(str, exc.args))  # its message, then the cause when it names one
         raise ApiError(400, "bad_request", f"malformed multipart body: {reason}") from exc
-    return images
+    return _named(images)
