@@ -110,7 +110,7 @@ def seconds(text: str) -> float:
 
 def latents_from(path: Path) -> list[list[float]]:
     """``{"z": [...]}``, a list of vectors, or ``encode``'s output (its ``z`` or ``mu``); a
-    ``ValueError`` naming the file for anything else."""
+    ``ValueError`` naming the file for anything else, a NaN or an infinity included."""
     shape = f"{path}: expected {{\"z\": [[...], ...]}}, a list of vectors or encode's output"
     try:
         data = json.loads(path.read_text())
@@ -123,6 +123,11 @@ def latents_from(path: Path) -> list[list[float]]:
         data = data.get("z")
     if not (isinstance(data, list) and data and all(_vector(row) for row in data)):
         raise ValueError(shape)
+    for i, row in enumerate(data):
+        for j, value in enumerate(row):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{path}: z[{i}][{j}] is {value}: latents must be finite numbers "
+                                 "(no NaN or Infinity)")
     return data
 
 
