@@ -7,13 +7,17 @@ warmed while the old model keeps serving, then swapped in with one assignment be
 requests; requests already holding the old model finish on it, and it is stopped once its queue
 is empty (or at shutdown, whichever comes first). A checkpoint that fails verification is refused
 with one log line; the old one serves on. A model whose folder is gone is retired; one whose folder
-is still there without its config.json is refused like a broken checkpoint.
+is still there without its config.json is refused like a broken checkpoint. A folder is unchanged
+when its config.json is the same and its files are too, by their stat (``folder_files``); files
+replaced or rewritten under the same config.json are verified again, so that weights a restart
+would refuse are refused now.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import stat
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -31,6 +35,8 @@ from app.settings import Settings
 from model.checkpoint import CONFIG_FILE, Checkpoint, CheckpointError, read_meta
 
 log = logging.getLogger("aeserve")
+
+FileStat = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
 
 
 class StartupError(Exception):
@@ -61,6 +67,23 @@ def discover(checkpoint_dir: Path) -> list[Path]:
             f"checkpoint directory {checkpoint_dir}: holds no model folder with a {CONFIG_FILE}"
         )
     return folders
+
+
+def folder_files(folder: Path) -> dict[str, FileStat]:
+    """Every file under ``folder`` (the weights, config.json, a paired network's folder), by its
+    path there, with its size, modification and change times and inode: a file written, copied
+    over or renamed into place since differs, and telling so reads no file. ``CheckpointError``
+    when the folder cannot be listed (it is being removed, say)."""
+    files = {}
+    try:
+        for path in sorted(folder.rglob("*")):
+            info = path.stat()
+            if not stat.S_ISDIR(info.st_mode):
+                files[str(path.relative_to(folder))] = (info.st_size, info.st_mtime_ns,
+                                                        info.st_ctime_ns, info.st_ino)
+    except OSError as exc:  # a file gone between listing and stat, a folder not readable
+        raise CheckpointError(folder, ".", f"cannot be listed ({exc})") from exc
+    return files
 
 
 def preflight(settings: Settings) -> list[str]:
@@ -132,6 +155,7 @@ class Registry:
         self.retiring: set[ServedModel] = set()  # replaced or removed, until stopped
         self.tasks: set[asyncio.Task[None]] = set()  # retirements and SIGHUP's reloads
         self._served: set[str] = set()  # every name that has served (its metrics have history)
+        self._files: dict[str, dict[str, FileStat]] = {}  # what each model's folder held at load
         self._reload_lock = asyncio.Lock()  # one load at a time: startup, a reload, a check
 
     async def add(self, served: ServedModel) -> None:
@@ -158,10 +182,12 @@ class Registry:
         async with self._reload_lock:
             for folder in discover(self.settings.checkpoint_dir):
                 try:
+                    files = folder_files(folder)  # before loading: a change meanwhile shows
                     await self.add(load_model(folder, self.settings, self.metrics))
                 except Exception:  # the service does not start; the error says why
                     self.metrics.count_load(folder.name, "refused")
                     raise
+                self._files[folder.name] = files
                 self.metrics.count_load(folder.name, "ok")
 
     async def reload(self) -> ReloadReport:
@@ -180,6 +206,7 @@ class Registry:
                 self._refuse(report, name, problem)
             for name in gone:
                 self._retire(self.models.pop(name))
+                del self._files[name]
                 report.retired.append(name)
                 log.info("retired %s: its folder is gone", name)
             return report
@@ -194,7 +221,7 @@ class Registry:
             folders = discover(self.settings.checkpoint_dir)
             for folder in folders:
                 try:
-                    if self._unchanged(folder):
+                    if await self._unchanged(folder):
                         report.unchanged.append(folder.name)
                         continue
                     await run_in_threadpool(verify, folder)
@@ -213,11 +240,13 @@ class Registry:
     async def _reload_one(self, folder: Path, report: ReloadReport) -> None:
         name, current = folder.name, self.models.get(folder.name)
         try:
-            if self._unchanged(folder):
+            if await self._unchanged(folder):
                 report.unchanged.append(name)
                 return
+            files = folder_files(folder)  # before loading: a change meanwhile shows next time
             new = await run_in_threadpool(load_model, folder, self.settings, self.metrics)
             await self.add(new)
+            self._files[name] = files
         except Exception as exc:  # any failure keeps the old model serving
             self._refuse(report, name, exc)
             return
@@ -239,11 +268,20 @@ class Registry:
                 gone.append(name)
         return gone, unreadable
 
-    def _unchanged(self, folder: Path) -> bool:
-        """Whether ``folder`` holds the checkpoint already served under its name (its config.json,
-        which carries the weights' sha256, is the same)."""
+    async def _unchanged(self, folder: Path) -> bool:
+        """Whether ``folder`` holds the checkpoint already served under its name: the same
+        config.json, which pins the weights' sha256, and the same files as at load, by their stat.
+        Files written or replaced since under the same config.json are verified again (hash,
+        shapes): the same bytes are unchanged; other ones raise ``CheckpointError`` naming the file,
+        which a restart would refuse too."""
         current = self.models.get(folder.name)
-        return current is not None and read_meta(folder) == current.meta
+        if current is None or read_meta(folder) != current.meta:
+            return False
+        files = folder_files(folder)  # before verifying: a change meanwhile shows next time
+        if files != self._files.get(folder.name):
+            await run_in_threadpool(verify, folder)
+            self._files[folder.name] = files
+        return True
 
     def _refuse(self, report: ReloadReport, name: str, exc: Exception) -> None:
         """A checkpoint that failed: one log line, a metric, and its reason in the report.
