@@ -29,9 +29,9 @@ class ReloadAnswer(BaseModel):
     retired: list[str] = Field(description="models whose folder is gone; retired once idle")
     workers: int = Field(description="the workers this reload replaces: AESERVE_WORKERS under "
                                      "python -m app, each in turn (a rolling restart) after this "
-                                     "answer, only when nothing is refused (else 0): a worker "
-                                     "cannot tell what the others have loaded; 1 for one "
-                                     "process, reloaded in place")
+                                     "answer, only when something is loaded or retired and "
+                                     "nothing is refused (else 0): a worker cannot tell what the "
+                                     "others have loaded; 1 for one process, reloaded in place")
 
 
 @router.post("/reload", response_model=ReloadAnswer, responses=responses(409, 503))
@@ -41,9 +41,9 @@ async def reload(registry: RegistryDep) -> ReloadAnswer:
     One process reloads in place: what verifies is swapped in, what does not is refused and the
     old model serves on. The workers of ``python -m app`` (AESERVE_WORKERS > 1) reload all or
     nothing: every changed checkpoint is verified here first, without loading it; only if none is
-    refused is each worker replaced in turn (uvicorn's supervisor, on SIGHUP), every one loading
-    the same folders from disk. 409 ``reload_refused`` when the folder is gone or holds no model:
-    nothing changes."""
+    refused, and something is to load or retire, is each worker replaced in turn (uvicorn's
+    supervisor, on SIGHUP), every one loading the same folders from disk. 409 ``reload_refused``
+    when the folder is gone or holds no model: nothing changes."""
     supervisor = supervisor_pid()  # None: this process serves alone and reloads in place
     workers = 1 if supervisor is None else registry.settings.workers
     try:
@@ -53,7 +53,7 @@ async def reload(registry: RegistryDep) -> ReloadAnswer:
                        f"{exc}; nothing was reloaded and the loaded models serve on") from exc
     if supervisor is None:
         log.info("reload: %s", report.summary())
-    elif report.refused:
+    elif report.refused or not (report.loaded or report.retired):  # all or nothing; or nothing new
         workers = 0
         log.info("reload checked, nothing replaced: %s", report.summary())
     else:  # the supervisor replaces every worker in turn
