@@ -2,8 +2,9 @@
 
 One image is one job that runs alone on the model thread, tile by tile; the request's ticket is
 checked before every tile, so a deadline, a disconnect or a shutdown stops the remaining tiles.
-Cost: every decoded pixel plus the pixels the network processes (tiles with their overlap and
-margins, every colour pass), as ``model.photo.inference.work_pixels`` counts them. The answer's
+Cost: every decoded pixel plus what the network processes (tiles with their overlap and margins,
+each convolution's padding at every level, every colour pass), as
+``model.photo.inference.work_pixels`` counts it. The answer's
 ``X-Noise-Sigma`` is the σ used: the client's when given, else a blind estimate from the input; the
 network is told at most ``sigma_cap`` (its training range's top, on its card).
 The photo network runs on torch whatever ``AESERVE_RUNTIME`` says (its card shows ``torch``).

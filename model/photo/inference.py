@@ -12,14 +12,19 @@ area), each run with ``overlap`` pixels of real context on every side, and only 
 Tile origins sit on the network's downsampling grid, so a tiled result differs from the
 whole-image result only through the context cut beyond ``overlap`` pixels.
 
-``work_pixels`` counts the pixels the network really processes (tiles with their context, margins
-and the network's own padding to its downsampling grid, every pass): the request's cost.
+``work_pixels`` counts what the network really processes (tiles with their context, margins and
+the network's own padding to its downsampling grid, every pass), in pixels of a large image: every
+convolution runs over its zero-padded input, so a tile also costs the one-pixel border of each of its
+3x3 convolutions at each resolution level. That border adds a few percent to a square tile and
+about two thirds to a thin one (an 8-pixel-wide tile is 1 pixel wide at the coarsest level of a
+4-level U-Net, where its convolutions run over 3 columns). The request's cost.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -145,14 +150,53 @@ def _one_at_a_time(
     return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
+def convolutions(net: PhotoDenoiser) -> list[tuple[int, nn.Conv2d | nn.ConvTranspose2d]]:
+    """Every convolution of the network with the level of its input (1/2**level of the resolution)."""
+    parts: list[tuple[int, nn.Module]] = [(0, net.head), (0, net.tail), (net.levels - 1, net.body)]
+    for i in range(len(net.down)):
+        parts += [(i, net.enc[i]), (i, net.down[i]), (i + 1, net.up[i]), (i, net.dec[i])]
+    return [(level, conv) for level, part in parts for conv in part.modules()
+            if isinstance(conv, nn.Conv2d | nn.ConvTranspose2d)]
+
+
+def conv_cost(conv: nn.Conv2d | nn.ConvTranspose2d) -> tuple[Fraction, int, int]:
+    """(multiply-adds per pixel of its input, rows and columns of zero padding on each side)."""
+    kh, kw = conv.kernel_size
+    per_weight = Fraction(conv.in_channels * conv.out_channels * kh * kw, conv.groups)
+    if isinstance(conv, nn.ConvTranspose2d):  # every input pixel spreads over kh x kw outputs
+        return per_weight, 0, 0
+    if isinstance(conv.padding, str):
+        raise ValueError(f"padding={conv.padding!r} is not counted; give it in pixels")
+    sh, sw = conv.stride
+    return per_weight / (sh * sw), conv.padding[0], conv.padding[1]
+
+
+def grid_work(net: PhotoDenoiser, heights: list[int], widths: list[int]) -> int:
+    """The work of one forward per tile of the grid ``heights`` x ``widths`` (sizes on the network's
+    downsampling grid), in pixels of a large image.
+
+    Each convolution counts its input with its zero padding, weighted by its share of the network's
+    multiply-adds per image pixel: a large tile costs about its pixels, a thin one its halos too.
+    """
+    total = per_pixel = Fraction(0)
+    for level, conv in convolutions(net):
+        macs, ph, pw = conv_cost(conv)
+        rows = sum((h >> level) + 2 * ph for h in heights)
+        cols = sum((w >> level) + 2 * pw for w in widths)
+        total += macs * rows * cols
+        per_pixel += macs / 4**level
+    return math.ceil(total / per_pixel)
+
+
 def work_pixels(
     model: nn.Module, height: int, width: int, channels: int,
     tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
 ) -> int:
-    """Pixels the network processes for one (channels, height, width) image: the request's cost.
+    """What the network processes for one (channels, height, width) image: the request's cost.
 
     Tiles with their context and the mirrored margins, each padded up to the network's
-    downsampling grid, times the passes (5 for colour on a gray network, else 1).
+    downsampling grid, with the padding of every convolution at every level (``grid_work``), times
+    the passes (5 for colour on a gray network, else 1).
     """
     if height < 1 or width < 1:
         raise ValueError("image has no pixels")
@@ -163,9 +207,9 @@ def work_pixels(
     mh, mw = margins(height, width)
     h, w = height + 2 * mh, width + 2 * mw
     th, tw, ov = tile_shape(h, w, tile, overlap, m)
-    rows = sum(_round_up(y1 - y0, m) for y0, y1, _, _ in spans(h, th, ov, m))
-    cols = sum(_round_up(x1 - x0, m) for x0, x1, _, _ in spans(w, tw, ov, m))
-    return rows * cols * planes_for(net.cfg.channels).passes(channels)
+    rows = [_round_up(y1 - y0, m) for y0, y1, _, _ in spans(h, th, ov, m)]
+    cols = [_round_up(x1 - x0, m) for x0, x1, _, _ in spans(w, tw, ov, m)]
+    return grid_work(net, rows, cols) * planes_for(net.cfg.channels).passes(channels)
 
 
 @torch.no_grad()

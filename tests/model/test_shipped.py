@@ -106,7 +106,9 @@ def test_shipped_photo_denoiser_denoises_colour_in_one_pass() -> None:
     path = shipped("photo-denoiser")
     ckpt = load_photo(path)
     assert isinstance(ckpt.model, PhotoPair)
-    assert work_pixels(ckpt.model, 3000, 4000, 3) == work_pixels(ckpt.model, 3000, 4000, 1)
+    # the same tiles: only the image planes in and out weigh a little differently
+    assert work_pixels(ckpt.model, 3000, 4000, 3) == pytest.approx(work_pixels(ckpt.model, 3000, 4000, 1),
+                                                                   rel=1e-2)
     colour = load_checkpoint(path / "colour").meta
     assert colour["config"]["train"]["preset"] == "photo-color" and colour["input_shape"][0] == 3
     chain = colour["training"]["chain"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -18,17 +19,49 @@ SHIPPED = ROOT / "checkpoints" / "photo-denoiser"
 
 
 class Counter:
-    """Counts the images and pixels the network's first layer sees (after the network's padding)."""
+    """Counts the images and pixels the network's first layer sees (after the network's padding),
+    and every convolution's input with its zero padding, weighted by the convolution's
+    multiply-adds per input pixel."""
 
     def __init__(self, net: PhotoDenoiser) -> None:
         self.calls = self.images = self.pixels = 0
+        self.macs = Fraction(0)  # multiply-adds over the padded inputs the convolutions see
+        self.per_pixel = Fraction(0)  # multiply-adds per pixel of a large image
+        self.first: tuple[int, int] = (0, 0)
         net.head.register_forward_pre_hook(self.hook)
+        for conv in net.modules():
+            if isinstance(conv, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
+                conv.register_forward_pre_hook(self.conv_hook)
 
     def hook(self, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         b, _, h, w = inputs[0].shape
         self.calls += 1
         self.images += b
         self.pixels += b * h * w
+        self.first = (h, w)
+
+    def conv_hook(self, conv: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        assert isinstance(conv, torch.nn.Conv2d | torch.nn.ConvTranspose2d)
+        b, c_in, h, w = inputs[0].shape
+        kh, kw = conv.kernel_size
+        sh, sw = conv.stride
+        if isinstance(conv, torch.nn.ConvTranspose2d):  # each input pixel feeds kh x kw outputs
+            per_input, ph, pw = Fraction(c_in * conv.out_channels * kh * kw), 0, 0
+        else:  # each output pixel reads kh x kw inputs, over the zero-padded input
+            per_input = Fraction(c_in * conv.out_channels * kh * kw, sh * sw)
+            assert not isinstance(conv.padding, str)
+            ph, pw = conv.padding[0], conv.padding[1]
+        self.macs += b * per_input * (h + 2 * ph) * (w + 2 * pw)
+        if self.calls == 1:  # the resolution of this convolution's input against the image's
+            self.per_pixel += per_input * Fraction(h * w, self.first[0] * self.first[1])
+
+    def work(self, passes: int = 1) -> int:
+        """The multiply-adds seen, in pixels of a large image (at ``per_pixel`` each), each of the
+        ``passes`` over the image rounded up."""
+        return passes * math.ceil(self.macs / passes / self.per_pixel)
+
+    def reset(self) -> None:
+        self.pixels, self.macs = 0, Fraction(0)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -121,22 +154,31 @@ def test_work_pixels_is_what_the_network_really_processes(net_channels: int, cha
     counter = Counter(net)
     for tile, overlap in [(512, 48), (64, 16), (96, 0)]:
         for h, w in SIZES:
-            counter.pixels = 0
+            counter.reset()
             denoise_image(net, torch.rand(1, channels, h, w), tile=tile, overlap=overlap)
-            assert counter.pixels == work_pixels(net, h, w, channels, tile, overlap), (h, w, tile)
+            work = work_pixels(net, h, w, channels, tile, overlap)
+            passes = 5 if (channels, net_channels) == (3, 1) else 1
+            # every convolution over its padded input, in pixels of a large image: at least the
+            # padded tiles the network is given
+            assert work == counter.work(passes) >= counter.pixels, (h, w, tile)
 
 
-def test_a_thin_strip_is_not_padded_into_square_tiles() -> None:
+def test_a_thin_strip_costs_the_halos_of_its_coarse_levels() -> None:
     net = busy_model()
     n = 1 << 24
-    # a 1-pixel side gets no mirrored margin; tiles along the strip keep a square tile's area, so
-    # the network's padding to its 8-pixel grid is nearly all the extra work
-    assert work_pixels(net, 1, n, 1) < 8.1 * n
+    # a 1-pixel side gets no mirrored margin and tiles along the strip keep a square tile's area,
+    # but the network pads it to its 8-pixel grid, and at its coarser levels the tile is 4, 2 and
+    # 1 pixels wide: each 3x3 convolution there runs over 6, 4 and 3 columns
+    assert 8 * n * 1.6 < work_pixels(net, 1, n, 1) < 8 * n * 1.8
     assert work_pixels(net, n, 1, 1) == work_pixels(net, 1, n, 1)
     assert work_pixels(net, 1, n, 3) == 5 * work_pixels(net, 1, n, 1)  # five gray passes
     counter = Counter(net)
     y, _ = denoise_image(net, torch.rand(1, 1, 1, 5000))
-    assert y.shape == (1, 1, 1, 5000) and counter.pixels == work_pixels(net, 1, 5000, 1) < 8.1 * 5000
+    assert y.shape == (1, 1, 1, 5000)
+    assert counter.work() == work_pixels(net, 1, 5000, 1) > 1.6 * counter.pixels
+    counter.reset()
+    denoise_image(net, torch.rand(1, 1, 600, 600))  # square tiles: their halos are a few percent
+    assert counter.pixels < work_pixels(net, 600, 600, 1) < 1.04 * counter.pixels
 
 
 def test_colour_costs_one_network_pass_on_a_colour_network() -> None:
@@ -147,8 +189,9 @@ def test_colour_costs_one_network_pass_on_a_colour_network() -> None:
     denoise_image(colour_net, x)
     assert (on_colour.calls, on_colour.images) == (1, 1)  # one pass of the three planes together
     assert (on_gray.calls, on_gray.images) == (5, 5)  # Y, U, V and the negated U, V, one by one
-    assert work_pixels(colour_net, 90, 120, 3) == work_pixels(colour_net, 90, 120, 1) \
-        == work_pixels(gray_net, 90, 120, 1)
+    assert work_pixels(colour_net, 90, 120, 3) == work_pixels(colour_net, 90, 120, 1)
+    # the same tiles: only the image planes in and out weigh a little differently
+    assert work_pixels(colour_net, 90, 120, 3) == pytest.approx(work_pixels(gray_net, 90, 120, 1), rel=1e-2)
 
 
 def test_a_colour_network_gives_gray_back_for_gray() -> None:
