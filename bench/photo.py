@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import shutil
 import statistics
@@ -28,6 +27,7 @@ import torch
 from PIL import Image
 
 from app.settings import Settings
+from bench.report import save
 from bench.run import ROOT, free_port, start
 from bench.workload import snapshot_checkpoints
 from model.photo.inference import denoise_image
@@ -113,10 +113,7 @@ def main() -> None:
                      f"{r['service_ms']:.0f} | {r['ratio']:.3f} |")
     table = "\n".join(lines)
     print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (args.out / f"{stamp}-photo.md").write_text(table + "\n")
-    (args.out / f"{stamp}-photo.json").write_text(json.dumps(rows, indent=2) + "\n")
+    save(args.out, "photo", table, rows)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,14 @@ def targets(results: list[dict[str, Any]]) -> list[str]:
         out.append(f"- 128 connections: statuses other than 200/503: {bad or 'none'}, socket errors: "
                    f"{errors}, peak RSS {rss:.0f} MiB: {'met' if ok else 'NOT met'}")
     return out
+
+
+def save(out: Path, name: str, table: str, rows: Any) -> Path:
+    """Write one run's table (``<stamp>-<name>.md``) and raw rows (``.json``) under ``out``; returns
+    the Markdown file."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+    stem.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    markdown = stem.with_suffix(".md")
+    markdown.write_text(table + "\n")
+    return markdown

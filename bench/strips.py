@@ -16,7 +16,6 @@ Not part of CI.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -28,6 +27,7 @@ import torch
 from app.metrics import Metrics
 from app.registry import load_model
 from app.settings import Settings
+from bench.report import save
 from bench.run import ROOT
 from model.photo.inference import denoise_image, network_for
 
@@ -84,10 +84,7 @@ def main() -> None:
                      f"{r['s_per_mpx_eq_after']:.1f} ({r['s_per_network_mpx_eq_after']:.1f}) |")
     table = "\n".join(lines)
     print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (args.out / f"{stamp}-strips.md").write_text(table + "\n")
-    (args.out / f"{stamp}-strips.json").write_text(json.dumps(rows, indent=2) + "\n")
+    save(args.out, "strips", table, rows)
 
 
 if __name__ == "__main__":

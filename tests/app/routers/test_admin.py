@@ -10,7 +10,6 @@ import shutil
 import signal
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,25 +22,11 @@ from app.server import SUPERVISOR_ENV
 from app.settings import Settings
 from tests.app.helpers import files, image_bytes
 from tests.app.live import LiveServer, running_server
+from tests.app.routers.conftest import AUTH, TOKEN
 
 DENOISE = "/v1/models/mnist-dae/denoise"
-TOKEN = "admin-test-token"  # the admin routes answer only with a token
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture
-def checkpoints(tiny_checkpoints: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "checkpoints"
-    shutil.copytree(tiny_checkpoints, root)
-    return root
-
-
-@pytest.fixture
-def server(checkpoints: Path, tmp_path: Path) -> Iterator[LiveServer]:
-    # info: the log says when a replaced or removed model has stopped
-    with running_server(checkpoints, tmp_path / "server.log", AESERVE_LOG_LEVEL="info",
-                        AESERVE_API_TOKEN=TOKEN) as live:
-        yield live
 
 
 class Stream:

@@ -5,29 +5,14 @@ model serves on (a restart would refuse that folder; the reload says so now)."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.app.helpers import files, image_bytes
-from tests.app.live import LiveServer, running_server
-from tests.app.routers.test_admin import AUTH, DENOISE, TOKEN, card, replace_folder
-
-
-@pytest.fixture
-def checkpoints(tiny_checkpoints: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "checkpoints"
-    shutil.copytree(tiny_checkpoints, root)
-    return root
-
-
-@pytest.fixture
-def server(checkpoints: Path, tmp_path: Path) -> Iterator[LiveServer]:
-    with running_server(checkpoints, tmp_path / "server.log", AESERVE_LOG_LEVEL="info",
-                        AESERVE_API_TOKEN=TOKEN) as live:
-        yield live
+from tests.app.live import LiveServer
+from tests.app.routers.conftest import AUTH
+from tests.app.routers.test_admin import DENOISE, card, replace_folder
 
 
 def weights_corrupted(source: Path, to: Path) -> Path:

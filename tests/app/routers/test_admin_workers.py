@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import httpx
@@ -19,17 +18,12 @@ from app.routers import admin
 from app.server import SUPERVISOR_ENV
 from app.settings import Settings
 from tests.app.live import running_server, stop_server
-from tests.app.routers.test_admin import AUTH, TOKEN, wait_for_log
+from tests.app.routers.conftest import AUTH, TOKEN
+from tests.app.routers.test_admin import wait_for_log
 
 UNCHANGED = {"loaded": [], "unchanged": ["mnist-dae", "mnist-vae"], "refused": {}, "retired": [],
              "workers": 0}
 
-
-@pytest.fixture
-def checkpoints(tiny_checkpoints: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "checkpoints"
-    shutil.copytree(tiny_checkpoints, root)
-    return root
 
 
 def test_a_worker_of_the_supervisor_does_not_signal_it_when_nothing_changed(
