@@ -13,7 +13,7 @@ import logging.config
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -43,17 +43,29 @@ def _parser() -> argparse.ArgumentParser:
     )
 
 
-def stop_before_serving(signum: int, frame: object) -> None:
-    """SIGTERM before the server has its own handler (imports, checkpoint checks): stop now. The
-    first process of a container ignores a signal it has no handler for, so ``docker stop`` or a
-    pod deleted while starting would otherwise wait for its grace period and kill it."""
-    raise SystemExit(128 + signum)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def stop_before_serving(signum: int, frame: object) -> NoReturn:
+    """SIGTERM (or SIGINT) before the server has its own handler (imports, checkpoint checks):
+    stop now, with status 128 + the signal's number (143; 130). The first process of a container
+    ignores a signal it has no handler for, so ``docker stop`` or a pod deleted while starting
+    would otherwise wait for its grace period and kill it. ``os._exit``, not an exception: one
+    raised here would unwind through whatever import is running (leaving a module half
+    initialised) or be caught by it (the signal lost)."""
+    try:
+        logging.getLogger("aeserve").warning("stopped by %s while starting: nothing was served",
+                                             signal.Signals(signum).name)
+    finally:
+        os._exit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     # first, before any import that takes time (pydantic, torch: seconds); this module imports
-    # only the standard library. uvicorn puts its own handler in place later
-    signal.signal(signal.SIGTERM, stop_before_serving)
+    # only the standard library. ``app.server.Server`` puts its own in place later, which does the
+    # same until the service serves
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop_before_serving)
     _parser().parse_args(argv)  # --help prints the settings and exits before anything loads
     from pydantic import ValidationError
 

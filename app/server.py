@@ -25,16 +25,19 @@ before a first request, at the header timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import os
 import signal
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any, NoReturn, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import HANDLED_SIGNALS
 
 from app.errors import body_timeout, error_body
 from app.lifecycle import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION, disconnect_extension
@@ -233,25 +236,51 @@ def exit_status() -> int:
     return 1 if _failed else 0
 
 
-def _stopped(signum: int, frame: object) -> None:
-    """SIGTERM once uvicorn has drained and let go of it: the service has stopped as asked (0),
-    or for a batch worker whose death was a failure (1)."""
-    raise SystemExit(exit_status())
+def stop_while_starting(signum: int, frame: FrameType | None = None) -> NoReturn:
+    """A stop signal before the service serves: log it and end the process at once with status
+    128 + the signal's number (143 for SIGTERM). Nothing was served, so there is nothing to drain;
+    ``os._exit`` stops the process wherever it is (an import, a model loading in a thread) without
+    unwinding an exception through code that might catch it or leave a module half imported."""
+    try:
+        log.warning("stopped by %s while starting: nothing was served",
+                    signal.Signals(signum).name)
+    finally:
+        os._exit(128 + signum)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server for ``serve``'s one process. A stop signal before it serves (the lifespan
+    loading and warming the models, the port not yet listening) ends the process at once
+    (``stop_while_starting``); from the moment it serves, the signal drains. One handler decides
+    both by the server's own ``started`` flag, so no signal falls between two handlers. Unlike
+    uvicorn's, the signal is not raised again once the server is done (which would end the
+    process by the handler found before, or the signal's default action): ``serve`` returns the
+    exit status. The handler stays in place: a further signal while the process ends changes
+    nothing."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.started:
+            stop_while_starting(sig, frame)
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        for sig in HANDLED_SIGNALS:
+            signal.signal(sig, self.handle_exit)
+        yield
 
 
 def serve(settings: Settings, log_config: dict[str, Any]) -> int:
     """Run the service (``settings.workers`` processes) until a stop signal has drained it; the
-    exit status: 1 when a batch worker of this one process died, a failure, else 0."""
+    exit status: 1 when a batch worker of this one process died, a failure, else 0. A stop signal
+    before it serves ends the process with 128 + the signal's number (``Server``)."""
     global _alone
     _alone = settings.workers == 1
-    # uvicorn hands the stop signal it drained on back to the handler it found, once it is done
-    signal.signal(signal.SIGTERM, _stopped)
     if settings.workers > 1:  # the workers are spawned: they inherit it and can find their supervisor
         os.environ[SUPERVISOR_ENV] = str(os.getpid())
     else:  # one process: nothing inherited may name a supervisor
         os.environ.pop(SUPERVISOR_ENV, None)
-    uvicorn.run(
-        "app.factory:build",
+    options: dict[str, Any] = dict(
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -270,4 +299,8 @@ def serve(settings: Settings, log_config: dict[str, Any]) -> int:
         access_log=settings.log_level in ("info", "debug", "trace"),
         timeout_graceful_shutdown=int(settings.drain_timeout_s + EXIT_MARGIN_S),
     )
+    if settings.workers > 1:  # uvicorn's supervisor, which handles the signals of its own process
+        uvicorn.run("app.factory:build", **options)
+    else:
+        Server(uvicorn.Config("app.factory:build", **options)).run()
     return exit_status()

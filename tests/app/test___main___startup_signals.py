@@ -1,0 +1,110 @@
+"""A SIGTERM before ``python -m app`` serves ends it at once with status 143 and no traceback,
+wherever it lands (an import, the checkpoint checks, uvicorn's start, a model loading); once it
+serves, a SIGTERM drains and the exit status is 0. Each test waits for a line of the process's
+output (or an import it pauses on), then signals: no timing decides the phase."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.app.live import ROOT, WAIT_TIMEOUT_S, Output, free_port, server_env, start_server, stop_server
+
+STOPPED = "stopped by SIGTERM while starting"
+
+# ``python -m app`` paused when it first imports ``module`` (from inside an import under way: the
+# signal lands with that import half done). It says so on stdout, and goes on once a line
+# arrives on stdin; the signal is handled during that wait, so the pause is where it lands.
+PAUSED_AT_IMPORT = """
+import importlib.abc, runpy, sys
+
+module = sys.argv.pop(1)  # not for ``python -m app``'s own arguments
+
+class Pause(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == module:
+            sys.meta_path.remove(self)
+            print("importing", flush=True)
+            sys.stdin.readline()
+        return None
+
+sys.meta_path.insert(0, Pause())
+runpy.run_module("app", run_name="__main__", alter_sys=True)
+"""
+
+
+def _app(checkpoints: Path, *args: str, stdin: int | None = None) -> subprocess.Popen[bytes]:
+    env = server_env(checkpoints, free_port(), AESERVE_LOG_LEVEL="info")
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdin=stdin,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _ended(proc: subprocess.Popen[bytes]) -> int:
+    try:
+        return proc.wait(timeout=WAIT_TIMEOUT_S)  # only a hung process waits this long
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("module", ["torch.nn", "google.protobuf"])
+def test_sigterm_during_an_import_ends_the_process_with_143(
+        tiny_checkpoints: Path, tmp_path: Path, module: str) -> None:
+    """torch.nn: while ``app.registry`` imports torch (before the logs are set up);
+    google.protobuf: while the checkpoint checks import onnx (after). An exception raised by the
+    handler would unwind through the half-done import (a module left half initialised, a
+    traceback at exit) or be caught there (the signal lost)."""
+    proc = _app(tiny_checkpoints, "-c", PAUSED_AT_IMPORT, module, stdin=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        assert proc.stdout.readline() == b"importing\n"
+        proc.send_signal(signal.SIGTERM)
+        proc.stdin.write(b"go on\n")
+        proc.stdin.close()
+    except BrokenPipeError:  # it stopped before reading the line: as it should
+        pass
+    finally:
+        code = _ended(proc)
+    output = proc.stdout.read().decode(errors="replace")
+    assert code == 128 + signal.SIGTERM, output
+    assert "Traceback" not in output, output
+    assert "Started server process" not in output
+
+
+@pytest.mark.parametrize("gate", [
+    "serving mnist-dae",  # the checkpoints are checked; uvicorn is not yet running
+    "Started server process",  # uvicorn runs; the app's lifespan has not started
+    "Waiting for application startup",  # the lifespan starts loading the models
+    "loaded mnist-dae",  # the first model is loaded and warm, the second is loading
+])
+def test_sigterm_while_starting_ends_the_process_with_143_before_it_serves(
+        tiny_checkpoints: Path, tmp_path: Path, gate: str) -> None:
+    proc = _app(tiny_checkpoints, "-m", "app")
+    watched = Output(proc, tmp_path / "server.log")
+    try:
+        assert watched.wait_for(gate), watched.text()
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        code = _ended(proc)
+    watched.wait_for("never said: the rest of the output, once it has exited")
+    output = watched.text()
+    assert code == 128 + signal.SIGTERM, output
+    assert STOPPED in output, output
+    assert "Traceback" not in output, output
+    # it stopped there: the last model never loaded, the port never opened
+    assert "loaded mnist-vae" not in output, output
+    assert "Uvicorn running on" not in output, output
+
+
+def test_sigterm_once_serving_drains_and_exits_0(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    server = start_server(tiny_checkpoints, tmp_path / "server.log")  # /readyz has answered 200
+    code = stop_server(server)
+    output = server.output()
+    assert code == 0, output
+    assert "draining:" in output and STOPPED not in output, output
+    assert "Traceback" not in output, output
