@@ -38,6 +38,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ClientDisconnected
+from app.observability import SERVER_ANSWER_KEY
 
 log = logging.getLogger("aeserve")
 
@@ -310,7 +311,9 @@ class RequestMetricsMiddleware:
 
     A client that goes away mid-upload or before its answer (the app raises
     :class:`app.errors.ClientDisconnected` or Starlette's ``ClientDisconnect``) counts as status 499
-    and gets one info line; the exception stops here, since nothing can be sent.
+    and gets one info line; the exception stops here, since nothing can be sent. A request that
+    the server answered itself mid-body and cut off (400 for a malformed body, 408 for a slow one;
+    ``SERVER_ANSWER_KEY``) counts under that status, and the server's line says why.
     """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
@@ -340,17 +343,21 @@ class RequestMetricsMiddleware:
             await send(message)
 
         gone = False
+        answered: int | None = None
         try:
             await self.app(scope, receive, send_wrapper)
         except (ClientDisconnected, ClientDisconnect):
-            gone = True
-            status = 499
+            # the server cut the connection after answering itself (it logged why), or the client left
+            answered = scope.get(SERVER_ANSWER_KEY)
+            gone = answered is None
+            status = 499 if answered is None else answered
         finally:
             elapsed = time.perf_counter() - start
             model = self._count(scope, status, elapsed) if not counted else ""
-        if gone:
+        if gone or answered is not None:
             log.info(
-                "client went away: %s %s model=%s after %.3f s",
+                "%s: %s %s model=%s after %.3f s",
+                "client went away" if gone else f"the server answered {answered} and closed",
                 scope["method"],
                 scope["path"],
                 model or "-",

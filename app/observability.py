@@ -21,7 +21,7 @@ import time
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -56,6 +56,24 @@ def current_request_id() -> str:
     return _request_id.get()
 
 
+# the scope keys by which the server (app/server.py) and the app share what each knows of a request
+REQUEST_ID_KEY = "aeserve.request_id"  # its id, decided once (``request_id_of``)
+# the status the server answered it with itself, cutting the connection (a malformed or too slow
+# body): the app sees a disconnect, and counts and logs the request under that status, not 499
+SERVER_ANSWER_KEY = "aeserve.server_answer"
+
+
+def request_id_of(scope: Scope) -> str:
+    """The request's id: its ``X-Request-ID`` when it sent a valid one, else a new one; decided
+    once and kept in the scope, so that the app and a refusal by the server name it alike."""
+    found = scope.get(REQUEST_ID_KEY)
+    if found is None:
+        raw = next((value for key, value in scope["headers"] if key == REQUEST_ID_HEADER), b"")
+        found = raw.decode("ascii") if _VALID_ID.fullmatch(raw) else new_request_id()
+        scope[REQUEST_ID_KEY] = found
+    return cast(str, found)
+
+
 class RequestIdMiddleware:
     """Pure ASGI middleware: a request id for the request's logs and its response header.
 
@@ -70,16 +88,8 @@ class RequestIdMiddleware:
         if scope["type"] not in ("http", "websocket"):  # a WebSocket denial is an HTTP answer too
             await self.app(scope, receive, send)
             return
-        raw = b""
-        for key, value in scope["headers"]:
-            if key == REQUEST_ID_HEADER:
-                raw = value if _VALID_ID.fullmatch(value) else b""
-                break
-        if raw:
-            request_id = raw.decode("ascii")
-        else:
-            request_id = new_request_id()
-            raw = request_id.encode("ascii")
+        request_id = request_id_of(scope)
+        raw = request_id.encode("ascii")
 
         async def send_with_id(message: Message) -> None:
             if message["type"] in ("http.response.start", "websocket.http.response.start"):
@@ -295,8 +305,8 @@ class TracingMiddleware:
                 model = scope.get("path_params", {}).get("name")
                 if model:
                     span.set_attribute("aeserve.model", model)
-            # no response and no exception: the client went away (counted as 499 by the metrics)
-            status = 499 if status is None else status
+            if status is None:  # no response from the app: the server answered, or the client left
+                status = cast(int, scope.get(SERVER_ANSWER_KEY, 499))  # as the metrics count it
             span.set_attribute("http.response.status_code", status)
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR))

@@ -41,6 +41,7 @@ from uvicorn.server import HANDLED_SIGNALS
 
 from app.errors import body_timeout, error_body
 from app.lifecycle import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION, disconnect_extension
+from app.observability import SERVER_ANSWER_KEY, new_request_id, request_id_of
 from app.settings import Settings
 
 EXIT_MARGIN_S = 4.0  # the process exits at most this long after the drain timeout
@@ -85,10 +86,15 @@ def supervisor_pid() -> int | None:
     return int(pid) if pid is not None and pid == str(os.getppid()) else None
 
 
-def _refusal(status: int, reason: bytes, code: str, message: str) -> bytes:
+def _refusal(status: int, reason: bytes, code: str, message: str, request_id: str,
+             headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The bytes of an answer the protocol writes itself: the service's JSON error, the server's
+    default headers (``date``, ``server``) and the request's ``x-request-id``."""
     body = json.dumps(error_body(code, message)).encode()
-    return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n" % (status, reason, len(body))) + body
+    lines = [b"HTTP/1.1 %d %s" % (status, reason), *(name + b": " + value for name, value in headers),
+             b"content-type: application/json", b"content-length: %d" % len(body),
+             b"x-request-id: " + request_id.encode("ascii"), b"connection: close"]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
 @functools.cache
@@ -225,10 +231,33 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                          f"{self.header_timeout_s:g} s (AESERVE_HEADER_TIMEOUT_S)")
 
     def _refuse(self, status: int, reason: bytes, code: str, message: str) -> None:
+        """Answer ``status`` and close. A refusal of a request whose body is being read (the app
+        has it) carries its id and marks its scope with the status, so that the app, which sees
+        a disconnect, counts and traces it so (``SERVER_ANSWER_KEY``); one before a request's
+        headers are read gets a fresh id. Either way the line logged names the id."""
         self._disarm()
-        if not self.transport.is_closing():
-            self.transport.write(_refusal(status, reason, code, message))
-            self.transport.close()
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if not self._in_body or cycle is None or cycle.response_complete:
+            # no request of the app's: headers too large or too slow, a malformed request line
+            request_id, what = new_request_id(), "a request"
+        elif cycle.response_started:
+            self.transport.close()  # the app's answer is on its way: only cut the connection
+            return
+        else:
+            scope = cast(dict[str, Any], cycle.scope)
+            request_id, what = request_id_of(scope), f"{scope['method']} {scope['path']}"
+            scope[SERVER_ANSWER_KEY] = status
+        log.info("refused %s with %d %s (client %s): %s", what, status, code, _client(self.client),
+                 message, extra={"request_id": request_id})
+        self.transport.write(_refusal(status, reason, code, message, request_id,
+                                      self.server_state.default_headers))
+        self.transport.close()
+
+
+def _client(address: tuple[str, int] | None) -> str:
+    return "-" if address is None else f"{address[0]}:{address[1]}"
 
 
 def exit_status() -> int:
