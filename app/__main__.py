@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.metrics import prepare_multiprocess
     from app.observability import log_config
     from app.registry import StartupError, preflight
-    from app.server import serve
+    from app.server import bind, serve
     from model.checkpoint import CheckpointError
 
     logs = log_config(settings.log_level, settings.log_format)
@@ -88,13 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     for line in unknown_names(os.environ):
         log.warning("%s", line)
     try:
+        sock = bind(settings)  # before anything loads: a port in use stops the start at once
+    except OSError as exc:
+        log.critical("cannot start: cannot listen on %s port %d: %s", settings.host,
+                     settings.port, exc.strerror or exc)
+        return 1
+    try:
         names = preflight(settings)
     except (CheckpointError, StartupError) as exc:
         log.critical("cannot start: %s", exc)  # shown at every AESERVE_LOG_LEVEL
         return 1
     log.info("serving %s from %s", ", ".join(names), settings.checkpoint_dir)
     with prepare_multiprocess(settings.workers):
-        return serve(settings, logs)
+        return serve(settings, logs, sock)
 
 
 if __name__ == "__main__":

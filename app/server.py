@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, NoReturn, cast
@@ -38,6 +39,7 @@ from typing import Any, NoReturn, cast
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import HANDLED_SIGNALS
+from uvicorn.supervisors import Multiprocess
 
 from app.errors import body_timeout, error_body
 from app.lifecycle import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION, disconnect_extension
@@ -298,11 +300,41 @@ class Server(uvicorn.Server):
             signal.signal(sig, self.handle_exit)
         yield
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if sockets is not None:  # bound by ``bind``: uvicorn, which did not bind it, says nothing
+            say_running(sockets[0])
 
-def serve(settings: Settings, log_config: dict[str, Any]) -> int:
-    """Run the service (``settings.workers`` processes) until a stop signal has drained it; the
-    exit status: 1 when a batch worker of this one process died, a failure, else 0. A stop signal
-    before it serves ends the process with 128 + the signal's number (``Server``)."""
+
+def say_running(sock: socket.socket) -> None:
+    """uvicorn's line for a server that listens (which it logs only for a socket it bound)."""
+    host, port = sock.getsockname()[:2]
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on http://%s:%d (Press CTRL+C to quit)",
+        f"[{host}]" if sock.family == socket.AF_INET6 else host, port)
+
+
+def bind(settings: Settings) -> socket.socket:
+    """The service's socket, bound to ``AESERVE_HOST:AESERVE_PORT`` before anything loads, so that
+    an address in use or not this host's stops the start at once (``OSError``). It listens only
+    once the service serves: until then a connection is refused."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's own
+        sock.bind((settings.host, settings.port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)  # spawned workers get it
+    return sock
+
+
+def serve(settings: Settings, log_config: dict[str, Any], sock: socket.socket) -> int:
+    """Run the service (``settings.workers`` processes) on ``sock`` (``bind``) until a stop signal
+    has drained it; the exit status: 1 when a batch worker of this one process died, a failure,
+    else 0. A stop signal before it serves ends the process with 128 + the signal's number
+    (``Server``)."""
     global _alone
     _alone = settings.workers == 1
     if settings.workers > 1:  # the workers are spawned: they inherit it and can find their supervisor
@@ -328,8 +360,10 @@ def serve(settings: Settings, log_config: dict[str, Any]) -> int:
         access_log=settings.log_level in ("info", "debug", "trace"),
         timeout_graceful_shutdown=int(settings.drain_timeout_s + EXIT_MARGIN_S),
     )
+    config = uvicorn.Config("app.factory:build", **options)
     if settings.workers > 1:  # uvicorn's supervisor, which handles the signals of its own process
-        uvicorn.run("app.factory:build", **options)
+        say_running(sock)  # in the supervisor, as uvicorn does: its workers say nothing
+        Multiprocess(config, sockets=[sock]).run()
     else:
-        Server(uvicorn.Config("app.factory:build", **options)).run()
+        Server(config).run(sockets=[sock])
     return exit_status()
