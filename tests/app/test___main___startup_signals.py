@@ -16,11 +16,14 @@ from tests.app.live import ROOT, WAIT_TIMEOUT_S, Output, free_port, server_env, 
 
 STOPPED = "stopped by SIGTERM while starting"
 
-# ``python -m app`` paused when it first imports ``module`` (from inside an import under way: the
-# signal lands with that import half done). It says so on stdout, and goes on once a line
-# arrives on stdin; the signal is handled during that wait, so the pause is where it lands.
+# ``python -m app`` as a container's first process (SIGTERM ignored while nothing handles it),
+# paused when it first imports ``module`` (from inside an import under way: the signal lands with
+# that import half done). It says so on stdout, and goes on once a line arrives on stdin; the
+# signal is handled during that wait, so the pause is where it lands.
 PAUSED_AT_IMPORT = """
-import importlib.abc, runpy, sys
+import importlib.abc, runpy, signal, sys
+
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 module = sys.argv.pop(1)  # not for ``python -m app``'s own arguments
 
@@ -52,10 +55,12 @@ def _ended(proc: subprocess.Popen[bytes]) -> int:
             proc.wait()
 
 
-@pytest.mark.parametrize("module", ["torch.nn", "google.protobuf"])
+@pytest.mark.parametrize("module", ["pydantic", "torch.nn", "google.protobuf"])
 def test_sigterm_during_an_import_ends_the_process_with_143(
         tiny_checkpoints: Path, tmp_path: Path, module: str) -> None:
-    """torch.nn: while ``app.registry`` imports torch (before the logs are set up);
+    """pydantic: the first third-party import, where the imports of seconds start (a container's
+    first process would ignore the signal without the handler installed before it);
+    torch.nn: while ``app.registry`` imports torch (before the logs are set up);
     google.protobuf: while the checkpoint checks import onnx (after). An exception raised by the
     handler would unwind through the half-done import (a module left half initialised, a
     traceback at exit) or be caught there (the signal lost)."""
