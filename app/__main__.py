@@ -13,7 +13,9 @@ import logging.config
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
+
+from app.stopping import STOP_SIGNALS, stop_while_starting
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -43,29 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     )
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-def stop_before_serving(signum: int, frame: object) -> NoReturn:
-    """SIGTERM (or SIGINT) before the server has its own handler (imports, checkpoint checks):
-    stop now, with status 128 + the signal's number (143; 130). The first process of a container
-    ignores a signal it has no handler for, so ``docker stop`` or a pod deleted while starting
-    would otherwise wait for its grace period and kill it. ``os._exit``, not an exception: one
-    raised here would unwind through whatever import is running (leaving a module half
-    initialised) or be caught by it (the signal lost)."""
-    try:
-        logging.getLogger("aeserve").warning("stopped by %s while starting: nothing was served",
-                                             signal.Signals(signum).name)
-    finally:
-        os._exit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     # first, before any import that takes time (pydantic, torch: seconds); this module imports
-    # only the standard library. ``app.server.Server`` puts its own in place later, which does the
-    # same until the service serves
+    # only the standard library and app.stopping, which imports only that too.
+    # ``app.server.Server`` puts its own in place later, which does the same until it serves
     for sig in STOP_SIGNALS:
-        signal.signal(sig, stop_before_serving)
+        signal.signal(sig, stop_while_starting)
     _parser().parse_args(argv)  # --help prints the settings and exits before anything loads
     from pydantic import ValidationError
 

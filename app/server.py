@@ -34,7 +34,7 @@ import signal
 import socket
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any, NoReturn, cast
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -45,6 +45,7 @@ from app.errors import body_timeout, error_body
 from app.lifecycle import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION, disconnect_extension
 from app.observability import SERVER_ANSWER_KEY, new_request_id, request_id_of
 from app.settings import Settings
+from app.stopping import stop_while_starting
 
 EXIT_MARGIN_S = 4.0  # the process exits at most this long after the drain timeout
 SUPERVISOR_ENV = "_AESERVE_SUPERVISOR_PID"  # set by ``serve`` for its workers; not a setting
@@ -265,18 +266,6 @@ def _client(address: tuple[str, int] | None) -> str:
 def exit_status() -> int:
     """``serve``'s exit status: 1 when a batch worker's death was a failure, else 0."""
     return 1 if _failed else 0
-
-
-def stop_while_starting(signum: int, frame: FrameType | None = None) -> NoReturn:
-    """A stop signal before the service serves: log it and end the process at once with status
-    128 + the signal's number (143 for SIGTERM). Nothing was served, so there is nothing to drain;
-    ``os._exit`` stops the process wherever it is (an import, a model loading in a thread) without
-    unwinding an exception through code that might catch it or leave a module half imported."""
-    try:
-        log.warning("stopped by %s while starting: nothing was served",
-                    signal.Signals(signum).name)
-    finally:
-        os._exit(128 + signum)
 
 
 class Server(uvicorn.Server):

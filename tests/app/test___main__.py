@@ -114,14 +114,15 @@ def test_sigterm_before_the_server_starts_ends_the_process_at_once() -> None:
     """The first process of a container ignores a signal it has no handler for: without one,
     ``docker stop`` during the checkpoint checks would wait out its grace period. (What the
     handler does, in a real process: test___main___startup_signals.py.)"""
-    from app.__main__ import main, stop_before_serving
+    from app.__main__ import main
+    from app.stopping import stop_while_starting
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         with pytest.raises(SystemExit):  # --help: main has put its handler in place by then
             main(["--help"])
-        assert signal.getsignal(signal.SIGTERM) is stop_before_serving
-        assert signal.getsignal(signal.SIGINT) is stop_before_serving
+        assert signal.getsignal(signal.SIGTERM) is stop_while_starting
+        assert signal.getsignal(signal.SIGINT) is stop_while_starting
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
