@@ -23,6 +23,7 @@ about two thirds to a thin one (an 8-pixel-wide tile is 1 pixel wide at the coar
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -171,6 +172,26 @@ def conv_cost(conv: nn.Conv2d | nn.ConvTranspose2d) -> tuple[Fraction, int, int]
     return per_weight / (sh * sw), conv.padding[0], conv.padding[1]
 
 
+ConvTable = tuple[list[tuple[int, int, int, int]], int]
+_conv_tables: weakref.WeakKeyDictionary[PhotoDenoiser, ConvTable] = weakref.WeakKeyDictionary()
+
+
+def conv_table(net: PhotoDenoiser) -> ConvTable:
+    """(level, weight, padding rows, padding columns) of every convolution, and the network's
+    weight per image pixel: weights are multiply-adds per input pixel, scaled by one common factor
+    to whole numbers (exact, as ``Fraction`` is). Fixed by the network, so worked out once per
+    network: a request's cost is priced on the event loop; a retired network drops its table."""
+    table = _conv_tables.get(net)
+    if table is None:
+        convs = [(level, *conv_cost(conv)) for level, conv in convolutions(net)]
+        per_pixel = [macs / 4**level for level, macs, _, _ in convs]
+        scale = math.lcm(*(x.denominator for x in [*per_pixel, *(c[1] for c in convs)]))
+        table = ([(level, int(macs * scale), ph, pw) for level, macs, ph, pw in convs],
+                 int(sum(per_pixel, Fraction(0)) * scale))
+        _conv_tables[net] = table
+    return table
+
+
 def grid_work(net: PhotoDenoiser, heights: list[int], widths: list[int]) -> int:
     """The work of one forward per tile of the grid ``heights`` x ``widths`` (sizes on the network's
     downsampling grid), in pixels of a large image.
@@ -178,14 +199,13 @@ def grid_work(net: PhotoDenoiser, heights: list[int], widths: list[int]) -> int:
     Each convolution counts its input with its zero padding, weighted by its share of the network's
     multiply-adds per image pixel: a large tile costs about its pixels, a thin one its halos too.
     """
-    total = per_pixel = Fraction(0)
-    for level, conv in convolutions(net):
-        macs, ph, pw = conv_cost(conv)
+    convs, per_pixel = conv_table(net)
+    total = 0
+    for level, weight, ph, pw in convs:
         rows = sum((h >> level) + 2 * ph for h in heights)
         cols = sum((w >> level) + 2 * pw for w in widths)
-        total += macs * rows * cols
-        per_pixel += macs / 4**level
-    return math.ceil(total / per_pixel)
+        total += weight * rows * cols
+    return -(-total // per_pixel)
 
 
 def work_pixels(
