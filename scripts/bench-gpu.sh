@@ -13,10 +13,10 @@
 # names), DURATION (8 s per wrk run), WARMUP (2 s), REPEATS (1 round per connection count),
 # PHOTO_SIZES ("512 2048"), PHOTO_REPEATS (3), PHASE_TIMEOUT (170 s, each bench.run), BUDGET (420 s:
 # no phase starts after it), PYTHON (python3). Every phase has its own timeout, so a hung one costs
-# its share of the window, not all of it; a failed phase is reported and the rest run. Estimate with
+# its share of the run, not all of it; a failed phase is reported and the rest run. Estimate with
 # the defaults: bench.run ~85 s per worker count (servers up, its in-process limits, 2 ops x 2
-# connection counts x (2 + 8) s), photo ~60 s, setup ~20 s: ~6 min; give the command 9 minutes.
-# Copy .whl and .tools with the checkout.
+# connection counts x (2 + 8) s), photo ~60 s, setup ~20 s: ~6 min; allow about 9 minutes.
+# On a machine without network, bring .whl and .tools (below) with the checkout.
 #
 # A GPU machine without network may have Python and a CUDA torch but no FastAPI stack and no wrk:
 # scripts/bench-gpu-prep.sh (on a machine with pip and apt) puts the wheels in .whl and wrk in

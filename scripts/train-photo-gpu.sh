@@ -3,10 +3,10 @@
 #
 #   DATA=runs/data BUDGET=480 bash scripts/train-photo-gpu.sh       # from the repository root
 #
-# GPU time comes in short windows (about 15 minutes on one H200, start-up included), so each window
-# trains for BUDGET seconds from the weights the last window brought back (--init-from; every
-# checkpoint's config.json records the chain of windows and their steps) and packs what it made into
-# parts small enough to come back through a transfer that limits file sizes.
+# For GPU time rented in short slots (time-limited or preemptible instances): each window trains for
+# BUDGET seconds from the weights the last window brought back (--init-from; every checkpoint's
+# config.json records the chain of windows and their steps) and packs what it made into parts of at
+# most PART_MB MiB, for copies or storage that limit file sizes.
 #
 # Two candidates train side by side (one small U-Net leaves an H200 mostly idle):
 #   color  --preset photo-color     on COLOR_DATA ($DATA/cbsd432 and $DATA/train400), from INIT_COLOR
@@ -22,15 +22,15 @@
 # Validation (held-out training images, sigma 15/25/50, unclipped and 8-bit) picks each
 # run's best epoch; nothing here looks at a test set.
 #
-# Out: $OUT (a folder that is copied back), else runs/gpu-photo/out: photo-window.tar split into
+# Out: $OUT (the folder you copy back), else runs/gpu-photo/out: photo-window.tar split into
 # photo-window.tar.part-aa, -ab, ... of at most PART_MB MiB (the checkpoints, the logs, the
 # machine record, the speed record). Back on your machine:
 #   cat photo-window.tar.part-* | tar x -C runs/gpu-photo/home
 # which leaves runs/gpu-photo/home/{color,gray}/ for the next window's INIT_* and for evaluation
 # (python -m model.evaluate ... on BSD68 and CBSD68; see docs/training.md).
 #
-# Data: the machine sees only the repository, so the training sets travel inside it, in an ignored
-# folder: mkdir -p runs/data && cp -r "$DATASETS"/{cbsd432,train400} runs/data/ (41 MB), carried
+# Data: for a GPU machine that cannot reach your data sets, they travel with the repository, in an
+# ignored folder: mkdir -p runs/data && cp -r "$DATASETS"/{cbsd432,train400} runs/data/ (41 MB), carried
 # with runs/gpu-photo/home.
 set -u
 DATA=${DATA:-runs/data}
