@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 
 from app.auth import require_token
 from app.errors import JsonCORSMiddleware, UnexpectedErrors, install_error_handlers, responses
+from app.gc_tuning import tuned_gc
 from app.head import HeadAsGetMiddleware
 from app.lifecycle import STOP_SIGNALS, Drain, on_signals, shutting_down
 from app.limits import BodySizeLimitMiddleware
@@ -31,27 +31,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     registry: Registry = app.state.registry
     drain: Drain = app.state.drain
     torch.set_num_threads(settings.torch_threads)
-    thresholds = gc.get_threshold()
     undo_stop = on_signals(STOP_SIGNALS, drain.begin)
     undo_hup = on_signals((signal.SIGHUP,), lambda: reload_in_background(registry), chain=False)
     try:
         await registry.load_all()
-        if settings.gc_freeze:
-            gc.collect()
-            gc.freeze()
-        if settings.gc_gen0_threshold:
-            gc.set_threshold(settings.gc_gen0_threshold, *thresholds[1:])
-        app.state.ready = True
-        yield
+        with tuned_gc(settings.gc_freeze, settings.gc_gen0_threshold):
+            app.state.ready = True
+            yield
     finally:
         app.state.ready = False
         undo_stop()
         undo_hup()
         drain.cancel()
         await registry.stop_all(shutting_down())
-        if settings.gc_freeze:
-            gc.unfreeze()
-        gc.set_threshold(*thresholds)
         app.state.metrics.close()
         shutdown_tracing(app)
 
