@@ -25,6 +25,8 @@ from pydantic import BaseModel, ValidationError
 from app.errors import ApiError, responses
 from app.kinds import ServedModel
 from app.kinds.inline import inline_or_thread
+from app.lifecycle import Drain
+from app.metrics import Metrics
 from app.negotiation import JSON, negotiate
 from app.registry import Registry
 from app.settings import Settings
@@ -45,6 +47,30 @@ async def get_registry(request: Request) -> Registry:
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]
+
+
+async def get_drain(request: Request) -> Drain:
+    drain: Drain = request.app.state.drain
+    return drain
+
+
+DrainDep = Annotated[Drain, Depends(get_drain)]
+
+
+async def models_loaded(request: Request) -> bool:
+    """Whether the lifespan has loaded and warmed every model and not begun to shut down."""
+    return bool(request.app.state.ready)
+
+
+LoadedDep = Annotated[bool, Depends(models_loaded)]
+
+
+async def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
 ModelName = Annotated[str, Path(description="the model: a folder of the checkpoint directory")]

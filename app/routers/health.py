@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from app.deps import RegistryDep
+from app.deps import DrainDep, LoadedDep, MetricsDep, RegistryDep
 from app.errors import ApiError, responses
 
 router = APIRouter(tags=["health"])
@@ -38,13 +38,13 @@ async def healthz(registry: RegistryDep) -> Health:
 
 
 @router.get("/readyz", response_model=Ready, responses=responses(503))
-async def readyz(request: Request, registry: RegistryDep) -> Ready:
+async def readyz(registry: RegistryDep, drain: DrainDep, loaded: LoadedDep) -> Ready:
     """200 when every model is loaded, warm and has a live batch worker; 503 while loading,
     draining (SIGTERM) or when a model is not serving."""
-    if request.app.state.drain.draining:
+    if drain.draining:
         raise ApiError(503, "not_ready", "shutting down: draining the requests in flight",
                        {"Retry-After": "1"})
-    if not request.app.state.ready:
+    if not loaded:
         raise ApiError(503, "not_ready", "models are not loaded yet", {"Retry-After": "1"})
     broken = [m.name for m in registry.models.values() if not (m.warm and m.batcher.alive)]
     if broken:
@@ -59,6 +59,6 @@ async def readyz(request: Request, registry: RegistryDep) -> Ready:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
                      "description": "Prometheus text exposition"}},
 )
-async def metrics(request: Request) -> Response:
+async def metrics(collected: MetricsDep) -> Response:
     """Prometheus text exposition (all workers' totals when AESERVE_WORKERS > 1)."""
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(collected.render(), media_type=CONTENT_TYPE_LATEST)
