@@ -24,6 +24,7 @@ from app import images
 from app.errors import ApiError
 from app.kinds.base import DenoisedImage, DenoiseParams, EncodeParams, ServedModel
 from app.kinds.inline import inline_or_thread
+from app.kinds.schemas import Encoded, ImageSize, LatentResult, ModelCard
 from app.lifecycle import Ticket
 from app.runtime import GraphFn, to_uint8, to_unit
 from model.scoring import iwae_nll
@@ -59,9 +60,9 @@ class Autoencoder(ServedModel):
         h, w = self.size
         return h * w
 
-    def card(self) -> dict[str, Any]:
+    def card(self) -> ModelCard:
         h, w = self.size
-        return {**super().card(), "size": {"height": h, "width": w}}
+        return super().card().model_copy(update={"size": ImageSize(height=h, width=w)})
 
     # ---- the runtime's graphs --------------------------------------------------------------
     def encode_graph(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -183,13 +184,12 @@ class Autoencoder(ServedModel):
         assert isinstance(out, tuple)
         return out
 
-    async def encode(self, datas: list[bytes], params: EncodeParams,
-                     ticket: Ticket) -> dict[str, Any]:
+    async def encode(self, datas: list[bytes], params: EncodeParams, ticket: Ticket) -> Encoded:
         if params.sample:
             raise ApiError(422, "invalid_request",
                            f"sample=true needs a VAE; {self.name} is a {self.kind}")
         (z,) = await self._encode_rows(datas, params.resize, ticket)
-        return {"results": [{"z": row} for row in z.tolist()]}
+        return Encoded([LatentResult(z=row) for row in z.tolist()])
 
     async def interpolate_ends(self, datas: list[bytes], resize: bool,
                                ticket: Ticket) -> torch.Tensor:
@@ -218,23 +218,19 @@ class VariationalAutoencoder(Autoencoder):
         x = torch.zeros(1, *self.meta["input_shape"], dtype=torch.uint8)
         await self.batcher.call_on_thread(self._score, (x, 2, 0), lambda: None)
 
-    async def encode(self, datas: list[bytes], params: EncodeParams,
-                     ticket: Ticket) -> dict[str, Any]:
+    async def encode(self, datas: list[bytes], params: EncodeParams, ticket: Ticket) -> Encoded:
         mu, logvar = await self._encode_rows(datas, params.resize, ticket)
         std = torch.exp(0.5 * logvar)
-        results: list[dict[str, Any]] = [
-            {"mu": m, "sigma": s, "logvar": lv}
-            for m, s, lv in zip(mu.tolist(), std.tolist(), logvar.tolist(), strict=True)
-        ]
-        answer: dict[str, Any] = {"results": results}
-        if params.sample:
-            seed = secrets.randbits(63) if params.seed is None else params.seed
-            gen = torch.Generator().manual_seed(seed)
-            z = mu + std * torch.randn(mu.shape, generator=gen)
-            for item, row in zip(results, z.tolist(), strict=True):
-                item["z"] = row
-            answer["seed"] = seed
-        return answer
+        results = [LatentResult(mu=m, sigma=s, logvar=lv)
+                   for m, s, lv in zip(mu.tolist(), std.tolist(), logvar.tolist(), strict=True)]
+        if not params.sample:
+            return Encoded(results)
+        seed = secrets.randbits(63) if params.seed is None else params.seed
+        gen = torch.Generator().manual_seed(seed)
+        z = mu + std * torch.randn(mu.shape, generator=gen)
+        for item, row in zip(results, z.tolist(), strict=True):
+            item.z = row
+        return Encoded(results, seed)
 
     def _sample(self, request: tuple[int, int, float], check: Any) -> torch.Tensor:
         """Same seed, same z: z is drawn on the CPU from a seeded generator, then decoded."""

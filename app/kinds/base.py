@@ -24,6 +24,7 @@ from app import images
 from app.batching import Batcher
 from app.errors import ApiError
 from app.kinds.inline import inline_or_thread
+from app.kinds.schemas import Encoded, ModelCard
 from app.lifecycle import Ticket, WorkBudget
 from app.metrics import ModelMetrics
 from app.runtime import GraphFn, Runtime, TorchRuntime, build_runtime
@@ -119,34 +120,34 @@ class ServedModel:
     def supports(self, operation: str) -> bool:
         return operation in self.operations
 
-    def card(self) -> dict[str, Any]:
+    def card(self) -> ModelCard:
         """Everything a client needs to call the model, and where it came from."""
         meta = self.meta
         config = meta.get("config", {})
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "input_shape": meta["input_shape"],
-            "channels": self.channels,
-            "size": None,
-            "any_size": self.any_size,
-            "takes_sigma": self.takes_sigma,
-            "value_range": meta.get("value_range", [0.0, 1.0]),
-            "latent_dim": self.latent_dim,
-            "likelihood": meta.get("likelihood"),
-            "operations": list(self.operations),
-            "device": str(self.device),
-            "runtime": self.runtime.name,
-            "sha256": self.checkpoint.sha256,
-            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
-            "ready": self.warm,
-            "load_seconds": round(self.load_seconds, 4),
-            "torch_version": meta.get("torch_version"),
-            "recipe": {k: config.get(k) for k in ("model", "noise", "train")},
-            "dataset": meta.get("dataset"),
-            "training": {k: v for k, v in meta.get("training", {}).items() if k != "history"},
-            "evaluation": meta.get("evaluation"),
-        }
+        return ModelCard(
+            name=self.name,
+            kind=self.kind,
+            input_shape=meta["input_shape"],
+            channels=self.channels,
+            size=None,
+            any_size=self.any_size,
+            takes_sigma=self.takes_sigma,
+            latent_dim=self.latent_dim,
+            operations=list(self.operations),
+            device=str(self.device),
+            runtime=self.runtime.name,
+            sha256=self.checkpoint.sha256,
+            loaded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
+            ready=self.warm,
+            value_range=meta.get("value_range", [0.0, 1.0]),
+            likelihood=meta.get("likelihood"),
+            load_seconds=round(self.load_seconds, 4),
+            torch_version=meta.get("torch_version"),
+            recipe={k: config.get(k) for k in ("model", "noise", "train")},
+            dataset=meta.get("dataset"),
+            training={k: v for k, v in meta.get("training", {}).items() if k != "history"},
+            evaluation=meta.get("evaluation"),
+        )
 
     # ---- the runtime -----------------------------------------------------------------------
     def _build_runtime(self) -> Runtime:
@@ -255,8 +256,7 @@ class ServedModel:
                       ticket: Ticket) -> list[DenoisedImage]:
         raise self.unsupported("denoise")
 
-    async def encode(self, datas: list[bytes], params: EncodeParams,
-                     ticket: Ticket) -> dict[str, Any]:
+    async def encode(self, datas: list[bytes], params: EncodeParams, ticket: Ticket) -> Encoded:
         raise self.unsupported("encode")
 
     async def score(self, datas: list[bytes], resize: bool, k: int, seed: int,

@@ -22,6 +22,7 @@ from PIL import Image
 from app import images
 from app.kinds.base import DenoisedImage, DenoiseParams, ServedModel
 from app.kinds.inline import inline_or_thread
+from app.kinds.schemas import PhotoCard
 from app.lifecycle import Ticket
 from app.runtime import to_uint8, to_unit
 from model.checkpoint import Checkpoint
@@ -47,9 +48,9 @@ class PhotoDenoiser(ServedModel):
         """The highest σ the network is told: the top of the noise range it was trained on."""
         return sigma_cap(self.checkpoint.config)
 
-    def card(self) -> dict[str, Any]:
-        return {**super().card(), "sigma_cap": self.sigma_cap,
-                "colour_sha256": colour_sha256(self.meta)}
+    def card(self) -> PhotoCard:
+        return PhotoCard(**super().card().model_dump(), sigma_cap=self.sigma_cap,
+                         colour_sha256=colour_sha256(self.meta))
 
     def cost(self, p: images.Probe) -> int:
         return p.pixels + work_pixels(self.model, p.height, p.width, p.bands)

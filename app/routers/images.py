@@ -13,6 +13,7 @@ from app.deps import JSON_ONLY, ModelFor
 from app.errors import limit_exceeded, png_answer, responses
 from app.kinds import ServedModel
 from app.kinds.base import DenoiseParams, EncodeParams
+from app.kinds.schemas import LatentResult
 from app.negotiation import JSON, PNG, negotiate
 from app.routers.query import STRICT_QUERY, QueryModel
 from app.uploads import read_images
@@ -81,13 +82,6 @@ class DenoisedJson(BaseModel):
 class DenoiseAnswer(BaseModel):
     model: str
     images: list[DenoisedJson]
-
-
-class LatentResult(BaseModel):
-    z: list[float] | None = Field(default=None, description="DAE: the code; VAE: a draw (sample=true)")
-    mu: list[float] | None = None
-    sigma: list[float] | None = None
-    logvar: list[float] | None = None
 
 
 class EncodeAnswer(BaseModel):
@@ -162,7 +156,8 @@ async def encode(
         answer = await served.encode(
             uploads, EncodeParams(query.resize, query.sample, query.seed), ticket
         )
-    return EncodeAnswer.model_validate({"model": served.name, "kind": served.kind, **answer})
+    return EncodeAnswer(model=served.name, kind=served.kind, seed=answer.seed,
+                        results=answer.results)
 
 
 @router.post("/score", response_model=ScoreAnswer, responses={**IMAGE_ERRORS, **responses(406)},

@@ -78,7 +78,7 @@ def test_load_model_picks_the_class_of_the_kind(tiny_checkpoints: Path, name: st
     served = load_model(tiny_checkpoints / name, settings_for(tiny_checkpoints), Metrics())
     assert type(served) is cls and served.name == name
     assert not served.warm and served.load_seconds > 0
-    assert served.card()["runtime"] == "torch" and served.card()["sha256"] == served.checkpoint.sha256
+    assert served.card().runtime == "torch" and served.card().sha256 == served.checkpoint.sha256
 
 
 # ---- the registry: startup, reloads, retirements, shutdown -----------------------------------

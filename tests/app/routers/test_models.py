@@ -77,3 +77,19 @@ def test_unknown_model_is_404_naming_the_known_ones(client: TestClient) -> None:
 def test_unknown_route_uses_the_error_shape(client: TestClient) -> None:
     assert_error(client.get("/v2/nothing"), 404, "not_found")
     assert_error(client.get("/v1/models/mnist-vae/sample"), 405, "method_not_allowed")
+
+
+def test_the_openapi_schema_documents_every_field_of_a_card(client: TestClient) -> None:
+    """The card's provenance fields, and the photo card's own, are in the schema, not extras."""
+    spec = client.get("/openapi.json").json()
+    answer = spec["paths"]["/v1/models/{name}"]["get"]["responses"]["200"]["content"]
+    cards = {ref["$ref"].rsplit("/", 1)[-1] for ref in answer["application/json"]["schema"]["anyOf"]}
+    assert cards == {"ModelCard", "PhotoCard"}
+    schemas = spec["components"]["schemas"]
+    shared = {"value_range", "likelihood", "recipe", "training", "evaluation", "dataset",
+              "load_seconds", "torch_version"}
+    assert shared <= set(schemas["ModelCard"]["properties"])
+    assert shared | {"sigma_cap", "colour_sha256"} <= set(schemas["PhotoCard"]["properties"])
+    assert "sigma_cap" not in schemas["ModelCard"]["properties"]
+    latent = schemas["EncodeAnswer"]["properties"]["results"]["items"]["$ref"]
+    assert set(schemas[latent.rsplit("/", 1)[-1]]["properties"]) == {"z", "mu", "sigma", "logvar"}
