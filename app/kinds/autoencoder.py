@@ -27,6 +27,7 @@ from app.kinds.inline import inline_or_thread
 from app.kinds.schemas import Encoded, ImageSize, LatentResult, ModelCard
 from app.lifecycle import Ticket
 from app.runtime import GraphFn, to_uint8, to_unit
+from model.distributions import DiagonalGaussian
 from model.scoring import iwae_nll
 
 SCORE_CHUNK = 100  # importance samples per step of a score; the deadline is checked between them
@@ -219,15 +220,13 @@ class VariationalAutoencoder(Autoencoder):
         await self.batcher.call_on_thread(self._score, (x, 2, 0), lambda: None)
 
     async def encode(self, datas: list[bytes], params: EncodeParams, ticket: Ticket) -> Encoded:
-        mu, logvar = await self._encode_rows(datas, params.resize, ticket)
-        std = torch.exp(0.5 * logvar)
-        results = [LatentResult(mu=m, sigma=s, logvar=lv)
-                   for m, s, lv in zip(mu.tolist(), std.tolist(), logvar.tolist(), strict=True)]
+        posterior = DiagonalGaussian(*await self._encode_rows(datas, params.resize, ticket))
+        results = [LatentResult(mu=m, sigma=s, logvar=lv) for m, s, lv in zip(
+            posterior.mean.tolist(), posterior.std.tolist(), posterior.logvar.tolist(), strict=True)]
         if not params.sample:
             return Encoded(results)
         seed = secrets.randbits(63) if params.seed is None else params.seed
-        gen = torch.Generator().manual_seed(seed)
-        z = mu + std * torch.randn(mu.shape, generator=gen)
+        z = posterior.sample(torch.Generator().manual_seed(seed))  # on the CPU: same seed, same z
         for item, row in zip(results, z.tolist(), strict=True):
             item.z = row
         return Encoded(results, seed)
