@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -40,8 +40,10 @@ from app.observability import record_stage
 
 log = logging.getLogger("aeserve.batching")
 
-Output = torch.Tensor | tuple[torch.Tensor, ...]
-BatchFn = Callable[[torch.Tensor], Output]
+# what a batch function returns, split by rows among the requests that shared the batch
+Output = TypeVar("Output", torch.Tensor, tuple[torch.Tensor, ...])
+T = TypeVar("T")  # what a job returns
+A = TypeVar("A")  # what a job that runs alone is given
 Check = Callable[[], None]
 EARLY_END = (ApiError, ClientDisconnected)  # a ticket's failure raised by ``check``: not a fault
 INLINE_ROWS = 1  # a lone request's batch of at most this many rows runs on the event loop
@@ -61,7 +63,7 @@ class _Job:
     ended: float = 0.0  # when its batch ended
 
 
-def _run_inference(fn: Callable[..., Any], *args: Any) -> Any:
+def _run_inference(fn: Callable[..., T], *args: Any) -> T:
     with torch.inference_mode():
         return fn(*args)
 
@@ -148,23 +150,24 @@ class Batcher:
             await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def call_on_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def call_on_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the model thread outside the queue (startup warm-up)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, _run_inference, fn, *args)
 
     # ---- submitting ------------------------------------------------------------------------
-    async def run(self, fn: BatchFn, rows: torch.Tensor, key: Hashable, ticket: Ticket) -> Output:
+    async def run(self, fn: Callable[[torch.Tensor], Output], rows: torch.Tensor, key: Hashable,
+                  ticket: Ticket) -> Output:
         """``fn`` over ``rows`` (first dim), possibly merged with other requests with ``key``."""
         return await self._submit(key, fn, rows, rows.shape[0], ticket)
 
-    async def run_alone(self, fn: Callable[[Any, Check], Any], arg: Any, ticket: Ticket) -> Any:
+    async def run_alone(self, fn: Callable[[A, Check], T], arg: A, ticket: Ticket) -> T:
         """``fn(arg, ticket.check)`` on the model thread, in queue order, never merged."""
         return await self._submit(None, fn, arg, 1, ticket)
 
     async def _submit(
-        self, key: Hashable | None, fn: Callable[..., Any], payload: Any, rows: int, ticket: Ticket
-    ) -> Any:
+        self, key: Hashable | None, fn: Callable[..., T], payload: Any, rows: int, ticket: Ticket
+    ) -> T:
         ticket.check()
         if not self.alive:
             raise self._not_serving()
@@ -178,7 +181,7 @@ class Batcher:
                 return self._run_inline(fn, payload, rows)
             if not self.alive:  # the worker died meanwhile: nothing would take the job
                 raise self._not_serving()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         job = _Job(key, fn, payload, rows, future, ticket, time.perf_counter())
         self._queue.append(job)
         future.add_done_callback(lambda _: self._unqueue(job))
@@ -202,12 +205,12 @@ class Batcher:
     def _busy(self) -> bool:
         return self._running or bool(self._queue)
 
-    def _run_inline(self, fn: BatchFn, payload: torch.Tensor, rows: int) -> Output:
+    def _run_inline(self, fn: Callable[[torch.Tensor], T], payload: torch.Tensor, rows: int) -> T:
         """A lone request's small batch, run on the event loop (see the module's docstring)."""
         start = time.perf_counter()
         self.metrics.queue_wait.observe(0.0)
         try:
-            out: Output = _run_inference(fn, payload)
+            out = _run_inference(fn, payload)
         except Exception:
             log.exception("model %s failed on a batch of %d rows", self.name, rows)
             raise

@@ -13,20 +13,21 @@ decodes ``k`` samples per image).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from PIL import Image
 
 from app import images
+from app.batching import Check
 from app.errors import ApiError
 from app.kinds.base import DenoisedImage, DenoiseParams, EncodeParams, ServedModel
 from app.kinds.inline import inline_or_thread
 from app.kinds.schemas import Encoded, ImageSize, LatentResult, ModelCard
 from app.lifecycle import Ticket
-from app.runtime import GraphFn, to_uint8, to_unit
+from app.runtime import GraphFn, Outputs, to_uint8, to_unit
 from model.distributions import DiagonalGaussian
 from model.scoring import iwae_nll
 
@@ -84,10 +85,10 @@ class Autoencoder(ServedModel):
         return {"denoise": image, "encode": image,
                 "decode": torch.randn(3, self.latent_dim or 1, generator=gen)}
 
-    def _run(self, op: str) -> Any:
+    def _run(self, op: str) -> Callable[[torch.Tensor], Outputs]:
         run = self.runtime.run
 
-        def fn(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        def fn(x: torch.Tensor) -> Outputs:
             return run(op, x)
 
         return fn
@@ -170,20 +171,16 @@ class Autoencoder(ServedModel):
         rows = self._stack(preps)
         out = await self.batcher.run(self._run("denoise"), rows, ("denoise", *rows.shape[1:]),
                                      ticket)
-        assert isinstance(out, tuple)
         outs = [out[0]] if len(preps) == 1 else list(out[0].split([p.rows.shape[0] for p in preps]))
         pairs = list(zip(preps, outs, strict=True))
         pixels = sum(p.size[0] * p.size[1] for p in preps)  # the answers', in the original sizes
         return await inline_or_thread("encode", pixels,
                                      lambda: [self._to_png(p, o) for p, o in pairs])
 
-    async def _encode_rows(self, datas: list[bytes], resize: bool,
-                           ticket: Ticket) -> tuple[torch.Tensor, ...]:
+    async def _encode_rows(self, datas: list[bytes], resize: bool, ticket: Ticket) -> Outputs:
         rows = self._stack(await self._rows(datas, resize, False, ticket))
-        out = await self.batcher.run(self._run("encode"), rows, ("encode", *rows.shape[1:]),
-                                     ticket)
-        assert isinstance(out, tuple)
-        return out
+        return await self.batcher.run(self._run("encode"), rows, ("encode", *rows.shape[1:]),
+                                      ticket)
 
     async def encode(self, datas: list[bytes], params: EncodeParams, ticket: Ticket) -> Encoded:
         if params.sample:
@@ -198,9 +195,8 @@ class Autoencoder(ServedModel):
 
     async def decode(self, z: torch.Tensor, ticket: Ticket) -> torch.Tensor:
         self.admit(ticket, z.shape[0] * self.pixels)
-        out = await self.batcher.run(self._run("decode"), z, ("decode", z.shape[1]), ticket)
-        assert isinstance(out, tuple)
-        return out[0]
+        (out,) = await self.batcher.run(self._run("decode"), z, ("decode", z.shape[1]), ticket)
+        return out
 
 
 class VariationalAutoencoder(Autoencoder):
@@ -231,7 +227,7 @@ class VariationalAutoencoder(Autoencoder):
             item.z = row
         return Encoded(results, seed)
 
-    def _sample(self, request: tuple[int, int, float], check: Any) -> torch.Tensor:
+    def _sample(self, request: tuple[int, int, float], check: Check) -> torch.Tensor:
         """Same seed, same z: z is drawn on the CPU from a seeded generator, then decoded."""
         n, seed, temperature = request
         gen = torch.Generator().manual_seed(seed)
@@ -240,11 +236,9 @@ class VariationalAutoencoder(Autoencoder):
 
     async def sample(self, n: int, seed: int, temperature: float, ticket: Ticket) -> torch.Tensor:
         self.admit(ticket, n * self.pixels)
-        out = await self.batcher.run_alone(self._sample, (n, seed, temperature), ticket)
-        assert isinstance(out, torch.Tensor)
-        return out
+        return await self.batcher.run_alone(self._sample, (n, seed, temperature), ticket)
 
-    def _score(self, request: tuple[torch.Tensor, int, int], check: Any) -> tuple[torch.Tensor, ...]:
+    def _score(self, request: tuple[torch.Tensor, int, int], check: Check) -> Outputs:
         x, k, seed = request
         gen = torch.Generator(device=self.device).manual_seed(seed)
         nll, neg_elbo = iwae_nll(self.model, to_unit(x.to(self.device)), k, chunk=SCORE_CHUNK,

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from app import images
+from app.batching import Check
 from app.kinds.base import DenoisedImage, DenoiseParams, ServedModel
 from app.kinds.inline import inline_or_thread
 from app.kinds.schemas import PhotoCard
@@ -59,7 +60,7 @@ class PhotoDenoiser(ServedModel):
         return self.cost(images.Probe(None, b"", None, width, height, bands, 1))
 
     def _denoise(self, request: tuple[torch.Tensor, float | None],
-                 check: Any) -> tuple[Any, float | None]:
+                 check: Check) -> tuple[torch.Tensor, float | None]:
         x, sigma = request
         y, used = denoise_image(self.model, to_unit(x.to(self.device)), sigma=sigma, check=check,
                                 cap=self.sigma_cap)

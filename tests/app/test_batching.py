@@ -12,7 +12,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_type
 
 import pytest
 import torch
@@ -160,6 +160,38 @@ async def _failing(denoise: Denoise) -> None:
     out = await batcher.run(denoise, digits(1), "k", Ticket(LONG_S))
     assert isinstance(out, torch.Tensor) and out.shape == (1, 1, 28, 28)
     await batcher.stop(shutting_down())
+
+
+async def _typed() -> tuple[list[tuple[torch.Tensor, ...]], int]:
+    batcher = make_batcher()
+
+    def halves(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return x // 2, x - x // 2
+
+    gate = threading.Event()
+    blocker = await occupy(batcher, gate)
+    pending = [asyncio.ensure_future(batcher.run(halves, digits(n), "k", Ticket(LONG_S)))
+               for n in (1, 2)]
+    await until(lambda: len(batcher._queue) == 2)
+    gate.set()
+    await blocker
+    answers = [await p for p in pending]
+    alone = await batcher.run_alone(lambda arg, check: arg + 1, 41, Ticket(LONG_S))
+    await batcher.stop(shutting_down())
+    return answers, alone
+
+
+def test_answers_have_their_functions_types_a_merged_tuple_split_per_request() -> None:
+    """``run`` answers what its function returns (a tuple stays a tuple, split by rows among the
+    requests that shared the batch) and ``run_alone`` what its job returns: mypy checks the types
+    (``assert_type``), the run checks the values."""
+    answers, alone = asyncio.run(_typed())
+    for answer, n in zip(answers, (1, 2), strict=True):
+        assert_type(answer, tuple[torch.Tensor, ...])
+        low, high = answer
+        assert torch.equal(low + high, digits(n)) and low.shape[0] == n
+    assert_type(alone, int)
+    assert alone == 42
 
 
 def test_a_failing_batch_fails_its_requests_and_the_worker_lives_on(denoise: Denoise) -> None:
