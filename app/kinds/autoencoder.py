@@ -193,6 +193,11 @@ class Autoencoder(ServedModel):
                                ticket: Ticket) -> torch.Tensor:
         return (await self._encode_rows(datas, resize, ticket))[0]
 
+    async def interpolate(self, ends: torch.Tensor, steps: int, ticket: Ticket) -> torch.Tensor:
+        """The straight path from ``ends[0]`` to ``ends[1]`` in ``steps`` even steps, decoded."""
+        t = torch.linspace(0.0, 1.0, steps)[:, None]
+        return await self.decode((1 - t) * ends[0] + t * ends[1], ticket)
+
     async def decode(self, z: torch.Tensor, ticket: Ticket) -> torch.Tensor:
         self.admit(ticket, z.shape[0] * self.pixels)
         (out,) = await self.batcher.run(self._run("decode"), z, ("decode", z.shape[1]), ticket)

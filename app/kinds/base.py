@@ -272,3 +272,7 @@ class ServedModel:
     async def interpolate_ends(self, datas: list[bytes], resize: bool,
                                ticket: Ticket) -> torch.Tensor:
         raise self.unsupported("interpolate")
+
+    async def interpolate(self, ends: torch.Tensor, steps: int, ticket: Ticket) -> torch.Tensor:
+        """The images along the path between two latents ``ends`` (2, latent), ends included."""
+        raise self.unsupported("interpolate")

@@ -224,6 +224,5 @@ async def _interpolate(request: Request, served: ServedModel, settings: Settings
                        '{"z": [z0, z1]} with Content-Type: application/json, or two images as '
                        "multipart/form-data fields 'image'")
     check_steps(n_steps, settings)
-    t = torch.linspace(0.0, 1.0, n_steps)[:, None]
-    path = (1 - t) * ends[0] + t * ends[1]
-    return await image_answer(served, await served.decode(path, ticket), media, steps=n_steps)
+    return await image_answer(served, await served.interpolate(ends, n_steps, ticket), media,
+                              steps=n_steps)

@@ -337,3 +337,26 @@ def test_a_seeded_encode_draw_is_mu_plus_sigma_times_the_seeds_normal_draw(clien
     plain = client.post(f"{VAE}/encode", files=two).json()
     assert "seed" not in plain and [{k: r[k] for k in ("mu", "sigma", "logvar")}
                                     for r in answer["results"]] == plain["results"]
+
+
+def test_a_kind_interpolates_by_decoding_the_straight_path_between_the_ends(
+    client: TestClient,
+) -> None:
+    """interpolate(ends, steps): the decodes of (1 - t) z0 + t z1 at t = 0, 1/(steps-1), ..., 1."""
+    vae = served(client, "mnist-vae")
+    ends = torch.randn(2, vae.latent_dim, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])[:, None]
+
+    async def both() -> tuple[torch.Tensor, torch.Tensor]:
+        answers = []
+        for run in (lambda tk: vae.interpolate(ends, 5, tk),
+                    lambda tk: vae.decode((1 - t) * ends[0] + t * ends[1], tk)):
+            ticket = Ticket(600)
+            vae.budget.open(ticket)
+            with ticket:
+                answers.append(await run(ticket))
+        return answers[0], answers[1]
+
+    path, direct = client.portal.call(both)  # type: ignore[union-attr]
+    assert path.shape == (5, 1, 28, 28) and torch.equal(path, direct)
+    assert not torch.equal(path[0], path[-1])
