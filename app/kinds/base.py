@@ -61,6 +61,20 @@ class EncodeParams:
     seed: int | None = None
 
 
+def onnx_failures() -> tuple[type[Exception], ...]:
+    """What building the ONNX Runtime raises when it cannot run a model's graphs: the exporter
+    refuses an operator (``OnnxExporterError``), ONNX Runtime refuses the graph (its own errors),
+    or its answers differ from torch's (``ValueError``). Anything else, a bug in a graph
+    function included, is not a reason to fall back to torch: it propagates."""
+    failures: tuple[type[Exception], ...] = (torch.onnx.errors.OnnxExporterError, ValueError)
+    try:
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort
+    except ImportError:  # not installed: nothing of it can fail
+        return failures
+    return (*failures, ort.Fail, ort.InvalidArgument, ort.InvalidGraph, ort.InvalidProtobuf,
+            ort.NotImplemented, ort.RuntimeException, ort.EPFail)
+
+
 class ServedModel:
     """A loaded checkpoint, ready to serve. Subclasses set ``kind`` and ``operations``."""
 
@@ -153,15 +167,16 @@ class ServedModel:
     def _build_runtime(self) -> Runtime:
         settings = self.settings
         choice = settings.resolve_runtime(str(self.device))
+        graphs, examples = self.graphs(), self.examples()  # a bug in these is no ONNX failure
         try:
-            return build_runtime(choice, self.model, self.graphs(), self.examples(), self.device,
+            return build_runtime(choice, self.model, graphs, examples, self.device,
                                  settings.torch_threads)
-        except Exception as exc:
+        except onnx_failures() as exc:
             if settings.runtime == "onnxruntime":  # asked for by name: do not start without it
                 raise
             log.warning("%s: ONNX Runtime not used (%s: %s); serving with torch",
                         self.name, type(exc).__name__, exc)
-            return TorchRuntime(self.graphs(), self.device)
+            return TorchRuntime(graphs, self.device)
 
     def graphs(self) -> Mapping[str, GraphFn]:
         """The tensor operations a runtime runs (uint8 images or float latents in and out)."""

@@ -3,15 +3,18 @@ work budget is full, and the work factor a client reads to tell whether an image
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 import app.routers.images as image_router
 from app.main import create_app
+from app.runtime import onnx_available
 from app.settings import Settings
 from tests.app.helpers import assert_error, files, image_bytes
 
@@ -63,3 +66,31 @@ def test_an_image_the_work_factor_says_fits_is_not_refused_for_its_work(
                 assert served.denoise_cost(w, h, bands) <= w * h * factor, (name, w, h)
                 if w * h * factor <= cap:
                     assert served.denoise_cost(w, h, bands) <= cap
+
+
+@pytest.mark.skipif(not onnx_available(), reason="onnxruntime/onnx not installed")
+def test_onnx_runtime_falls_back_to_torch_on_an_export_failure_but_a_bug_propagates(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With AESERVE_RUNTIME=auto, a graph the ONNX exporter cannot take serves on torch with a
+    warning; a graph function with a bug stops the load instead of hiding behind that warning."""
+    dae = client.app.state.registry.models["mnist-dae"]  # type: ignore[attr-defined]
+    assert dae.settings.runtime == "auto" and dae.runtime.name == "onnxruntime"
+    z = torch.zeros(2, dae.latent_dim)
+    monkeypatch.setattr(dae, "examples", lambda: {"decode": z})
+
+    def unexportable(x: torch.Tensor) -> torch.Tensor:
+        return torch.special.bessel_j0(x)  # no ONNX operator for it
+
+    monkeypatch.setattr(dae, "graphs", lambda: {"decode": unexportable})
+    with caplog.at_level(logging.WARNING, logger="aeserve"):
+        runtime = dae._build_runtime()
+    assert runtime.name == "torch" and "ONNX Runtime not used" in caplog.text
+    assert "UnsupportedOperatorError" in caplog.text
+
+    def buggy(x: torch.Tensor) -> torch.Tensor:
+        return x.no_such_method()  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(dae, "graphs", lambda: {"decode": buggy})
+    with pytest.raises(AttributeError, match="no_such_method"):
+        dae._build_runtime()
