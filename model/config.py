@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-Kind = Literal["dae", "vae", "photo"]
+from model.kinds import kind_spec
+
+Kind = Literal["dae", "vae", "photo"]  # the names of ``model.kinds.KINDS``
 Likelihood = Literal["bernoulli", "gaussian", "gaussian-learned", "mse"]
 NoiseKind = Literal["none", "gaussian", "salt-pepper", "mask"]
 
@@ -68,7 +70,7 @@ class ModelConfig:
 
     @property
     def has_latent(self) -> bool:
-        return self.kind in ("dae", "vae")
+        return kind_spec(self.kind).has_latent
 
 
 @dataclass

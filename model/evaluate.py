@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from model.cli import (
@@ -28,40 +28,21 @@ from model.cli import (
     positive_int,
     run,
 )
+from model.kinds import KINDS, resolve
 
 PROG = "python -m model.evaluate"
 
 
-@dataclass(frozen=True)
-class NoiseScale:
-    """The scale a kind of checkpoint reads its noise levels (``--sigmas``) on, and what is plausible
-    there: a level on the other scale (0.1 where 25 is meant, or the reverse) gives figures that
-    look like results but measure something else, so it is refused, saying what it would be here."""
-
-    name: str  # the scale, as the messages name it
-    low: float
-    high: float
-    examples: str
-    flags: tuple[str, ...]  # the flags that take noise levels
-    other: tuple[str, float]  # the other scale: its name, and the factor from it to this one
-
-
-# per kind of checkpoint; None: evaluated without added noise, so no flag takes a level
-NOISE_SCALES: dict[str, NoiseScale | None] = {
-    "dae": NoiseScale("[0, 1]", 0.0, 1.0, "0.1 0.3 0.5", ("--sigmas",), ("0-255", 1 / 255)),
-    "vae": None,
-    "photo": NoiseScale("0-255", 1.0, 255.0, "15 25 50", ("--sigmas", "--color-sigmas"),
-                        ("[0, 1]", 255.0)),
-}
 # every flag that takes noise levels for one kind or another, each once
 FLAGS_WITH_LEVELS = tuple(dict.fromkeys(
-    flag for scale in NOISE_SCALES.values() if scale is not None for flag in scale.flags))
+    flag for spec in KINDS.values() if spec.noise_scale is not None
+    for flag in spec.noise_scale.flags))
 
 
 def check_sigmas(args: argparse.Namespace, kind: str) -> None:
-    """``UsageError`` for a noise level off the checkpoint's scale (``NOISE_SCALES``), or given to a
-    kind that takes none."""
-    scale = NOISE_SCALES.get(kind)
+    """``UsageError`` for a noise level off the checkpoint's scale (``KindSpec.noise_scale``), or
+    given to a kind that takes none."""
+    scale = KINDS[kind].noise_scale
     for flag in FLAGS_WITH_LEVELS:
         values = getattr(args, flag[2:].replace("-", "_"))
         if values is None:
@@ -136,19 +117,13 @@ def evaluate(argv: list[str] | None = None) -> int:
     from model.checkpoint import read_meta
 
     command = f"{PROG} " + shlex.join(sys.argv[1:] if argv is None else argv)
-    kind = read_meta(args.checkpoint).get("kind")
-    check_sigmas(args, str(kind))
+    kind = str(read_meta(args.checkpoint).get("kind"))
+    if kind not in KINDS:
+        raise UsageError(f"{args.checkpoint}: unknown model kind {kind!r} (known: {', '.join(KINDS)})")
+    check_sigmas(args, kind)
     output_folder(args.out)
-    if kind == "photo":
-        from model.photo.evaluate import evaluate_photo
-
-        return evaluate_photo(args, command)
-    if args.speed_only:
-        raise UsageError("--speed-only times a photo denoiser; "
-                         f"{args.checkpoint} holds another kind of model")
-    from model.evaluate_autoencoder import evaluate_autoencoder
-
-    return evaluate_autoencoder(args, command)
+    evaluate_kind: Callable[[argparse.Namespace, str], int] = resolve(KINDS[kind].evaluate)
+    return evaluate_kind(args, command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from model.checkpoint import Checkpoint, load_checkpoint, write_config
+from model.cli import UsageError
 from model.data.loaders import binarize, load_test, to_float
 from model.device import resolve_device
 from model.figures import grid, loss_curves, rows_figure
@@ -208,12 +209,25 @@ def training_curve(ck: Checkpoint) -> tuple[list[dict[str, Any]], float | None]:
     return saved, best
 
 
-REPORTS: dict[str, Callable[[Checkpoint, torch.Tensor, argparse.Namespace, torch.device],
-                            dict[str, Any]]] = {"dae": report_dae, "vae": report_vae}
+Report = Callable[[Checkpoint, torch.Tensor, argparse.Namespace, torch.device], dict[str, Any]]
 
 
-def evaluate_autoencoder(args: argparse.Namespace, command: str) -> int:
-    """Evaluate the DAE or VAE of ``args.checkpoint``; ``command`` is recorded with the metrics."""
+def evaluate_dae_checkpoint(args: argparse.Namespace, command: str) -> int:
+    """``python -m model.evaluate`` on a DAE checkpoint (``KindSpec.evaluate``)."""
+    return evaluate_autoencoder(args, command, report_dae)
+
+
+def evaluate_vae_checkpoint(args: argparse.Namespace, command: str) -> int:
+    """``python -m model.evaluate`` on a VAE checkpoint (``KindSpec.evaluate``)."""
+    return evaluate_autoencoder(args, command, report_vae)
+
+
+def evaluate_autoencoder(args: argparse.Namespace, command: str, report: Report) -> int:
+    """Evaluate the DAE or VAE of ``args.checkpoint`` with its kind's ``report``; ``command`` is
+    recorded with the metrics."""
+    if args.speed_only:
+        raise UsageError("--speed-only times a photo denoiser; "
+                         f"{args.checkpoint} holds another kind of model")
     args.sigmas = args.sigmas or DEFAULT_SIGMAS
     args.bm3d_limit = 300 if args.bm3d_limit is None else args.bm3d_limit
     if args.threads:
@@ -230,7 +244,7 @@ def evaluate_autoencoder(args: argparse.Namespace, command: str) -> int:
     metrics: dict[str, Any] = {"checkpoint": str(args.checkpoint), "sha256": ck.sha256}
     started = time.monotonic()
     with torch.no_grad():
-        metrics.update(REPORTS[cfg.model.kind](ck, clean, args, device))
+        metrics.update(report(ck, clean, args, device))
     metrics["seconds"] = round(time.monotonic() - started, 1)
     history, best = training_curve(ck)
     if not loss_curves(history, args.out / "loss_curves.png", ck.name, best):

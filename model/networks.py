@@ -16,7 +16,7 @@ from torch import nn
 
 from model.config import ModelConfig
 from model.distributions import DiagonalGaussian
-from model.photo.network import PhotoDenoiser
+from model.kinds import kind_spec, resolve
 
 
 def _bottleneck_hw(cfg: ModelConfig) -> tuple[int, int]:
@@ -143,15 +143,7 @@ class VAE(nn.Module):
         return self.decode(z)
 
 
-NETWORKS: dict[str, Callable[[ModelConfig], nn.Module]] = {
-    "dae": DenoisingAutoencoder,
-    "vae": VAE,
-    "photo": PhotoDenoiser,
-}
-
-
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """The network a config describes (weights freshly initialised)."""
-    if cfg.kind not in NETWORKS:
-        raise ValueError(f"unknown model kind {cfg.kind!r}")
-    return NETWORKS[cfg.kind](cfg)
+    """The network a config describes (weights freshly initialised): its kind's, in ``KINDS``."""
+    network: Callable[[ModelConfig], nn.Module] = resolve(kind_spec(cfg.kind).network)
+    return network(cfg)

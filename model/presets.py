@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from model.cli import UsageError
 from model.config import ModelConfig, NoiseConfig, RunConfig, TrainConfig
+from model.kinds import KINDS
 from model.photo.preset import PHOTO_PRESETS
 
 
@@ -51,23 +52,15 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
 }
 
 
-# the flags of ``model.train`` that only some kinds of model read, by kind: a preset of one kind refuses
-# those of the others (every flag not named here applies to every preset)
-KIND_FLAGS: dict[str, tuple[str, ...]] = {
-    "dae": ("--extra-convs", "--latent-dim"),
-    "vae": ("--extra-convs", "--latent-dim"),
-    "photo": ("--patches-per-epoch", "--sigma-weight-floor"),
-}
-
-
 def refuse_other_kinds_flags(args: argparse.Namespace) -> None:
-    """``UsageError`` naming the first flag given that ``args.preset``'s kind does not read
-    (``KIND_FLAGS``): it would be recorded in the checkpoint's command and change nothing."""
+    """``UsageError`` naming the first flag given that ``args.preset``'s kind does not read (of the
+    flags only some kinds read, ``KindSpec.train_flags``): it would be recorded in the checkpoint's
+    command and change nothing."""
     kind = get_preset(args.preset).model.kind
-    for flag in dict.fromkeys(flag for flags in KIND_FLAGS.values() for flag in flags):
-        if flag in KIND_FLAGS.get(kind, ()) or getattr(args, flag[2:].replace("-", "_")) is None:
+    for flag in dict.fromkeys(flag for spec in KINDS.values() for flag in spec.train_flags):
+        if flag in KINDS[kind].train_flags or getattr(args, flag[2:].replace("-", "_")) is None:
             continue
-        takers = [other for other, flags in KIND_FLAGS.items() if flag in flags]
+        takers = [other for other, spec in KINDS.items() if flag in spec.train_flags]
         raise UsageError(f"{flag} does not apply to preset {args.preset} (a {kind} model); "
                          f"it is for {' and '.join(takers)} presets")
 

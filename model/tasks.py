@@ -17,11 +17,11 @@ from torch import nn
 from model.cli import UsageError
 from model.config import RunConfig
 from model.data.loaders import Splits, binarize, load_splits, to_float
+from model.kinds import kind_spec, resolve
 from model.losses import dae_loss, vae_loss
 from model.metrics import psnr_from_mse
 from model.networks import VAE
 from model.noise import corrupt
-from model.photo.task import PhotoTask
 
 VAL_SEED = 1234
 
@@ -163,15 +163,15 @@ class VAETask(AutoencoderTask):
         return {**metrics, "val_loss": metrics["neg_elbo"]}
 
 
-TASKS: dict[str, Callable[[RunConfig, list[Path], torch.device, int], Task]] = {
-    "dae": DAETask.from_dirs,
-    "vae": VAETask.from_dirs,
-    "photo": PhotoTask.from_dirs,
-}
+# what ``KindSpec.task`` names: (config, data folders, device, image limit) -> the task
+TaskFactory = Callable[[RunConfig, list[Path], torch.device, int], Task]
 
 
 def make_task(cfg: RunConfig, data_dirs: list[Path], device: torch.device, limit: int = 0) -> Task:
-    """The task of ``cfg``'s kind; photo models read every folder given, the others one."""
-    if cfg.model.kind not in TASKS:
-        raise UsageError(f"no training task for model kind {cfg.model.kind!r}")
-    return TASKS[cfg.model.kind](cfg, list(data_dirs), device, limit)
+    """The task of ``cfg``'s kind (``KINDS``); photo models read every folder given, the others one."""
+    try:
+        spec = kind_spec(cfg.model.kind)
+    except ValueError as exc:
+        raise UsageError(f"no training task: {exc}") from exc
+    factory: TaskFactory = resolve(spec.task)
+    return factory(cfg, list(data_dirs), device, limit)
