@@ -10,7 +10,8 @@ network. Tiles: the padded image is cut into equal cores of about ``tile`` x ``t
 side up to 1/8 longer than ``tile`` stays whole; a thin image gets long, flat tiles of the same
 area), each run with ``overlap`` pixels of real context on every side, and only the core is kept.
 Tile origins sit on the network's downsampling grid, so a tiled result differs from the
-whole-image result only through the context cut beyond ``overlap`` pixels.
+whole-image result only through the context cut beyond ``overlap`` pixels: by default
+(``overlap_for``) at least the network's ``context``, all it reaches, so none is cut.
 
 ``work_pixels`` counts what the network really processes (tiles with their context, margins and
 the network's own padding to its downsampling grid, every pass), in pixels of a large image: every
@@ -41,7 +42,8 @@ __all__ = ["denoise_image", "estimate_noise_sigma", "sigma_cap", "work_pixels"]
 
 SIGMA_CAP = 55.0  # the top of the shipped recipes' noise range (0-255 scale): the default cap
 DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 48  # >= the receptive-field radius (47): tiles equal the whole image
+# the least context around a tile; a network that reaches further gets its ``context`` (``overlap_for``)
+DEFAULT_OVERLAP = 48
 MARGIN = 16  # mirrored border, cropped after the network
 
 Check = Callable[[], None]
@@ -73,6 +75,12 @@ def network_for(model: nn.Module, channels: int) -> PhotoDenoiser:
     if not isinstance(inner, PhotoDenoiser):
         raise TypeError(f"expected a PhotoDenoiser, got {type(inner).__name__}")
     return inner
+
+
+def overlap_for(net: PhotoDenoiser) -> int:
+    """The context a tile gets when the caller names none: ``DEFAULT_OVERLAP``, or the network's
+    ``context`` where it reaches further, so that tiles equal the whole image for any config."""
+    return max(DEFAULT_OVERLAP, net.context)
 
 
 def _round_up(n: int, m: int) -> int:
@@ -120,11 +128,13 @@ def run_tiled(
     planes: torch.Tensor,
     level: torch.Tensor | None,
     tile: int = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
+    overlap: int | None = None,
     check: Check | None = None,
 ) -> torch.Tensor:
-    """The network's output on (B, C, H, W), tile by tile; ``check()`` before every forward."""
+    """The network's output on (B, C, H, W), tile by tile, each with ``overlap`` pixels of context
+    (None: ``overlap_for(net)``); ``check()`` before every forward."""
     _, _, h, w = planes.shape
+    overlap = overlap_for(net) if overlap is None else overlap
     th, tw, overlap = tile_shape(h, w, tile, overlap, net.multiple)
     row_spans, col_spans = spans(h, th, overlap, net.multiple), spans(w, tw, overlap, net.multiple)
     if len(row_spans) == 1 and len(col_spans) == 1:
@@ -210,7 +220,7 @@ def grid_work(net: PhotoDenoiser, heights: list[int], widths: list[int]) -> int:
 
 def work_pixels(
     model: nn.Module, height: int, width: int, channels: int,
-    tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+    tile: int = DEFAULT_TILE, overlap: int | None = None,
 ) -> int:
     """What the network processes for one (channels, height, width) image: the request's cost.
 
@@ -226,7 +236,8 @@ def work_pixels(
     m = net.multiple
     mh, mw = margins(height, width)
     h, w = height + 2 * mh, width + 2 * mw
-    th, tw, ov = tile_shape(h, w, tile, overlap, m)
+    ov = overlap_for(net) if overlap is None else overlap
+    th, tw, ov = tile_shape(h, w, tile, ov, m)
     rows = [_round_up(y1 - y0, m) for y0, y1, _, _ in spans(h, th, ov, m)]
     cols = [_round_up(x1 - x0, m) for x0, x1, _, _ in spans(w, tw, ov, m)]
     return grid_work(net, rows, cols) * planes_for(net.cfg.channels).passes(channels)
@@ -238,7 +249,7 @@ def denoise_image(
     x: torch.Tensor,
     sigma: float | None = None,
     tile: int = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
+    overlap: int | None = None,
     check: Check | None = None,
     cap: float = SIGMA_CAP,
 ) -> tuple[torch.Tensor, float | None]:
@@ -251,7 +262,8 @@ def denoise_image(
     estimate (its estimate is None). ``y`` has the shape of ``x``, in [0, 1]; ``sigma_used`` (0-255
     scale) is the client's sigma when given, else the estimate (None: unknown). ``check`` is
     called before every network forward (each tile, each plane) and whatever it raises propagates
-    unchanged: the caller's way to stop at a deadline.
+    unchanged: the caller's way to stop at a deadline. Tiles of about ``tile`` pixels get
+    ``overlap`` pixels of context (None: ``overlap_for``, which makes them equal the whole image).
     """
     if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
         raise ValueError(f"expected a (1, C, H, W) tensor with C = 1 or 3, got {tuple(x.shape)}")

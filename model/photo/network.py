@@ -80,6 +80,33 @@ class PhotoDenoiser(nn.Module):
         """Input sizes are padded internally to a multiple of this."""
         return 2 ** (self.levels - 1)
 
+    @property
+    def context(self) -> int:
+        """How far beyond a block of output the input it depends on reaches, in pixels, for a block
+        aligned on the downsampling grid (``multiple``): the overlap that makes tiles cut on that
+        grid equal the whole image.
+
+        Worked out from the layers, walking back from the output along the deepest path (the skip
+        connections reach less far): each 3x3 convolution at level ``i`` widens the span by 2**i
+        on each side; a transposed convolution from level ``i + 1`` rounds it out to whole blocks
+        of 2**(i + 1) pixels; a stride-2 convolution reads just its block (no widening).
+        """
+        lo, hi = 0, self.multiple  # the output block [lo, hi)
+        lo, hi = lo - 1, hi + 1  # tail
+        if self.levels == 1:
+            lo, hi = lo - len(self.body) // 2, hi + len(self.body) // 2  # conv, ReLU pairs
+        else:
+            depth = self.cfg.depth
+            for i in range(self.levels - 1):  # decoder, fine to coarse
+                lo, hi = lo - depth * 2**i, hi + depth * 2**i
+                block = 2 ** (i + 1)
+                lo, hi = lo // block * block, -(-hi // block) * block
+            lo, hi = lo - depth * self.multiple, hi + depth * self.multiple  # bottleneck
+            reach = depth * (self.multiple - 1)  # encoder: depth convs at every finer level
+            lo, hi = lo - reach, hi + reach
+        lo, hi = lo - 1, hi + 1  # head
+        return max(-lo, hi - self.multiple)
+
     def condition(self, x: torch.Tensor, level: torch.Tensor | None) -> torch.Tensor:
         """Append the known-flag and noise-level planes.
 

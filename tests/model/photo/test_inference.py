@@ -10,7 +10,17 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint
-from model.photo.inference import SIGMA_CAP, denoise_image, estimate_noise_sigma, sigma_cap, work_pixels
+from model.config import ModelConfig
+from model.photo.inference import (
+    DEFAULT_OVERLAP,
+    SIGMA_CAP,
+    denoise_image,
+    estimate_noise_sigma,
+    overlap_for,
+    run_tiled,
+    sigma_cap,
+    work_pixels,
+)
 from model.photo.network import PhotoDenoiser
 from tests.model.photo.synthetic import busy_model, photo, psnr
 
@@ -75,6 +85,25 @@ def test_tiled_result_matches_the_whole_image(channels: int) -> None:
     assert abs(psnr(whole, clean) - psnr(tiled, clean)) < 0.05
     assert psnr(whole, tiled) > 50.0
     assert psnr(whole, seamy) < psnr(whole, tiled)  # the check would see seams
+
+
+def test_a_network_that_reaches_further_gets_tiles_that_reach_as_far() -> None:
+    """A deeper U-Net than the shipped one reaches 70 pixels, beyond the least overlap: its tiles
+    get that much context by default, and equal the whole image; 48 pixels would not."""
+    torch.manual_seed(0)
+    net = PhotoDenoiser(ModelConfig(kind="photo", channels=1, hidden=[4, 4, 4, 4], depth=3)).eval()
+    with torch.no_grad():  # weights that carry the far context (the default init all but drops it)
+        for conv in net.modules():
+            if isinstance(conv, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
+                torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+    assert net.context == 70 and overlap_for(net) == 70 > DEFAULT_OVERLAP
+    x = torch.rand(1, 1, 96, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        whole = run_tiled(net, x, None, tile=4096)
+        tiled = run_tiled(net, x, None, tile=32)  # 3 x 3 tiles
+        short = run_tiled(net, x, None, tile=32, overlap=DEFAULT_OVERLAP)
+    torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
+    assert (short - whole).abs().max() > 1e-4  # the check would see context cut short
 
 
 @pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="no shipped photo checkpoint")

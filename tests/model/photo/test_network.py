@@ -29,3 +29,30 @@ def test_gray_and_colour_networks_differ_only_in_their_first_and_last_layers(cha
     assert net(torch.rand(2, channels, 12, 9)).shape == (2, channels, 12, 9)
     differ = {k for k, v in net.state_dict().items() if v.shape != gray.state_dict()[k].shape}
     assert differ == (set() if channels == 1 else {"head.0.weight", "tail.weight", "tail.bias"})
+
+
+@pytest.mark.parametrize(("hidden", "depth", "context"), [
+    ([4, 4, 4, 4], 2, 47),  # the shipped photo-denoiser's levels and depth, narrower
+    ([4, 4], 1, 6),
+    ([4, 4, 4, 4, 4], 2, 95),
+    ([4], 5, 5),  # DnCNN-style: 5 convolutions of 3x3
+])
+def test_context_is_how_far_the_input_a_block_of_output_depends_on_reaches(
+    hidden: list[int], depth: int, context: int
+) -> None:
+    """The input pixels that one block of output (on the downsampling grid) depends on, found by
+    the gradient, reach exactly ``context`` beyond it: the overlap tiles need."""
+    net = PhotoDenoiser(ModelConfig(kind="photo", channels=1, hidden=hidden, depth=depth)).double()
+    with torch.no_grad():  # positive weights on a positive image: every ReLU passes, no path is cut
+        for param in net.parameters():
+            param.abs_()
+    assert net.context == context
+    m = net.multiple
+    start = (context + m) // m * m  # a block with more than its context on each side
+    size = start + m + context + m
+    x = torch.rand(1, 1, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x.requires_grad_()
+    net.noise(x)[:, :, start : start + m, size // 2].sum().backward()
+    assert x.grad is not None
+    rows = (x.grad.abs().sum(dim=(0, 1, 3)) > 0).nonzero().flatten()
+    assert max(start - int(rows.min()), int(rows.max()) - (start + m - 1)) == context
