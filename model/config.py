@@ -91,7 +91,6 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 0
     binarize: bool = False  # dynamic binarisation (Bernoulli VAE)
-    patch_size: int = 40  # photo: training patch size
     patches_per_epoch: int = 0  # photo: patches drawn per epoch
     # photo: > 0 weighs each patch's MSE by 1 / (sigma + this) (0-1 scale), so that low noise levels
     # count about as much as high ones in PSNR terms; 0: plain MSE
@@ -146,9 +145,15 @@ def _integer_list(name: str, values: object, least: int, count: int | None = Non
         raise ValueError(f"{name} must be a list of {size}integers of at least {least}, got {values!r}")
 
 
+# fields that config.json files and training states written before their removal still carry, left
+# out on reading: they changed nothing (``train.patch_size``: the photo patch is ``model.image_size``)
+RETIRED: dict[type, frozenset[str]] = {TrainConfig: frozenset({"patch_size"})}
+
+
 def _build(cls: Any, data: dict[str, Any], strict: bool = True) -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__} must be an object, got {type(data).__name__}")
+    data = {key: value for key, value in data.items() if key not in RETIRED.get(cls, frozenset())}
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown and strict:

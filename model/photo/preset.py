@@ -38,7 +38,7 @@ def photo_preset() -> RunConfig:
         noise=NoiseConfig(kind="gaussian", sigma_min=0.0, sigma_max=SIGMA_MAX / 255.0, clip=False),
         train=TrainConfig(
             preset="photo-denoiser", dataset="folder", epochs=19, batch_size=128, lr=1e-3,
-            lr_min=1e-5, patch_size=PATCH, patches_per_epoch=64000, sigma_weight_floor=0.04,
+            lr_min=1e-5, patches_per_epoch=64000, sigma_weight_floor=0.04,
             val_fraction=0.05, seed=0,
         ),
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from model.config import ModelConfig, RunConfig
 from model.presets import PRESETS, get_preset
+from tests.conftest import ROOT
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
@@ -25,6 +27,20 @@ def test_an_unknown_recipe_field_is_left_out_only_when_asked_and_a_model_field_n
     data["model"]["wings"] = 2
     with pytest.raises(ValueError, match=r"unknown ModelConfig field\(s\): wings"):
         RunConfig.from_dict(data, strict_recipe=False)
+
+
+@pytest.mark.parametrize("config_json", sorted((ROOT / "checkpoints").rglob("config.json")),
+                         ids=lambda path: str(path.parent.relative_to(ROOT / "checkpoints")))
+def test_a_retired_field_of_a_saved_config_is_left_out(config_json: Path) -> None:
+    """``train.patch_size`` duplicated the photo patch (``model.image_size``) and was never read:
+    the shipped config.json files (and training states) that carry it still read, even strictly
+    (``--resume``), and what they read no longer has it."""
+    saved = json.loads(config_json.read_text())["config"]
+    assert "patch_size" in saved["train"]
+    read = RunConfig.from_dict(saved)
+    assert read == RunConfig.from_dict(saved, strict_recipe=False)
+    assert "patch_size" not in read.to_dict()["train"]
+    assert read.model.image_size == saved["model"]["image_size"]
 
 
 @pytest.mark.parametrize(("field", "value", "problem"), [
