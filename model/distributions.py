@@ -1,10 +1,14 @@
-"""The VAE posterior: a diagonal Gaussian q(z|x) = N(mu, diag(sigma^2))."""
+"""The VAE's distributions: the posterior, a diagonal Gaussian q(z|x) = N(mu, diag(sigma^2)), and
+the decoder's likelihood p(x|z) over the pixels."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
+
+from model.config import Likelihood
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -53,3 +57,30 @@ class DiagonalGaussian:
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     """log N(z; 0, I) summed over the last dimension."""
     return -0.5 * torch.sum(z.pow(2) + LOG_2PI, dim=-1)
+
+
+class PixelLikelihood:
+    """p(x|z), independent per pixel, from the decoder's logits: Bernoulli (``sigmoid(logits)``
+    the probability of a 1) or Gaussian (mean ``logits``, standard deviation ``exp(log_sigma)``)."""
+
+    def __init__(self, kind: Likelihood, log_sigma: torch.Tensor) -> None:
+        self.kind = kind
+        self.log_sigma = log_sigma
+
+    def mean(self, logits: torch.Tensor) -> torch.Tensor:
+        """The mean image in [0, 1]."""
+        if self.kind == "bernoulli":
+            return torch.sigmoid(logits)
+        return logits.clamp(0.0, 1.0)
+
+    def log_prob(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) summed over the pixels (the last three dimensions): one value per item;
+        ``logits`` may carry extra leading dimensions, against which ``x`` broadcasts."""
+        if self.kind == "bernoulli":
+            ll = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+        elif self.kind in ("gaussian", "gaussian-learned"):
+            log_sigma = self.log_sigma
+            ll = -((x - logits) ** 2) / (2.0 * torch.exp(2.0 * log_sigma)) - log_sigma - 0.5 * LOG_2PI
+        else:
+            raise ValueError(f"likelihood {self.kind!r} is not a VAE likelihood")
+        return ll.flatten(start_dim=-3).sum(-1)

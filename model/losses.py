@@ -1,5 +1,5 @@
-"""Training losses, assembled outside the networks' ``forward`` (the likelihoods are in
-``model.scoring``, which serving uses too)."""
+"""Training losses, assembled outside the networks' ``forward`` (the VAE's likelihood is
+``model.distributions.PixelLikelihood``, which serving uses too)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import torch.nn.functional as F
 
 from model.distributions import DiagonalGaussian
 from model.networks import VAE
-from model.scoring import log_likelihood
 
 
 def vae_loss(
@@ -23,7 +22,7 @@ def vae_loss(
     The parts (their means) come back as detached tensors, still on the device: reading them waits
     for it, so the training loop reads them only when it shows them.
     """
-    rec = -log_likelihood(model, target, logits)
+    rec = -model.likelihood.log_prob(target, logits)
     kl = posterior.kl()
     loss = (rec + beta * kl).mean()
     return loss, {"rec": rec.mean().detach(), "kl": kl.mean().detach()}

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from model.config import ModelConfig
-from model.distributions import DiagonalGaussian
+from model.distributions import DiagonalGaussian, PixelLikelihood
 from model.kinds import kind_spec, resolve
 
 
@@ -118,12 +118,14 @@ class VAE(nn.Module):
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
+    @property
+    def likelihood(self) -> PixelLikelihood:
+        """p(x|z) of the decoder's logits (with the current ``log_sigma``)."""
+        return PixelLikelihood(self.cfg.likelihood, self.log_sigma)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder's mean image in [0, 1]."""
-        logits = self.decoder(z)
-        if self.cfg.likelihood == "bernoulli":
-            return torch.sigmoid(logits)
-        return logits.clamp(0.0, 1.0)
+        return self.likelihood.mean(self.decoder(z))
 
     def forward(
         self, x: torch.Tensor, generator: torch.Generator | None = None

@@ -6,25 +6,9 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from model.distributions import standard_normal_log_prob
 from model.networks import VAE
-
-LOG_2PI = math.log(2.0 * math.pi)
-
-
-def log_likelihood(model: VAE, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """log p(x | z) summed over pixels: one value per item (``logits`` may carry extra lead dims)."""
-    lik = model.cfg.likelihood
-    if lik == "bernoulli":
-        ll = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
-    elif lik in ("gaussian", "gaussian-learned"):
-        log_sigma = model.log_sigma
-        ll = -((x - logits) ** 2) / (2.0 * torch.exp(2.0 * log_sigma)) - log_sigma - 0.5 * LOG_2PI
-    else:
-        raise ValueError(f"likelihood {lik!r} is not a VAE likelihood")
-    return ll.flatten(start_dim=-3).sum(-1)
 
 
 @torch.no_grad()
@@ -52,7 +36,7 @@ def iwae_nll(
         z = posterior.sample_n(n, generator)  # (n, B, D)
         logits = model.decode_logits(z.reshape(-1, z.shape[-1])).view(n, *x.shape)
         log_w = (
-            log_likelihood(model, x.unsqueeze(0), logits)
+            model.likelihood.log_prob(x.unsqueeze(0), logits)
             + standard_normal_log_prob(z)
             - posterior.log_prob(z)
         )

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
-from model.distributions import DiagonalGaussian
+from model.distributions import DiagonalGaussian, PixelLikelihood
 from model.networks import VAE
 from model.presets import get_preset
-from model.scoring import iwae_nll, log_likelihood
+from model.scoring import iwae_nll
 
 
 def vae() -> VAE:
@@ -38,8 +37,7 @@ class LinearGaussianVAE(nn.Module):
         self.w = q * torch.tensor([2.0, 1.0], dtype=torch.float64)
         self.b = torch.randn(DIM_X, generator=gen, dtype=torch.float64)
         self.s = 0.8
-        self.cfg = SimpleNamespace(likelihood="gaussian")
-        self.log_sigma = torch.tensor(math.log(self.s), dtype=torch.float64)
+        self.likelihood = PixelLikelihood("gaussian", torch.tensor(math.log(self.s), dtype=torch.float64))
         self.shift, self.widen = shift, widen
 
     def posterior(self, x: torch.Tensor) -> Normal:
@@ -124,4 +122,27 @@ def test_gaussian_likelihood_is_the_squared_error_over_two_sigma_squared() -> No
     logits = torch.rand(2, 1, 28, 28)
     expected = -(((x - logits) ** 2) / (2 * 0.25) + torch.log(torch.tensor(0.5))
                  + 0.5 * torch.log(torch.tensor(2 * torch.pi))).sum((1, 2, 3))
-    torch.testing.assert_close(log_likelihood(model, x, logits), expected)
+    torch.testing.assert_close(model.likelihood.log_prob(x, logits), expected)
+
+
+def test_the_likelihood_gives_the_decoders_mean_and_the_bernoulli_log_probability() -> None:
+    """One likelihood serves decoding (its mean), scoring and the loss (its log-probability)."""
+    model = VAE(get_preset("mnist-vae").model)  # Bernoulli
+    z = torch.randn(3, model.cfg.latent_dim, generator=torch.Generator().manual_seed(0))
+    logits = model.decode_logits(z)
+    torch.testing.assert_close(model.decode(z), torch.sigmoid(logits))
+    x = (torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    p = torch.sigmoid(logits)
+    expected = (x * p.log() + (1 - x) * (1 - p).log()).sum((1, 2, 3))
+    torch.testing.assert_close(model.likelihood.log_prob(x, logits), expected, rtol=1e-4, atol=1e-3)
+    gaussian = get_preset("mnist-vae").model
+    gaussian.likelihood = "gaussian-learned"
+    learned = VAE(gaussian)
+    torch.testing.assert_close(learned.decode(z), learned.decode_logits(z).clamp(0.0, 1.0))
+    with torch.no_grad():  # the learned sigma as it is now, not as it was
+        learned.log_sigma.fill_(0.0)
+    assert float(learned.likelihood.log_sigma) == 0.0
+    mse = get_preset("mnist-vae").model
+    mse.likelihood = "mse"
+    with pytest.raises(ValueError, match="'mse' is not a VAE likelihood"):
+        VAE(mse).likelihood.log_prob(x, logits)
