@@ -39,13 +39,13 @@ from typing import Any, cast
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import HANDLED_SIGNALS
-from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors import Multiprocess, multiprocess
 
 from app.errors import body_timeout, error_body
 from app.lifecycle import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION, disconnect_extension
 from app.observability import SERVER_ANSWER_KEY, new_request_id, request_id_of
 from app.settings import Settings
-from app.stopping import stop_while_starting
+from app.stopping import STOP_SIGNALS, stop_while_starting
 
 EXIT_MARGIN_S = 4.0  # the process exits at most this long after the drain timeout
 SUPERVISOR_ENV = "_AESERVE_SUPERVISOR_PID"  # set by ``serve`` for its workers; not a setting
@@ -269,14 +269,14 @@ def exit_status() -> int:
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server for ``serve``'s one process. A stop signal before it serves (the lifespan
-    loading and warming the models, the port not yet listening) ends the process at once
-    (``stop_while_starting``); from the moment it serves, the signal drains. One handler decides
-    both by the server's own ``started`` flag, so no signal falls between two handlers. Unlike
-    uvicorn's, the signal is not raised again once the server is done (which would end the
-    process by the handler found before, or the signal's default action): ``serve`` returns the
-    exit status. The handler stays in place: a further signal while the process ends changes
-    nothing."""
+    """uvicorn's server for ``serve``'s one process and for each of its workers. A stop signal
+    before it serves (the lifespan loading and warming the models, the port not yet listening)
+    ends the process at once (``stop_while_starting``); from the moment it serves, the signal
+    drains. One handler decides both by the server's own ``started`` flag, so no signal falls
+    between two handlers. Unlike uvicorn's, the signal is not raised again once the server is
+    done (which would end the process by the handler found before, or the signal's default
+    action): ``serve`` returns the exit status. The handler stays in place: a further signal while
+    the process ends changes nothing."""
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if not self.started:
@@ -291,8 +291,53 @@ class Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        if sockets is not None:  # bound by ``bind``: uvicorn, which did not bind it, says nothing
+        # the socket is ``bind``'s: uvicorn, which did not bind it, says nothing; nor does a
+        # worker of several, whose supervisor has said it
+        if sockets is not None and _alone:
             say_running(sockets[0])
+
+
+class _Worker(multiprocess.Process):
+    """A worker process of uvicorn's supervisor that runs ``Server``; uvicorn's runs its own
+    server, which lets a stop signal wait until the models are loaded and warm."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = Server(config=self.config)
+        return self._server
+
+    def start(self) -> None:
+        super().start()
+        # the worker has its own copy of its end of the health check's pipe now. With the
+        # supervisor's closed, a worker that ends while a check waits for its answer (stopped
+        # while it loads) is seen gone at once, not after the check's whole timeout
+        self.child_conn.close()
+
+
+@contextlib.contextmanager
+def _workers_run_server() -> Iterator[None]:
+    """uvicorn's supervisor starts its workers (at first, in place of one that died, on SIGHUP)
+    as its module's ``Process``, which has no option for the server it runs: ``_Worker`` is that
+    ``Process`` while the supervisor runs."""
+    uvicorns = multiprocess.Process
+    multiprocess.Process = _Worker  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        multiprocess.Process = uvicorns  # type: ignore[misc]
+
+
+def _supervisor_status(workers: list[multiprocess.Process]) -> int:
+    """A supervisor whose workers all ended as stopped before serving (128 + the stop signal's
+    number; the signal's default action, before a worker's handler was in place, counts the same)
+    served nothing either: it ends the same way. Otherwise ``exit_status``."""
+    stopped = {128 + sig for sig in STOP_SIGNALS}
+    codes = {128 - code if code < 0 else code for code in (w.exitcode for w in workers)
+             if code is not None}  # all of them: the supervisor has joined them
+    if len(codes) == 1 and codes <= stopped:
+        return codes.pop()
+    return exit_status()
 
 
 def say_running(sock: socket.socket) -> None:
@@ -323,7 +368,7 @@ def serve(settings: Settings, log_config: dict[str, Any], sock: socket.socket) -
     """Run the service (``settings.workers`` processes) on ``sock`` (``bind``) until a stop signal
     has drained it; the exit status: 1 when a batch worker of this one process died, a failure,
     else 0. A stop signal before it serves ends the process with 128 + the signal's number
-    (``Server``)."""
+    (``Server``); a worker of several too, and the supervisor when none of them served."""
     global _alone
     _alone = settings.workers == 1
     if settings.workers > 1:  # the workers are spawned: they inherit it and can find their supervisor
@@ -352,7 +397,10 @@ def serve(settings: Settings, log_config: dict[str, Any], sock: socket.socket) -
     config = uvicorn.Config("app.factory:build", **options)
     if settings.workers > 1:  # uvicorn's supervisor, which handles the signals of its own process
         say_running(sock)  # in the supervisor, as uvicorn does: its workers say nothing
-        Multiprocess(config, sockets=[sock]).run()
+        supervisor = Multiprocess(config, sockets=[sock])
+        with _workers_run_server():
+            supervisor.run()
+        return _supervisor_status(supervisor.processes)
     else:
         Server(config).run(sockets=[sock])
     return exit_status()
