@@ -45,7 +45,7 @@ from app.errors import body_timeout, error_body
 from app.lifecycle import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION, disconnect_extension
 from app.observability import SERVER_ANSWER_KEY, new_request_id, request_id_of
 from app.settings import Settings
-from app.stopping import STOP_SIGNALS, stop_while_starting
+from app.stopping import STOP_SIGNALS, fail_start, stop_while_starting
 
 EXIT_MARGIN_S = 4.0  # the process exits at most this long after the drain timeout
 SUPERVISOR_ENV = "_AESERVE_SUPERVISOR_PID"  # set by ``serve`` for its workers; not a setting
@@ -54,6 +54,7 @@ log = logging.getLogger("aeserve")
 
 _alone = False  # ``serve`` runs the service in this one process
 _failed = False  # a batch worker died, a failure: ``serve`` ends with status 1
+_starting = False  # this process's ``Server`` runs and does not serve yet
 
 
 def exits_on_a_dead_batch_worker() -> bool:
@@ -68,7 +69,10 @@ def exits_on_a_dead_batch_worker() -> bool:
 def exit_for_a_fresh_process(model: str, failure: bool = True) -> None:
     """Drain and exit (SIGTERM to this process), the exit status 1 when this is ``serve``'s only
     process and the death is a ``failure``: not one while the service was stopping anyway with
-    every request answered, which loses nothing (``Registry._dead``)."""
+    every request answered, which loses nothing (``Registry._dead``). Before this process serves
+    (another model loading) there is nothing to drain: the start fails, at once, with status 1."""
+    if _starting:
+        fail_start(f"the batch worker of {model} died while the models load (its error is above)")
     global _failed
     _failed = _failed or failure
     if not failure:
@@ -289,8 +293,15 @@ class Server(uvicorn.Server):
             signal.signal(sig, self.handle_exit)
         yield
 
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        global _starting
+        _starting = True
+        await super().serve(sockets)
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        global _starting
         await super().startup(sockets)
+        _starting = not self.started
         # the socket is ``bind``'s: uvicorn, which did not bind it, says nothing; nor does a
         # worker of several, whose supervisor has said it
         if sockets is not None and _alone:

@@ -1,6 +1,8 @@
 """The one answer to a stop signal (SIGTERM, SIGINT) before the service serves: log it and end the
 process at once with status 128 + the signal's number (143; 130 for Ctrl-C). Standard library
-only, so that ``python -m app`` can put it in place before any import that takes time.
+only, so that ``python -m app`` can put it in place before any import that takes time. A start
+that fails on its way (a model's batch worker dying while the models load) ends the same way, with
+a failed start's status, 1.
 
 Nothing was served, so there is nothing to drain. ``os._exit``, not an exception: one raised in a
 signal handler would unwind through whatever runs (an import, left half initialised; a model
@@ -25,3 +27,10 @@ def stop_while_starting(signum: int, frame: FrameType | None = None) -> NoReturn
                                              signal.Signals(signum).name)
     finally:
         os._exit(128 + signum)
+
+
+def fail_start(reason: str) -> NoReturn:
+    try:
+        logging.getLogger("aeserve").critical("cannot start: %s", reason)
+    finally:
+        os._exit(1)

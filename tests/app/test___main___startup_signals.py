@@ -40,6 +40,25 @@ runpy.run_module("app", run_name="__main__", alter_sys=True)
 """
 
 
+# ``python -m app`` where the batch worker of the model loaded first (idle: nothing is served yet)
+# dies of a bug when the next model starts loading
+DIES_WHILE_STARTING = """
+import runpy
+from app.registry import Registry
+
+load = Registry.add
+
+async def add(self, served):
+    for model in self.models.values():
+        for waiter in list(model.batcher._wakeup._waiters):
+            waiter.set_exception(RuntimeError("a bug in the batch worker"))
+    await load(self, served)
+
+Registry.add = add
+runpy.run_module("app", run_name="__main__", alter_sys=True)
+"""
+
+
 def _app(checkpoints: Path, *args: str, stdin: int | None = None) -> subprocess.Popen[bytes]:
     env = server_env(checkpoints, free_port(), AESERVE_LOG_LEVEL="info")
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdin=stdin,
@@ -113,3 +132,19 @@ def test_sigterm_once_serving_drains_and_exits_0(tiny_checkpoints: Path, tmp_pat
     assert code == 0, output
     assert "draining:" in output and STOPPED not in output, output
     assert "Traceback" not in output, output
+
+
+def test_a_batch_worker_dying_while_starting_fails_the_start_with_status_1(
+        tiny_checkpoints: Path) -> None:
+    """Not a stop signal, as it was logged (its drain raised SIGTERM): a failed start. The death
+    is handled on the event loop while the next model's warm-up waits on its thread, before
+    that model could be loaded."""
+    proc = _app(tiny_checkpoints, "-c", DIES_WHILE_STARTING)
+    assert proc.stdout is not None
+    code = _ended(proc)
+    output = proc.stdout.read().decode(errors="replace")
+    assert code == 1, output
+    assert "cannot start: the batch worker of mnist-dae died while the models load" in output
+    assert "RuntimeError: a bug in the batch worker" in output, output  # its error, logged before
+    assert STOPPED not in output, output
+    assert "loaded mnist-vae" not in output and "Uvicorn running on" not in output, output
