@@ -61,15 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(_settings_error(exc), file=sys.stderr)
         return 2
-    from app.metrics import prepare_multiprocess
     from app.observability import log_config
+
+    # the log's format, before the imports of seconds (torch): a stop meanwhile logs in it too
+    logs = log_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(logs)
+    log = logging.getLogger("aeserve")
+    from app.metrics import prepare_multiprocess
     from app.registry import StartupError, preflight
     from app.server import bind, serve
     from model.checkpoint import CheckpointError
 
-    logs = log_config(settings.log_level, settings.log_format)
-    logging.config.dictConfig(logs)
-    log = logging.getLogger("aeserve")
     for line in unknown_names(os.environ):
         log.warning("%s", line)
     try:

@@ -5,6 +5,7 @@ output (or an import it pauses on), then signals: no timing decides the phase.""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -59,8 +60,9 @@ runpy.run_module("app", run_name="__main__", alter_sys=True)
 """
 
 
-def _app(checkpoints: Path, *args: str, stdin: int | None = None) -> subprocess.Popen[bytes]:
-    env = server_env(checkpoints, free_port(), AESERVE_LOG_LEVEL="info")
+def _app(checkpoints: Path, *args: str, stdin: int | None = None,
+         **settings: str) -> subprocess.Popen[bytes]:
+    env = server_env(checkpoints, free_port(), AESERVE_LOG_LEVEL="info", **settings)
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdin=stdin,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -74,16 +76,9 @@ def _ended(proc: subprocess.Popen[bytes]) -> int:
             proc.wait()
 
 
-@pytest.mark.parametrize("module", ["pydantic", "torch.nn", "google.protobuf"])
-def test_sigterm_during_an_import_ends_the_process_with_143(
-        tiny_checkpoints: Path, tmp_path: Path, module: str) -> None:
-    """pydantic: the first third-party import, where the imports of seconds start (a container's
-    first process would ignore the signal without the handler installed before it);
-    torch.nn: while ``app.registry`` imports torch (before the logs are set up);
-    google.protobuf: while the checkpoint checks import onnx (after). An exception raised by the
-    handler would unwind through the half-done import (a module left half initialised, a
-    traceback at exit) or be caught there (the signal lost)."""
-    proc = _app(tiny_checkpoints, "-c", PAUSED_AT_IMPORT, module, stdin=subprocess.PIPE)
+def _stopped_at_import(checkpoints: Path, module: str, **settings: str) -> tuple[int, str]:
+    """SIGTERM to ``python -m app`` paused at ``module``'s first import: its status and output."""
+    proc = _app(checkpoints, "-c", PAUSED_AT_IMPORT, module, stdin=subprocess.PIPE, **settings)
     assert proc.stdout is not None and proc.stdin is not None
     try:
         assert proc.stdout.readline() == b"importing\n"
@@ -94,10 +89,32 @@ def test_sigterm_during_an_import_ends_the_process_with_143(
         pass
     finally:
         code = _ended(proc)
-    output = proc.stdout.read().decode(errors="replace")
+    return code, proc.stdout.read().decode(errors="replace")
+
+
+@pytest.mark.parametrize("module", ["pydantic", "torch.nn", "google.protobuf"])
+def test_sigterm_during_an_import_ends_the_process_with_143(
+        tiny_checkpoints: Path, tmp_path: Path, module: str) -> None:
+    """pydantic: the first third-party import, where the imports of seconds start (a container's
+    first process would ignore the signal without the handler installed before it);
+    torch.nn: while ``app.registry`` imports torch (before the logs are set up);
+    google.protobuf: while the checkpoint checks import onnx (after). An exception raised by the
+    handler would unwind through the half-done import (a module left half initialised, a
+    traceback at exit) or be caught there (the signal lost)."""
+    code, output = _stopped_at_import(tiny_checkpoints, module)
     assert code == 128 + signal.SIGTERM, output
     assert "Traceback" not in output, output
     assert "Started server process" not in output
+
+
+def test_a_stop_once_the_settings_are_read_logs_in_their_format(tiny_checkpoints: Path) -> None:
+    """torch.nn: while ``app.registry`` imports torch, the settings read (the log set up before
+    the imports of seconds). Before the settings are read the line is plain text: the format is
+    one of them."""
+    code, output = _stopped_at_import(tiny_checkpoints, "torch.nn", AESERVE_LOG_FORMAT="json")
+    assert code == 128 + signal.SIGTERM, output
+    line = json.loads(output.splitlines()[-1])
+    assert line["level"] == "WARNING" and line["message"].startswith(STOPPED), output
 
 
 @pytest.mark.parametrize("gate", [
