@@ -124,7 +124,7 @@ def test_a_part_header_that_is_not_utf8_is_400_in_plain_words() -> None:
 
 
 def test_a_body_the_server_timed_out_ends_as_408_body_timeout() -> None:
-    # the server (app/server.py) answered 408 and closed; receive() reports the disconnect
+    # the server (app/protocol.py) answered 408 and closed; receive() reports the disconnect
     extensions = {DISCONNECT_EXTENSION: {"callbacks": [], BODY_TIMED_OUT: True}}
     req = request(None, "image/png", extensions=extensions)
     with pytest.raises(ApiError) as err:
