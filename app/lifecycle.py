@@ -151,7 +151,8 @@ class Ticket:
 
 
 class WorkBudget:
-    """The work one model holds queued and running, in units; admission happens here."""
+    """The work one model holds queued and running, in units; admission happens here. Each
+    admission is logged at debug, with its request's id."""
 
     def __init__(self, model: str, limit: int, cap: int, metrics: ModelMetrics,
                  pace: Pace | None = None) -> None:
@@ -212,6 +213,8 @@ class WorkBudget:
         self.used += cost
         ticket.cost += cost
         self.metrics.queued_work.inc(cost)
+        log.debug("%s admitted %d work units; it holds %d of %d (AESERVE_QUEUE_WORK)",
+                  self.model, cost, self.used, self.limit)
 
     def _check_wait(self, ticket: Ticket) -> None:
         """503 for a request whose turn would not even come before its deadline: the other
