@@ -153,6 +153,13 @@ def wait_until_ready(proc: subprocess.Popen[bytes], url: str, output: Callable[[
         time.sleep(0.2)  # polling a process that logs nothing when ready: no event to wait on
 
 
+def wire(request: httpx.Request) -> bytes:
+    """``request`` as an HTTP/1.1 client sends it, for a raw socket that the test closes itself."""
+    lines = [f"{request.method} {request.url.raw_path.decode('ascii')} HTTP/1.1",
+             *(f"{name}: {value}" for name, value in request.headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.read()
+
+
 def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     """One answer from ``sock``: status, headers (names in lower case) and body (by its
     Content-Length)."""
