@@ -8,8 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,21 +135,6 @@ def start_server(checkpoints: Path, log: Path, command: tuple[str, ...] = ("-m",
     answer = httpx.get(f"{server.url}/readyz", timeout=START_TIMEOUT_S)
     assert answer.status_code == 200, f"ready by its log, not by /readyz: {answer.text}"
     return server
-
-
-def wait_until_ready(proc: subprocess.Popen[bytes], url: str, output: Callable[[], str]) -> None:
-    """Until ``url`` answers 200, for a process that says nothing when it is ready (nginx); the
-    test fails, with ``output()``, if ``proc`` exits first or takes over ``START_TIMEOUT_S``."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        assert proc.poll() is None, f"exited: {output()}"
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{url} not ready within {START_TIMEOUT_S:g} s"
-        time.sleep(0.2)  # polling a process that logs nothing when ready: no event to wait on
 
 
 def wire(request: httpx.Request) -> bytes:

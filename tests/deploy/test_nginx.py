@@ -22,12 +22,13 @@ import pytest
 
 from app.settings import Settings
 from tests.app.live import (
+    START_TIMEOUT_S,
     LiveServer,
+    Output,
     free_port,
     read_answer,
     running_server,
     stop_server,
-    wait_until_ready,
 )
 
 CONF = (Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf").read_text()
@@ -60,6 +61,9 @@ def test_the_proxy_replaces_the_forwarding_headers_a_client_sends() -> None:
         assert values == ["$remote_addr"], (header, values)
 
 
+# what nginx logs at notice (its version) once it has read its configuration and its sockets listen:
+# main() logs it right after ngx_init_cycle has opened them, before it writes its pid file and serves
+LISTENING = ": nginx/"
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
 needs_nginx = pytest.mark.skipif(
     NGINX is None and not os.environ.get("AESERVE_REQUIRE_NGINX"),
@@ -83,14 +87,19 @@ def proxied(tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory
                   .replace("listen 8080;", f"listen 127.0.0.1:{port};")
                   .replace("http://api:8000", service.url))
         (folder / "nginx.conf").write_text(
-            f"pid {folder}/nginx.pid;\nerror_log {folder}/error.log;\nevents {{}}\n"
+            f"pid {folder}/nginx.pid;\nerror_log stderr notice;\nevents {{}}\n"
             f"http {{\naccess_log off;\nclient_body_temp_path {folder};\nproxy_temp_path {folder};\n"
             f"{server}\n}}\n")
         proc = subprocess.Popen([NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf"),
-                                 "-g", "daemon off; master_process off;"])
+                                 "-g", "daemon off; master_process off;"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        watched = Output(proc, folder / "nginx.log")
         try:
-            wait_until_ready(proc, f"http://127.0.0.1:{port}/readyz",
-                             lambda: (folder / "error.log").read_text())
+            assert watched.wait_for(LISTENING, timeout_s=START_TIMEOUT_S), (
+                f"nginx did not start: {watched.text()[-3000:]}")
+            # listening: the request waits in the socket's backlog until nginx takes it
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=START_TIMEOUT_S)
+            assert ready.status_code == 200, (ready.text, watched.text()[-3000:])
             yield f"http://127.0.0.1:{port}", service
         finally:
             proc.terminate()
