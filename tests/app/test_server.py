@@ -23,7 +23,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from app.lifecycle import CLIENT_GONE, disconnect_extension
-from app.server import GuardedHttpToolsProtocol
+from app.protocol import GuardedHttpToolsProtocol
 from tests.app.helpers import files, image_bytes
 from tests.app.live import LiveServer, running_server, start_server, stop_server
 
