@@ -5,17 +5,43 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.main import create_app
+from tests.app.conftest import make_settings
 from tests.app.helpers import assert_error, files, image_bytes, png_claiming
 from tests.app.live import read_answer, running_server
 
 URL = "/v1/models/mnist-dae/denoise"
+
+
+# Apps shared by the tests of one setting: these tests send requests and read the answers, and
+# leave nothing behind that another answer depends on (the tests of the room for bodies being read
+# start their own).
+@pytest.fixture(scope="module")
+def body_limited(tiny_checkpoints: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(tiny_checkpoints, max_body_bytes=4096))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def json_limited(tiny_checkpoints: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(tiny_checkpoints, max_json_bytes=2048))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def count_limited(tiny_checkpoints: Path) -> Iterator[TestClient]:
+    """Each count limit low: images, interpolation steps, n and k, each on its own parameter."""
+    settings = make_settings(tiny_checkpoints, max_images=2, max_steps=4, max_n=4, max_k=50,
+                             default_k=10)
+    with TestClient(create_app(settings)) as client:
+        yield client
 
 
 def test_a_30000_by_30000_png_header_is_refused_before_decoding(client: TestClient) -> None:
@@ -33,16 +59,16 @@ def test_pixel_limit_is_the_setting(app_with: Callable[..., TestClient]) -> None
     assert "812" in error["message"] and "784" in error["message"]
 
 
-def test_body_over_the_limit_is_413_from_content_length(app_with: Callable[..., TestClient]) -> None:
-    client = app_with(max_body_bytes=4096)
+def test_body_over_the_limit_is_413_from_content_length(body_limited: TestClient) -> None:
+    client = body_limited
     big = image_bytes(size=(28, 28), mode="RGBA") * 4
     response = client.post(URL, content=big, headers={"content-type": "image/png"})
     error = assert_error(response, 413, "payload_too_large")
     assert "4096" in error["message"]
 
 
-def test_chunked_body_over_the_limit_is_413(app_with: Callable[..., TestClient]) -> None:
-    client = app_with(max_body_bytes=4096)
+def test_chunked_body_over_the_limit_is_413(body_limited: TestClient) -> None:
+    client = body_limited
 
     def chunks():  # no Content-Length: the limit is counted while the body streams in
         for _ in range(10):
@@ -53,9 +79,9 @@ def test_chunked_body_over_the_limit_is_413(app_with: Callable[..., TestClient])
 
 
 def test_a_chunked_json_body_over_the_limit_is_413_not_a_parse_error(
-    app_with: Callable[..., TestClient],
+    body_limited: TestClient,
 ) -> None:
-    client = app_with(max_body_bytes=4096)
+    client = body_limited
 
     def chunks():  # FastAPI reads this body itself, and would turn the refusal into a 400
         for _ in range(10):
@@ -66,8 +92,8 @@ def test_a_chunked_json_body_over_the_limit_is_413_not_a_parse_error(
     assert_error(response, 413, "payload_too_large")
 
 
-def test_json_bodies_have_their_own_smaller_limit(app_with: Callable[..., TestClient]) -> None:
-    client = app_with(max_json_bytes=2048)
+def test_json_bodies_have_their_own_smaller_limit(json_limited: TestClient) -> None:
+    client = json_limited
     body = {"z": [[0.123456789] * 32] * 10}  # about 4 KB of JSON
     error = assert_error(client.post("/v1/models/mnist-vae/decode", json=body), 413, "payload_too_large")
     assert "AESERVE_MAX_JSON_BYTES" in error["message"]
@@ -84,9 +110,9 @@ def test_json_bodies_have_their_own_smaller_limit(app_with: Callable[..., TestCl
 
 
 def test_several_content_types_are_400_not_a_way_round_the_json_limit(
-    app_with: Callable[..., TestClient]
+    json_limited: TestClient
 ) -> None:
-    client = app_with(max_json_bytes=2048)
+    client = json_limited
     body = json.dumps({"z": [[0.123456789] * 32] * 10})  # about 4 KB: over the JSON limit
     for types in (["application/json", "image/png"], ["image/png", "application/json"],
                   ["application/json", "application/json"]):
@@ -97,17 +123,15 @@ def test_several_content_types_are_400_not_a_way_round_the_json_limit(
             assert "2 Content-Type headers" in error["message"]
 
 
-def test_too_many_images_is_422(app_with: Callable[..., TestClient]) -> None:
-    client = app_with(max_images=2)
+def test_too_many_images_is_422(count_limited: TestClient) -> None:
+    client = count_limited
     response = client.post(URL, files=files(*[image_bytes(seed=i) for i in range(3)]))
     error = assert_error(response, 422, "too_many_images")
     assert "2" in error["message"]
 
 
-def test_steps_over_the_limit_is_422_before_any_image_is_read(
-    app_with: Callable[..., TestClient]
-) -> None:
-    client = app_with(max_steps=4)
+def test_steps_over_the_limit_is_422_before_any_image_is_read(count_limited: TestClient) -> None:
+    client = count_limited
     url = "/v1/models/mnist-vae/interpolate"
     two = files(image_bytes(seed=0), image_bytes(seed=1))
     error = assert_error(client.post(url, params={"steps": 5}, files=two), 422, "limit_exceeded")
@@ -121,8 +145,8 @@ def test_steps_over_the_limit_is_422_before_any_image_is_read(
     assert client.post(url, json={**z, "steps": 4}).status_code == 200
 
 
-def test_n_over_the_limit_is_422(app_with: Callable[..., TestClient]) -> None:
-    client = app_with(max_n=4)
+def test_n_over_the_limit_is_422(count_limited: TestClient) -> None:
+    client = count_limited
     response = client.post("/v1/models/mnist-vae/sample", json={"n": 5})
     assert "4" in assert_error(response, 422, "limit_exceeded")["message"]
     response = client.post("/v1/models/mnist-vae/decode", json={"z": [[0.0] * 32] * 5})
@@ -130,8 +154,8 @@ def test_n_over_the_limit_is_422(app_with: Callable[..., TestClient]) -> None:
     assert client.post("/v1/models/mnist-vae/sample", json={"n": 4}).status_code == 200
 
 
-def test_k_over_the_limit_is_422(app_with: Callable[..., TestClient]) -> None:
-    client = app_with(max_k=50, default_k=10)
+def test_k_over_the_limit_is_422(count_limited: TestClient) -> None:
+    client = count_limited
     url = "/v1/models/mnist-vae/score"
     error = assert_error(client.post(url, params={"k": 51}, files=files(image_bytes())), 422)
     assert "50" in error["message"]
