@@ -141,7 +141,7 @@ def test_the_likelihood_gives_the_decoders_mean_and_the_bernoulli_log_probabilit
     torch.testing.assert_close(learned.decode(z), learned.decode_logits(z).clamp(0.0, 1.0))
     with torch.no_grad():  # the learned sigma as it is now, not as it was
         learned.log_sigma.fill_(0.0)
-    assert float(learned.likelihood.log_sigma) == 0.0
+    assert learned.likelihood.log_sigma.item() == 0.0
     mse = get_preset("mnist-vae").model
     mse.likelihood = "mse"
     with pytest.raises(ValueError, match="'mse' is not a VAE likelihood"):
