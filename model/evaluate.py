@@ -28,7 +28,7 @@ from model.cli import (
     positive_int,
     run,
 )
-from model.kinds import KINDS, resolve
+from model.kinds import KINDS, kind_spec, resolve
 
 PROG = "python -m model.evaluate"
 
@@ -118,11 +118,13 @@ def evaluate(argv: list[str] | None = None) -> int:
 
     command = f"{PROG} " + shlex.join(sys.argv[1:] if argv is None else argv)
     kind = str(read_meta(args.checkpoint).get("kind"))
-    if kind not in KINDS:
-        raise UsageError(f"{args.checkpoint}: unknown model kind {kind!r} (known: {', '.join(KINDS)})")
+    try:
+        spec = kind_spec(kind)
+    except ValueError as exc:
+        raise UsageError(f"{args.checkpoint}: {exc}") from exc
     check_sigmas(args, kind)
     output_folder(args.out)
-    evaluate_kind: Callable[[argparse.Namespace, str], int] = resolve(KINDS[kind].evaluate)
+    evaluate_kind: Callable[[argparse.Namespace, str], int] = resolve(spec.evaluate)
     return evaluate_kind(args, command)
 
 
