@@ -62,7 +62,7 @@ def load_photo(folder: Path | str, device: str | torch.device = "cpu",
                meta: dict[str, Any] | None = None) -> Checkpoint:
     """``load_checkpoint`` for a photo folder (``meta`` as there): with a pinned ``colour/``
     network, a ``PhotoPair``. For inference: on a CPU the weights are laid out channels-last,
-    where the convolutions run about a third faster (the same outputs to within 1e-6)."""
+    where PyTorch's CPU convolutions run faster, with the same outputs (docs/benchmarks.md)."""
     folder = Path(folder)
     ckpt = load_checkpoint(folder, device, meta)
     pin = ckpt.meta.get(COLOUR_DIR)
