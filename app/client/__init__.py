@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,20 @@ def _grid(response: httpx.Response) -> Grid:
                 None if steps is None else int(steps))
 
 
+def _refuse_non_finite(value: Any, where: str) -> None:
+    """A ``ValueError`` naming the first NaN or infinity in a JSON payload (``z[0][3]``), as JSON
+    has no such numbers: the client says so before anything is sent."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} is {value}: JSON carries finite numbers only (no NaN or "
+                         "Infinity); nothing was sent")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_non_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _refuse_non_finite(item, f"{where}[{i}]")
+
+
 def _files(images: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("image", (f"image{i}", data, "application/octet-stream")) for i, data in enumerate(images)]
 
@@ -111,7 +126,9 @@ class Client:
         raise AeserveError(response.status_code, code, message, wait)
 
     def _post(self, path: str, **request: Any) -> httpx.Response:
-        """POST, sent again on a 503 that says when to retry (``retries``); the answer checked."""
+        """POST, sent again on a 503 that says when to retry (``retries``); the answer checked. A
+        JSON payload with a NaN or an infinity is a ``ValueError`` naming it, and is not sent."""
+        _refuse_non_finite(request.get("json"), "")
         for attempt in range(self.retries + 1):
             response = self.http.post(path, **request)
             wait = _retry_after(response)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -79,3 +80,26 @@ def hold_the_room(sock: socket.socket, size: int) -> None:
     sock.sendall(b"POST /v1/models/mnist-dae/denoise HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
                  b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % size)
     assert read_answer(sock)[0] == 100
+
+
+@pytest.mark.parametrize(("call", "named"), [
+    (lambda c: c.decode("mnist-vae", [[0.0, 1.0], [2.0, float("nan")]]), r"z\[1\]\[1\] is nan"),
+    (lambda c: c.interpolate("mnist-vae", [float("inf")], [0.0]), r"z\[0\]\[0\] is inf"),
+    (lambda c: c.sample("mnist-vae", temperature=float("-inf")), r"temperature is -inf"),
+    (lambda c: c.grid("mnist-vae", "decode", {"z": [[float("nan")]]}), r"z\[0\]\[0\] is nan"),
+])
+def test_a_nan_or_infinity_is_refused_by_name_before_anything_is_sent(
+    call: Any, named: str
+) -> None:
+    sent: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"images": [], "seed": 0})
+
+    with Client() as client:
+        client.http = httpx.Client(base_url="http://aeserve.test",
+                                   transport=httpx.MockTransport(record))
+        with pytest.raises(ValueError, match=named + r": JSON carries finite numbers only"):
+            call(client)
+    assert sent == []
