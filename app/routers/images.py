@@ -42,7 +42,9 @@ UPLOAD_BODY: dict[str, Any] = {
 
 class DenoiseQuery(QueryModel):
     resize: bool = Field(default=False, description="fixed-size models: resize other sizes "
-                                                    "(the answer comes back in the original size)")
+                                                    "(the answer comes back in the original size); "
+                                                    "a model of any size ignores it (`any_size` on "
+                                                    "its card)")
     sigma: float | None = Field(default=None, ge=0, le=255, allow_inf_nan=False,
                                 description="photo models: the noise σ on the 0-255 scale")
 

@@ -178,6 +178,20 @@ def test_the_card_and_the_list_say_it_takes_any_size_and_a_sigma(photo_client: T
         == (True, True)
 
 
+def test_resize_is_ignored_and_the_api_schema_says_so(photo_client: TestClient) -> None:
+    """A model of any size has nothing to resize: resize=true answers what resize=false does (in
+    the image's own size), and the denoise query's schema tells a client as much."""
+    upload = files(image_bytes((37, 23), "RGB"))
+    plain = photo_client.post(URL, files=upload, params={"sigma": 25})
+    resized = photo_client.post(URL, files=upload, params={"sigma": 25, "resize": "true"})
+    assert resized.status_code == plain.status_code == 200
+    assert resized.content == plain.content and decode_png(resized.content).size == (37, 23)
+    schema = photo_client.get("/openapi.json").json()
+    (resize,) = [p for p in schema["paths"]["/v1/models/{name}/denoise"]["post"]["parameters"]
+                 if p["name"] == "resize"]
+    assert "a model of any size ignores it" in resize["description"]
+
+
 def test_negative_sigma_is_refused(photo_client: TestClient) -> None:
     response = photo_client.post(URL, params={"sigma": -1}, files=files(image_bytes()))
     assert_error(response, 422)
