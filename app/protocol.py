@@ -3,13 +3,13 @@
 ``GuardedHttpToolsProtocol``: the request line and headers must arrive within
 ``AESERVE_HEADER_TIMEOUT_S`` (408 and close otherwise: a client that dribbles header bytes cannot
 hold a file descriptor for ever) and be at most ``AESERVE_MAX_HEADER_BYTES`` (431 and close); a body
-must arrive within ``AESERVE_BODY_TIMEOUT_S`` of its first part (408 and close; a body that comes
-whole with its headers, the usual upload, never starts the timer). uvicorn's httptools protocol has
-none of these limits; its h11 protocol caps the size but has no timeout, and costs throughput
-(docs/serving.md, "Protocol limits"). It also offers each request the ``aeserve.disconnect`` ASGI
-extension: callbacks run when the client goes away, so a request learns of it without a task per
-request waiting on ``receive``. During a drain it keeps a connection whose request is on its way
-open (``app.server`` says why).
+must arrive within ``AESERVE_BODY_TIMEOUT_S`` of the end of its headers (408 and close; a body that
+comes whole with its headers, the usual upload, never starts the timer). uvicorn's httptools
+protocol has none of these limits; its h11 protocol caps the size but has no timeout, and costs
+throughput (docs/serving.md, "Protocol limits"). It also offers each request the
+``aeserve.disconnect`` ASGI extension: callbacks run when the client goes away, so a request learns
+of it without a task per request waiting on ``receive``. During a drain it keeps a connection whose
+request is on its way open (``app.server`` says why).
 """
 
 from __future__ import annotations
