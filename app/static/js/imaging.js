@@ -2,8 +2,10 @@
 
 /**
  * Decode a Blob to {width, height, gray, alpha, rgba}: the pixels as RGBA bytes, without colour
- * management or premultiplied alpha, whether every pixel has R = G = B, and whether any pixel is
- * less than opaque.
+ * management, whether every pixel has R = G = B, and whether any pixel is less than opaque. A 2D
+ * canvas keeps its pixels premultiplied by alpha, so the colour of a semi-transparent pixel comes
+ * back rounded: off by up to about 128 / alpha levels, about half a level once composited. Only
+ * the noisy copy is built from these pixels; a clean upload sends the file's own bytes.
  */
 export async function decode(blob) {
   const bitmap = await createImageBitmap(blob, {
