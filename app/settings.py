@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     header_timeout_s: float = Field(default=20.0, gt=0,
                                     description="request line and headers must arrive within (408)")
     body_timeout_s: float = Field(default=30.0, gt=0,
-                                  description="a body must arrive within, from its first part (408)")
+                                  description="a body must arrive within, from the end of the headers (408)")
     drain_timeout_s: float = Field(
         default=30.0, ge=0, description="on SIGTERM, requests in flight get this long, then 503")
 
