@@ -35,9 +35,7 @@ SUPERVISOR_ENV = "_AESERVE_SUPERVISOR_PID"  # set by ``serve`` for its workers; 
 log = logging.getLogger("aeserve")
 
 
-_alone = False  # ``serve`` runs the service in this one process
-_failed = False  # a batch worker died, a failure: ``serve`` ends with status 1
-_starting = False  # this process's ``Server`` runs and does not serve yet
+_running: Server | None = None  # the ``Server`` that runs in this process, once it runs
 
 
 def exits_on_a_dead_batch_worker() -> bool:
@@ -46,7 +44,7 @@ def exits_on_a_dead_batch_worker() -> bool:
     ``serve``'s one process, which its restart policy or orchestrator starts again. Not a server
     started another way (``uvicorn app.factory:build --factory``), which stays up and fails
     ``/healthz``."""
-    return _alone or supervisor_pid() is not None
+    return (_running is not None and _running.alone) or supervisor_pid() is not None
 
 
 def exit_for_a_fresh_process(model: str, failure: bool = True) -> None:
@@ -54,15 +52,18 @@ def exit_for_a_fresh_process(model: str, failure: bool = True) -> None:
     process and the death is a ``failure``: not one while the service was stopping anyway with
     every request answered, which loses nothing (``Registry._dead``). Before this process serves
     (another model loading) there is nothing to drain: the start fails, at once, with status 1."""
-    if _starting:
-        fail_start(f"the batch worker of {model} died while the models load (its error is above)")
-    global _failed
-    _failed = _failed or failure
+    server = _running  # None: an app that no ``Server`` runs (driven in this process)
+    if server is not None:
+        if not server.started:
+            fail_start(f"the batch worker of {model} died while the models load (its error is "
+                       "above)")
+        server.failed = server.failed or failure
     if not failure:
         log.warning("the batch worker of %s stopped while the service stops, with no request "
                     "left to answer: nothing is lost", model)
     else:
-        then = ("the service drains and exits with status 1, to be started again" if _alone
+        then = ("the service drains and exits with status 1, to be started again"
+                if server is not None and server.alone
                 else "this worker exits, and the supervisor starts a fresh one")
         log.critical("the batch worker of %s stopped: %s", model, then)
     signal.raise_signal(signal.SIGTERM)
@@ -76,11 +77,6 @@ def supervisor_pid() -> int | None:
     return int(pid) if pid is not None and pid == str(os.getppid()) else None
 
 
-def exit_status() -> int:
-    """``serve``'s exit status: 1 when a batch worker's death was a failure, else 0."""
-    return 1 if _failed else 0
-
-
 class Server(uvicorn.Server):
     """uvicorn's server for ``serve``'s one process and for each of its workers. A stop signal
     before it serves (the lifespan loading and warming the models, the port not yet listening)
@@ -89,7 +85,20 @@ class Server(uvicorn.Server):
     between two handlers. Unlike uvicorn's, the signal is not raised again once the server is
     done (which would end the process by the handler found before, or the signal's default
     action): ``serve`` returns the exit status. The handler stays in place: a further signal while
-    the process ends changes nothing."""
+    the process ends changes nothing.
+
+    It holds what this process's run of the service says of its end: whether it is ``serve``'s
+    one process (``alone``, not a worker of several) and whether a batch worker's death was a
+    failure (``failed``), which ``exit_for_a_fresh_process`` records."""
+
+    def __init__(self, config: uvicorn.Config, alone: bool = False) -> None:
+        super().__init__(config)
+        self.alone = alone
+        self.failed = False
+
+    def exit_status(self) -> int:
+        """``serve``'s exit status: 1 when a batch worker's death was a failure, else 0."""
+        return 1 if self.failed else 0
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if not self.started:
@@ -103,17 +112,15 @@ class Server(uvicorn.Server):
         yield
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        global _starting
-        _starting = True
+        global _running
+        _running = self
         await super().serve(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        global _starting
         await super().startup(sockets)
-        _starting = not self.started
         # the socket is ``bind``'s: uvicorn, which did not bind it, says nothing; nor does a
         # worker of several, whose supervisor has said it
-        if sockets is not None and _alone:
+        if sockets is not None and self.alone:
             say_running(sockets[0])
 
 
@@ -151,13 +158,14 @@ def _workers_run_server() -> Iterator[None]:
 def _supervisor_status(workers: list[multiprocess.Process]) -> int:
     """A supervisor whose workers all ended as stopped before serving (128 + the stop signal's
     number; the signal's default action, before a worker's handler was in place, counts the same)
-    served nothing either: it ends the same way. Otherwise ``exit_status``."""
+    served nothing either: it ends the same way. Otherwise 0: a worker's batch worker that died is
+    the supervisor's to mend, by a fresh worker."""
     stopped = {128 + sig for sig in STOP_SIGNALS}
     codes = {128 - code if code < 0 else code for code in (w.exitcode for w in workers)
              if code is not None}  # all of them: the supervisor has joined them
     if len(codes) == 1 and codes <= stopped:
         return codes.pop()
-    return exit_status()
+    return 0
 
 
 def say_running(sock: socket.socket) -> None:
@@ -189,8 +197,6 @@ def serve(settings: Settings, log_config: dict[str, Any], sock: socket.socket) -
     has drained it; the exit status: 1 when a batch worker of this one process died, a failure,
     else 0. A stop signal before it serves ends the process with 128 + the signal's number
     (``Server``); a worker of several too, and the supervisor when none of them served."""
-    global _alone
-    _alone = settings.workers == 1
     if settings.workers > 1:  # the workers are spawned: they inherit it and can find their supervisor
         os.environ[SUPERVISOR_ENV] = str(os.getpid())
     else:  # one process: nothing inherited may name a supervisor
@@ -221,6 +227,6 @@ def serve(settings: Settings, log_config: dict[str, Any], sock: socket.socket) -
         with _workers_run_server():
             supervisor.run()
         return _supervisor_status(supervisor.processes)
-    else:
-        Server(config).run(sockets=[sock])
-    return exit_status()
+    server = Server(config, alone=True)
+    server.run(sockets=[sock])
+    return server.exit_status()

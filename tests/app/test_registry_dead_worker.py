@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import uvicorn
 
 from app import server
 from app.errors import ApiError
@@ -87,9 +88,10 @@ def test_serves_exit_status_is_1_only_for_a_death_that_is_a_failure(
     monkeypatch: pytest.MonkeyPatch, failures: list[bool], status: int
 ) -> None:
     raised: list[int] = []
-    monkeypatch.setattr(server, "_alone", True)
-    monkeypatch.setattr(server, "_failed", False)
+    alone = server.Server(uvicorn.Config("app.factory:build", factory=True), alone=True)
+    alone.started = True  # it serves
+    monkeypatch.setattr(server, "_running", alone)  # as its ``serve`` sets it
     monkeypatch.setattr(server.signal, "raise_signal", raised.append)  # the drain it starts
     for failure in failures:
         server.exit_for_a_fresh_process("mnist-dae", failure)
-    assert server.exit_status() == status
+    assert alone.exit_status() == status
