@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(_settings_error(exc), file=sys.stderr)
         return 2
-    from app.observability import log_config
+    from app.logs import log_config
 
     # the log's format, before the imports of seconds (torch): a stop meanwhile logs in it too
     logs = log_config(settings.log_level, settings.log_format)

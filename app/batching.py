@@ -33,10 +33,10 @@ from typing import Any, TypeVar
 
 import torch
 
+from app.admission import Ticket
 from app.errors import ApiError, ClientDisconnected
-from app.lifecycle import Ticket
 from app.metrics import ModelMetrics
-from app.observability import record_stage
+from app.tracing import record_stage
 
 log = logging.getLogger("aeserve.batching")
 

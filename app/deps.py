@@ -22,10 +22,10 @@ from fastapi import Depends, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
+from app.drain import Drain
 from app.errors import ApiError, responses
 from app.kinds import ServedModel
 from app.kinds.inline import inline_or_thread
-from app.lifecycle import Drain
 from app.metrics import Metrics
 from app.negotiation import JSON, negotiate
 from app.registry import Registry

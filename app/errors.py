@@ -12,15 +12,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.observability import current_request_id, record_error
+from app.request_ids import current_request_id
 
 log = logging.getLogger("aeserve")
 
@@ -183,7 +179,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, headers)
 
 
-def _internal_error(headers: Mapping[str, str] | None = None) -> JSONResponse:
+def internal_error(headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """500 ``internal_error``: the answer to an error the service did not expect."""
     return error_response(
         500, "internal_error", "the server failed to handle this request; it has been logged",
         headers,
@@ -191,46 +188,10 @@ def _internal_error(headers: Mapping[str, str] | None = None) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    """The backstop for an error in a middleware outside ``UnexpectedErrors``."""
+    """The backstop for an error in a middleware outside ``app.unexpected.UnexpectedErrors``."""
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     # answered outside the request-id middleware: the id goes on by hand, so a report can cite it
-    return _internal_error({"X-Request-ID": current_request_id()})
-
-
-class UnexpectedErrors:
-    """The innermost middleware: an unexpected exception becomes a logged 500 answer, and the
-    connection stays open for the client's next request.
-
-    Starlette's own handler for ``Exception`` re-raises after answering, and the server then closes
-    the connection, so a keep-alive client would lose its next request too. A client that went away
-    passes on (the metrics count it), and so does an error after the answer has begun: the server
-    must close a half-sent answer.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        except (ClientDisconnected, ClientDisconnect):
-            raise
-        except Exception as exc:
-            if started:
-                raise
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            record_error(exc)
-            await _internal_error()(scope, receive, send)
+    return internal_error({"X-Request-ID": current_request_id()})
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -264,23 +225,3 @@ def _without_fastapis_422(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-class JsonCORSMiddleware(CORSMiddleware):
-    """Starlette's CORS, with a refused preflight (an origin, method or header not allowed) answered
-    in the service's error shape instead of a text/plain 400."""
-
-    def preflight_response(self, request_headers: Headers) -> Response:
-        response = super().preflight_response(request_headers)
-        if response.status_code != 400:
-            return response
-        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
-        headers = {k: v for k, v in response.headers.items()
-                   if k.lower() not in ("content-length", "content-type")}
-        allowed = {"origin": "AESERVE_CORS_ORIGINS names the origins allowed",
-                   "method": f"methods allowed: {', '.join(self.allow_methods)}",
-                   "headers": f"headers allowed: {', '.join(sorted(self.allow_headers))}",
-                   "private-network": "this service does not allow private-network access"}
-        why = "; ".join(text for what, text in allowed.items() if what in refused.split(", "))
-        return error_response(400, "cors_refused", f"this cross-origin request is not allowed: "
-                              f"its {refused} ({why})", headers)

@@ -6,7 +6,7 @@ a JSON body (``application/json`` or any ``+json`` type) is parsed whole before 
 is checked (``app.deps.read_json``; over 32 KiB in the threadpool).
 
 Bodies are bounded in all too: ``AESERVE_MAX_BODIES_BYTES`` (``BodyBytes``) is what the process
-reads and holds at once, before a request is admitted by its work (``app/lifecycle.py``) and
+reads and holds at once, before a request is admitted by its work (``app/admission.py``) and
 whatever the number of connections. A body reserves its bytes when its request starts: its
 Content-Length up front, a chunked body chunk by chunk as it arrives. It gives them back when the
 request ends, its answer sent or the request failed, not when it is admitted: the route holds the

@@ -11,17 +11,22 @@ from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app.auth import require_token
-from app.errors import JsonCORSMiddleware, UnexpectedErrors, install_error_handlers, responses
+from app.cors import JsonCORSMiddleware
+from app.drain import Drain, shutting_down
+from app.errors import install_error_handlers, responses
 from app.gc_tuning import tuned_gc
 from app.head import HeadAsGetMiddleware
-from app.lifecycle import STOP_SIGNALS, Drain, on_signals, shutting_down
 from app.limits import BodySizeLimitMiddleware
 from app.metrics import Metrics, RequestMetricsMiddleware
-from app.observability import RequestIdMiddleware, setup_tracing, shutdown_tracing
 from app.registry import Registry, reload_in_background
+from app.request_ids import RequestIdMiddleware
 from app.routers import admin, demo, health, images, latents, models
 from app.server import exit_for_a_fresh_process, exits_on_a_dead_batch_worker
 from app.settings import Settings
+from app.signals import on_signals
+from app.stopping import STOP_SIGNALS
+from app.tracing import setup_tracing, shutdown_tracing
+from app.unexpected import UnexpectedErrors
 from app.websockets import NoWebSocketsMiddleware
 
 

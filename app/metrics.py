@@ -37,8 +37,8 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.disconnects import SERVER_ANSWER_KEY
 from app.errors import ClientDisconnected
-from app.observability import SERVER_ANSWER_KEY
 
 log = logging.getLogger("aeserve")
 

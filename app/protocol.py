@@ -23,9 +23,15 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.disconnects import (
+    BODY_TIMED_OUT,
+    CLIENT_GONE,
+    DISCONNECT_EXTENSION,
+    SERVER_ANSWER_KEY,
+    disconnect_extension,
+)
 from app.errors import body_timeout, error_body
-from app.lifecycle import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION, disconnect_extension
-from app.observability import SERVER_ANSWER_KEY, new_request_id, request_id_of
+from app.request_ids import new_request_id, request_id_of
 from app.settings import Settings
 
 log = logging.getLogger("aeserve")
@@ -82,7 +88,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         # the ASGI extension by which a request hears of its client's disconnect without a task
-        # waiting on ``receive`` (app.lifecycle.Ticket.watch uses it when present)
+        # waiting on ``receive`` (app.admission.Ticket.watch uses it when present)
         self.scope["extensions"] = {DISCONNECT_EXTENSION: {"callbacks": []}}
         if not self._in_headers:
             self._in_headers = True

@@ -27,9 +27,9 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from app.drain import Drain, shutting_down
 from app.errors import ApiError
 from app.kinds import KINDS, ServedModel
-from app.lifecycle import Drain, shutting_down
 from app.metrics import Metrics
 from app.settings import Settings
 from model.checkpoint import CONFIG_FILE, Checkpoint, CheckpointError, read_meta

@@ -1,7 +1,7 @@
 """The HTTP server: uvicorn with the protocol limits (``app.protocol``) and the SIGTERM drain the
 service needs.
 
-On SIGTERM the app drains (``app.lifecycle.Drain``) while uvicorn stops accepting connections and
+On SIGTERM the app drains (``app.drain.Drain``) while uvicorn stops accepting connections and
 waits for the requests it has; ``timeout_graceful_shutdown`` bounds that wait a few seconds past the
 drain timeout, whatever is in flight. uvicorn closes at once every connection that has no response
 in progress, which loses a request already on its way: from a client that has just connected, one

@@ -11,9 +11,9 @@ from fastapi import Request
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
+from app.disconnects import BODY_TIMED_OUT, disconnect_extension
 from app.errors import ApiError, body_timeout
 from app.images import Upload
-from app.lifecycle import BODY_TIMED_OUT, disconnect_extension
 from app.settings import Settings
 
 IMAGE_FIELD = "image"

@@ -21,12 +21,12 @@ import torch
 from PIL import Image
 
 from app import images
+from app.admission import Ticket
 from app.batching import Check
 from app.errors import ApiError
 from app.kinds.base import DenoisedImage, DenoiseParams, EncodeParams, ServedModel
 from app.kinds.inline import inline_or_thread
 from app.kinds.schemas import Encoded, ImageSize, LatentResult, ModelCard
-from app.lifecycle import Ticket
 from app.runtime import GraphFn, Outputs, to_uint8, to_unit
 from model.distributions import DiagonalGaussian
 from model.scoring import iwae_nll

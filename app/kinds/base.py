@@ -21,11 +21,11 @@ import torch
 from starlette.requests import Request
 
 from app import images
+from app.admission import Ticket, WorkBudget
 from app.batching import Batcher
 from app.errors import ApiError
 from app.kinds.inline import inline_or_thread
 from app.kinds.schemas import Encoded, ModelCard
-from app.lifecycle import Ticket, WorkBudget
 from app.metrics import ModelMetrics
 from app.runtime import GraphFn, Runtime, TorchRuntime, build_runtime
 from app.settings import Settings

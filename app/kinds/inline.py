@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
-from app.observability import stage
+from app.tracing import stage
 
 INLINE_PIXELS = 64 * 64
 INLINE_BYTES = 32 * 1024  # room for an image of INLINE_PIXELS in any accepted format

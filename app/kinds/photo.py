@@ -20,11 +20,11 @@ import torch
 from PIL import Image
 
 from app import images
+from app.admission import Ticket
 from app.batching import Check
 from app.kinds.base import DenoisedImage, DenoiseParams, ServedModel
 from app.kinds.inline import inline_or_thread
 from app.kinds.schemas import PhotoCard
-from app.lifecycle import Ticket
 from app.runtime import to_uint8, to_unit
 from model.checkpoint import Checkpoint
 from model.photo.inference import denoise_image, sigma_cap, work_pixels

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from app import images
+from app.admission import Ticket
 from app.deps import ModelFor, SettingsDep, is_json, json_request_body, read_json
 from app.errors import ApiError, ErrorBody, limit_exceeded, png_answer, responses
 from app.kinds import ServedModel
 from app.kinds.inline import inline_or_thread
-from app.lifecycle import Ticket
 from app.negotiation import JSON, PNG, negotiate
 from app.routers.query import STRICT_QUERY, QueryModel
 from app.settings import Settings

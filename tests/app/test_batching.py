@@ -17,8 +17,9 @@ from typing import Any, assert_type
 import pytest
 import torch
 
+from app.admission import Ticket, WorkBudget
 from app.batching import Batcher, Check
-from app.lifecycle import Ticket, WorkBudget, shutting_down
+from app.drain import shutting_down
 from app.metrics import Metrics
 from app.runtime import to_uint8, to_unit
 from model.checkpoint import load_checkpoint

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import torch
 
+from app.admission import Ticket, WorkBudget, timeout_error
 from app.batching import Check
+from app.drain import shutting_down
 from app.errors import ApiError, ClientDisconnected
-from app.lifecycle import Ticket, WorkBudget, shutting_down, timeout_error
 from app.metrics import Metrics
 from tests.app.test_batching import (
     LONG_S,

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from app.admission import Ticket, WorkBudget
 from app.batching import Check
+from app.drain import Drain, shutting_down
 from app.errors import ApiError
 from app.kinds import ServedModel
 from app.kinds.autoencoder import Autoencoder, VariationalAutoencoder
-from app.lifecycle import Drain, Ticket, WorkBudget, shutting_down
 from app.metrics import Metrics
 from app.registry import (
     Registry,

@@ -12,8 +12,9 @@ import pytest
 import uvicorn
 
 from app import server
+from app.admission import Ticket
+from app.drain import Drain, shutting_down
 from app.errors import ApiError
-from app.lifecycle import Drain, Ticket, shutting_down
 from app.metrics import Metrics
 from app.registry import Registry
 from app.settings import Settings

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.lifecycle import Drain, shutting_down
+from app.drain import Drain, shutting_down
 from app.metrics import Metrics
 from app.registry import Registry, ReloadReport
 from app.settings import Settings

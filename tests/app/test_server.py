@@ -22,7 +22,7 @@ from uvicorn.server import ServerState
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from app.lifecycle import CLIENT_GONE, disconnect_extension
+from app.disconnects import CLIENT_GONE, disconnect_extension
 from app.protocol import GuardedHttpToolsProtocol
 from tests.app.helpers import files, image_bytes
 from tests.app.live import LiveServer, running_server, start_server, stop_server

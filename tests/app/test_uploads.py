@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from starlette.requests import ClientDisconnect, Request
 
+from app.disconnects import BODY_TIMED_OUT, DISCONNECT_EXTENSION
 from app.errors import ApiError
-from app.lifecycle import BODY_TIMED_OUT, DISCONNECT_EXTENSION
 from app.settings import Settings
 from app.uploads import MAX_OTHER_PARTS, media_type, read_images
 from tests.app.helpers import image_bytes

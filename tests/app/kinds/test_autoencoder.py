@@ -18,9 +18,9 @@ from PIL import Image
 
 import app.kinds.autoencoder as autoencoder
 from app import images
+from app.admission import Ticket, timeout_error
 from app.errors import ApiError
 from app.kinds.autoencoder import SCORE_CHUNK, Autoencoder, VariationalAutoencoder
-from app.lifecycle import Ticket, timeout_error
 from tests.app.helpers import (
     assert_error,
     decode_png,

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app import images
+from app.admission import timeout_error
 from app.errors import ApiError
-from app.lifecycle import timeout_error
 from app.main import create_app
 from app.settings import Settings
 from model.checkpoint import load_checkpoint

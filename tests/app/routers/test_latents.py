@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.lifecycle import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION
+from app.disconnects import BODY_TIMED_OUT, CLIENT_GONE, DISCONNECT_EXTENSION
 from tests.app.helpers import assert_error, decode_png, files, image_bytes, post_without_accept
 
 VAE = "/v1/models/mnist-vae"

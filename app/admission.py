@@ -1,5 +1,5 @@
-"""A request's lifecycle: admitted by its cost, bound by a deadline, ended early by a disconnect
-or a drain. docs/serving.md has the table of stages, limits and status codes.
+"""A request's admission: admitted by its cost, bound by a deadline, ended early by a disconnect
+or a drain (``app.drain``). docs/serving.md has the table of stages, limits and status codes.
 
 - ``Ticket``: one request from its arrival: its deadline (a timer fails it with 503 ``timeout``),
   its reserved work, and ``check()``, which model code calls between batches and tiles to stop
@@ -7,45 +7,24 @@ or a drain. docs/serving.md has the table of stages, limits and status codes.
 - ``WorkBudget``: a model's queued-and-running work in units (pixels); a request over the
   per-request cap is 413 ``too_much_work``, one that does not fit is 503 ``overloaded``, and so is
   one whose turn would not come before its deadline (``app.pace``).
-- ``Drain``: SIGTERM's state: readiness turns 503 at once; after the drain timeout every request
-  still in flight is answered 503 ``shutting_down``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Mapping
-from types import FrameType
-from typing import Any, cast
+from typing import Any
 
 from starlette.types import Receive, Scope
 
+from app.disconnects import CLIENT_GONE, disconnect_extension
 from app.errors import ApiError, ClientDisconnected, overloaded
 from app.metrics import ModelMetrics
 from app.pace import Pace
 
 log = logging.getLogger("aeserve")
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# an ASGI scope extension (app/server.py offers it): ``{"callbacks": [...]}``, a list the request
-# appends to, each called when the client disconnects before the answer is complete; the server
-# sets ``CLIENT_GONE`` in it then (for a request that looks later), and ``BODY_TIMED_OUT`` when it
-# closed the connection because the body was too slow
-DISCONNECT_EXTENSION = "aeserve.disconnect"
-CLIENT_GONE = "client_gone"
-BODY_TIMED_OUT = "body_timed_out"
-
-
-def disconnect_extension(scope: Mapping[str, object]) -> dict[str, Any] | None:
-    """The request's ``aeserve.disconnect`` extension, when its server offers one."""
-    extensions = cast(dict[str, Any], scope.get("extensions") or {})
-    return cast(dict[str, Any] | None, extensions.get(DISCONNECT_EXTENSION))
 
 
 def timeout_error(timeout_s: float) -> ApiError:
@@ -55,12 +34,6 @@ def timeout_error(timeout_s: float) -> ApiError:
         f"the request did not finish within {timeout_s:g} s (AESERVE_REQUEST_TIMEOUT_S); "
         "its work was stopped. Retry later or send less work",
         {"Retry-After": "1"},
-    )
-
-
-def shutting_down() -> ApiError:
-    return ApiError(
-        503, "shutting_down", "this instance is shutting down; retry on another", {"Retry-After": "1"}
     )
 
 
@@ -269,83 +242,3 @@ class WorkBudget:
             f"megapixel-equivalents of work queued (AESERVE_QUEUE_WORK); this request needs "
             f"{cost / 1e6:.3g}. Retry after the Retry-After delay"
         )
-
-
-class Drain:
-    """What SIGTERM starts: not ready at once, then 503 for whatever is still in flight."""
-
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self.started: float | None = None
-        self._budgets: set[WorkBudget] = set()  # the models being served or retired, until stopped
-        self._timer: asyncio.TimerHandle | None = None
-
-    @property
-    def draining(self) -> bool:
-        return self.started is not None
-
-    def watch(self, budget: WorkBudget) -> None:
-        self._budgets.add(budget)
-
-    def unwatch(self, budget: WorkBudget) -> None:
-        """A stopped model's budget: nothing of it is left to drain."""
-        self._budgets.discard(budget)
-
-    def begin(self) -> None:
-        """Call on the event loop when the server is told to stop; idempotent."""
-        if self.started is not None:
-            return
-        self.started = time.monotonic()
-        in_flight = sum(len(b.live) for b in self._budgets)
-        log.info("draining: %d request(s) in flight get up to %g s (AESERVE_DRAIN_TIMEOUT_S)",
-                 in_flight, self.timeout_s)
-        self._timer = asyncio.get_running_loop().call_later(self.timeout_s, self.expire)
-
-    def expire(self) -> None:
-        """The drain timeout passed: answer everything still held with 503 ``shutting_down``."""
-        held = sum(len(b.live) for b in self._budgets)
-        if held:
-            log.warning("drain timeout: answering %d request(s) with 503 shutting_down", held)
-        for budget in self._budgets:
-            budget.close(shutting_down())
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-
-
-def on_signals(signals: tuple[int, ...], callback: Callable[[], object],
-               chain: bool = True) -> Callable[[], None]:
-    """Run ``callback`` on the event loop when one of ``signals`` arrives; returns the undo.
-
-    With ``chain`` the handler installed before (the server's: call this from the lifespan's
-    startup, uvicorn has installed its handlers by then) runs next, or the default action when
-    there was none. Signals reach only the main thread; elsewhere (a test client's portal thread)
-    nothing is installed.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    loop = asyncio.get_running_loop()
-    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in signals}
-
-    def handler(sig: int, frame: FrameType | None) -> None:
-        # in a fresh context: the signal may land while a request runs, and its request id (a
-        # context variable) is no part of what the callback does
-        loop.call_soon_threadsafe(callback, context=contextvars.Context())
-        if not chain:
-            return
-        then = previous[sig]
-        if callable(then):
-            then(sig, frame)
-        else:  # no server handler: restore the default and let the signal act
-            signal.signal(sig, then)
-            signal.raise_signal(sig)
-
-    for sig in signals:
-        signal.signal(sig, handler)
-
-    def undo() -> None:
-        for sig, then in previous.items():
-            signal.signal(sig, then)
-
-    return undo

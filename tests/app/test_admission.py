@@ -1,5 +1,5 @@
-"""A request's lifecycle: the ticket (deadline, disconnect, failure) and the work budget (the drain
-and the signals: test_lifecycle_drain.py).
+"""A request's admission: the ticket (deadline, disconnect, failure) and the work budget (the drain:
+test_drain.py; the signals: test_signals.py).
 
 Everything runs on an event loop of its own; deadlines are made to pass by moving ``deadline`` into
 the past or by a timer of a microsecond that the test awaits (an event), never by sleeping.
@@ -15,15 +15,10 @@ from typing import Any
 import pytest
 from prometheus_client import Counter, Gauge
 
+from app.admission import Ticket, WorkBudget, timeout_error
+from app.disconnects import CLIENT_GONE, DISCONNECT_EXTENSION
+from app.drain import shutting_down
 from app.errors import ApiError, ClientDisconnected
-from app.lifecycle import (
-    CLIENT_GONE,
-    DISCONNECT_EXTENSION,
-    Ticket,
-    WorkBudget,
-    shutting_down,
-    timeout_error,
-)
 from app.metrics import Metrics, ModelMetrics
 from app.pace import Pace
 
