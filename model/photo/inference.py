@@ -106,8 +106,11 @@ def tile_shape(height: int, width: int, tile: int, overlap: int, multiple: int) 
     return th, tw, overlap
 
 
-def spans(size: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int, int, int]]:
-    """(crop_start, crop_end, core_start, core_end) along one axis.
+Span = tuple[int, int, int, int]  # (crop_start, crop_end, core_start, core_end) along one axis
+
+
+def spans(size: int, tile: int, overlap: int, multiple: int) -> list[Span]:
+    """The ``Span``s along one axis of ``size`` pixels.
 
     Equal cores of about ``tile`` pixels on the downsampling grid; a side up to 1/8 longer than
     ``tile`` stays one span, so that the mirrored margin does not cost a sliver tile of its own.
@@ -123,6 +126,16 @@ def spans(size: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, 
     return out
 
 
+def tiling(
+    net: PhotoDenoiser, height: int, width: int, tile: int, overlap: int | None
+) -> tuple[list[Span], list[Span]]:
+    """How ``net`` cuts a (padded) image into tiles of about ``tile`` pixels, each with ``overlap``
+    pixels of context (None: ``overlap_for(net)``): the ``spans`` of its rows and of its columns."""
+    overlap = overlap_for(net) if overlap is None else overlap
+    th, tw, overlap = tile_shape(height, width, tile, overlap, net.multiple)
+    return spans(height, th, overlap, net.multiple), spans(width, tw, overlap, net.multiple)
+
+
 def run_tiled(
     net: PhotoDenoiser,
     planes: torch.Tensor,
@@ -134,9 +147,7 @@ def run_tiled(
     """The network's output on (B, C, H, W), tile by tile, each with ``overlap`` pixels of context
     (None: ``overlap_for(net)``); ``check()`` before every forward."""
     _, _, h, w = planes.shape
-    overlap = overlap_for(net) if overlap is None else overlap
-    th, tw, overlap = tile_shape(h, w, tile, overlap, net.multiple)
-    row_spans, col_spans = spans(h, th, overlap, net.multiple), spans(w, tw, overlap, net.multiple)
+    row_spans, col_spans = tiling(net, h, w, tile, overlap)
     if len(row_spans) == 1 and len(col_spans) == 1:
         return _one_at_a_time(net, planes, level, check)
     out = torch.empty_like(planes)
@@ -236,10 +247,9 @@ def work_pixels(
     m = net.multiple
     mh, mw = margins(height, width)
     h, w = height + 2 * mh, width + 2 * mw
-    ov = overlap_for(net) if overlap is None else overlap
-    th, tw, ov = tile_shape(h, w, tile, ov, m)
-    rows = [_round_up(y1 - y0, m) for y0, y1, _, _ in spans(h, th, ov, m)]
-    cols = [_round_up(x1 - x0, m) for x0, x1, _, _ in spans(w, tw, ov, m)]
+    row_spans, col_spans = tiling(net, h, w, tile, overlap)
+    rows = [_round_up(y1 - y0, m) for y0, y1, _, _ in row_spans]
+    cols = [_round_up(x1 - x0, m) for x0, x1, _, _ in col_spans]
     return grid_work(net, rows, cols) * planes_for(net.cfg.channels).passes(channels)
 
 
