@@ -1,4 +1,4 @@
-"""``python -m app.client``: denoise, sample, encode, decode from the command line.
+"""``python -m app.client``: denoise, sample, encode, decode, score, interpolate from the command line.
 
     python -m app.client denoise noisy.png -o clean.png --url http://127.0.0.1:8000
     python -m app.client sample --model mnist-vae -n 16 --seed 0 -o samples.png
@@ -47,14 +47,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", default="mnist-dae", help="default: %(default)s; photo-denoiser for "
                    "photos of any size")
     p.add_argument("--resize", action="store_true", help="resize to the model's size and back")
-    p.add_argument("--sigma", type=float, help="photo models: noise σ (0-255)")
+    p.add_argument("--sigma", type=finite, help="photo models: noise σ (0-255)")
 
     p = sub.add_parser("sample", parents=[common],
                        help="draw samples into one PNG grid; prints the seed")
     p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
     p.add_argument("-n", type=int, default=16, help="samples (default: %(default)s)")
     p.add_argument("--seed", type=int, help="same seed, same samples (default: a fresh one)")
-    p.add_argument("--temperature", type=float, default=1.0,
+    p.add_argument("--temperature", type=finite, default=1.0,
                    help="scale of the prior's std (default: %(default)s)")
     p.add_argument("-o", "--output", type=Path, required=True)
 
@@ -95,6 +95,17 @@ def retries(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
     return int(text)
+
+
+def finite(text: str) -> float:
+    """A finite number: JSON has no NaN or infinity to send it as."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
 
 
 def seconds(text: str) -> float:

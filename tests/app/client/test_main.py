@@ -87,3 +87,17 @@ def test_an_encode_seed_without_sample_is_refused_before_anything_is_sent(
     assert refused.value.code == 2
     assert "--seed seeds the draw that --sample adds" in capsys.readouterr().err
     assert parse_args(["encode", "digit.png", "--seed", "7", "--sample"]).seed == 7
+
+
+@pytest.mark.parametrize(("command", "option"), [(["sample", "-o", "s.png"], "--temperature"),
+                                                 (["denoise", "x.png", "-o", "c.png"], "--sigma")])
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "warm"])
+def test_a_temperature_or_sigma_must_be_a_finite_number(
+    command: list[str], option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # JSON has no infinity: httpx refused to encode one, and the CLI printed its message alone
+    with pytest.raises(SystemExit) as refused:
+        parse_args([*command, option, value])
+    assert refused.value.code == 2
+    assert f"argument {option}: " in capsys.readouterr().err
+    assert getattr(parse_args([*command, option, "0.5"]), option[2:]) == 0.5
