@@ -182,6 +182,16 @@ def test_sixteen_bit_gray_is_scaled_to_eight_bits() -> None:
     assert out.tolist() == [[0, 255], [128, 1]]
 
 
+@pytest.mark.parametrize("white", [1.0, 255.0])
+def test_a_float_tiff_is_read_on_0_to_1_or_0_to_255(white: float) -> None:
+    # numpy, GIMP and Photoshop write float images on 0-1: read on 0-255, they came out black
+    arr = np.array([[0.0, 1.0, 0.5], [0.25, 0.75, 1 / 255]], dtype=np.float32)
+    buffer = io.BytesIO()
+    Image.fromarray(arr * white, "F").save(buffer, "TIFF")
+    decoded = images.decode(images.probe(buffer.getvalue(), LIMIT)).image
+    assert decoded.mode == "L" and np.asarray(decoded).tolist() == [[0, 255, 128], [64, 191, 1]]
+
+
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
 def test_planes_and_alpha_round_trip(mode: str) -> None:
     img = Image.open(io.BytesIO(image_bytes(size=(7, 5), mode=mode, seed=2)))
