@@ -120,8 +120,7 @@ def _probe(data: bytes, max_pixels: int) -> Probe:
                        f"{2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels; the limit is {max_pixels} "
                        "(AESERVE_MAX_PIXELS)") from exc
     except UnidentifiedImageError as exc:
-        raise _unsupported("the upload is not an image this service reads: send PNG, JPEG, WebP, "
-                           "BMP or TIFF") from exc
+        raise _unsupported(_unidentified(data)) from exc
     except MALFORMED as exc:
         raise _unsupported(f"cannot read the image's header, it is truncated or corrupt ({exc})"
                            ) from exc
@@ -131,6 +130,18 @@ def _probe(data: bytes, max_pixels: int) -> Probe:
         width, height = height, width
     gray = img.mode in GRAY_MODES or png.is_gray_alpha(data)
     return Probe(img, data, None, width, height, 1 if gray else 3, orientation)
+
+
+def _unidentified(data: bytes) -> str:
+    """Why Pillow found no reader: a file of an accepted format whose variant it cannot read (a
+    float RGB TIFF, a PNG of an unknown colour type) is told so, not to send the format it sent."""
+    for fmt in ACCEPTED_FORMATS:
+        accept = Image.OPEN[fmt][1]
+        if accept is not None and accept(data[:16]):
+            return (f"the upload is a {fmt} file this service cannot read: it is corrupt, or its "
+                    "pixel layout (bit depth, channels, sample format) is not one the decoder "
+                    "supports; save it as 8-bit or 16-bit gray or RGB")
+    return "the upload is not an image this service reads: send PNG, JPEG, WebP, BMP or TIFF"
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:

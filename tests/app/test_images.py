@@ -93,6 +93,17 @@ def test_a_gif_is_415() -> None:
     assert err.value.status == 415
 
 
+def test_a_tiff_of_a_layout_pillow_cannot_read_is_415_naming_tiff() -> None:
+    # a float sample format on 8 bits: Pillow has no mode for it, and the service used to ask
+    # for "PNG, JPEG, WebP, BMP or TIFF" of a client that had sent a TIFF
+    buf = io.BytesIO()
+    Image.new("L", (4, 4)).save(buf, format="TIFF", tiffinfo={339: 3})  # SampleFormat: float
+    with pytest.raises(ApiError) as err:
+        images.probe(buf.getvalue(), LIMIT)
+    assert (err.value.status, err.value.code) == (415, "unsupported_media_type")
+    assert err.value.message.startswith("the upload is a TIFF file this service cannot read")
+
+
 @pytest.mark.parametrize(("tag", "field_type", "value"), [
     (STRIP_OFFSETS, FLOAT, None),  # Pillow: TypeError
     (STRIP_OFFSETS, ASCII, None),  # Pillow: TypeError
