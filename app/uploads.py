@@ -8,12 +8,14 @@ time it may take to arrive, ``AESERVE_BODY_TIMEOUT_S``, is a protocol limit of t
 from __future__ import annotations
 
 from fastapi import Request
+from fastapi.routing import APIRoute
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
 from app.disconnects import BODY_TIMED_OUT, disconnect_extension
 from app.errors import ApiError, body_timeout
 from app.images import Upload
+from app.routers.query import declared_query
 from app.settings import Settings
 
 IMAGE_FIELD = "image"
@@ -27,7 +29,8 @@ async def read_images(request: Request, settings: Settings) -> list[bytes]:
     """The uploaded images' bytes, in order; 415 for other content types, 422 for none/too many."""
     media = media_type(request)
     if media == "multipart/form-data":
-        images = _parse_multipart(request, await read_body(request, settings), settings)
+        images, fields = _parse_multipart(request, await read_body(request, settings), settings)
+        _no_parameters_in_the_form(request, fields)
     elif media.startswith("image/"):
         images = [await read_body(request, settings)]
     else:
@@ -44,6 +47,21 @@ async def read_images(request: Request, settings: Settings) -> list[bytes]:
     if len(images) > settings.max_images:
         raise _too_many_images(len(images), settings.max_images)
     return images
+
+
+def _no_parameters_in_the_form(request: Request, fields: list[str]) -> None:
+    """422 for a form field named as one of the route's query parameters (``-F sigma=25``): other
+    fields are ignored, and that one would be too, leaving the default in force without a word."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    takes = declared_query(route)
+    for name in fields:
+        if name in takes:
+            raise ApiError(422, "invalid_request",
+                           f"{name!r} came as a form field, where it would be ignored: send it in "
+                           f"the query string ({request.url.path}?{name}=...); the form carries "
+                           f"only the '{IMAGE_FIELD}' files")
 
 
 def _named(parts: list[tuple[bytes, str]]) -> list[bytes]:
@@ -77,8 +95,10 @@ async def read_body(request: Request, settings: Settings) -> bytes:
         raise
 
 
-def _parse_multipart(request: Request, body: bytes, settings: Settings) -> list[bytes]:
-    """The ``image`` file parts, parsed in memory by the ``multipart`` package's push parser.
+def _parse_multipart(request: Request, body: bytes, settings: Settings
+                     ) -> tuple[list[bytes], list[str]]:
+    """The ``image`` file parts, parsed in memory by the ``multipart`` package's push parser, and
+    the names of the other parts.
 
     Starlette's ``request.form()`` wraps every file in a spooled temporary file; with the body
     already bounded by ``AESERVE_MAX_BODY_BYTES`` the parts can stay in memory, and this reader
@@ -89,7 +109,7 @@ def _parse_multipart(request: Request, body: bytes, settings: Settings) -> list[
     if not boundary:
         raise ApiError(400, "bad_request", "multipart/form-data without a boundary parameter")
     images: list[tuple[bytes, str]] = []
-    others = 0
+    others: list[str] = []
     part: MultipartSegment | None = None
     chunks: list[bytes] = []
     parser = PushMultipartParser(boundary, content_length=len(body),
@@ -102,8 +122,8 @@ def _parse_multipart(request: Request, body: bytes, settings: Settings) -> list[
                 chunks.append(event)
             elif part is not None:  # the end of a part
                 if part.name != IMAGE_FIELD:
-                    others += 1
-                    if others > MAX_OTHER_PARTS:
+                    others.append(part.name)
+                    if len(others) > MAX_OTHER_PARTS:
                         raise ApiError(422, "invalid_request",
                                        f"over {MAX_OTHER_PARTS} non-image parts")
                     continue
@@ -117,4 +137,4 @@ def _parse_multipart(request: Request, body: bytes, settings: Settings) -> list[
     except MultipartError as exc:  # malformed, or over the parser's limits (part headers, parts)
         reason = ": ".join(map(str, exc.args))  # its message, then the cause when it names one
         raise ApiError(400, "bad_request", f"malformed multipart body: {reason}") from exc
-    return _named(images)
+    return _named(images), others

@@ -220,6 +220,18 @@ def test_multipart_keeps_image_order_and_ignores_other_fields(client: TestClient
     assert [base64.b64decode(i["png"]) for i in both] == alone
 
 
+@pytest.mark.parametrize(("url", "field"), [(URL, "resize"), ("/v1/models/mnist-vae/score", "k"),
+                                            ("/v1/models/mnist-vae/encode", "seed")])
+def test_a_parameter_sent_as_a_form_field_is_422_pointing_to_the_query(
+    client: TestClient, url: str, field: str
+) -> None:
+    # -F resize=true beside the image was ignored without a word, the default left in force
+    parts = [("image", ("a.png", image_bytes(size=(32, 32)), "image/png")), (field, (None, "true"))]
+    error = assert_error(client.post(url, files=parts), 422, "invalid_request")
+    assert f"'{field}' came as a form field" in error["message"]
+    assert f"{url}?{field}=" in error["message"]
+
+
 def test_malformed_multipart_is_400(client: TestClient) -> None:
     headers = {"content-type": "multipart/form-data; boundary=xyz"}
     body = b"--xyz\r\nContent-Disposition: form-data; name=image; filename=a.png\r\n\r\nabc\r\n--bad"
