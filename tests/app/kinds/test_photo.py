@@ -69,6 +69,18 @@ def test_a_photo_too_small_to_estimate_reports_no_sigma_unless_given(photo_clien
     assert given.headers["X-Noise-Sigma"] == "30.000"
 
 
+@pytest.mark.parametrize("accept", ["image/png", "application/json"])
+def test_sigma_minus_zero_is_answered_as_zero(photo_client: TestClient, accept: str) -> None:
+    # -0 passes ge=0; it came back as "X-Noise-Sigma: -0.000" and "noise_sigma": -0.0
+    answer = photo_client.post(URL, files=files(image_bytes(size=(13, 13), mode="RGB", seed=5)),
+                               params={"sigma": "-0"}, headers={"Accept": accept})
+    assert answer.status_code == 200, answer.text
+    if accept == "image/png":
+        assert answer.headers["X-Noise-Sigma"] == "0.000"
+    else:
+        assert str(answer.json()["images"][0]["noise_sigma"]) == "0.0"
+
+
 def test_alpha_is_kept_unchanged(photo_client: TestClient) -> None:
     data = image_bytes(size=(45, 31), mode="RGBA", seed=3)
     out = decode_png(photo_client.post(URL, files=files(data)).content)
