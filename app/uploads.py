@@ -28,6 +28,7 @@ def media_type(request: Request) -> str:
 async def read_images(request: Request, settings: Settings) -> list[bytes]:
     """The uploaded images' bytes, in order; 415 for other content types, 422 for none/too many."""
     media = media_type(request)
+    fields: list[str] = []
     if media == "multipart/form-data":
         images, fields = _parse_multipart(request, await read_body(request, settings), settings)
         _no_parameters_in_the_form(request, fields)
@@ -41,8 +42,13 @@ async def read_images(request: Request, settings: Settings) -> list[bytes]:
             f"with field '{IMAGE_FIELD}' (repeatable) or the raw bytes with Content-Type image/*",
         )
     if not images:
+        # a file sent as 'file' or 'upload', as other APIs name it, is named back
+        names = [repr(name[:40]) for name in dict.fromkeys(fields)]
+        more = ", ..." if len(names) > 5 else ""
+        got = f" (the form has {', '.join(names[:5])}{more})" if names else ""
         raise ApiError(
-            422, "missing_image", f"no image in the request: add a multipart field '{IMAGE_FIELD}'"
+            422, "missing_image",
+            f"no image in the request: add a multipart field '{IMAGE_FIELD}'{got}"
         )
     if len(images) > settings.max_images:
         raise _too_many_images(len(images), settings.max_images)

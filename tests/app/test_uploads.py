@@ -76,6 +76,15 @@ def test_no_image_part_is_422_missing_image() -> None:
     assert (refused(body, ctype).status, refused(body, ctype).code) == (422, "missing_image")
 
 
+def test_missing_image_names_the_fields_the_form_has() -> None:
+    # -F file=@photo.png, as many APIs name it, was told only to add a field 'image'
+    body, ctype = multipart(("file", "a.png", image_bytes()), ("note", None, b"x"),
+                            ("file", "b.png", image_bytes()))
+    error = refused(body, ctype)
+    assert error.code == "missing_image"
+    assert error.message.endswith("add a multipart field 'image' (the form has 'file', 'note')")
+
+
 def test_more_images_than_the_limit_is_422_too_many_images() -> None:
     body, ctype = multipart(*[("image", f"{i}.png", image_bytes(seed=i)) for i in range(4)])
     error = refused(body, ctype)
