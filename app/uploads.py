@@ -91,7 +91,15 @@ def _too_many_images(count: int, limit: int) -> ApiError:
 
 async def read_body(request: Request, settings: Settings) -> bytes:
     """The whole body. When the server closed the connection because the body was slower than
-    ``AESERVE_BODY_TIMEOUT_S`` (it has answered 408 itself), the request ends as that 408."""
+    ``AESERVE_BODY_TIMEOUT_S`` (it has answered 408 itself), the request ends as that 408.
+
+    A compressed body (``Content-Encoding: gzip``) is 415 before it is read: read as it came, a
+    gzipped JSON body was 'Invalid JSON' and a gzipped PNG 'not an image'."""
+    coding = request.headers.get("content-encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        raise ApiError(415, "unsupported_media_type",
+                       f"Content-Encoding {coding} is not supported: send the body uncompressed "
+                       "(PNG, JPEG and WebP are compressed already)", {"Accept-Encoding": "identity"})
     try:
         return await request.body()
     except ClientDisconnect:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from typing import Any
 
 import pytest
@@ -19,9 +20,11 @@ SETTINGS = Settings(max_images=3)
 
 
 def request(body: bytes | None, content_type: str,
-            extensions: dict[str, Any] | None = None) -> Request:
+            extensions: dict[str, Any] | None = None, encoding: str | None = None) -> Request:
     """A request whose body arrives in one message; ``None``: the client went away instead."""
     headers = [(b"content-type", content_type.encode())]
+    if encoding is not None:
+        headers.append((b"content-encoding", encoding.encode()))
     scope = {"type": "http", "method": "POST", "path": "/", "headers": headers, "query_string": b"",
              "extensions": extensions or {}}
 
@@ -150,3 +153,19 @@ def test_a_client_that_leaves_mid_body_is_a_disconnect_not_an_error_answer() -> 
 
 def test_media_type_is_the_content_types_lowercase_type_without_parameters() -> None:
     assert media_type(request(b"", "Multipart/Form-Data; boundary=x")) == "multipart/form-data"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "GZIP", "deflate, gzip"])
+def test_a_compressed_body_is_415_before_it_is_read(encoding: str) -> None:
+    # read as it came, a gzipped PNG was "not an image" and gzipped JSON "Invalid JSON"
+    data = gzip.compress(image_bytes())
+    with pytest.raises(ApiError) as err:
+        asyncio.run(read_images(request(data, "image/png", encoding=encoding), SETTINGS))
+    assert (err.value.status, err.value.code) == (415, "unsupported_media_type")
+    assert err.value.message.startswith(f"Content-Encoding {encoding.lower()} is not supported")
+    assert err.value.headers == {"Accept-Encoding": "identity"}
+
+
+def test_an_identity_coding_is_the_body_as_it_came() -> None:
+    data = image_bytes()
+    assert asyncio.run(read_images(request(data, "image/png", encoding="identity"), SETTINGS)) == [data]
