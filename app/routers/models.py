@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
@@ -65,7 +67,7 @@ async def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelList
             takes_sigma=m.takes_sigma,
             latent_dim=m.latent_dim,
             operations=list(m.operations),
-            url=f"/v1/models/{m.name}",
+            url=f"/v1/models/{quote(m.name, safe='')}",  # a folder name may hold '#', '?' or spaces
             denoise_work_per_pixel=m.work_per_pixel,
         )
         for m in sorted(registry.models.values(), key=lambda m: m.name)

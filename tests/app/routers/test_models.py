@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from app.main import create_app
+from tests.app.conftest import make_settings
 from tests.app.helpers import assert_error, files, image_bytes
 
 
@@ -66,6 +69,19 @@ def test_model_card_has_what_a_client_needs(client: TestClient, tiny_checkpoints
     dae = client.get("/v1/models/mnist-dae").json()
     assert dae["kind"] == "dae" and "sample" not in dae["operations"]
     assert dae["latent_dim"] == 128
+
+
+def test_a_models_url_reaches_it_whatever_its_folder_is_called(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    # "/v1/models/digits #2" was listed as is: a client following it asked for "digits " (the
+    # '#' starts a fragment), or sent a URL with a space
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints / "mnist-dae", root / "digits #2?")
+    with TestClient(create_app(make_settings(root))) as client:
+        (listed,) = client.get("/v1/models").json()["models"]
+        assert listed["url"] == "/v1/models/digits%20%232%3F"
+        assert client.get(listed["url"]).json()["name"] == "digits #2?"
 
 
 def test_unknown_model_is_404_naming_the_known_ones(client: TestClient) -> None:
