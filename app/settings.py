@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -160,6 +161,25 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        """Each origin as a browser sends it (``scheme://host[:port]``, lower case, no path), or
+        ``*``: a browser's ``Origin`` never equals ``https://app.example/`` or ``app.example``,
+        and the service would refuse its calls with nothing to say why."""
+        for origin in origins:
+            if origin == "*":
+                continue
+            parts = urlsplit(origin)
+            meant = f"{parts.scheme}://{parts.netloc}".lower()
+            if not (parts.scheme and parts.netloc) or parts.username or parts.password:
+                raise ValueError(f"{origin!r} is not an origin: give scheme://host[:port], such "
+                                 "as https://app.example")
+            if origin != meant:
+                raise ValueError(f"{origin!r} is not an origin as a browser sends it (scheme://"
+                                 f"host[:port], lower case, no path): did you mean {meant!r}?")
+        return origins
 
     @field_validator("max_bodies_bytes", mode="before")
     @classmethod

@@ -45,6 +45,31 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, 
         Settings()
 
 
+@pytest.mark.parametrize(("value", "meant"), [
+    ("https://app.example/", "'https://app.example'"),
+    ("https://App.Example:8443", "'https://app.example:8443'"),
+    ("https://app.example/page?x=1", "'https://app.example'"),
+    ("app.example", "give scheme://host[:port]"),
+    ("https://user:pw@app.example", "give scheme://host[:port]"),
+])
+def test_an_origin_no_browser_sends_is_refused_naming_the_one_meant(
+    monkeypatch: pytest.MonkeyPatch, value: str, meant: str
+) -> None:
+    # a browser's Origin never has a path or capitals: such an origin was accepted, and every
+    # call from that page refused by CORS with nothing in the service to say why
+    monkeypatch.setenv("AESERVE_CORS_ORIGINS", f"https://ok.example, {value}")
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    assert repr(value) in str(refused.value) and meant in str(refused.value)
+
+
+@pytest.mark.parametrize("value", ["*", "http://localhost:5173", "https://app.example",
+                                   "chrome-extension://abcdef"])
+def test_origins_as_browsers_send_them_are_taken(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("AESERVE_CORS_ORIGINS", value)
+    assert Settings().cors_origins == [value]
+
+
 def test_empty_token_means_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AESERVE_API_TOKEN", "")
     assert Settings().api_token is None
