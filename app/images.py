@@ -58,8 +58,8 @@ class Upload(bytes):
 
 
 @contextmanager
-def _naming(data: bytes) -> Iterator[None]:
-    """An image's refusal (415, 413) names the upload it is about, when it is one of several."""
+def naming(data: bytes) -> Iterator[None]:
+    """An image's refusal (415, 413, 422) names the upload it is about, when it is one of several."""
     try:
         yield
     except ApiError as exc:
@@ -100,7 +100,7 @@ def _orientation(img: Image.Image) -> int:
 
 def probe(data: bytes, max_pixels: int) -> Probe:
     """Open one image lazily: 415 for what is not an accepted image, 413 over ``max_pixels``."""
-    with _naming(data):
+    with naming(data):
         return _probe(data, max_pixels)
 
 
@@ -192,7 +192,7 @@ class Decoded:
 
 def decode(p: Probe) -> Decoded:
     """The pixels, upright, in L, LA, RGB or RGBA; 415 for a truncated or corrupt file."""
-    with _naming(p.data):
+    with naming(p.data):
         return _decode(p)
 
 

@@ -137,8 +137,14 @@ class Autoencoder(ServedModel):
         self.admit(ticket, self.cost(probes, keep_color, samples))
         # each image decoded and prepared in turn: one decoded image alive at a time
         return await inline_or_thread("decode", sum(p.pixels for p in probes), lambda: [
-            self.prepare(images.decode(p), resize, keep_color) for p in probes],
+            self._prepare_upload(p, resize, keep_color) for p in probes],
             nbytes=sum(len(p.data) for p in probes))
+
+    def _prepare_upload(self, p: images.Probe, resize: bool, keep_color: bool) -> Prepared:
+        """``prepare`` of one upload: a wrong size among several names the image, as a 415 does."""
+        img = images.decode(p)
+        with images.naming(p.data):
+            return self.prepare(img, resize, keep_color)
 
     @staticmethod
     def _stack(preps: list[Prepared]) -> torch.Tensor:

@@ -93,6 +93,15 @@ def test_prepare_gives_a_row_per_plane_or_one_row_in_the_models_channels(client:
     assert (wrong.value.status, wrong.value.code) == (422, "wrong_size")
 
 
+@pytest.mark.parametrize("op", ["denoise", "encode", "interpolate"])
+def test_a_wrong_size_among_several_images_names_the_image(client: TestClient, op: str) -> None:
+    # "this one is 40x30" did not say which of the images it was, as a 415 among several does
+    parts = [("image", ("seven.png", image_bytes(), "image/png")),
+             ("image", ("scan.png", image_bytes(size=(40, 30)), "image/png"))]
+    error = assert_error(client.post(f"{DAE}/{op}", files=parts), 422, "wrong_size")
+    assert error["message"].startswith("image 2 of 2 ('scan.png'): model mnist-dae takes 28x28")
+
+
 @pytest.mark.parametrize(("mode", "rows"), [("L", (1, 1, 28, 28)), ("RGB", (3, 1, 28, 28))])
 def test_an_image_in_the_models_size_and_mode_becomes_rows_without_pillow(
     client: TestClient, mode: str, rows: tuple[int, ...]
