@@ -179,13 +179,22 @@ def run(args: argparse.Namespace) -> None:
             args.output.write_bytes(path.png)
 
 
+def token_hint(error: AeserveError, token: str | None) -> str:
+    """What to do about a 401 from the command line: the service's message speaks of headers."""
+    if error.status != 401:
+        return ""
+    if not (token or "").strip():
+        return " (this service needs its token: give it with --token or AESERVE_API_TOKEN)"
+    return " (the token given by --token or AESERVE_API_TOKEN is not this service's)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         run(args)
     except AeserveError as exc:
         wait = f" (retry after {exc.retry_after:g} s)" if exc.retry_after is not None else ""
-        print(f"aeserve: {exc}{wait}", file=sys.stderr)
+        print(f"aeserve: {exc}{wait}{token_hint(exc, args.token)}", file=sys.stderr)
         return 1
     except httpx.TimeoutException:
         print(f"aeserve client: no answer within {args.timeout:g} s (--timeout)", file=sys.stderr)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 
+import app.client.__main__ as cli
+from app.client import AeserveError
 from app.client.__main__ import latents_from, main, parse_args
 
 
@@ -101,3 +104,24 @@ def test_a_temperature_or_sigma_must_be_a_finite_number(
     assert refused.value.code == 2
     assert f"argument {option}: " in capsys.readouterr().err
     assert getattr(parse_args([*command, option, "0.5"]), option[2:]) == 0.5
+
+
+@pytest.mark.parametrize(("token", "hint"), [
+    (None, "(this service needs its token: give it with --token or AESERVE_API_TOKEN)"),
+    ("wrong", "(the token given by --token or AESERVE_API_TOKEN is not this service's)"),
+])
+def test_a_401_says_how_to_give_the_token_on_the_command_line(
+    token: str | None, hint: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the service's 401 says "send the header 'Authorization: Bearer <token>'", which a CLI user
+    # does not write; the CLI's own way is --token
+    def unauthorized(args: argparse.Namespace) -> None:
+        raise AeserveError(401, "unauthorized", "missing or wrong API token")
+
+    monkeypatch.delenv("AESERVE_API_TOKEN", raising=False)
+    monkeypatch.setattr(cli, "run", unauthorized)
+    given = [] if token is None else ["--token", token]
+    assert cli.main(["sample", "-o", "s.png", *given]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == f"aeserve: 401 unauthorized: missing or wrong API token {hint}"
