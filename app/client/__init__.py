@@ -11,14 +11,21 @@ from __future__ import annotations
 import base64
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from app.bearer import is_bearer_token
 
-__all__ = ["AeserveError", "Client", "Grid"]
+__all__ = ["AeserveError", "Client", "Grid", "ImageIn"]
+
+ImageIn = bytes | Path
+"""An image to send: its bytes, or a file, read and sent under its own name (which the service's
+errors about one image of several name)."""
 
 
 class AeserveError(Exception):
@@ -84,8 +91,17 @@ def _refuse_non_finite(value: Any, where: str) -> None:
             _refuse_non_finite(item, f"{where}[{i}]")
 
 
-def _files(images: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
-    return [("image", (f"image{i}", data, "application/octet-stream")) for i, data in enumerate(images)]
+def _files(images: Sequence[ImageIn]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """The multipart ``image`` parts: a file under its own name, bytes as ``image1``, ``image2``..."""
+    return [("image", (image.name, image.read_bytes(), "application/octet-stream")
+                       if isinstance(image, Path) else (f"image{i}", image, "application/octet-stream"))
+            for i, image in enumerate(images, 1)]
+
+
+def _path(name: str, op: str | None = None) -> str:
+    """A model's path, its name percent-encoded (a folder may be called ``digits #2``)."""
+    path = f"/v1/models/{quote(name, safe='')}"
+    return path if op is None else f"{path}/{op}"
 
 
 class Client:
@@ -138,11 +154,11 @@ class Client:
             self._sleep(wait)
         return self._check(response)
 
-    def _images_in(self, name: str, op: str, images: list[bytes], params: dict[str, Any],
+    def _images_in(self, name: str, op: str, images: Sequence[ImageIn], params: dict[str, Any],
                    accept: str = "application/json") -> httpx.Response:
         query = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in params.items()
                  if v is not None}
-        return self._post(f"/v1/models/{name}/{op}", params=query, files=_files(images),
+        return self._post(_path(name, op), params=query, files=_files(images),
                           headers={"Accept": accept})
 
     # ---- service -------------------------------------------------------------------------
@@ -157,15 +173,15 @@ class Client:
         return list(self._check(self.http.get("/v1/models")).json()["models"])
 
     def model(self, name: str) -> dict[str, Any]:
-        return dict(self._check(self.http.get(f"/v1/models/{name}")).json())
+        return dict(self._check(self.http.get(_path(name))).json())
 
     # ---- operations ----------------------------------------------------------------------
-    def denoise(self, name: str, image: bytes, resize: bool = False,
+    def denoise(self, name: str, image: ImageIn, resize: bool = False,
                 sigma: float | None = None) -> bytes:
         """One image in (any accepted format), one PNG out."""
         return self.denoise_with_sigma(name, image, resize, sigma)[0]
 
-    def denoise_with_sigma(self, name: str, image: bytes, resize: bool = False,
+    def denoise_with_sigma(self, name: str, image: ImageIn, resize: bool = False,
                            sigma: float | None = None) -> tuple[bytes, float | None]:
         """``denoise``, and the noise σ (0-255) a photo model used: the one given, else its
         estimate (``X-Noise-Sigma``); None for models that take no σ, and for an image too small
@@ -175,29 +191,29 @@ class Client:
         used = response.headers.get("X-Noise-Sigma")
         return response.content, None if used is None else float(used)
 
-    def denoise_many(self, name: str, images: list[bytes], resize: bool = False,
+    def denoise_many(self, name: str, images: Sequence[ImageIn], resize: bool = False,
                      sigma: float | None = None) -> list[bytes]:
         body = self._images_in(name, "denoise", images, {"resize": resize, "sigma": sigma}).json()
         return [base64.b64decode(item["png"]) for item in body["images"]]
 
-    def encode(self, name: str, images: list[bytes], resize: bool = False, sample: bool = False,
+    def encode(self, name: str, images: Sequence[ImageIn], resize: bool = False, sample: bool = False,
                seed: int | None = None) -> list[dict[str, list[float]]]:
         return list(self.encode_answer(name, images, resize, sample, seed)["results"])
 
-    def encode_answer(self, name: str, images: list[bytes], resize: bool = False,
+    def encode_answer(self, name: str, images: Sequence[ImageIn], resize: bool = False,
                       sample: bool = False, seed: int | None = None) -> dict[str, Any]:
         """The whole answer: ``results``, and with ``sample`` the ``seed`` of the draw (the one
         given, or the one the service drew), so that the draw can be made again."""
         params = {"resize": resize, "sample": sample, "seed": seed}
         return dict(self._images_in(name, "encode", images, params).json())
 
-    def score(self, name: str, images: list[bytes], k: int | None = None,
+    def score(self, name: str, images: Sequence[ImageIn], k: int | None = None,
               seed: int | None = None, resize: bool = False) -> list[dict[str, float]]:
         params = {"k": k, "seed": seed, "resize": resize}
         return list(self._images_in(name, "score", images, params).json()["results"])
 
     def decode(self, name: str, z: list[list[float]]) -> list[bytes]:
-        body = self._post(f"/v1/models/{name}/decode", json={"z": z}).json()
+        body = self._post(_path(name, "decode"), json={"z": z}).json()
         return [base64.b64decode(png) for png in body["images"]]
 
     def sample(self, name: str, n: int = 16, seed: int | None = None,
@@ -209,7 +225,7 @@ class Client:
         """``sample``, and its seed: the one given, or the one the service drew, so that the same
         samples can be drawn again."""
         payload = {"n": n, "seed": seed, "temperature": temperature}
-        body = self._post(f"/v1/models/{name}/sample", json=payload).json()
+        body = self._post(_path(name, "sample"), json=payload).json()
         return [base64.b64decode(png) for png in body["images"]], int(body["seed"])
 
     def grid(self, name: str, op: str, payload: dict[str, Any]) -> bytes:
@@ -218,10 +234,10 @@ class Client:
 
     def grid_answer(self, name: str, op: str, payload: dict[str, Any]) -> Grid:
         """``grid``, with the seed (``sample``) or the steps (``interpolate``) the service used."""
-        return _grid(self._post(f"/v1/models/{name}/{op}", json=payload,
+        return _grid(self._post(_path(name, op), json=payload,
                                 headers={"Accept": "image/png"}))
 
-    def interpolate_images(self, name: str, first: bytes, last: bytes, steps: int = 8,
+    def interpolate_images(self, name: str, first: ImageIn, last: ImageIn, steps: int = 8,
                            resize: bool = False) -> Grid:
         """The decoded path between two images' codes, as one PNG grid."""
         return _grid(self._images_in(name, "interpolate", [first, last],
@@ -229,5 +245,5 @@ class Client:
 
     def interpolate(self, name: str, z0: list[float], z1: list[float], steps: int = 8) -> list[bytes]:
         payload = {"z": [z0, z1], "steps": steps}
-        body = self._post(f"/v1/models/{name}/interpolate", json=payload).json()
+        body = self._post(_path(name, "interpolate"), json=payload).json()
         return [base64.b64decode(png) for png in body["images"]]

@@ -151,7 +151,7 @@ def _vector(row: Any) -> bool:
 def run(args: argparse.Namespace) -> None:
     with Client(args.url, args.token, args.timeout, args.retries) as client:
         if args.command == "denoise":
-            png, used = client.denoise_with_sigma(args.model, args.image.read_bytes(), args.resize,
+            png, used = client.denoise_with_sigma(args.model, args.image, args.resize,
                                                   args.sigma)
             args.output.write_bytes(png)
             if used is not None:
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> None:
             args.output.write_bytes(grid.png)
             print(f"seed: {grid.seed}", file=sys.stderr)  # the same seed draws the same samples
         elif args.command == "encode":
-            answer = client.encode_answer(args.model, [p.read_bytes() for p in args.images],
+            answer = client.encode_answer(args.model, args.images,
                                           args.resize, args.sample, args.seed)
             json.dump({"model": args.model, **answer}, sys.stdout)
             sys.stdout.write("\n")
@@ -172,12 +172,12 @@ def run(args: argparse.Namespace) -> None:
         elif args.command == "score":
             # the seed is drawn here when not given, and printed, so that a score can be repeated
             seed = secrets.randbits(63) if args.seed is None else args.seed
-            results = client.score(args.model, [p.read_bytes() for p in args.images], args.k,
+            results = client.score(args.model, args.images, args.k,
                                    seed, args.resize)
             json.dump({"model": args.model, "seed": seed, "results": results}, sys.stdout)
             sys.stdout.write("\n")
         elif args.command == "interpolate":
-            first, last = (p.read_bytes() for p in args.images)
+            first, last = args.images  # sent under their file names
             path = client.interpolate_images(args.model, first, last, args.steps, args.resize)
             args.output.write_bytes(path.png)
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from app.client import AeserveError, Client, bearer_headers
+from app.main import create_app
+from tests.app.conftest import make_settings
 from tests.app.helpers import image_bytes
 from tests.app.live import read_answer, running_server
 
@@ -103,3 +107,24 @@ def test_a_nan_or_infinity_is_refused_by_name_before_anything_is_sent(
         with pytest.raises(ValueError, match=named + r": JSON carries finite numbers only"):
             call(client)
     assert sent == []
+
+
+def test_a_model_named_with_url_characters_is_reached_and_files_go_under_their_names(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    """A folder called ``digits #2?`` is a model the service serves: the client percent-encodes
+    its name (it asked for ``/v1/models/digits `` before). A file is sent under its own name, so
+    the service's error about one image of several names it; bytes are ``image1``, ``image2``."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints / "mnist-dae", root / "digits #2?")
+    good, bad = tmp_path / "digit.png", tmp_path / "truncated.png"
+    good.write_bytes(image_bytes())
+    bad.write_bytes(image_bytes()[:40])
+    with Client() as client, TestClient(create_app(make_settings(root))) as http:
+        client.http = http
+        assert client.model("digits #2?")["name"] == "digits #2?"
+        assert len(client.denoise_many("digits #2?", [good, image_bytes()])) == 2
+        with pytest.raises(AeserveError, match=r"image 2 of 2 \('truncated.png'\)"):
+            client.denoise_many("digits #2?", [good, bad])
+        with pytest.raises(AeserveError, match=r"image 2 of 2 \('image2'\)"):
+            client.encode("digits #2?", [image_bytes(), bad.read_bytes()])
