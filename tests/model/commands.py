@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import signal
 import subprocess
 import sys
+import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import torch
+
 from tests.conftest import ROOT
+
+# what Python's default warning filters hide from a command's stderr
+HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 
 
 def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -20,6 +30,38 @@ def run_modules_at_once(*commands: tuple[str, ...]) -> list[subprocess.Completed
     starting and importing torch."""
     with ThreadPoolExecutor(len(commands)) as pool:
         return list(pool.map(lambda command: run_module(*command), commands))
+
+
+def run_main(main: Callable[[list[str] | None], int], *args: str) -> subprocess.CompletedProcess[str]:
+    """``main(args)`` of a ``model`` command, in this process, with what ``python -m`` would make of
+    it: its exit status, its stdout, and its stderr with the warnings the interpreter would print
+    (Python's default filters) after it. For a command whose process is not the point: a mistake it
+    refuses, a short run. An exception that is not ``SystemExit`` is raised: the traceback a process
+    would print. The process's signal handlers and torch's thread count are put back after it."""
+    out, err = io.StringIO(), io.StringIO()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    threads = torch.get_num_threads()
+    try:
+        with (warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out),
+              contextlib.redirect_stderr(err)):
+            warnings.simplefilter("always")
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # as the interpreter ends on it
+                if exc.code is None or isinstance(exc.code, int):
+                    code = exc.code or 0
+                else:
+                    print(exc.code, file=sys.stderr)
+                    code = 1
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        torch.set_num_threads(threads)
+    for w in caught:
+        if not issubclass(w.category, HIDDEN_WARNINGS):
+            err.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line))
+    return subprocess.CompletedProcess(["python", "-m", main.__module__, *args], code, out.getvalue(),
+                                       err.getvalue())
 
 
 def assert_one_line_mistake(result: subprocess.CompletedProcess[str], *words: str) -> None:

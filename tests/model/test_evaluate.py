@@ -1,4 +1,5 @@
-"""``python -m model.evaluate``: --help at once, and ordinary mistakes in one line, no traceback."""
+"""``python -m model.evaluate``: --help at once, and ordinary mistakes in one line, no traceback (its
+``main`` in this process: a mistake needs no process of its own)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.model.commands import (
-    assert_one_line_mistake,
-    modules_loaded_by_help,
-    run_module,
-    run_modules_at_once,
-)
+from model.evaluate import main
+from tests.model.commands import assert_one_line_mistake, modules_loaded_by_help, run_main, run_module
 
 
 def test_help_answers_without_loading_torch() -> None:
@@ -22,8 +19,8 @@ def test_help_answers_without_loading_torch() -> None:
 
 
 def test_a_missing_checkpoint(tmp_path: Path) -> None:
-    result = run_module("model.evaluate", "--checkpoint", str(tmp_path / "none"), "--data-dir",
-                        str(tmp_path), "--out", str(tmp_path / "o"))
+    result = run_main(main, "--checkpoint", str(tmp_path / "none"), "--data-dir", str(tmp_path),
+                      "--out", str(tmp_path / "o"))
     assert_one_line_mistake(result, "config.json", "missing")
 
 
@@ -33,13 +30,12 @@ def test_missing_and_malformed_data(tiny_photo_checkpoint: Path, tiny_checkpoint
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "a.png").write_bytes(b"nope")
-    nowhere, unreadable, not_mnist = run_modules_at_once(
-        ("model.evaluate", "--checkpoint", str(photo), "--data-dir", str(tmp_path / "nowhere"),
-         "--out", str(tmp_path / "o"), "--no-bm3d"),
-        ("model.evaluate", "--checkpoint", str(photo), "--data-dir", str(broken),
-         "--out", str(tmp_path / "o"), "--no-bm3d"),
-        ("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-dae"),
-         "--data-dir", str(broken), "--out", str(tmp_path / "o")))
+    nowhere = run_main(main, "--checkpoint", str(photo), "--data-dir", str(tmp_path / "nowhere"),
+                       "--out", str(tmp_path / "o"), "--no-bm3d")
+    unreadable = run_main(main, "--checkpoint", str(photo), "--data-dir", str(broken),
+                          "--out", str(tmp_path / "o"), "--no-bm3d")
+    not_mnist = run_main(main, "--checkpoint", str(tiny_checkpoints / "mnist-dae"),
+                         "--data-dir", str(broken), "--out", str(tmp_path / "o"))
     assert_one_line_mistake(nowhere, "no such folder")
     assert_one_line_mistake(unreadable, "a.png", "not a readable image")
     assert_one_line_mistake(not_mnist, "no MNIST test images")
@@ -52,25 +48,24 @@ def test_missing_and_malformed_data(tiny_photo_checkpoint: Path, tiny_checkpoint
     (["--device", "tpu"], ["--device", "invalid choice"]),
 ])
 def test_flag_mistakes(tmp_path: Path, args: list[str], words: list[str]) -> None:
-    result = run_module("model.evaluate", "--checkpoint", str(tmp_path), "--data-dir", str(tmp_path),
-                        "--out", str(tmp_path / "o"), *args)
+    result = run_main(main, "--checkpoint", str(tmp_path), "--data-dir", str(tmp_path),
+                      "--out", str(tmp_path / "o"), *args)
     assert_one_line_mistake(result, *words)
 
 
 def test_data_is_required_except_for_timing_a_photo_denoiser(tiny_checkpoints: Path,
                                                               tmp_path: Path) -> None:
-    no_data, speed_only = run_modules_at_once(
-        ("model.evaluate", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o")),
-        ("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-dae"),
-         "--out", str(tmp_path / "o"), "--speed-only"))
+    no_data = run_main(main, "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o"))
+    speed_only = run_main(main, "--checkpoint", str(tiny_checkpoints / "mnist-dae"),
+                          "--out", str(tmp_path / "o"), "--speed-only")
     assert_one_line_mistake(no_data, "--data-dir", "required")
     assert_one_line_mistake(speed_only, "--speed-only", "photo denoiser", "mnist-dae")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_cuda_without_a_gpu(tiny_photo_checkpoint: Path, tmp_path: Path) -> None:
-    result = run_module("model.evaluate", "--checkpoint", str(tiny_photo_checkpoint / "photo-denoiser"),
-                        "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"), "--device", "cuda")
+    result = run_main(main, "--checkpoint", str(tiny_photo_checkpoint / "photo-denoiser"),
+                      "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"), "--device", "cuda")
     assert_one_line_mistake(result, "no CUDA device")
 
 
@@ -81,11 +76,12 @@ def test_noise_levels_off_the_checkpoints_scale_are_refused_naming_the_level(
     level than the one meant: one line saying the scale and what the level would be on it."""
     photo = str(tiny_photo_checkpoint / "photo-denoiser")
     base = ["--data-dir", str(tmp_path), "--out", str(tmp_path / "o"), "--no-bm3d"]
-    gray, colour, dae, vae = run_modules_at_once(
-        ("model.evaluate", "--checkpoint", photo, *base, "--sigmas", "15", "0.1", "0.2"),
-        ("model.evaluate", "--checkpoint", photo, *base, "--color-sigmas", "0.2"),
-        ("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-dae"), *base, "--sigmas", "25"),
-        ("model.evaluate", "--checkpoint", str(tiny_checkpoints / "mnist-vae"), *base, "--sigmas", "0.1"))
+    gray, colour, dae, vae = (
+        run_main(main, "--checkpoint", checkpoint, *base, *levels) for checkpoint, levels in (
+            (photo, ("--sigmas", "15", "0.1", "0.2")),
+            (photo, ("--color-sigmas", "0.2")),
+            (str(tiny_checkpoints / "mnist-dae"), ("--sigmas", "25")),
+            (str(tiny_checkpoints / "mnist-vae"), ("--sigmas", "0.1"))))
     assert_one_line_mistake(gray, "--sigmas 0.1:", "0-255 scale, 1 to 255", "0.1 on the [0, 1] scale "
                             "is 25.5 on the 0-255 one")
     assert_one_line_mistake(colour, "--color-sigmas 0.2:", "51 on the 0-255 one")

@@ -1,4 +1,5 @@
-"""``python -m model.train``: --help at once, and ordinary mistakes in one line, no traceback."""
+"""``python -m model.train``: --help at once, and ordinary mistakes in one line, no traceback (its
+``main`` in this process: a mistake needs no process of its own)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.model.commands import (
-    assert_one_line_mistake,
-    modules_loaded_by_help,
-    run_module,
-    run_modules_at_once,
-)
+from model.train import main
+from tests.model.commands import assert_one_line_mistake, modules_loaded_by_help, run_main, run_module
 
 
 def test_help_answers_without_loading_torch() -> None:
@@ -43,13 +40,13 @@ def test_help_answers_without_loading_torch() -> None:
     (["--preset", "mnist-dae", "--gray-fraction", "0.2"], ["unrecognized arguments: --gray-fraction"]),
 ])
 def test_flag_mistakes(tmp_path: Path, args: list[str], words: list[str]) -> None:
-    result = run_module("model.train", *args, "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"))
+    result = run_main(main, *args, "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"))
     assert_one_line_mistake(result, *words)
 
 
 def test_a_batch_larger_than_the_data(tiny_mnist_dir: Path, tmp_path: Path) -> None:
-    result = run_module("model.train", "--preset", "mnist-dae", "--data-dir", str(tiny_mnist_dir),
-                        "--out", str(tmp_path / "o"), "--device", "cpu", "--batch-size", "100000")
+    result = run_main(main, "--preset", "mnist-dae", "--data-dir", str(tiny_mnist_dir),
+                      "--out", str(tmp_path / "o"), "--device", "cpu", "--batch-size", "100000")
     assert_one_line_mistake(result, "--batch-size 100000", "540 training examples")
 
 
@@ -60,24 +57,22 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(
     afile.write_text("")
     outs = {afile: ["a file, not a folder"],
             afile / "x": ["a file, not a folder", f"({afile} is a file)"]}
-    results = run_modules_at_once(*(
-        ("model.train", "--preset", "mnist-dae", "--data-dir", str(tiny_mnist_dir), "--out", str(out),
-         "--device", "cpu", "--max-steps", "2") for out in outs))
-    for (out, words), result in zip(outs.items(), results, strict=True):
+    for out, words in outs.items():
+        result = run_main(main, "--preset", "mnist-dae", "--data-dir", str(tiny_mnist_dir), "--out",
+                          str(out), "--device", "cpu", "--max-steps", "2")
         assert_one_line_mistake(result, f"--out {out}", *words)
 
 
 def test_a_missing_argument() -> None:
-    assert_one_line_mistake(run_module("model.train", "--preset", "mnist-dae"), "--data-dir")
+    assert_one_line_mistake(run_main(main, "--preset", "mnist-dae"), "--data-dir")
 
 
 def test_missing_data(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     probes = {"mnist-dae": "no MNIST train images", "photo-denoiser": "no such folder"}
-    results = run_modules_at_once(*(
-        ("model.train", "--preset", preset, "--data-dir", str(missing), "--out", str(tmp_path / "o"),
-         "--device", "cpu") for preset in probes))
-    for probe, result in zip(probes.values(), results, strict=True):
+    for preset, probe in probes.items():
+        result = run_main(main, "--preset", preset, "--data-dir", str(missing), "--out",
+                          str(tmp_path / "o"), "--device", "cpu")
         assert_one_line_mistake(result, probe, "model.data check")
 
 
@@ -91,10 +86,10 @@ def test_malformed_data(tmp_path: Path) -> None:
     (photos / "broken.png").write_bytes(b"\x89PNG but not really")
     empty = tmp_path / "empty"
     empty.mkdir()
-    not_idx, not_png, no_images = run_modules_at_once(*(
-        ("model.train", "--preset", preset, "--data-dir", str(data), "--out", str(tmp_path / "o"),
-         "--device", "cpu")
-        for preset, data in (("mnist-dae", mnist), ("photo-denoiser", photos), ("photo-color", empty))))
+    not_idx, not_png, no_images = (
+        run_main(main, "--preset", preset, "--data-dir", str(data), "--out", str(tmp_path / "o"),
+                 "--device", "cpu")
+        for preset, data in (("mnist-dae", mnist), ("photo-denoiser", photos), ("photo-color", empty)))
     assert_one_line_mistake(not_idx, "bad IDX magic")
     assert_one_line_mistake(not_png, "broken.png", "not a readable image")
     assert_one_line_mistake(no_images, "no PNG/JPEG images")
@@ -102,6 +97,6 @@ def test_malformed_data(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_cuda_without_a_gpu(tmp_path: Path) -> None:
-    result = run_module("model.train", "--preset", "mnist-dae", "--data-dir", str(tmp_path),
-                        "--out", str(tmp_path / "o"), "--device", "cuda")
+    result = run_main(main, "--preset", "mnist-dae", "--data-dir", str(tmp_path),
+                      "--out", str(tmp_path / "o"), "--device", "cuda")
     assert_one_line_mistake(result, "--device cuda", "no CUDA device")
