@@ -10,6 +10,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import torch
 
@@ -30,6 +31,13 @@ def run_modules_at_once(*commands: tuple[str, ...]) -> list[subprocess.Completed
     starting and importing torch."""
     with ThreadPoolExecutor(len(commands)) as pool:
         return list(pool.map(lambda command: run_module(*command), commands))
+
+
+def train_tiny_flags(preset: str, data: Path, out: Path, *extra: str) -> list[str]:
+    """The flags ``tests.conftest.train_tiny`` gives ``python -m model.train``, then ``extra``: for
+    ``run_main(model.train.main, ...)``."""
+    return ["--preset", preset, "--data-dir", str(data), "--out", str(out), "--max-steps", "20",
+            "--batch-size", "32", "--epochs", "2", "--no-progress", "--device", "cpu", *extra]
 
 
 def run_main(main: Callable[[list[str] | None], int], *args: str) -> subprocess.CompletedProcess[str]:

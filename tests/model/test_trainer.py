@@ -21,10 +21,11 @@ from safetensors.torch import load_file
 from model.checkpoint import load_checkpoint, sha256_file
 from model.networks import build_model
 from model.presets import get_preset
-from tests.conftest import ROOT, train_tiny, train_tiny_at_once
-from tests.model.commands import assert_one_line_mistake
+from model.schedule import recorded_command
+from model.train import main
+from tests.conftest import ROOT
+from tests.model.commands import assert_one_line_mistake, run_main, run_module, train_tiny_flags
 
-SMALL_VAE = ("--hidden", "32", "64", "--extra-convs", "0", "--latent-dim", "32")
 TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
 needs_torchrun = pytest.mark.skipif(not os.access(TORCHRUN, os.X_OK),
                                     reason="torchrun is not installed beside this Python")
@@ -43,16 +44,24 @@ def test_every_preset_writes_a_checkpoint_the_loader_accepts(tiny_checkpoints: P
         assert ck.meta["config"]["train"]["lr_warmup_steps"] == 200  # the recipe's warm-up, recorded
 
 
-def test_same_seed_gives_the_same_weights(tiny_mnist_dir: Path, tmp_path: Path) -> None:
-    *same, other = train_tiny_at_once(  # three separate runs, at the same time
-        *(("mnist-dae", tiny_mnist_dir, tmp_path / name, "--max-steps", "6") for name in ("a", "b")),
-        ("mnist-dae", tiny_mnist_dir, tmp_path / "c", "--max-steps", "6", "--seed", "1"))
-    for result in same:
+def flags_of_run(checkpoint: Path, replace: dict[str, Path], *extra: str) -> list[str]:
+    """The flags of the command that trained ``checkpoint`` (as its config.json records it), with
+    the paths of ``replace`` (``{"--out": ...}``) and then ``extra``: the same run again."""
+    words = shlex.split(load_checkpoint(checkpoint).meta["training"]["command"])
+    assert words[:3] == ["python", "-m", "model.train"], words
+    return [*recorded_command(words[3:], {flag: str(path) for flag, path in replace.items()}), *extra]
+
+
+def test_same_seed_gives_the_same_weights(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    """The fixture's mnist-dae run (its own process) trained again here, with its seed and with
+    another."""
+    trained = tiny_checkpoints / "mnist-dae"
+    for name, extra in (("same", ()), ("other", ("--seed", "1"))):
+        result = run_main(main, *flags_of_run(trained, {"--out": tmp_path / name}, *extra))
         assert result.returncode == 0, result.stderr[-2000:]
-    sha = [sha256_file(tmp_path / n / "model.safetensors") for n in ("a", "b")]
-    assert sha[0] == sha[1]
-    assert other.returncode == 0
-    assert sha256_file(tmp_path / "c" / "model.safetensors") != sha[0]
+    sha = sha256_file(trained / "model.safetensors")
+    assert sha256_file(tmp_path / "same" / "model.safetensors") == sha
+    assert sha256_file(tmp_path / "other" / "model.safetensors") != sha
 
 
 def test_a_diverging_run_stops_with_a_clear_error_and_keeps_a_finite_state(
@@ -61,9 +70,10 @@ def test_a_diverging_run_stops_with_a_clear_error_and_keeps_a_finite_state(
     # the state is saved after every step: the first step's loss comes from the initial weights, so at
     # least the state after it is saved before the loss (lr 1e12) turns NaN or inf
     out, unsaved_out = tmp_path / "saved", tmp_path / "unsaved"
-    result, unsaved = train_tiny_at_once(  # two separate runs, at the same time
-        ("mnist-dae", tiny_mnist_dir, out, "--max-steps", "300", "--lr", "1e12", "--save-every", "1"),
-        ("mnist-dae", tiny_mnist_dir, unsaved_out, "--max-steps", "300", "--lr", "1e12"))
+    result = run_main(main, *train_tiny_flags("mnist-dae", tiny_mnist_dir, out, "--max-steps", "300",
+                                              "--lr", "1e12", "--save-every", "1"))
+    unsaved = run_main(main, *train_tiny_flags("mnist-dae", tiny_mnist_dir, unsaved_out,
+                                               "--max-steps", "300", "--lr", "1e12"))
     assert result.returncode == 1, result.stderr[-2000:]
     kept = re.search(r"became NaN or inf between steps \d+ and \d+; the training state saved at step "
                      r"(\d+) is kept", result.stderr)
@@ -81,46 +91,45 @@ def saved_tensors(out: Path) -> dict[str, torch.Tensor]:
     return load_file(out / ".state" / "state.safetensors")
 
 
-def test_resume_continues_from_the_saved_state(tiny_mnist_dir: Path, tmp_path: Path) -> None:
-    out, whole = tmp_path / "run", tmp_path / "whole"
-    # the same run never stopped, trained beside the first part of the resumed one
-    first, uninterrupted = train_tiny_at_once(
-        ("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE, "--max-steps", "10"),
-        ("mnist-vae", tiny_mnist_dir, whole, *SMALL_VAE, "--max-steps", "25"))
+def test_resume_continues_from_the_saved_state(tiny_checkpoints: Path, tiny_mnist_dir: Path,
+                                               tmp_path: Path) -> None:
+    """The fixture's mnist-vae run (20 steps, never stopped) again: stopped at step 10 (in this
+    process), then resumed by ``python -m model.train --resume``."""
+    whole, out = tiny_checkpoints / "mnist-vae", tmp_path / "run"
+    first = run_main(main, *flags_of_run(whole, {"--out": out}, "--max-steps", "10"))
     assert first.returncode == 0, first.stderr[-2000:]
     assert json.loads((out / ".state" / "state.json").read_text())["step"] == 10
     # another run's flags, or a fresh run, would mix two runs in one folder: refused, nothing touched
     before = saved_tensors(out)
     other_data, moved = tmp_path / "other-data", tmp_path / "moved"  # not the data it trained on
     shutil.copytree(tiny_mnist_dir, other_data)
-    with (other_data / "t10k-images-idx3-ubyte.gz").open("ab") as extra:
-        extra.write(b"\0")
-    other, fresh, elsewhere = train_tiny_at_once(  # each refused; at the same time
-        ("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE, "--resume", "--batch-size", "16"),
-        ("mnist-vae", tiny_mnist_dir, out, *SMALL_VAE),
-        ("mnist-vae", other_data, out, *SMALL_VAE, "--resume"))
+    with (other_data / "t10k-images-idx3-ubyte.gz").open("ab") as fh:
+        fh.write(b"\0")
+    other, fresh, elsewhere = (run_main(main, *flags_of_run(whole, paths, *more)) for paths, more in (
+        ({"--out": out}, ("--resume", "--batch-size", "16")),
+        ({"--out": out}, ()),
+        ({"--out": out, "--data-dir": other_data}, ("--resume",))))
     assert_one_line_mistake(other, "--resume", "config.train.batch_size was 32, now 16")
     assert_one_line_mistake(fresh, "already holds a run's training state (step 10)", "--resume")
     assert_one_line_mistake(elsewhere, "--resume", "data was ['2 files, ")
     assert all(torch.equal(v, before[k]) for k, v in saved_tensors(out).items())
 
     shutil.copytree(tiny_mnist_dir, moved)  # the same data in another place continues the run
-    second = train_tiny("mnist-vae", moved, out, *SMALL_VAE, "--max-steps", "25", "--resume")
+    second = run_module("model.train", *flags_of_run(whole, {"--out": out, "--data-dir": moved}, "--resume"))
     assert second.returncode == 0, second.stderr[-2000:]
     state = json.loads((out / ".state" / "state.json").read_text())
-    # 540 training images / 32 = 16 batches an epoch: stop at 10, finish epoch 0 at 16, stop at 25
-    assert state["step"] == 25 and [h["step"] for h in state["history"]] == [10, 16, 25]
+    # 540 training images / 32 = 16 batches an epoch: stop at 10, finish epoch 0 at 16, stop at 20
+    assert state["step"] == 20 and [h["step"] for h in state["history"]] == [10, 16, 20]
     # the same weights, optimiser moments and RNG as a run that was never stopped
-    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
     resumed, expected = saved_tensors(out), saved_tensors(whole)
     assert resumed.keys() == expected.keys() and any(k.startswith("opt.") for k in resumed)
     assert all(torch.equal(resumed[k], expected[k]) for k in expected)
     whole_state = json.loads((whole / ".state" / "state.json").read_text())
     assert state["opt_scalars"] == whole_state["opt_scalars"]
-    # the checkpoint records the command that trains it from scratch: the first one, 25 steps
+    # the checkpoint records the command that trains it from scratch: the first one, 20 steps
     resumed_meta = load_checkpoint(out).meta["training"]
     expected_meta = load_checkpoint(whole).meta["training"]
-    assert resumed_meta["steps"] == expected_meta["steps"] == 25
+    assert resumed_meta["steps"] == expected_meta["steps"] == 20
     assert [run["command"] for run in resumed_meta["chain"]] == [resumed_meta["command"]]
     assert "--resume" not in resumed_meta["command"]
     assert flags(resumed_meta["command"]) == {**flags(expected_meta["command"]), "out": out}
@@ -202,8 +211,9 @@ def test_interrupt_leaves_a_whole_checkpoint_and_resume_works(
     assert step > 0
     leftovers = [p.name for p in out.rglob(".*") if p.is_file()]
     assert leftovers == [], leftovers  # no temporary files left behind
-    resumed = train_tiny("mnist-dae", tiny_mnist_dir, out, "--resume", "--max-steps", str(step + 3),
-                         "--batch-size", "16", "--epochs", "1000")
+    resumed = run_main(main, *train_tiny_flags("mnist-dae", tiny_mnist_dir, out, "--resume",
+                                               "--max-steps", str(step + 3), "--batch-size", "16",
+                                               "--epochs", "1000"))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((out / ".state" / "state.json").read_text())["step"] == step + 3
 
