@@ -13,8 +13,10 @@ from model.cli import UsageError
 from model.networks import build_model
 from model.photo.pair import main as pair_main
 from model.photo.preset import photo_color_preset
+from model.train import main
 from model.warm_start import warm_start
-from tests.conftest import make_photos, train_tiny
+from tests.conftest import make_photos
+from tests.model.commands import run_main, train_tiny_flags
 from tests.model.photo.synthetic import save_photo_net
 
 SMALL = ("--hidden", "8", "16", "32", "64", "--batch-size", "4", "--threads", "1")
@@ -29,8 +31,8 @@ def test_init_from_continues_the_weights_and_records_the_chain(
     # a learning rate so small that the two steps barely move the weights: what comes out is
     # the first checkpoint's weights, continued, not a fresh network
     for source, out in ((first, second), (second, third)):
-        result = train_tiny("photo-denoiser", data, out, "--max-steps", "2", "--lr", "1e-7",
-                            "--init-from", str(source), *SMALL)
+        result = run_main(main, *train_tiny_flags("photo-denoiser", data, out, "--max-steps", "2",
+                                                  "--lr", "1e-7", "--init-from", str(source), *SMALL))
         assert result.returncode == 0, result.stderr[-2000:]
     a, b, c = (load_checkpoint(p) for p in (first, second, third))
     fresh = build_model(b.config.model).state_dict()
@@ -53,10 +55,11 @@ def test_a_resumed_run_keeps_the_checkpoint_it_started_from(
     """--resume takes no --init-from (test_train.py): the chain keeps the saved run's origin."""
     first = load_checkpoint(tiny_photo_checkpoint / "photo-denoiser")
     data, out = make_photos(tmp_path / "photos", 6, 64, 0), tmp_path / "run"
-    started = train_tiny("photo-denoiser", data, out, "--max-steps", "1", "--init-from", str(first.path),
-                         *SMALL)
+    started = run_main(main, *train_tiny_flags("photo-denoiser", data, out, "--max-steps", "1",
+                                               "--init-from", str(first.path), *SMALL))
     assert started.returncode == 0, started.stderr[-2000:]
-    resumed = train_tiny("photo-denoiser", data, out, "--max-steps", "2", "--resume", *SMALL)
+    resumed = run_main(main, *train_tiny_flags("photo-denoiser", data, out, "--max-steps", "2",
+                                               "--resume", *SMALL))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     training = load_checkpoint(out).meta["training"]
     assert training["steps"] == 2 and training["total_steps"] == 4 + 2
