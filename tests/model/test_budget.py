@@ -167,18 +167,21 @@ def test_a_budget_spent_before_the_first_step_still_takes_one(
 def test_a_budget_past_the_calibration_trains_the_whole_epochs_that_fit(
     tiny_mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """1/128 s a step, 1/32 s a validation, 33 steps an epoch, budget 8 s. The pace is measured
-    from the end of epoch 1 (step 33) to the first epoch end 300 steps later (step 363, 3.15 s):
-    8.76 ms a step, which fits 26 whole epochs; they end at 7.52 s, within the budget."""
+    """1/128 s a step, 1/32 s a validation, 33 steps an epoch, budget 2 s, and a calibration of 66
+    steps instead of 300 (test_the_plan_waits_for_the_calibration_then_fits_whole_epochs holds the
+    300). The pace is measured from the end of epoch 1 (step 33) to the first epoch end 66 steps
+    later (step 99, 0.84 s): 8.76 ms a step, which fits 6 whole epochs; they end at 1.73 s, within
+    the budget."""
+    monkeypatch.setattr("model.budget.CALIBRATION_STEPS", 66)
     out = tmp_path / "run"
     code, clock = run_on_clock(tiny_mnist_dir, out, monkeypatch, 1 / 128, 1 / 32,
-                               "--batch-size", "16", "--time-budget", "8")
+                               "--batch-size", "16", "--time-budget", "2")
     assert code == 0
     state = state_of(out)
-    assert state["budget_epochs"] == 26 and state["step"] == 26 * 33
+    assert state["budget_epochs"] == 6 and state["step"] == 6 * 33
     assert "budget_max_steps" not in state  # the plan, not the limit, ended it
-    assert clock.now - 1000.0 <= 8.0
+    assert clock.now - 1000.0 <= 2.0
     meta = load_checkpoint(out).meta
-    assert meta["config"]["train"]["epochs"] == 26
-    assert meta["training"]["command"].endswith("--epochs 26")
+    assert meta["config"]["train"]["epochs"] == 6
+    assert meta["training"]["command"].endswith("--epochs 6")
     assert "--time-budget" not in meta["training"]["command"]
