@@ -9,7 +9,6 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -23,14 +22,6 @@ HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
 def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, check=False)
-
-
-def run_modules_at_once(*commands: tuple[str, ...]) -> list[subprocess.CompletedProcess[str]]:
-    """``run_module(*command)`` for each of ``commands``, all running at the same time (their results
-    in order): for commands that do not depend on one another, whose time is mostly Python
-    starting and importing torch."""
-    with ThreadPoolExecutor(len(commands)) as pool:
-        return list(pool.map(lambda command: run_module(*command), commands))
 
 
 def train_tiny_flags(preset: str, data: Path, out: Path, *extra: str) -> list[str]:
