@@ -209,8 +209,14 @@ class Client:
 
     def score(self, name: str, images: Sequence[ImageIn], k: int | None = None,
               seed: int | None = None, resize: bool = False) -> list[dict[str, float]]:
+        return list(self.score_answer(name, images, k, seed, resize)["results"])
+
+    def score_answer(self, name: str, images: Sequence[ImageIn], k: int | None = None,
+                     seed: int | None = None, resize: bool = False) -> dict[str, Any]:
+        """The whole answer: ``results``, ``k``, ``unit`` and the ``seed`` of the importance
+        samples (the one given, or the one the service drew), so that the score can be repeated."""
         params = {"k": k, "seed": seed, "resize": resize}
-        return list(self._images_in(name, "score", images, params).json()["results"])
+        return dict(self._images_in(name, "score", images, params).json())
 
     def decode(self, name: str, z: list[list[float]]) -> list[bytes]:
         body = self._post(_path(name, "decode"), json={"z": z}).json()

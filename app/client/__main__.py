@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import os
-import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -170,11 +169,8 @@ def run(args: argparse.Namespace) -> None:
         elif args.command == "decode":
             args.output.write_bytes(client.grid(args.model, "decode", {"z": latents_from(args.latents)}))
         elif args.command == "score":
-            # the seed is drawn here when not given, and printed, so that a score can be repeated
-            seed = secrets.randbits(63) if args.seed is None else args.seed
-            results = client.score(args.model, args.images, args.k,
-                                   seed, args.resize)
-            json.dump({"model": args.model, "seed": seed, "results": results}, sys.stdout)
+            answer = client.score_answer(args.model, args.images, args.k, args.seed, args.resize)
+            json.dump({"model": args.model, **answer}, sys.stdout)
             sys.stdout.write("\n")
         elif args.command == "interpolate":
             first, last = args.images  # sent under their file names

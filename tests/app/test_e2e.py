@@ -241,8 +241,11 @@ def test_command_line_client(server: str, tmp_path: Path) -> None:
     assert drawn.returncode == 0 and seed, drawn.stderr
     assert cli("sample", "-n", "4", "--seed", seed[1], "-o", str(tmp_path / "again.png")).returncode == 0
     assert (tmp_path / "again.png").read_bytes() == (tmp_path / "drawn.png").read_bytes()
-    scored = cli("score", str(noisy), str(noisy), "-k", "5")
+    scored = cli("score", str(noisy), str(noisy), "-k", "5")  # prints the seed the service drew
     assert scored.returncode == 0 and len(json.loads(scored.stdout)["results"]) == 2
+    drawn_seed = json.loads(scored.stdout)["seed"]
+    again = cli("score", str(noisy), str(noisy), "-k", "5", "--seed", str(drawn_seed))
+    assert json.loads(again.stdout) == json.loads(scored.stdout)
     other = tmp_path / "other.png"
     other.write_bytes(image_bytes(seed=3))
     assert cli("interpolate", str(noisy), str(other), "--steps", "4", "--model", "mnist-dae",

@@ -125,27 +125,3 @@ def test_a_401_says_how_to_give_the_token_on_the_command_line(
     assert cli.main(["sample", "-o", "s.png", *given]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line == f"aeserve: 401 unauthorized: missing or wrong API token {hint}"
-
-
-@pytest.mark.parametrize("given", [[], ["--seed", "7"]])
-def test_score_prints_the_seed_it_scored_with(
-    given: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str]
-) -> None:
-    # without --seed the service drew one and the CLI dropped it: a score could not be repeated
-    sent: list[int | None] = []
-
-    def score(self: cli.Client, name: str, images: list[bytes], k: int | None, seed: int | None,
-              resize: bool) -> list[dict[str, float]]:
-        sent.append(seed)
-        return [{"nll": 1.0, "neg_elbo": 2.0}]
-
-    monkeypatch.setattr(cli.Client, "score", score)
-    digit = tmp_path / "d.png"
-    digit.write_bytes(b"png")
-    assert cli.main(["score", str(digit), *given]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["seed"] == sent[0] and isinstance(sent[0], int)
-    assert printed["results"] == [{"nll": 1.0, "neg_elbo": 2.0}]
-    if given:
-        assert sent == [7]
