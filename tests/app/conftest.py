@@ -1,4 +1,4 @@
-"""Fixtures for the service tests: apps over the tiny checkpoints, and image makers."""
+"""Fixtures for the service tests: apps over the tiny checkpoints, and a shared real server."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.app.live import LIMITED, LiveServer, running_server
 
 
 def make_settings(checkpoints: Path, **overrides: Any) -> Settings:
@@ -38,3 +39,12 @@ def app_with(tiny_checkpoints: Path) -> Iterator[Callable[..., TestClient]]:
     yield start
     for test_client in opened:
         test_client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def limited_server(tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One real server (``python -m app``) with small protocol limits (``live.LIMITED``), shared by
+    the tests in any module that only send it requests: none changes its state or stops it."""
+    log = tmp_path_factory.mktemp("limited") / "server.log"
+    with running_server(tiny_checkpoints, log, **LIMITED) as live:
+        yield live

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 from typing import Any
@@ -60,6 +61,13 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
     if code is not None:
         assert error["code"] == code
     return dict(error)
+
+
+def error_code(body: bytes) -> str:
+    """The code of the one error shape in ``body`` (a JSON answer's bytes)."""
+    error = json.loads(body)["error"]
+    assert set(error) == {"code", "message"} and error["message"]
+    return str(error["code"])
 
 
 ORIENTATION = 0x0112

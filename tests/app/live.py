@@ -24,6 +24,10 @@ READ_REST_S = 5.0  # for what an exited process wrote last
 # binds its socket after the app starts, a supervisor of several workers before it starts them
 READY_LINES = ("Application startup complete", "Uvicorn running on")
 SAYS_READY = ("info", "debug", "trace")
+# the protocol limits of ``limited_server`` (tests/app/conftest.py): small, and short timeouts
+LIMITED_MAX_HEADER_BYTES = 4096
+LIMITED = {"AESERVE_MAX_HEADER_BYTES": str(LIMITED_MAX_HEADER_BYTES),
+           "AESERVE_HEADER_TIMEOUT_S": "0.5", "AESERVE_BODY_TIMEOUT_S": "0.5"}
 
 
 def free_port() -> int:
@@ -161,6 +165,19 @@ def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
         assert chunk, "closed inside an answer"
         body += chunk
     return int(lines[0].split()[1]), headers, body
+
+
+def responses(raw: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """Split what a connection received until it closed into (status, headers, body) answers."""
+    out = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
+        length = int(headers.get("content-length", len(rest)))
+        out.append((int(lines[0].split()[1]), headers, rest[:length]))
+        raw = rest[length:]
+    return out
 
 
 def stop_server(server: LiveServer, timeout_s: float = 60.0) -> int:
