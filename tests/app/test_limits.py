@@ -15,14 +15,14 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from tests.app.conftest import make_settings
 from tests.app.helpers import assert_error, files, image_bytes, png_claiming
-from tests.app.live import read_answer, running_server
+from tests.app.live import LiveServer, read_answer, running_server
 
 URL = "/v1/models/mnist-dae/denoise"
 
 
 # Apps shared by the tests of one setting: these tests send requests and read the answers, and
 # leave nothing behind that another answer depends on (the tests of the room for bodies being read
-# start their own).
+# start their own, in process; those on the real server below share one).
 @pytest.fixture(scope="module")
 def body_limited(tiny_checkpoints: Path) -> Iterator[TestClient]:
     with TestClient(create_app(make_settings(tiny_checkpoints, max_body_bytes=4096))) as client:
@@ -309,8 +309,19 @@ def test_every_body_counts_json_too(app_with: Callable[..., TestClient]) -> None
     assert client.portal.call(scenario) == 503  # type: ignore[union-attr]
 
 
+@pytest.fixture(scope="module")
+def room_for_two(tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The real server, its largest body one ``DIGIT_RGB`` and its room for bodies being read two:
+    shared by the tests below, each of which gives back every room it took before it ends."""
+    size = len(DIGIT_RGB)
+    with running_server(tiny_checkpoints, tmp_path_factory.mktemp("room") / "server.log",
+                        AESERVE_MAX_BODY_BYTES=str(size),
+                        AESERVE_MAX_BODIES_BYTES=str(2 * size)) as live:
+        yield live
+
+
 def test_the_real_server_refuses_a_third_upload_while_two_are_read_and_serves_it_after(
-    tiny_checkpoints: Path, tmp_path: Path
+    room_for_two: LiveServer,
 ) -> None:
     """On raw sockets: two clients send their headers with ``Expect: 100-continue``; the server's
     ``100 Continue`` says each body has its room and is being read. A third upload is 503 and its
@@ -323,41 +334,38 @@ def test_the_real_server_refuses_a_third_upload_while_two_are_read_and_serves_it
     def connect(port: int) -> socket.socket:
         return socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT_S)
 
-    with running_server(tiny_checkpoints, tmp_path / "server.log",
-                        AESERVE_MAX_BODY_BYTES=str(size),
-                        AESERVE_MAX_BODIES_BYTES=str(2 * size)) as live:
-        waiting = [connect(live.port) for _ in range(2)]
-        try:
+    waiting = [connect(room_for_two.port) for _ in range(2)]
+    try:
+        for sock in waiting:
+            sock.sendall(head + b"Expect: 100-continue\r\n\r\n")
+            assert read_answer(sock)[0] == 100
+        with connect(room_for_two.port) as third, connect(room_for_two.port) as expecting:
+            third.sendall(head + b"\r\n" + DIGIT_RGB)
+            status, headers, body = read_answer(third)
+            assert status == 503 and json.loads(body)["error"]["code"] == "overloaded"
+            assert int(headers["retry-after"]) >= 1 and headers.get("connection") != "close"
+            expecting.sendall(head + b"Expect: 100-continue\r\n\r\n")
+            status, headers, _ = read_answer(expecting)
+            assert status == 503 and headers["connection"] == "close"
+            assert expecting.recv(1) == b""  # closed
             for sock in waiting:
-                sock.sendall(head + b"Expect: 100-continue\r\n\r\n")
-                assert read_answer(sock)[0] == 100
-            with connect(live.port) as third, connect(live.port) as expecting:
-                third.sendall(head + b"\r\n" + DIGIT_RGB)
-                status, headers, body = read_answer(third)
-                assert status == 503 and json.loads(body)["error"]["code"] == "overloaded"
-                assert int(headers["retry-after"]) >= 1 and headers.get("connection") != "close"
-                expecting.sendall(head + b"Expect: 100-continue\r\n\r\n")
-                status, headers, _ = read_answer(expecting)
-                assert status == 503 and headers["connection"] == "close"
-                assert expecting.recv(1) == b""  # closed
-                for sock in waiting:
-                    sock.sendall(DIGIT_RGB)
-                    assert read_answer(sock)[0] == 200
-                third.sendall(head + b"\r\n" + DIGIT_RGB)  # the same connection, served now
-                status, headers, body = read_answer(third)
-                assert status == 200 and headers["content-type"] == "image/png"
-        finally:
-            for sock in waiting:
-                sock.close()
+                sock.sendall(DIGIT_RGB)
+                assert read_answer(sock)[0] == 200
+            third.sendall(head + b"\r\n" + DIGIT_RGB)  # the same connection, served now
+            status, headers, body = read_answer(third)
+            assert status == 200 and headers["content-type"] == "image/png"
+    finally:
+        for sock in waiting:
+            sock.close()
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_a_body_over_the_limit_is_answered_read_and_dropped_and_the_connection_serves_on(
-    tiny_checkpoints: Path, tmp_path: Path, framing: str
+    room_for_two: LiveServer, framing: str
 ) -> None:
     """The 413 comes before the body is read; the client (or a proxy) that sends the body anyway
     is not reset halfway, which would lose the answer, and its connection serves the next request."""
-    limit = 4096
+    limit = len(DIGIT_RGB)  # the server's AESERVE_MAX_BODY_BYTES
     body = b"x" * (64 * limit)
     if framing == "chunked":
         head = f"POST {URL} HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n" \
@@ -368,9 +376,7 @@ def test_a_body_over_the_limit_is_answered_read_and_dropped_and_the_connection_s
         head = f"POST {URL} HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n" \
                f"Content-Length: {len(body)}\r\n\r\n"
         sent = body
-    with (running_server(tiny_checkpoints, tmp_path / "server.log",
-                         AESERVE_MAX_BODY_BYTES=str(limit)) as live,
-          socket.create_connection(("127.0.0.1", live.port), timeout=SOCKET_TIMEOUT_S) as sock):
+    with socket.create_connection(("127.0.0.1", room_for_two.port), timeout=SOCKET_TIMEOUT_S) as sock:
         sock.sendall(head.encode())
         if framing == "chunked":  # the refusal comes once the limit is crossed
             sock.sendall(sent[:2 * limit])
