@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +13,15 @@ from tests.app.conftest import make_settings
 from tests.app.helpers import assert_error
 
 
-def test_token_guards_every_v1_route_but_not_health(app_with: Callable[..., TestClient]) -> None:
-    client = app_with(api_token="s3cret")
+@pytest.fixture(scope="module")
+def locked(tiny_checkpoints: Path) -> Iterator[TestClient]:
+    """An app with an API token, shared by the tests that only send it requests."""
+    with TestClient(create_app(make_settings(tiny_checkpoints, api_token="s3cret"))) as client:
+        yield client
+
+
+def test_token_guards_every_v1_route_but_not_health(locked: TestClient) -> None:
+    client = locked
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     for path in ("/v1/models", "/v1/models/mnist-vae"):
@@ -31,9 +38,8 @@ def test_token_guards_every_v1_route_but_not_health(app_with: Callable[..., Test
     assert client.post("/v1/models/mnist-vae/sample", json={"n": 1}, headers=good).status_code == 200
 
 
-def test_unknown_model_behind_the_token_is_401_not_404(app_with: Callable[..., TestClient]) -> None:
-    client = app_with(api_token="s3cret")
-    assert_error(client.get("/v1/models/nope"), 401)
+def test_unknown_model_behind_the_token_is_401_not_404(locked: TestClient) -> None:
+    assert_error(locked.get("/v1/models/nope"), 401)
 
 
 def test_no_token_configured_means_open(client: TestClient) -> None:
