@@ -25,7 +25,7 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from app.lifecycle import CLIENT_GONE, disconnect_extension
+from app.disconnects import CLIENT_GONE, disconnect_extension
 from app.protocol import GuardedHttpToolsProtocol
 from tests.app.helpers import error_code, image_bytes
 from tests.app.live import LIMITED_MAX_HEADER_BYTES, LiveServer, read_answer, responses, running_server
