@@ -79,6 +79,9 @@ def _default_torch_threads(data: dict[str, Any]) -> int:
     return max(1, available_cores() // data.get("workers", 1) - 1)
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}  # the ports a browser's ``Origin`` leaves out
+
+
 class Settings(BaseSettings):
     """Every knob of the service; ``AESERVE_<NAME>`` in the environment sets ``<name>``."""
 
@@ -172,7 +175,10 @@ class Settings(BaseSettings):
             if origin == "*":
                 continue
             parts = urlsplit(origin)
-            meant = f"{parts.scheme}://{parts.netloc}".lower()
+            netloc = parts.netloc
+            if parts.port is not None and DEFAULT_PORTS.get(parts.scheme.lower()) == parts.port:
+                netloc = netloc.rsplit(":", 1)[0]  # a browser leaves the scheme's own port out
+            meant = f"{parts.scheme}://{netloc}".lower()
             if not (parts.scheme and parts.netloc) or parts.username or parts.password:
                 raise ValueError(f"{origin!r} is not an origin: give scheme://host[:port], such "
                                  "as https://app.example")

@@ -48,6 +48,8 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, 
 @pytest.mark.parametrize(("value", "meant"), [
     ("https://app.example/", "'https://app.example'"),
     ("https://App.Example:8443", "'https://app.example:8443'"),
+    ("https://app.example:443", "'https://app.example'"),
+    ("http://[::1]:80", "'http://[::1]'"),
     ("https://app.example/page?x=1", "'https://app.example'"),
     ("app.example", "give scheme://host[:port]"),
     ("https://user:pw@app.example", "give scheme://host[:port]"),
@@ -64,7 +66,8 @@ def test_an_origin_no_browser_sends_is_refused_naming_the_one_meant(
 
 
 @pytest.mark.parametrize("value", ["*", "http://localhost:5173", "https://app.example",
-                                   "chrome-extension://abcdef"])
+                                   "chrome-extension://abcdef", "http://[::1]:8080",
+                                   "https://app.example:80"])
 def test_origins_as_browsers_send_them_are_taken(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("AESERVE_CORS_ORIGINS", value)
     assert Settings().cors_origins == [value]
