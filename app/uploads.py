@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect
 from app.disconnects import BODY_TIMED_OUT, disconnect_extension
 from app.errors import ApiError, body_timeout
 from app.images import Upload
-from app.routers.query import declared_query
+from app.route_query import declared_query
 from app.settings import Settings
 
 IMAGE_FIELD = "image"

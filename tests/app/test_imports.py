@@ -1,5 +1,5 @@
 """The layout of app/: no import cycle; from model/ only the loader, networks and inference; one way
-(bench -> app -> model)."""
+(bench -> app -> model); the routers on top, imported only by the app that includes them."""
 
 from __future__ import annotations
 
@@ -45,6 +45,16 @@ def test_imports_go_one_way() -> None:
         assert not {m for m in imported(path) if m.split(".")[0] == "bench"}, name
     for name, path in modules("model").items():
         assert not {m for m in imported(path) if m.split(".")[0] in ("app", "bench")}, name
+
+
+def test_only_the_app_imports_the_routers() -> None:
+    """The routers sit on top of app/: what they share lives below them, in app/, and only
+    ``app.main``, which includes them, imports them."""
+    for name, path in APP.items():
+        if name == "app.main" or name.startswith("app.routers"):
+            continue
+        assert not {m for m in imported(path) if m.split(".")[:2] == ["app", "routers"]}, name
+    assert {m for m in imported(APP["app.main"]) if m.startswith("app.routers")}  # the rule sees them
 
 
 def test_serving_loads_no_training_or_evaluation_code() -> None:
