@@ -1,8 +1,9 @@
 """``python -m app``: validate settings and checkpoints, then serve (``--help`` lists the settings).
 
 Any startup problem (a bad setting, a missing or corrupt checkpoint) prints one line naming it and
-exits non-zero before the server starts. Once the settings are read, that line and the rest of the
-log are in ``AESERVE_LOG_FORMAT`` (JSON lines: every line, from the first).
+exits non-zero before the server starts. With ``AESERVE_LOG_FORMAT=json`` every line is a JSON
+object, from the first: that variable is read on its own before the others, so a stop before the
+settings are read (a bad setting among them, an unknown argument, a stop signal) is one too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import logging.config
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, NoReturn
 
 from app.stopping import STOP_SIGNALS, stop_while_starting
 
@@ -30,19 +32,50 @@ def _settings_error(exc: ValidationError) -> str:
         # a validator's own ValueError, without pydantic's "Value error, " in front
         msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
         parts.append(f"AESERVE_{field.upper()}: {msg}" if field else msg)
-    return "aeserve: invalid setting: " + "; ".join(parts)
+    return "invalid setting: " + "; ".join(parts)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _asks_for_json_logs(environ: Mapping[str, str]) -> bool:
+    """Whether ``AESERVE_LOG_FORMAT`` is ``json``, read before the settings (whose names are read
+    in any case, as here): a stop before they are read can then be a JSON line too."""
+    names = {name.upper(): value for name, value in environ.items()}
+    return names.get("AESERVE_LOG_FORMAT") == "json"
+
+
+def _early_stop(reason: str, json_logs: bool) -> None:
+    """The one line of a stop before the settings are read (a JSON record when JSON logs were
+    asked for), said at every log level."""
+    if json_logs:
+        logging.getLogger("aeserve").critical("cannot start: %s", reason)
+    else:
+        print(f"aeserve: {reason}", file=sys.stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+    """``argparse``'s parser, whose refusal of an argument is a JSON record when JSON logs were
+    asked for."""
+
+    json_logs = False
+
+    def error(self, message: str) -> NoReturn:
+        if not self.json_logs:
+            super().error(message)  # usage and message, in text, then exit status 2
+        _early_stop(f"{message} ({self.format_usage().strip()})", json_logs=True)
+        sys.exit(2)
+
+
+def _parser(json_logs: bool = False) -> argparse.ArgumentParser:
     from app.settings import describe_settings
 
-    return argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m app",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve the checkpoints in AESERVE_CHECKPOINT_DIR over HTTP. Every setting is "
                     "an environment variable:",
         epilog=describe_settings(),
     )
+    parser.json_logs = json_logs
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     # ``app.server.Server`` puts its own in place later, which does the same until it serves
     for sig in STOP_SIGNALS:
         signal.signal(sig, stop_while_starting)
-    _parser().parse_args(argv)  # --help prints the settings and exits before anything loads
+    from app.logs import log_config  # quick: the standard library and Starlette's types
+
+    json_logs = _asks_for_json_logs(os.environ)
+    if json_logs:  # JSON from the first line; the settings' level replaces this one once read
+        logging.config.dictConfig(log_config("info", "json"))
+    _parser(json_logs).parse_args(argv)  # --help prints the settings and exits before anything loads
     from pydantic import ValidationError
 
     from app.settings import Settings, unknown_names
@@ -59,10 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(_settings_error(exc), file=sys.stderr)
+        _early_stop(_settings_error(exc), json_logs)
         return 2
-    from app.logs import log_config
-
     # the log's format, before the imports of seconds (torch): a stop meanwhile logs in it too
     logs = log_config(settings.log_level, settings.log_format)
     logging.config.dictConfig(logs)

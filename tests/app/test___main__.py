@@ -64,6 +64,18 @@ def test_a_rule_between_settings_names_the_variables() -> None:
                                      "AESERVE_QUEUE_WORK (32): a request that big could never be queued")
 
 
+@pytest.mark.parametrize("name", ["AESERVE_LOG_FORMAT", "aeserve_log_format"])  # read in any case
+def test_a_bad_setting_is_one_json_record_when_json_logs_are_asked_for(name: str) -> None:
+    """The log format is itself a setting, but it is read on its own first: a collector parsing
+    JSON lines gets the one stop it most needs to see as a record, not a line it cannot parse."""
+    result = run_app(**{name: "json"}, AESERVE_MAX_WORK="lots")
+    assert result.returncode == 2
+    record = json.loads(result.stderr)  # one line, one object
+    assert record["level"] == "CRITICAL" and record["logger"] == "aeserve"
+    assert record["message"] == ("cannot start: invalid setting: AESERVE_MAX_WORK: Input should be "
+                                 "a valid number, unable to parse string as a number")
+
+
 def test_a_missing_checkpoint_dir_is_one_line_and_exit_1(tmp_path: Path) -> None:
     result = run_app(AESERVE_CHECKPOINT_DIR=str(tmp_path / "nope"))
     assert result.returncode == 1
@@ -99,6 +111,15 @@ def test_an_unknown_flag_is_refused_without_starting() -> None:
     result = run_app("--port", "1")
     assert result.returncode == 2
     assert "unrecognized arguments" in result.stderr
+
+
+def test_an_unknown_flag_is_one_json_record_when_json_logs_are_asked_for() -> None:
+    result = run_app("--port", "1", AESERVE_LOG_FORMAT="json")
+    assert result.returncode == 2
+    record = json.loads(result.stderr)
+    assert record["level"] == "CRITICAL"
+    assert record["message"] == ("cannot start: unrecognized arguments: --port 1 "
+                                 "(usage: python -m app [-h])")
 
 
 def test_a_misspelt_setting_is_named_with_the_closest_one_before_the_start(tmp_path: Path) -> None:

@@ -107,11 +107,13 @@ def test_sigterm_during_an_import_ends_the_process_with_143(
     assert "Started server process" not in output
 
 
-def test_a_stop_once_the_settings_are_read_logs_in_their_format(tiny_checkpoints: Path) -> None:
-    """torch.nn: while ``app.registry`` imports torch, the settings read (the log set up before
-    the imports of seconds). Before the settings are read the line is plain text: the format is
-    one of them."""
-    code, output = _stopped_at_import(tiny_checkpoints, "torch.nn", AESERVE_LOG_FORMAT="json")
+@pytest.mark.parametrize("module", ["pydantic", "torch.nn"])
+def test_a_stop_while_starting_logs_in_the_format_asked_for(tiny_checkpoints: Path,
+                                                            module: str) -> None:
+    """pydantic: before the settings are read (``AESERVE_LOG_FORMAT`` is read on its own first);
+    torch.nn: while ``app.registry`` imports torch, the settings read (the log set up before the
+    imports of seconds)."""
+    code, output = _stopped_at_import(tiny_checkpoints, module, AESERVE_LOG_FORMAT="json")
     assert code == 128 + signal.SIGTERM, output
     line = json.loads(output.splitlines()[-1])
     assert line["level"] == "WARNING" and line["message"].startswith(STOPPED), output
