@@ -18,7 +18,7 @@ from app.gc_tuning import tuned_gc
 from app.head import HeadAsGetMiddleware
 from app.limits import BodySizeLimitMiddleware
 from app.metrics import Metrics, RequestMetricsMiddleware
-from app.ranges import NoRangesMiddleware
+from app.ranges import whole_static_mounts
 from app.registry import Registry, reload_in_background
 from app.request_ids import RequestIdMiddleware
 from app.routers import admin, demo, health, images, latents, models
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # client's Host header
         redirect_slashes=False,
     )
+    whole_static_mounts(app.routes)  # the docs' assets answered whole, Range ignored
     metrics = Metrics()
     app.state.settings = settings
     app.state.metrics = metrics
@@ -80,12 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, dependencies=api, responses=api_errors)
     app.include_router(health.router)
     app.include_router(demo.router)
-    # middleware, innermost first: no byte ranges (files are answered whole), HEAD answered as
-    # GET where a GET route is, WebSocket handshakes refused (the service has no WebSocket
-    # endpoint), unexpected errors (a logged 500, the connection kept), body limit, CORS (answers
-    # preflights), metrics (counts all HTTP), tracing, request id (outermost: every log line of a
-    # request carries its id)
-    app.add_middleware(NoRangesMiddleware)
+    # middleware, innermost first: HEAD answered as GET where a GET route is, WebSocket
+    # handshakes refused (the service has no WebSocket endpoint), unexpected errors (a logged 500,
+    # the connection kept), body limit, CORS (answers preflights), metrics (counts all HTTP),
+    # tracing, request id (outermost: every log line of a request carries its id)
     app.add_middleware(HeadAsGetMiddleware, routes=app.router.routes)
     app.add_middleware(NoWebSocketsMiddleware)
     app.add_middleware(UnexpectedErrors)

@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from app.errors import ApiError
+from app.ranges import WholeFileResponse
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
@@ -49,7 +50,7 @@ def static_file(relative: str) -> FileResponse:
     media = MEDIA_TYPES.get(path.suffix)
     if media is None or not found:
         raise missing
-    return FileResponse(path, media_type=media, headers=PAGE_HEADERS)
+    return WholeFileResponse(path, media_type=media, headers=PAGE_HEADERS)  # Range ignored
 
 
 @router.get("/")
