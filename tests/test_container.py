@@ -24,6 +24,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -62,6 +63,30 @@ def docker_missing() -> str | None:
     return None
 
 
+def needs_docker(reason: str | None) -> None:
+    """Skip (or, with AESERVE_REQUIRE_DOCKER=1, fail) when ``reason`` says Docker is missing."""
+    if reason:
+        if os.environ.get("AESERVE_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"AESERVE_REQUIRE_DOCKER=1 but {reason}")
+        pytest.skip(reason)
+
+
+def compose_config(*args: str, env: dict[str, str] | None = None,
+                   file: Path = ROOT / "docker-compose.yml") -> dict[str, Any]:
+    """The compose file as ``docker compose config`` reads it, with the variables of ``env`` (the
+    shell's without the AESERVE_* settings and NETWORK_PREFIX when None); needs the CLI alone."""
+    if shutil.which("docker") is None:
+        needs_docker("no docker CLI on PATH")
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
+        needs_docker("the docker compose plugin is missing")
+    if env is None:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("AESERVE_") and k != "NETWORK_PREFIX"}
+    out = run("docker", "compose", "-f", str(file), *args, "config", "--format", "json", env=env).stdout
+    config: dict[str, Any] = json.loads(out)
+    return config
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -97,7 +122,7 @@ def served_checkpoints(request: pytest.FixtureRequest, dest: Path) -> Path:
 
 
 def free_subnet() -> ipaddress.IPv4Network:
-    """A /24 that no Docker network here uses (the compose file's fixed one may be taken by
+    """A /24 that no Docker network here uses (the compose file's default one may be taken by
     another project, a concurrent test run's above all)."""
     ids = run("docker", "network", "ls", "-q").stdout.split()
     used = run("docker", "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
@@ -126,13 +151,11 @@ class Stack:
         ]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_")}
         subnet = free_subnet()
-        self.proxy_ip = str(subnet[10])
+        self.proxy_ip = str(subnet[10])  # what the compose file makes of NETWORK_PREFIX
         proxy_port = free_port()
         self.env |= {"AESERVE_IMAGE": IMAGE, "AESERVE_API_PORT": str(port),
-                     "AESERVE_PROXY_PORT": str(proxy_port), "NETWORK_SUBNET": str(subnet),
-                     # containers from the upper half, the proxy's fixed address in the lower
-                     "NETWORK_IP_RANGE": str(list(subnet.subnets(new_prefix=25))[1]),
-                     "PROXY_IP": self.proxy_ip}
+                     "AESERVE_PROXY_PORT": str(proxy_port),
+                     "NETWORK_PREFIX": str(subnet.network_address).rpartition(".")[0]}
         self.url = f"http://127.0.0.1:{port}"
         self.proxy_url = f"http://127.0.0.1:{proxy_port}"
 
@@ -150,11 +173,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    reason = docker_missing()
-    if reason:
-        if os.environ.get("AESERVE_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"AESERVE_REQUIRE_DOCKER=1 but {reason}")
-        pytest.skip(reason)
+    needs_docker(docker_missing())
     tmp = tmp_path_factory.mktemp("container")
     ckpts = served_checkpoints(request, tmp / "checkpoints")
     override = tmp / "compose.test.yml"
@@ -306,6 +325,25 @@ def test_the_limits_follow_their_variables_and_no_setting_comes_from_the_shell(s
     # a variable exported for a local run or the client does not configure the container
     assert "AESERVE_WORKERS" not in api["environment"]
     assert "AESERVE_API_TOKEN" not in api["environment"]
+
+
+@pytest.mark.parametrize("prefix", [None, "10.123.45"])
+def test_one_variable_places_the_network_and_the_address_the_api_trusts(prefix: str | None) -> None:
+    """NETWORK_PREFIX alone picks the project's /24 (a fixed one could clash with a network of
+    the host's, a VPN's say): the subnet, the containers' range, the gateway, the proxy's address
+    and the one address the api believes X-Forwarded-For from follow it, and cannot disagree.
+    The proxy test below runs on a prefix of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_") and k != "NETWORK_PREFIX"}
+    config = compose_config("--profile", "proxy", env=env | ({"NETWORK_PREFIX": prefix} if prefix else {}))
+    net = prefix or "172.16.80"
+    (ipam,) = config["networks"]["default"]["ipam"]["config"]
+    assert ipam == {"subnet": f"{net}.0/24", "ip_range": f"{net}.128/25", "gateway": f"{net}.1"}
+    proxy_ip = config["services"]["proxy"]["networks"]["default"]["ipv4_address"]
+    assert proxy_ip == f"{net}.10"
+    assert ipaddress.ip_address(proxy_ip) not in ipaddress.ip_network(ipam["ip_range"])
+    for service in ("api", "api-gpu"):
+        if service in config["services"]:
+            assert config["services"][service]["environment"]["FORWARDED_ALLOW_IPS"] == proxy_ip
 
 
 def test_the_train_service_runs_under_its_limits(stack: Stack, tmp_path: Path) -> None:
