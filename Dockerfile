@@ -7,14 +7,17 @@
 #   docker build -t aeserve:train --target train .     # the image the compose `train` profile runs
 #   docker build -t aeserve:cpu --build-arg BASE_IMAGE=python:3.11-slim@sha256:<digest> .   # pinned base
 #
-# Every Python package but torch installs at the version requirements.lock names
-# (deploy/lock-requirements.sh writes it); torch is TORCH_VERSION from TORCH_INDEX_URL.
+# Every Python package installs from a hashed lock (pip install --require-hashes), so a file whose
+# sha256 the lock does not name fails the build: requirements.lock for the service,
+# requirements-train.lock for `train`, requirements-torch.lock for torch, the CPU build of
+# TORCH_VERSION (deploy/lock-requirements.sh writes all three). With a TORCH_INDEX_URL that is not a
+# CPU index (…/cu128), torch==TORCH_VERSION comes from that index instead, with the nvidia-* and
+# triton it pins, unhashed.
 #
-# Stages: `reqs` (the dependency lists from pyproject.toml), `deps` (venv with torch and the
-# runtime dependencies, cached until those lists or the lock change), `build` (the package as a wheel),
-# `train` (deps + the training extras + package + the shipped checkpoints, for --init-from) and
-# `runtime` (the last stage, so the default target: venv + package + checkpoints, non-root, no
-# compilers, no tests, no training data).
+# Stages: `deps` (venv with torch and the runtime dependencies, cached until the locks or the torch
+# arguments change), `build` (the package as a wheel), `train` (deps + the training extras + package
+# + the shipped checkpoints, for --init-from) and `runtime` (the last stage, so the default target:
+# venv + package + checkpoints, non-root, no compilers, no tests, no training data).
 
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -34,27 +37,26 @@ RUN if ! command -v python3 >/dev/null; then \
     fi \
  && useradd --system --no-log-init --uid 10001 --user-group --home-dir /app aeserve
 
-FROM base AS reqs
-WORKDIR /src
-COPY pyproject.toml ./
-# the dependency lists alone, so that other edits of pyproject.toml keep the install layers cached;
-# the service's with the otel extra: OTEL_EXPORTER_OTLP_ENDPOINT alone turns tracing on
-RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-print(*p["dependencies"], *p["optional-dependencies"]["otel"], sep="\n", file=open("requirements.txt", "w")); \
-print(*p["optional-dependencies"]["train"], sep="\n", file=open("train-requirements.txt", "w"))'
-
 FROM base AS deps
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-# torch alone from its index; its dependencies come with the others, at the locked versions (a
-# CUDA torch's nvidia-* and triton at the versions it pins itself)
-RUN python3 -m venv "$VIRTUAL_ENV" \
- && pip install --no-deps --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"
 WORKDIR /src
-COPY --from=reqs /src/requirements.txt ./
-COPY requirements.lock ./
-# serving needs neither torch's C++ headers nor its test binaries
-RUN pip install -c requirements.lock -r requirements.txt "torch==$TORCH_VERSION" \
+COPY requirements-torch.lock requirements.lock requirements-train.lock ./
+# torch first (from a CPU index, the locked file, which must be TORCH_VERSION; from another, after
+# the locked packages, with the nvidia-* and triton it pins), then the service's packages; nothing
+# in the locks asks for torch, so nothing replaces it. Serving needs neither torch's C++ headers
+# nor its test binaries
+RUN python3 -m venv "$VIRTUAL_ENV" \
+ && if [ "${TORCH_INDEX_URL%/cpu}" != "$TORCH_INDEX_URL" ]; then \
+      { grep -q "^torch==$TORCH_VERSION+cpu " requirements-torch.lock \
+        || { echo "requirements-torch.lock is not torch $TORCH_VERSION: run deploy/lock-requirements.sh" >&2; exit 1; }; } \
+      && pip install --require-hashes --no-deps --index-url "$TORCH_INDEX_URL" -r requirements-torch.lock \
+      && pip install --require-hashes -r requirements.lock; \
+    else \
+      pip install --require-hashes -r requirements.lock \
+      && pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"; \
+    fi \
+ && pip check \
  && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
  && rm -rf "$site/torch/include" "$site/torch/test"
 
@@ -66,8 +68,7 @@ RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # training: listed before `runtime` so that a plain `docker build .` gives the service image
 FROM deps AS train
-COPY --from=reqs /src/train-requirements.txt /tmp/
-RUN pip install -c requirements.lock -r /tmp/train-requirements.txt && rm /tmp/train-requirements.txt
+RUN pip install --require-hashes -r requirements-train.lock && pip check
 COPY --from=build /wheels/ /tmp/wheels/
 RUN pip install --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels \
  && mkdir -p /app/trained && chown aeserve:aeserve /app/trained

@@ -30,10 +30,12 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from packaging.utils import canonicalize_name
 from PIL import Image
 
 from model.checkpoint import CheckpointError, load_checkpoint
 from tests.conftest import ROOT, make_digits
+from tests.deploy.test_lock import SERVICE, TORCH, versions
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1500)]
 
@@ -374,6 +376,17 @@ def test_one_variable_places_the_network_and_the_address_the_api_trusts(prefix: 
     for service in ("api", "api-gpu"):
         if service in config["services"]:
             assert config["services"][service]["environment"]["FORWARDED_ALLOW_IPS"] == proxy_ip
+
+
+def test_the_image_holds_exactly_the_locked_packages(stack: Stack) -> None:
+    """The deps stage installs requirements.lock and requirements-torch.lock with --require-hashes:
+    every package in the image is one of theirs at the locked version, torch the CPU build, and
+    nothing else (pip itself and the aeserve package aside)."""
+    listed = run("docker", "run", "--rm", "--entrypoint", "pip", IMAGE, "list", "--format", "json").stdout
+    installed = {str(canonicalize_name(p["name"])): p["version"] for p in json.loads(listed)}
+    assert installed.pop("pip") and installed.pop("aeserve")
+    locked = versions(SERVICE) | versions(TORCH)
+    assert {name: str(version) for name, version in locked.items()} == installed
 
 
 def test_the_train_service_runs_under_its_limits(stack: Stack, tmp_path: Path) -> None:
