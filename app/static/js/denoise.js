@@ -85,7 +85,9 @@ async function choose(blob, name) {
     ? `${name} · ${image.width}×${image.height} ${image.gray ? "gray" : "colour"}${image.alpha ? " with alpha" : ""} · ${bytes(blob.size)}`
     : `${name} · ${bytes(blob.size)} · this browser cannot preview it; the service will try`;
   $("denoise-input-info").textContent = info;
-  const digit = isDigitSized(image); // a digit to a fixed-size model, anything else to any size
+  // a gray digit to a fixed-size model; anything else (colour, larger, or an image this browser
+  // cannot read, such as a TIFF) to a model of any size
+  const digit = Boolean(image && image.gray && isDigitSized(image));
   const fit = models.find((m) => m.any_size !== digit);
   if (fit) $("denoise-model").value = fit.name;
   describeModel();
@@ -175,12 +177,18 @@ async function run() {
 }
 
 async function showResult(answer, m, src, sent, input, clean, took) {
-  const small = isDigitSized(input);
+  // an input this browser cannot show (a TIFF): the answer alone, at the answer's shape
+  const shape = input || (await decode(answer.blob));
+  const small = isDigitSized(shape);
   const compare = $("compare");
-  if (input) compare.style.setProperty("--ar", String(input.width / input.height));
-  setImage($("compare-before"), sent, small);
+  compare.style.setProperty("--ar", String(shape.width / shape.height));
+  compare.classList.toggle("single", !input);
+  show($("strip-input").closest("figure"), Boolean(input));
+  if (input) {
+    setImage($("compare-before"), sent, small);
+    setImage($("strip-input"), sent, small);
+  }
   setImage($("compare-after"), answer.blob, small);
-  setImage($("strip-input"), sent, small);
   setImage($("strip-result"), answer.blob, small);
   show($("strip-clean"), Boolean(clean));
   if (clean) setImage($("strip-clean").querySelector("img"), src.blob, small);

@@ -1,0 +1,81 @@
+"""The demo page with the files people actually pick, in a real browser against a real server: an
+image the browser cannot show (a TIFF), a small colour picture."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PIL import Image
+from playwright.sync_api import expect
+
+from tests.app.demo_site import Site, Visit, launch_browser, open_page, serve
+from tests.app.helpers import image_bytes
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from launch_browser()
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    yield from serve()
+
+
+@pytest.fixture
+def visit(browser: Any, site: Site) -> Iterator[Visit]:
+    site.recorder.posts.clear()
+    v = open_page(browser, site.url)
+    expect(v.page.locator("body")).to_have_attribute("data-ready", "true")
+    yield v
+    v.page.context.close()
+
+
+def encoded(size: tuple[int, int], mode: str, fmt: str) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(image_bytes(size, mode))).save(out, format=fmt)
+    return out.getvalue()
+
+
+def pick(page: Any, selector: str, name: str, data: bytes, mime: str = "image/png") -> None:
+    page.set_input_files(selector, files=[{"name": name, "mimeType": mime, "buffer": data}])
+
+
+def broken_images(page: Any, scope: str) -> list[str]:
+    """The images shown in ``scope`` that the browser could not draw."""
+    return page.locator(f"{scope} img").evaluate_all(
+        "imgs => imgs.filter(i => i.checkVisibility() && !(i.complete && i.naturalWidth > 0))"
+        ".map(i => i.alt)")
+
+
+# ---- denoise ------------------------------------------------------------------------------------
+
+
+def test_an_image_the_browser_cannot_show_goes_to_the_photo_model_and_shows_its_answer_alone(
+    visit: Visit, site: Site
+) -> None:
+    page = visit.page
+    page.select_option("#denoise-model", "mnist-dae")  # what an earlier digit left chosen
+    pick(page, "#denoise-file", "scan.tiff", encoded((120, 80), "RGB", "TIFF"), "image/tiff")
+    expect(page.locator("#denoise-input-info")).to_contain_text("cannot preview")
+    expect(page.locator("#denoise-model")).to_have_value("photo-denoiser")  # not a 28x28 digit
+    page.click("#denoise-run")
+    expect(page.locator("#compare-after")).to_be_visible()
+    assert [p.path for p in site.recorder.posts] == ["/v1/models/photo-denoiser/denoise"]
+    assert page.locator("#compare-after").evaluate("img => img.naturalWidth") == 120
+    assert page.locator("#compare").evaluate("el => el.style.getPropertyValue('--ar')") == "1.5"
+    expect(page.locator("#compare-before")).to_be_hidden()  # no broken input beside it
+    expect(page.locator("#compare-slider")).to_be_hidden()
+    assert broken_images(page, "#panel-denoise") == []
+
+    pick(page, "#denoise-file", "small.png", image_bytes((50, 50), "RGB"))  # colour: not a digit
+    expect(page.locator("#denoise-input-info")).to_contain_text("50×50 colour")
+    expect(page.locator("#denoise-model")).to_have_value("photo-denoiser")
+    page.click("#denoise-run")
+    expect(page.locator("#compare-before")).to_be_visible()  # the slider is back
+    expect(page.locator("#compare-slider")).to_be_visible()
+    assert broken_images(page, "#panel-denoise") == []
+    visit.check()
