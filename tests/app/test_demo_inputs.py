@@ -1,5 +1,6 @@
 """The demo page with the files people actually pick, in a real browser against a real server: an
-image the browser cannot show (a TIFF), a small colour picture."""
+image the browser cannot show (a TIFF), a small colour picture, a large image still being read
+when another is chosen."""
 
 from __future__ import annotations
 
@@ -78,4 +79,48 @@ def test_an_image_the_browser_cannot_show_goes_to_the_photo_model_and_shows_its_
     expect(page.locator("#compare-before")).to_be_visible()  # the slider is back
     expect(page.locator("#compare-slider")).to_be_visible()
     assert broken_images(page, "#panel-denoise") == []
+    visit.check()
+
+
+GATE_DECODES = """(slowSize) => {
+    // the decode of a file of ``slowSize`` bytes waits until window.release() is called;
+    // window.slowDecoded settles once it is decoded
+    const real = window.createImageBitmap;
+    let open, decoded;
+    const gate = new Promise((resolve) => (open = resolve));
+    window.release = () => open();
+    window.slowDecoded = new Promise((resolve) => (decoded = resolve));
+    window.createImageBitmap = async (blob, ...rest) => {
+        if (blob.size !== slowSize) return real(blob, ...rest);
+        await gate;
+        try {
+            return await real(blob, ...rest);
+        } finally {
+            decoded();
+        }
+    };
+}"""
+
+# once the slow decode has settled, a task later: the page has done all it does with it
+AFTER_SLOW_DECODE = "window.slowDecoded.then(() => new Promise((done) => setTimeout(done, 0)))"
+
+
+def test_an_image_still_being_read_gives_way_to_one_chosen_after_it(visit: Visit, site: Site) -> None:
+    page = visit.page
+    photo = image_bytes((300, 200), "RGB")
+    digit = image_bytes((28, 28), "L")
+    page.evaluate(GATE_DECODES, len(photo))
+    pick(page, "#denoise-file", "big-photo.png", photo)
+    expect(page.locator("#denoise-input-info")).to_have_text("Reading big-photo.png…")
+    expect(page.locator("#denoise-run")).to_be_disabled()  # nothing to send yet
+    pick(page, "#denoise-file", "digit.png", digit)
+    expect(page.locator("#denoise-input-info")).to_contain_text("digit.png · 28×28 gray")
+    page.evaluate("window.release()")  # the photo's decode ends last
+    page.evaluate(AFTER_SLOW_DECODE)
+    expect(page.locator("#denoise-input-info")).to_contain_text("digit.png · 28×28 gray")
+    expect(page.locator("#denoise-model")).to_have_value("mnist-dae")
+    page.click("#denoise-run")
+    expect(page.locator("#compare")).to_be_visible()
+    (sent,) = site.recorder.to("/denoise")
+    assert sent.image() == digit
     visit.check()

@@ -12,6 +12,7 @@ let models = [];
 let limits = null; // the service's, from GET /v1/models
 let source = null; // {blob, name, image: decoded pixels or null}
 let controller = null; // the run on its way, if any
+let choices = 0; // images chosen so far: a large one still being read gives way to a later one
 
 /** Stop the run on its way (a new image was chosen): its answer, if it comes, is not shown. */
 function stopRun() {
@@ -74,12 +75,17 @@ function resetResult() {
 async function choose(blob, name) {
   stopRun();
   resetResult();
+  const mine = ++choices;
+  source = null; // nothing to send until this one is read
+  $("denoise-input-info").textContent = `Reading ${name}…`;
+  checkFit();
   let image = null;
   try {
     image = await decode(blob);
   } catch {
     image = null; // the service may still read it; it answers for itself
   }
+  if (mine !== choices) return; // another image was chosen while this one was read
   source = { blob, name, image };
   const info = image
     ? `${name} · ${image.width}×${image.height} ${image.gray ? "gray" : "colour"}${image.alpha ? " with alpha" : ""} · ${bytes(blob.size)}`
