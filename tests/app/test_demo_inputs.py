@@ -1,6 +1,6 @@
 """The demo page with the files people actually pick, in a real browser against a real server: an
 image the browser cannot show (a TIFF), a small colour picture, a large image still being read
-when another is chosen."""
+when another is chosen, and a digit the browser cannot show given to the VAE."""
 
 from __future__ import annotations
 
@@ -123,4 +123,23 @@ def test_an_image_still_being_read_gives_way_to_one_chosen_after_it(visit: Visit
     expect(page.locator("#compare")).to_be_visible()
     (sent,) = site.recorder.to("/denoise")
     assert sent.image() == digit
+    visit.check()
+
+
+# ---- VAE ----------------------------------------------------------------------------------------
+
+
+def test_a_digit_the_browser_cannot_show_is_encoded_and_interpolated(visit: Visit, site: Site) -> None:
+    page = visit.page
+    page.click("#tab-vae")
+    tiff = encoded((56, 56), "L", "TIFF")  # twice the model's size, in a format Chromium cannot read
+    pick(page, "#encode-file", "digit.tiff", tiff, "image/tiff")
+    page.click("#encode-run")
+    expect(page.locator("#latent-chart .dim")).to_have_count(64)
+    expect(page.locator("#encode-error")).to_be_hidden()
+    pick(page, "#interp-file-b", "end.tiff", tiff, "image/tiff")
+    page.click("#interp-run")
+    expect(page.locator("#interp-strip .step")).to_have_count(10)
+    expect(page.locator("#interp-error")).to_be_hidden()
+    assert [p.query for p in site.recorder.posts] == ["resize=true", "resize=true&steps=10"]
     visit.check()

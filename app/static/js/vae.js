@@ -51,7 +51,8 @@ async function blobOf(key) {
   return input.blob;
 }
 
-/** resize=true when an image's size differs from the model's fixed one. */
+/** resize=true when an image's size differs from the model's fixed one, or this browser cannot
+ * tell it. */
 async function resizeParams(...blobs) {
   const m = model();
   const params = new URLSearchParams();
@@ -61,7 +62,7 @@ async function resizeParams(...blobs) {
       const { width, height } = await decode(blob);
       if (width !== m.input_shape[2] || height !== m.input_shape[1]) params.set("resize", "true");
     } catch {
-      // the browser cannot read it: the service answers for itself
+      params.set("resize", "true"); // the browser cannot read it (a TIFF): its size is unknown
     }
   }
   return params;
