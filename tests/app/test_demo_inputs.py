@@ -1,18 +1,21 @@
 """The demo page with the files people actually pick, in a real browser against a real server: an
 image the browser cannot show (a TIFF), a small colour picture, a large image still being read
-when another is chosen, and a digit the browser cannot show given to the VAE."""
+when another is chosen; and the VAE panel: a digit the browser cannot show, and answers that come
+after the model or the digit changed."""
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.app.demo_site import Site, Visit, launch_browser, open_page, serve
+from tests.app.demo_site import ROOT, Site, Visit, launch_browser, open_page, serve
 from tests.app.helpers import image_bytes
 
 
@@ -142,4 +145,59 @@ def test_a_digit_the_browser_cannot_show_is_encoded_and_interpolated(visit: Visi
     expect(page.locator("#interp-strip .step")).to_have_count(10)
     expect(page.locator("#interp-error")).to_be_hidden()
     assert [p.query for p in site.recorder.posts] == ["resize=true", "resize=true&steps=10"]
+    visit.check()
+
+
+def hold(page: Any, pattern: str) -> list[Any]:
+    """Requests to ``pattern`` are held until the test lets them go (``route.continue_()``)."""
+    held: list[Any] = []
+    page.route(pattern, lambda route: held.append(route))
+    return held
+
+
+def until_held(page: Any, held: list[Any]) -> None:
+    """Until a held request has reached the test (each call to the page lets its routes in)."""
+    for _ in range(500):
+        if held:
+            return
+        page.evaluate("() => new Promise((done) => setTimeout(done, 10))")
+    raise AssertionError("no request was held")
+
+
+def test_an_answer_for_a_model_no_longer_chosen_is_not_shown(visit: Visit) -> None:
+    page = visit.page
+    page.click("#tab-vae")
+    held = hold(page, "**/v1/models/mnist-vae/sample")
+    page.click("#sample-run")
+    expect(page.locator("#sample-run")).to_have_attribute("aria-busy", "true")
+    page.select_option("#vae-model", "mnist-dae")  # the samples' model is gone from the page
+    expect(page.locator("#sample-run")).to_be_disabled()
+    until_held(page, held)
+    held[0].continue_()
+    expect(page.locator("#sample-run")).not_to_have_attribute("aria-busy", "true")
+    expect(page.locator("#sample-run")).to_be_disabled()  # mnist-dae does not sample
+    expect(page.locator("#sample-figure")).to_be_hidden()
+    expect(page.locator("#sample-error")).to_be_hidden()
+    visit.check()
+
+
+def test_a_digit_picked_while_another_is_encoded_is_the_one_charted(visit: Visit, site: Site) -> None:
+    page = visit.page
+    page.click("#tab-vae")
+    held = hold(page, "**/v1/models/mnist-vae/encode")
+    page.click("#encode-card .mini[data-src$='digit-0.png']")
+    until_held(page, held)
+    page.click("#encode-card .mini[data-src$='digit-7.png']")  # while 0 is on its way
+    assert len(held) == 1  # 7 waits for 0's answer
+    page.unroute("**/v1/models/mnist-vae/encode")  # lets 0's request go on
+    expect(page.locator("#encode-run")).not_to_have_attribute("aria-busy", "true")
+    encodes = site.recorder.to("/encode")
+    assert len(encodes) == 2  # 0, then 7
+    seven = (ROOT / "app" / "static" / "examples" / "digit-7.png").read_bytes()
+    assert encodes[1].image() == seven
+    code = httpx.post(f"{site.url}/v1/models/mnist-vae/encode", timeout=60,
+                      files={"image": ("digit-7.png", seven, "image/png")}).json()["results"][0]
+    shown = page.locator("#latent-chart .dim").evaluate_all("gs => gs.map(g => Number(g.dataset.mu))")
+    assert shown == code["mu"]
+    expect(page.locator("#encode-thumb")).to_have_attribute("src", re.compile("digit-7"))
     visit.check()

@@ -59,19 +59,6 @@ export async function exampleBlob(src) {
   return response.blob();
 }
 
-/** Run ``fn`` with ``button`` disabled and marked busy; the focus it lost comes back to it. */
-export async function busy(button, fn) {
-  button.disabled = true;
-  button.setAttribute("aria-busy", "true");
-  try {
-    return await fn();
-  } finally {
-    button.disabled = false;
-    button.removeAttribute("aria-busy");
-    if (document.activeElement === document.body) button.focus();
-  }
-}
-
 export function ms(t) {
   return t >= 1000 ? `${(t / 1000).toFixed(2)} s` : `${Math.round(t)} ms`;
 }

@@ -4,9 +4,10 @@
 import { call, callJson } from "./api.js";
 import { latentChart } from "./chart.js";
 import { decode } from "./imaging.js";
-import { $, busy, exampleBlob, fillSelect, ms, setBlob, show, showError } from "./ui.js";
+import { $, exampleBlob, fillSelect, ms, setBlob, show, showError } from "./ui.js";
 
 const OPS = ["sample", "encode", "interpolate"];
+const BUTTONS = { sample: "sample-run", encode: "encode-run", interpolate: "interp-run" };
 
 let models = [];
 const inputs = {
@@ -15,6 +16,9 @@ const inputs = {
   b: { src: "/static/examples/digit-7.png", blob: null },
 };
 let path = []; // Blobs of the decoded interpolation path
+let modelChanges = 0; // an answer that comes after the model changed is not shown
+const running = new Set(); // the operations on their way
+const again = new Set(); // the operations asked for again while on their way
 
 function model() {
   return models.find((m) => m.name === $("vae-model").value);
@@ -34,15 +38,49 @@ function refreshModel() {
   clearResults("sample-figure", "sample-download", "latent-chart", "interp-view");
   $("encode-meta").textContent = "";
   for (const id of ["sample-error", "encode-error", "interp-error"]) showError($(id), null);
+  modelChanges += 1;
+  refreshButtons();
   const m = model();
-  const buttons = { sample: "sample-run", encode: "encode-run", interpolate: "interp-run" };
-  for (const op of OPS) $(buttons[op]).disabled = !m || !m.operations.includes(op);
   const missing = m ? OPS.filter((op) => !m.operations.includes(op)) : OPS;
   $("vae-model-hint").textContent = !m
     ? "No model on this service samples, encodes or interpolates."
     : missing.length
       ? `${m.name} does not ${missing.join(" or ")}.`
       : `${m.name}: latent size ${m.latent_dim}.`;
+}
+
+/** Each operation's button: enabled when the model has it and it is not on its way. */
+function refreshButtons() {
+  const m = model();
+  for (const op of OPS) $(BUTTONS[op]).disabled = !m || !m.operations.includes(op) || running.has(op);
+}
+
+/**
+ * Run ``op`` with its button disabled and marked busy; the focus it lost comes back to it. Asked
+ * for again while on its way, it runs once more when done, with the inputs chosen meanwhile.
+ * ``fn(current)``: ``current()`` is false once the model changed, and its answer is not shown.
+ */
+async function perform(op, fn) {
+  if (running.has(op)) {
+    again.add(op);
+    return;
+  }
+  const m = model();
+  if (!m || !m.operations.includes(op)) return;
+  const button = $(BUTTONS[op]);
+  const mine = modelChanges;
+  running.add(op);
+  button.setAttribute("aria-busy", "true");
+  refreshButtons();
+  try {
+    await fn(() => mine === modelChanges);
+  } finally {
+    running.delete(op);
+    button.removeAttribute("aria-busy");
+    refreshButtons();
+    if (document.activeElement === document.body && !button.disabled) button.focus();
+  }
+  if (again.delete(op)) await perform(op, fn);
 }
 
 async function blobOf(key) {
@@ -75,7 +113,7 @@ function b64Blob(b64) {
   return new Blob([out], { type: "image/png" });
 }
 
-async function runSample() {
+async function runSample(current) {
   showError($("sample-error"), null);
   const seedText = $("sample-seed").value.trim();
   const body = { n: Number($("sample-n").value), temperature: Number($("sample-temp").value) };
@@ -90,6 +128,7 @@ async function runSample() {
       headers: { "Content-Type": "application/json", Accept: "image/png" },
     });
     const blob = await response.blob();
+    if (!current()) return;
     const took = performance.now() - started;
     const seed = response.headers.get("X-Seed");
     setBlob($("sample-grid"), blob);
@@ -100,19 +139,23 @@ async function runSample() {
     show($("sample-figure"), true);
     show($("sample-download"), true);
   } catch (err) {
+    if (!current()) return;
     clearResults("sample-figure", "sample-download");
     showError($("sample-error"), err);
   }
 }
 
-async function runEncode() {
+async function runEncode(current) {
   showError($("encode-error"), null);
+  const input = inputs.encode; // a digit chosen meanwhile is encoded next: this answer is not shown
+  const shown = () => current() && inputs.encode === input;
   const started = performance.now();
   try {
     const blob = await blobOf("encode");
     const form = new FormData();
     form.append("image", blob, "digit.png");
     const answer = await callJson(url("encode", await resizeParams(blob)), { method: "POST", body: form });
+    if (!shown()) return;
     const took = performance.now() - started;
     const { mu, sigma } = answer.results[0];
     if (!sigma) {
@@ -126,6 +169,7 @@ async function runEncode() {
     $("encode-meta").textContent =
       `${mu.length} dimensions · ${used} with σ < 0.5 carry this digit (filled bars) · ${ms(took)}`;
   } catch (err) {
+    if (!shown()) return;
     clearResults("latent-chart");
     $("encode-meta").textContent = "";
     showError($("encode-error"), err);
@@ -139,7 +183,7 @@ function showStep(i) {
   for (const [j, b] of [...$("interp-strip").children].entries()) b.classList.toggle("current", j === i);
 }
 
-async function runInterpolate() {
+async function runInterpolate(current) {
   showError($("interp-error"), null);
   try {
     const a = await blobOf("a");
@@ -150,6 +194,7 @@ async function runInterpolate() {
     const params = await resizeParams(a, b);
     params.set("steps", $("interp-steps").value);
     const answer = await callJson(url("interpolate", params), { method: "POST", body: form });
+    if (!current()) return;
     path = answer.images.map(b64Blob);
     const strip = $("interp-strip");
     strip.replaceChildren(
@@ -176,6 +221,7 @@ async function runInterpolate() {
     showStep(0);
     show($("interp-view"), true);
   } catch (err) {
+    if (!current()) return;
     clearResults("interp-view");
     showError($("interp-error"), err);
   }
@@ -185,7 +231,7 @@ function wirePicker(key, fileInput, thumb) {
   $(fileInput).addEventListener("change", (e) => {
     const file = e.target.files[0];
     if (!file) return;
-    inputs[key].blob = file;
+    inputs[key] = { src: null, blob: file };
     setBlob($(thumb), file);
     e.target.value = "";
   });
@@ -201,7 +247,7 @@ export function initVae(allModels) {
   });
   $("sample-dice").addEventListener("click", () => {
     $("sample-seed").value = String(Math.floor(Math.random() * 1e9));
-    $("sample-run").click();
+    perform("sample", runSample);
   });
   $("interp-steps").addEventListener("input", (e) => ($("interp-steps-out").textContent = e.target.value));
   $("interp-slider").addEventListener("input", (e) => showStep(Number(e.target.value)));
@@ -212,10 +258,10 @@ export function initVae(allModels) {
     button.addEventListener("click", () => {
       inputs.encode = { src: button.dataset.src, blob: null };
       $("encode-thumb").src = button.dataset.src;
-      $("encode-run").click();
+      perform("encode", runEncode);
     });
   }
-  $("sample-run").addEventListener("click", (e) => busy(e.currentTarget, runSample));
-  $("encode-run").addEventListener("click", (e) => busy(e.currentTarget, runEncode));
-  $("interp-run").addEventListener("click", (e) => busy(e.currentTarget, runInterpolate));
+  $("sample-run").addEventListener("click", () => perform("sample", runSample));
+  $("encode-run").addEventListener("click", () => perform("encode", runEncode));
+  $("interp-run").addEventListener("click", () => perform("interpolate", runInterpolate));
 }
