@@ -201,3 +201,14 @@ def test_a_digit_picked_while_another_is_encoded_is_the_one_charted(visit: Visit
     assert shown == code["mu"]
     expect(page.locator("#encode-thumb")).to_have_attribute("src", re.compile("digit-7"))
     visit.check()
+
+
+def test_a_negative_seed_is_refused_for_being_negative(visit: Visit, site: Site) -> None:
+    page = visit.page
+    page.click("#tab-vae")
+    page.fill("#sample-seed", "-1")
+    page.click("#sample-run")
+    refused = httpx.post(f"{site.url}/v1/models/mnist-vae/sample", json={"n": 16, "seed": -1})
+    assert "greater than or equal to 0" in refused.json()["error"]["message"]
+    expect(page.locator("#sample-error .error-message")).to_have_text(refused.json()["error"]["message"])
+    visit.check(allowed_statuses=(422,))

@@ -118,8 +118,9 @@ async function runSample(current) {
   const seedText = $("sample-seed").value.trim();
   const body = { n: Number($("sample-n").value), temperature: Number($("sample-temp").value) };
   // a seed goes as its digits: a JavaScript number loses the last ones of a large seed (the
-  // service draws 63-bit ones); anything else goes as it is, for the service to refuse
-  const seedJson = /^\d+$/.test(seedText) ? seedText : JSON.stringify(seedText === "" ? null : seedText);
+  // service draws 63-bit ones); a negative one too, for the service to say it is below 0;
+  // anything else goes as it is, for the service to refuse
+  const seedJson = /^-?\d+$/.test(seedText) ? seedText : JSON.stringify(seedText === "" ? null : seedText);
   const started = performance.now();
   try {
     const response = await call(url("sample"), {
