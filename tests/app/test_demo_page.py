@@ -249,6 +249,21 @@ def test_narrow_screens_get_one_column(browser: Any, site: Site, shots: Path) ->
     page.context.close()
 
 
+def test_the_smallest_phones_scroll_only_down_and_show_a_whole_seed(browser: Any, site: Site) -> None:
+    visit = open_page(browser, site.url, width=320, height=640)
+    page = visit.page
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(page.locator("#service-status")).to_contain_text("3 models")  # the longest status
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+    page.click("#tab-vae")
+    seed = page.locator("#sample-seed")
+    seed.fill("1816989216607902918")  # 19 digits, as the service draws them
+    assert seed.evaluate("el => el.scrollWidth <= el.clientWidth"), "the seed is cut off"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+    visit.check()
+    page.context.close()
+
+
 # ---- the token ----------------------------------------------------------------------------------
 
 
