@@ -370,6 +370,30 @@ def test_a_large_seed_goes_as_typed_and_the_button_keeps_the_focus(visit: Visit,
     visit.check()
 
 
+def test_each_result_is_told_to_screen_readers(visit: Visit) -> None:
+    """Keyboard only; what the page says in its live regions (role=status) once a result shows."""
+    page = visit.page
+    page.focus("button.example[data-name='digit-7.png']")
+    page.keyboard.press("Enter")
+    expect(page.locator("#denoise-run")).to_be_enabled()
+    page.focus("#denoise-run")
+    page.keyboard.press("Enter")
+    said = page.get_by_role("status").filter(has_text="Denoised")
+    expect(said).to_have_text(re.compile(r"^Denoised digit-7\.png with mnist-dae in (\d+ ms|\d\.\d\d s)\.$"))
+    page.focus("#tab-denoise")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#panel-vae")).to_be_visible()
+    page.focus("#sample-run")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status").filter(has_text="samples")).to_have_text(
+        "Drew 16 samples with seed 0.")
+    page.focus("#interp-run")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status").filter(has_text="path")).to_have_text(
+        "Decoded the path between the two digits in 10 steps.")
+    visit.check()
+
+
 def test_a_file_dropped_beside_the_dropzone_does_not_replace_the_page(visit: Visit) -> None:
     prevented = visit.page.evaluate("""() => ["dragover", "drop"].map((type) => {
         const e = new DragEvent(type, {cancelable: true, bubbles: true});

@@ -4,7 +4,7 @@
 import { Cancelled, upload } from "./api.js";
 import { refusal } from "./fit.js";
 import { addNoise, decode, encodePng, psnr } from "./imaging.js";
-import { $, bytes, exampleBlob, fillSelect, ms, setBlob, show, showError, supporting } from "./ui.js";
+import { $, announce, bytes, exampleBlob, fillSelect, ms, setBlob, show, showError, supporting } from "./ui.js";
 
 const NOISE_SEED = 1; // the same noise for the same image and σ, run after run
 
@@ -75,6 +75,7 @@ function resetResult() {
 async function choose(blob, name) {
   stopRun();
   resetResult();
+  announce($("denoise-status"), "");
   const mine = ++choices;
   source = null; // nothing to send until this one is read
   $("denoise-input-info").textContent = `Reading ${name}…`;
@@ -167,8 +168,9 @@ async function run() {
     if (current()) await showResult(answer, m, src, sent, input, noisy ? src.image : null, took);
   } catch (err) {
     if (current()) {
-      showError($("denoise-error"), err);
+      showError($("denoise-error"), err); // an alert
       $("denoise-empty").textContent = err instanceof Cancelled ? "Cancelled." : "No result.";
+      announce($("denoise-status"), err instanceof Cancelled ? "Cancelled." : "");
     }
   } finally {
     if (current()) {
@@ -211,6 +213,10 @@ async function showResult(answer, m, src, sent, input, clean, took) {
     $("stat-psnr-in").textContent = `${psnr(clean, input).toFixed(2)} dB`;
     $("stat-psnr-out").textContent = `${psnr(clean, out).toFixed(2)} dB`;
   }
+  const said = [`Denoised ${src.name} with ${m.name} in ${ms(took)}.`];
+  if (sigma !== null) said.push(`Noise σ ${Number(sigma).toFixed(2)}.`);
+  if (clean) said.push(`PSNR ${$("stat-psnr-in").textContent} noisy, ${$("stat-psnr-out").textContent} denoised.`);
+  announce($("denoise-status"), said.join(" "));
   const link = $("denoise-download");
   setBlob(link, answer.blob, "href");
   link.download = `${src.name.replace(/\.[^.]+$/, "")}-denoised.png`;

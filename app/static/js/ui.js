@@ -40,6 +40,11 @@ export function showError(el, err) {
   el.hidden = false;
 }
 
+/** Tell screen readers, through the live region ``el``, what just happened (a result shown). */
+export function announce(el, text) {
+  el.textContent = text;
+}
+
 const urls = new Map();
 
 /** Point ``img`` (or a link) at ``blob``, revoking the object URL it had from an earlier call. */

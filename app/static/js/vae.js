@@ -4,7 +4,7 @@
 import { call, callJson } from "./api.js";
 import { latentChart } from "./chart.js";
 import { decode } from "./imaging.js";
-import { $, exampleBlob, fillSelect, ms, setBlob, show, showError } from "./ui.js";
+import { $, announce, exampleBlob, fillSelect, ms, setBlob, show, showError } from "./ui.js";
 
 const OPS = ["sample", "encode", "interpolate"];
 const BUTTONS = { sample: "sample-run", encode: "encode-run", interpolate: "interp-run" };
@@ -139,6 +139,7 @@ async function runSample(current) {
       `${body.n} samples · seed ${seed} · temperature ${body.temperature.toFixed(2)} · ${ms(took)}`;
     show($("sample-figure"), true);
     show($("sample-download"), true);
+    announce($("vae-status"), `Drew ${body.n} samples with seed ${seed}.`);
   } catch (err) {
     if (!current()) return;
     clearResults("sample-figure", "sample-download");
@@ -162,6 +163,7 @@ async function runEncode(current) {
     if (!sigma) {
       show($("latent-chart"), false);
       $("encode-meta").textContent = "This model is not a VAE: it gives one code z, without σ.";
+      announce($("vae-status"), `Encoded the digit. ${$("encode-meta").textContent}`);
       return;
     }
     latentChart($("latent-chart"), mu, sigma);
@@ -169,6 +171,8 @@ async function runEncode(current) {
     const used = sigma.filter((s) => s < 0.5).length;
     $("encode-meta").textContent =
       `${mu.length} dimensions · ${used} with σ < 0.5 carry this digit (filled bars) · ${ms(took)}`;
+    announce($("vae-status"), `Encoded the digit: ${used} of its ${mu.length} latent dimensions ` +
+      "have σ under 0.5; the values are in a table under the chart.");
   } catch (err) {
     if (!shown()) return;
     clearResults("latent-chart");
@@ -221,6 +225,7 @@ async function runInterpolate(current) {
     slider.value = "0";
     showStep(0);
     show($("interp-view"), true);
+    announce($("vae-status"), `Decoded the path between the two digits in ${path.length} steps.`);
   } catch (err) {
     if (!current()) return;
     clearResults("interp-view");
