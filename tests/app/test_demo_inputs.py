@@ -129,6 +129,27 @@ def test_an_image_still_being_read_gives_way_to_one_chosen_after_it(visit: Visit
     visit.check()
 
 
+def test_a_noise_sigma_the_service_would_refuse_is_pointed_out_before_sending(
+    visit: Visit, site: Site
+) -> None:
+    page = visit.page
+    page.click("button.example[data-name='still-life.png']")
+    page.check("#sigma-on")
+    warning = page.locator("#denoise-warning")
+    for typed in ("", "300", "-5"):  # the API would answer "query.sigma: unable to parse..."
+        page.fill("#sigma", typed)
+        page.click("#denoise-run")
+        expect(warning).to_contain_text("Give the noise σ as a number from 0 to 255, or uncheck")
+        expect(page.locator("#sigma")).to_be_focused()
+    assert site.recorder.to("/denoise") == []  # nothing was sent
+    page.fill("#sigma", "30")
+    expect(warning).to_be_hidden()
+    page.click("#denoise-run")
+    expect(page.locator("#compare")).to_be_visible()
+    assert [p.query for p in site.recorder.to("/denoise")] == ["sigma=30"]
+    visit.check()
+
+
 # ---- VAE ----------------------------------------------------------------------------------------
 
 

@@ -118,10 +118,24 @@ function setImage(img, blob, small) {
   img.classList.toggle("pixelated", small);
 }
 
+/** The noise σ to send: null when not given, undefined when the box holds no σ the service takes. */
+function givenSigma(m) {
+  if (!m.takes_sigma || !$("sigma-on").checked) return null;
+  const value = $("sigma").valueAsNumber; // NaN when empty or not a number
+  return value >= 0 && value <= 255 ? value : undefined;
+}
+
 async function run() {
   const m = model();
   const src = source; // the image of this run, whatever is chosen meanwhile
   if (!src || !m) return;
+  const sigma = givenSigma(m);
+  if (sigma === undefined) {
+    warn("Give the noise σ as a number from 0 to 255, or uncheck “Tell the model the noise σ” " +
+      "to have the model estimate it.");
+    $("sigma").focus();
+    return;
+  }
   stopRun();
   const mine = new AbortController();
   controller = mine;
@@ -149,7 +163,7 @@ async function run() {
   if (size && (!input || input.width !== size.width || input.height !== size.height)) {
     params.set("resize", "true");
   }
-  if (m.takes_sigma && $("sigma-on").checked) params.set("sigma", $("sigma").value);
+  if (sigma !== null) params.set("sigma", $("sigma").value);
   const form = new FormData();
   form.append("image", sent, noisy ? "noisy.png" : src.name);
 
@@ -268,7 +282,11 @@ export function initDenoise(allModels, serviceLimits = null) {
     describeModel();
     checkFit();
   });
-  $("sigma-on").addEventListener("change", (e) => ($("sigma").disabled = !e.target.checked));
+  $("sigma-on").addEventListener("change", (e) => {
+    $("sigma").disabled = !e.target.checked;
+    checkFit(); // clears a warning about the σ
+  });
+  $("sigma").addEventListener("input", checkFit);
   const noiseLabel = () => {
     const s = Number($("noise-sigma").value);
     $("noise-sigma-out").textContent = `σ ${s} (${(s / 255).toFixed(2)} on 0–1)`;
