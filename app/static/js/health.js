@@ -9,6 +9,7 @@ export const EVERY_MS = 15000;
 export const DOWN_EVERY_MS = 3000;
 
 let state = null; // {state: "ready" | "offline" | "not_ready", err}
+let probed = null; // the state the last readiness check found
 let render = () => {};
 let timer = null;
 let running = null; // the check on its way
@@ -20,8 +21,7 @@ function schedule() {
   timer = setTimeout(check, state && state.state === "ready" ? EVERY_MS : DOWN_EVERY_MS);
 }
 
-function set(next) {
-  const before = state && state.state;
+function set(next, before = probed) {
   state = next;
   render(next, before);
 }
@@ -42,7 +42,11 @@ async function probe() {
 export function check() {
   if (!running) {
     running = probe()
-      .then(set)
+      .then((next) => {
+        const before = probed;
+        probed = next.state;
+        set(next, before);
+      })
       .finally(() => {
         running = null;
         schedule();
@@ -52,7 +56,8 @@ export function check() {
 }
 
 /** Watch the service: ``onState({state, err}, before)`` after every check, ``before`` being the
- * state the check before found (null at first). */
+ * state the check before found (null at first); a call that cannot reach the service turns it
+ * offline at once, without changing what the checks found. */
 export function watchService(onState) {
   render = onState;
   document.addEventListener("visibilitychange", () => (document.hidden ? schedule() : check()));
