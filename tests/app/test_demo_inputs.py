@@ -161,11 +161,14 @@ def test_a_digit_the_browser_cannot_show_is_encoded_and_interpolated(visit: Visi
     page.click("#encode-run")
     expect(page.locator("#latent-chart .dim")).to_have_count(64)
     expect(page.locator("#encode-error")).to_be_hidden()
+    expect(page.locator("#encode-thumb")).to_have_attribute("alt", re.compile("^Digit to encode: digit.tiff"))
     pick(page, "#interp-file-b", "end.tiff", tiff, "image/tiff")
     page.click("#interp-run")
     expect(page.locator("#interp-strip .step")).to_have_count(10)
     expect(page.locator("#interp-error")).to_be_hidden()
     assert [p.query for p in site.recorder.posts] == ["resize=true", "resize=true&steps=10"]
+    expect(page.locator("#interp-thumb-b")).to_have_attribute("alt", re.compile("^End digit: end.tiff"))
+    assert broken_images(page, "#panel-vae") == []  # a stand-in where the browser cannot show it
     visit.check()
 
 

@@ -233,13 +233,28 @@ async function runInterpolate(current) {
   }
 }
 
+// in a thumbnail's place when the browser cannot show the file (a TIFF): the service may read it
+const UNSHOWN = "data:image/svg+xml," + encodeURIComponent(
+  '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 28 28"><rect width="28" height="28" fill="#000"/>' +
+  '<text x="14" y="19" fill="#9ca3af" font-family="sans-serif" font-size="14" text-anchor="middle">?</text></svg>');
+
+/** The file input ``fileInput`` chooses the image of ``key``, shown in the thumbnail ``thumb``
+ * with its name in the thumbnail's text. */
 function wirePicker(key, fileInput, thumb) {
+  const img = $(thumb);
+  const what = img.alt; // "Start digit", ...
   $(fileInput).addEventListener("change", (e) => {
     const file = e.target.files[0];
     if (!file) return;
     inputs[key] = { src: null, blob: file };
-    setBlob($(thumb), file);
+    img.alt = img.title = `${what}: ${file.name}`;
+    setBlob(img, file);
     e.target.value = "";
+  });
+  img.addEventListener("error", () => {
+    if (img.src === UNSHOWN) return;
+    img.alt = img.title += " (this browser cannot show it; the service reads PNG, JPEG, WebP, BMP and TIFF)";
+    img.src = UNSHOWN;
   });
 }
 
@@ -264,6 +279,7 @@ export function initVae(allModels) {
     button.addEventListener("click", () => {
       inputs.encode = { src: button.dataset.src, blob: null };
       $("encode-thumb").src = button.dataset.src;
+      $("encode-thumb").alt = `Digit to encode: the example ${button.textContent}`;
       perform("encode", runEncode);
     });
   }
