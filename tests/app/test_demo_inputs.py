@@ -85,6 +85,22 @@ def test_an_image_the_browser_cannot_show_goes_to_the_photo_model_and_shows_its_
     visit.check()
 
 
+def test_the_page_offers_the_formats_the_service_reads(visit: Visit, site: Site) -> None:
+    page = visit.page
+    refused = httpx.post(f"{site.url}/v1/models/photo-denoiser/denoise", timeout=60,
+                         files={"image": ("a.gif", encoded((8, 8), "RGB", "GIF"), "image/gif")})
+    said = re.search(r"send (.+)$", refused.json()["error"]["message"])
+    assert said is not None
+    expect(page.locator("#dropzone .hint")).to_contain_text(said[1])  # "PNG, JPEG, WebP, BMP or TIFF"
+    formats = re.findall(r"\w+", said[1].replace(" or ", " "))
+    suffixes = {"JPEG": ".jpg", "TIFF": ".tiff"}
+    for chooser in page.locator("input[type=file]").all():  # the file dialogs offer just those
+        accepted = chooser.get_attribute("accept").split(",")
+        assert sorted(a for a in accepted if a.startswith("image/")) == sorted(
+            f"image/{f.lower()}" for f in formats)
+        assert all(suffixes.get(f, f".{f.lower()}") in accepted for f in formats)
+
+
 GATE_DECODES = """(slowSize) => {
     // the decode of a file of ``slowSize`` bytes waits until window.release() is called;
     // window.slowDecoded settles once it is decoded
