@@ -85,6 +85,38 @@ def test_an_image_the_browser_cannot_show_goes_to_the_photo_model_and_shows_its_
     visit.check()
 
 
+GATE_PNG_ENCODING = """() => {
+    // the page's own PNG encoding (the noisy copy) waits until window.release() is called
+    const real = Response.prototype.arrayBuffer;
+    let open;
+    const gate = new Promise((resolve) => (open = resolve));
+    window.release = () => open();
+    Response.prototype.arrayBuffer = async function (...rest) {
+        await gate;
+        return real.apply(this, rest);
+    };
+}"""
+
+
+def test_adding_noise_says_so_and_can_be_cancelled(visit: Visit, site: Site) -> None:
+    page = visit.page
+    page.click("button.example[data-name='landscape.png']")
+    page.check("#noise-on")
+    page.evaluate(GATE_PNG_ENCODING)
+    page.click("#denoise-run")
+    expect(page.locator("#denoise-progress-text")).to_have_text("Adding noise in your browser…")
+    expect(page.locator("#denoise-progress")).to_be_visible()
+    expect(page.locator("#denoise-run")).to_be_disabled()  # no second run meanwhile
+    page.click("#denoise-cancel")
+    page.evaluate("window.release()")
+    expect(page.locator("#denoise-empty")).to_have_text("Cancelled.")
+    expect(page.locator("#denoise-progress")).to_be_hidden()
+    expect(page.locator("#denoise-run")).to_be_enabled()
+    page.evaluate("fetch('/readyz')")  # a round trip: an upload on its way would be in by now
+    assert site.recorder.to("/denoise") == []
+    visit.check()
+
+
 def test_the_page_offers_the_formats_the_service_reads(visit: Visit, site: Site) -> None:
     page = visit.page
     refused = httpx.post(f"{site.url}/v1/models/photo-denoiser/denoise", timeout=60,

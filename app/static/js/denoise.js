@@ -142,37 +142,41 @@ async function run() {
   const current = () => controller === mine;
   resetResult();
   $("denoise-empty").textContent = "Working…";
-  const noisy = $("noise-on").checked && src.image;
-  let sent = src.blob;
-  let input = src.image;
-  if (noisy) {
-    input = addNoise(src.image, Number($("noise-sigma").value), NOISE_SEED);
-    sent = await encodePng(input);
-    if (!current()) return;
-    if (limits && sent.size > limits.max_upload_bytes) { // noise does not compress: check again
-      warn(`With noise added, this image is ${bytes(sent.size)} as a PNG; the service accepts ` +
-        `uploads of up to ${bytes(limits.max_upload_bytes)}. Turn the noise off or use a smaller ` +
-        "image, then try again.");
-      $("denoise-empty").textContent = "No result.";
-      controller = null;
-      return;
-    }
-  }
-  const params = new URLSearchParams();
-  const size = fixedSize(m);
-  if (size && (!input || input.width !== size.width || input.height !== size.height)) {
-    params.set("resize", "true");
-  }
-  if (sigma !== null) params.set("sigma", $("sigma").value);
-  const form = new FormData();
-  form.append("image", sent, noisy ? "noisy.png" : src.name);
-
   show($("denoise-cancel"), true);
   show($("denoise-progress"), true);
   $("denoise-run").disabled = true;
-  progress(0, sent.size);
-  const started = performance.now();
+  const noisy = $("noise-on").checked && src.image;
+  let note = null; // why nothing was sent, when the page stopped it
   try {
+    let sent = src.blob;
+    let input = src.image;
+    if (noisy) {
+      // a large image takes seconds: say what is going on, and let Cancel stop it
+      $("denoise-progress-bar").removeAttribute("value");
+      $("denoise-progress-text").textContent = "Adding noise in your browser…";
+      await new Promise((shown) => setTimeout(shown)); // the words show before the work blocks
+      input = addNoise(src.image, Number($("noise-sigma").value), NOISE_SEED);
+      sent = await encodePng(input);
+      if (mine.signal.aborted) throw new Cancelled();
+      if (!current()) return;
+      if (limits && sent.size > limits.max_upload_bytes) { // noise does not compress: check again
+        note = `With noise added, this image is ${bytes(sent.size)} as a PNG; the service accepts ` +
+          `uploads of up to ${bytes(limits.max_upload_bytes)}. Turn the noise off or use a ` +
+          "smaller image, then try again.";
+        $("denoise-empty").textContent = "No result.";
+        return;
+      }
+    }
+    const params = new URLSearchParams();
+    const size = fixedSize(m);
+    if (size && (!input || input.width !== size.width || input.height !== size.height)) {
+      params.set("resize", "true");
+    }
+    if (sigma !== null) params.set("sigma", $("sigma").value);
+    const form = new FormData();
+    form.append("image", sent, noisy ? "noisy.png" : src.name);
+    progress(0, sent.size);
+    const started = performance.now();
     const query = params.size ? `?${params}` : "";
     const answer = await upload(`/v1/models/${encodeURIComponent(m.name)}/denoise${query}`, form, {
       signal: mine.signal,
@@ -187,14 +191,15 @@ async function run() {
       announce($("denoise-status"), err instanceof Cancelled ? "Cancelled." : "");
     }
   } finally {
-    if (current()) {
+    if (current()) { // else another image or run took over, and set the page for itself
       controller = null;
       show($("denoise-cancel"), false);
       show($("denoise-progress"), false);
+      checkFit();
+      if (note) warn(note);
+      // the button (or Cancel, now hidden) had the focus: give it back rather than to the page
+      if (document.activeElement === document.body) $("denoise-run").focus();
     }
-    checkFit();
-    // the button (or Cancel, now hidden) had the focus: give it back rather than to the page
-    if (document.activeElement === document.body) $("denoise-run").focus();
   }
 }
 
