@@ -5,14 +5,12 @@ after the model or the digit changed."""
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 from playwright.sync_api import expect
 
 from tests.app.demo_site import ROOT, Site, Visit, launch_browser, open_page, serve
@@ -38,12 +36,6 @@ def visit(browser: Any, site: Site) -> Iterator[Visit]:
     v.page.context.close()
 
 
-def encoded(size: tuple[int, int], mode: str, fmt: str) -> bytes:
-    out = io.BytesIO()
-    Image.open(io.BytesIO(image_bytes(size, mode))).save(out, format=fmt)
-    return out.getvalue()
-
-
 def pick(page: Any, selector: str, name: str, data: bytes, mime: str = "image/png") -> None:
     page.set_input_files(selector, files=[{"name": name, "mimeType": mime, "buffer": data}])
 
@@ -63,7 +55,7 @@ def test_an_image_the_browser_cannot_show_goes_to_the_photo_model_and_shows_its_
 ) -> None:
     page = visit.page
     page.select_option("#denoise-model", "mnist-dae")  # what an earlier digit left chosen
-    pick(page, "#denoise-file", "scan.tiff", encoded((120, 80), "RGB", "TIFF"), "image/tiff")
+    pick(page, "#denoise-file", "scan.tiff", image_bytes((120, 80), "RGB", "TIFF"), "image/tiff")
     expect(page.locator("#denoise-input-info")).to_contain_text("cannot preview")
     expect(page.locator("#denoise-model")).to_have_value("photo-denoiser")  # not a 28x28 digit
     page.click("#denoise-run")
@@ -120,7 +112,7 @@ def test_adding_noise_says_so_and_can_be_cancelled(visit: Visit, site: Site) -> 
 def test_the_page_offers_the_formats_the_service_reads(visit: Visit, site: Site) -> None:
     page = visit.page
     refused = httpx.post(f"{site.url}/v1/models/photo-denoiser/denoise", timeout=60,
-                         files={"image": ("a.gif", encoded((8, 8), "RGB", "GIF"), "image/gif")})
+                         files={"image": ("a.gif", image_bytes((8, 8), "RGB", "GIF"), "image/gif")})
     said = re.search(r"send (.+)$", refused.json()["error"]["message"])
     assert said is not None
     expect(page.locator("#dropzone .hint")).to_contain_text(said[1])  # "PNG, JPEG, WebP, BMP or TIFF"
@@ -204,9 +196,8 @@ def test_a_noise_sigma_the_service_would_refuse_is_pointed_out_before_sending(
 def test_a_digit_the_browser_cannot_show_is_encoded_and_interpolated(visit: Visit, site: Site) -> None:
     page = visit.page
     page.click("#tab-vae")
-    tiff = encoded((56, 56), "L", "TIFF")  # twice the model's size, in a format Chromium cannot read
-    pick(page, "#encode-file", "digit.tiff", tiff, "image/tiff")
-    page.click("#encode-run")
+    tiff = image_bytes((56, 56), "L", "TIFF")  # twice the model's size, in a format Chromium cannot read
+    pick(page, "#encode-file", "digit.tiff", tiff, "image/tiff")  # encoded at once
     expect(page.locator("#latent-chart .dim")).to_have_count(64)
     expect(page.locator("#encode-error")).to_be_hidden()
     expect(page.locator("#encode-thumb")).to_have_attribute("alt", re.compile("^Digit to encode: digit.tiff"))
@@ -217,6 +208,28 @@ def test_a_digit_the_browser_cannot_show_is_encoded_and_interpolated(visit: Visi
     assert [p.query for p in site.recorder.posts] == ["resize=true", "resize=true&steps=10"]
     expect(page.locator("#interp-thumb-b")).to_have_attribute("alt", re.compile("^End digit: end.tiff"))
     assert broken_images(page, "#panel-vae") == []  # a stand-in where the browser cannot show it
+    visit.check()
+
+
+def test_a_digit_picked_after_a_result_is_never_shown_beside_it(visit: Visit, site: Site) -> None:
+    page = visit.page
+    page.click("#tab-vae")
+    page.click("#interp-run")
+    expect(page.locator("#interp-view")).to_be_visible()
+    pick(page, "#interp-file-a", "mine.png", image_bytes((28, 28), "L"))
+    expect(page.locator("#interp-view")).to_be_hidden()  # the path between the old digits
+
+    page.click("#encode-run")
+    expect(page.locator("#latent-chart")).to_be_visible()
+    mine = image_bytes((28, 28), "L", seed=5)
+    pick(page, "#encode-file", "five.png", mine)  # the chart follows the digit shown
+    expect(page.locator("#encode-run")).not_to_have_attribute("aria-busy", "true")
+    encodes = site.recorder.to("/encode")
+    assert len(encodes) == 2 and encodes[1].image() == mine
+    code = httpx.post(f"{site.url}/v1/models/mnist-vae/encode", timeout=60,
+                      files={"image": ("five.png", mine, "image/png")}).json()["results"][0]
+    shown = page.locator("#latent-chart .dim").evaluate_all("gs => gs.map(g => Number(g.dataset.mu))")
+    assert shown == code["mu"]
     visit.check()
 
 

@@ -190,6 +190,8 @@ function showStep(i) {
 
 async function runInterpolate(current) {
   showError($("interp-error"), null);
+  const ends = [inputs.a, inputs.b]; // an end chosen meanwhile: this path is not shown
+  const shown = () => current() && inputs.a === ends[0] && inputs.b === ends[1];
   try {
     const a = await blobOf("a");
     const b = await blobOf("b");
@@ -199,7 +201,7 @@ async function runInterpolate(current) {
     const params = await resizeParams(a, b);
     params.set("steps", $("interp-steps").value);
     const answer = await callJson(url("interpolate", params), { method: "POST", body: form });
-    if (!current()) return;
+    if (!shown()) return;
     path = answer.images.map(b64Blob);
     const strip = $("interp-strip");
     strip.replaceChildren(
@@ -227,7 +229,7 @@ async function runInterpolate(current) {
     show($("interp-view"), true);
     announce($("vae-status"), `Decoded the path between the two digits in ${path.length} steps.`);
   } catch (err) {
-    if (!current()) return;
+    if (!shown()) return;
     clearResults("interp-view");
     showError($("interp-error"), err);
   }
@@ -239,8 +241,8 @@ const UNSHOWN = "data:image/svg+xml," + encodeURIComponent(
   '<text x="14" y="19" fill="#9ca3af" font-family="sans-serif" font-size="14" text-anchor="middle">?</text></svg>');
 
 /** The file input ``fileInput`` chooses the image of ``key``, shown in the thumbnail ``thumb``
- * with its name in the thumbnail's text. */
-function wirePicker(key, fileInput, thumb) {
+ * with its name in the thumbnail's text; then ``chosen()``. */
+function wirePicker(key, fileInput, thumb, chosen) {
   const img = $(thumb);
   const what = img.alt; // "Start digit", ...
   $(fileInput).addEventListener("change", (e) => {
@@ -250,6 +252,7 @@ function wirePicker(key, fileInput, thumb) {
     img.alt = img.title = `${what}: ${file.name}`;
     setBlob(img, file);
     e.target.value = "";
+    chosen();
   });
   img.addEventListener("error", () => {
     if (img.src === UNSHOWN) return;
@@ -272,9 +275,15 @@ export function initVae(allModels) {
   });
   $("interp-steps").addEventListener("input", (e) => ($("interp-steps-out").textContent = e.target.value));
   $("interp-slider").addEventListener("input", (e) => showStep(Number(e.target.value)));
-  wirePicker("encode", "encode-file", "encode-thumb");
-  wirePicker("a", "interp-file-a", "interp-thumb-a");
-  wirePicker("b", "interp-file-b", "interp-thumb-b");
+  // a digit chosen is encoded at once, as an example digit is; a new end of the path hides the
+  // path between the old ones
+  wirePicker("encode", "encode-file", "encode-thumb", () => perform("encode", runEncode));
+  const newEnd = () => {
+    clearResults("interp-view");
+    showError($("interp-error"), null);
+  };
+  wirePicker("a", "interp-file-a", "interp-thumb-a", newEnd);
+  wirePicker("b", "interp-file-b", "interp-thumb-b", newEnd);
   for (const button of document.querySelectorAll("#encode-card .mini")) {
     button.addEventListener("click", () => {
       inputs.encode = { src: button.dataset.src, blob: null };
