@@ -70,6 +70,25 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def _error(response: httpx.Response) -> tuple[str, str]:
+    """The code and message of an error answer; ``http_error`` for one that is not the service's."""
+    try:
+        error = response.json()["error"]
+        return str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):  # not the service's answer: a proxy's, say
+        return "http_error", _foreign(response)
+
+
+def _foreign(response: httpx.Response) -> str:
+    """An answer that is not the service's (a proxy's HTML page, say) on one line: its reason,
+    what it was and where it came from; a short plain-text body too."""
+    kind = response.headers.get("Content-Type", "no Content-Type").split(";")[0]
+    text = " ".join(response.text.split())[:200] if kind == "text/plain" else ""
+    return (f"{response.reason_phrase or 'error'}{': ' + text if text else ''} (not the service's "
+            f"answer: {kind} from {response.url}; is the URL the service's, and the proxy in "
+            "between up?)")
+
+
 def _grid(response: httpx.Response) -> Grid:
     """A PNG grid answer, with the seed and steps its headers carry."""
     seed, steps = response.headers.get("X-Seed"), response.headers.get("X-Steps")
@@ -133,13 +152,7 @@ class Client:
     def _check(self, response: httpx.Response) -> httpx.Response:
         if response.is_success:
             return response
-        wait = _retry_after(response)
-        try:
-            error = response.json()["error"]
-            code, message = str(error["code"]), str(error["message"])
-        except (ValueError, KeyError, TypeError):  # not the service's answer: a proxy's, say
-            code, message = "http_error", response.text[:200]
-        raise AeserveError(response.status_code, code, message, wait)
+        raise AeserveError(response.status_code, *_error(response), _retry_after(response))
 
     def _post(self, path: str, **request: Any) -> httpx.Response:
         """POST, sent again on a 503 that says when to retry (``retries``); the answer checked. A

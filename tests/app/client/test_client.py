@@ -37,7 +37,8 @@ def test_an_error_answer_carries_its_code_message_and_retry_after() -> None:
         client._check(answer)
     assert (error.value.status, error.value.code, error.value.message) == (503, "overloaded", "busy")
     assert error.value.retry_after == 3.0
-    proxy = httpx.Response(502, text="<html>Bad Gateway</html>")  # not the service's answer
+    proxy = httpx.Response(502, text="<html>Bad Gateway</html>",  # not the service's answer
+                           request=httpx.Request("POST", "http://proxy.test/"))
     with pytest.raises(AeserveError) as error:
         client._check(proxy)
     assert (error.value.code, error.value.retry_after) == ("http_error", None)
@@ -76,6 +77,24 @@ def test_retries_send_an_operation_again_after_the_wait_a_503_asks_for(
                 with pytest.raises(AeserveError):  # a longer wait than it takes: raised at once
                     impatient.denoise("mnist-dae", image_bytes())
         assert len(waits) == 2
+
+
+def test_an_answer_that_is_not_the_services_is_one_line_saying_so_and_where_from() -> None:
+    """A proxy in front of the service answers its own HTML page (502 when the service is down,
+    404 for a wrong path prefix): the error is one line that says it is not the service's answer
+    and where it came from (it was the page's first 200 characters, over several lines)."""
+    page = "<html>\n<head><title>502 Bad Gateway</title></head>\n<body>nginx</body>\n</html>\n"
+    answer = httpx.Response(502, text=page, headers={"Content-Type": "text/html"})
+    with Client() as client:
+        client.http = httpx.Client(base_url="http://proxy.test/aeserve",
+                                   transport=httpx.MockTransport(lambda _: answer))
+        with pytest.raises(AeserveError) as refused:
+            client.denoise("mnist-dae", image_bytes())
+    assert (refused.value.status, refused.value.code) == (502, "http_error")
+    assert refused.value.message == (
+        "Bad Gateway (not the service's answer: text/html from "
+        "http://proxy.test/aeserve/v1/models/mnist-dae/denoise?resize=false; is the URL the "
+        "service's, and the proxy in between up?)")
 
 
 def hold_the_room(sock: socket.socket, size: int) -> None:
