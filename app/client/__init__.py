@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import base64
+import logging
 import math
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +24,13 @@ import httpx
 from app.bearer import is_bearer_token
 
 __all__ = ["AeserveError", "Client", "Grid", "ImageIn"]
+
+log = logging.getLogger(__name__)
+"""Each retry is a warning here (what was answered, the wait, which retry of how many)."""
+
+GONE = (httpx.ConnectError, httpx.RemoteProtocolError)
+"""No answer at all: nothing listens (a service restarting), or the connection closed before an
+answer came. Every operation computes its answer from what is sent, so sending it again is safe."""
 
 ImageIn = bytes | Path
 """An image to send: its bytes, or a file, read and sent under its own name (which the service's
@@ -68,6 +77,15 @@ def _retry_after(response: httpx.Response) -> float | None:
         return float(response.headers["Retry-After"])
     except (KeyError, ValueError):
         return None
+
+
+def _retried(response: httpx.Response, asked: float | None, max_wait_s: float) -> bool:
+    """Whether an answer is one to send the operation again after: a 503 that asks for a wait of
+    at most ``max_wait_s`` (``Retry-After``), or a proxy's 502 (the service behind it is not
+    answering: restarting, say; the service itself never answers 502)."""
+    if response.status_code == 503:
+        return asked is not None and asked <= max_wait_s
+    return response.status_code == 502
 
 
 def _error(response: httpx.Response) -> tuple[str, str]:
@@ -126,11 +144,17 @@ def _path(name: str, op: str | None = None) -> str:
 class Client:
     """One connection pool to one service; every method maps to one endpoint.
 
-    ``retries``: how many times an operation answered 503 with ``Retry-After`` (overloaded, past
-    its deadline, shutting down) is sent again, after the wait the service asks for (at most
-    ``max_wait_s``; a longer one is raised at once). 0: every error is raised."""
+    ``retries``: how many times an operation is sent again when it was answered 503 with
+    ``Retry-After`` (overloaded, past its deadline, shutting down) or got no answer at all (nothing
+    listens, as while the service restarts, the connection closed first, or a proxy in front of
+    it answered 502 Bad Gateway). The first wait is
+    the one the service asks for (1 s when it got no answer), each further one twice the last,
+    each plus up to a quarter at random so that clients refused together do not all come back
+    together, and none over ``max_wait_s`` (a 503 that asks for more is raised at once). Each
+    retry is logged as a warning (logger ``app.client``). 0: every error is raised."""
 
     _sleep = staticmethod(time.sleep)
+    _random = random.Random()
 
     def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None,
                  timeout: float = 60.0, retries: int = 0, max_wait_s: float = 30.0) -> None:
@@ -155,17 +179,36 @@ class Client:
         raise AeserveError(response.status_code, *_error(response), _retry_after(response))
 
     def _post(self, path: str, **request: Any) -> httpx.Response:
-        """POST, sent again on a 503 that says when to retry (``retries``); the answer checked. A
-        JSON payload with a NaN or an infinity is a ``ValueError`` naming it, and is not sent."""
+        """POST, sent again as ``retries`` says; the answer checked. A JSON payload with a NaN or
+        an infinity is a ``ValueError`` naming it, and is not sent."""
         _refuse_non_finite(request.get("json"), "")
-        for attempt in range(self.retries + 1):
-            response = self.http.post(path, **request)
-            wait = _retry_after(response)
-            if (response.status_code != 503 or attempt == self.retries or wait is None
-                    or wait > self.max_wait_s):
-                break
+        attempt = 0
+        while True:
+            try:
+                response = self.http.post(path, **request)
+            except GONE as exc:
+                if attempt == self.retries:
+                    raise
+                why, asked = f"no answer from {self.http.base_url} ({exc})", None
+            else:
+                asked = _retry_after(response)
+                if attempt == self.retries or not _retried(response, asked, self.max_wait_s):
+                    return self._check(response)
+                code = _error(response)[0]
+                why = f"{response.status_code} {response.reason_phrase if code == 'http_error' else code}"
+            attempt += 1
+            wait = self._wait(attempt, asked)
+            log.warning("%s: sending it again in %.1f s (retry %d of %d)", why, wait, attempt,
+                        self.retries)
             self._sleep(wait)
-        return self._check(response)
+
+    def _wait(self, attempt: int, asked: float | None) -> float:
+        """The wait before retry ``attempt`` (1, 2, ...): what the service asked for (1 s when it
+        did not answer) doubled on each retry after the first, plus up to a quarter at random;
+        never over ``max_wait_s``, never under what was asked."""
+        first = 1.0 if asked is None else asked
+        wait = first * 2 ** (attempt - 1) * (1 + self._random.random() / 4)
+        return max(asked or 0.0, min(wait, self.max_wait_s))
 
     def _images_in(self, name: str, op: str, images: Sequence[ImageIn], params: dict[str, Any],
                    accept: str = "application/json") -> httpx.Response:

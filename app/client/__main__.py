@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from app.client import AeserveError, Client
+from app.client import AeserveError, Client, log
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,8 +36,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     common.add_argument("--timeout", type=seconds, default=60.0,
                         help="seconds to wait for each answer (default: %(default)s)")
     common.add_argument("--retries", type=retries, default=0,
-                        help="send again an operation answered 503 with Retry-After, after the wait "
-                        "it asks for, up to this many times (default: %(default)s)")
+                        help="send an operation again, up to this many times, when the service "
+                        "answers 503 with Retry-After (busy) or does not answer (restarting); "
+                        "waits as asked, then twice as long each time, at most 30 s; says so on "
+                        "stderr (default: %(default)s)")
     parser = argparse.ArgumentParser(prog="python -m app.client", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -189,6 +192,9 @@ def token_hint(error: AeserveError, token: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    said = logging.StreamHandler(sys.stderr)  # each retry, as it happens
+    said.setFormatter(logging.Formatter("aeserve client: %(message)s"))
+    log.addHandler(said)
     try:
         run(args)
     except AeserveError as exc:
@@ -201,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
         print(f"aeserve client: {exc}", file=sys.stderr)
         return 2
+    finally:
+        log.removeHandler(said)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 from pathlib import Path
@@ -14,8 +15,8 @@ from fastapi.testclient import TestClient
 from app.client import AeserveError, Client, bearer_headers
 from app.main import create_app
 from tests.app.conftest import make_settings
-from tests.app.helpers import image_bytes
-from tests.app.live import read_answer, running_server
+from tests.app.helpers import decode_png, image_bytes
+from tests.app.live import LiveServer, free_port, read_answer, running_server, start_server, stop_server
 
 
 def test_the_token_loses_the_whitespace_around_it_as_the_service_reads_it() -> None:
@@ -51,11 +52,13 @@ def test_a_service_that_cannot_be_reached_is_not_ready() -> None:
 
 
 def test_retries_send_an_operation_again_after_the_wait_a_503_asks_for(
-    tiny_checkpoints: Path, tmp_path: Path
+    tiny_checkpoints: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A real service whose room for bodies is held by an upload that never arrives: every other
-    upload is 503 with Retry-After. The client waits as asked (its sleep recorded here, not slept)
-    and sends it again, then raises; with room, nothing waits."""
+    upload is 503 with Retry-After. The client waits as asked, then twice as long, each wait plus
+    up to a quarter at random (its sleep recorded here, not slept), says so, sends it again, then
+    raises; with room, nothing waits. (It waited exactly Retry-After each time, silently: clients
+    refused together all came back together, and a longer overload outlasted every retry.)"""
     limit = 4096
     with running_server(tiny_checkpoints, tmp_path / "server.log", AESERVE_MAX_BODY_BYTES=str(limit),
                         AESERVE_MAX_BODIES_BYTES=str(limit)) as live:
@@ -66,10 +69,16 @@ def test_retries_send_an_operation_again_after_the_wait_a_503_asks_for(
             assert waits == []
             with socket.create_connection(("127.0.0.1", live.port), timeout=60) as held:
                 hold_the_room(held, limit)
-                with pytest.raises(AeserveError) as refused:
+                with (caplog.at_level(logging.WARNING, logger="app.client"),
+                      pytest.raises(AeserveError) as refused):
                     client.denoise("mnist-dae", image_bytes())
         assert (refused.value.status, refused.value.code) == (503, "overloaded")
-        assert waits == [refused.value.retry_after] * 2 and refused.value.retry_after >= 1
+        asked = refused.value.retry_after
+        assert asked is not None and asked >= 1 and len(waits) == 2
+        assert asked <= waits[0] <= 1.25 * asked and 2 * asked <= waits[1] <= 2.5 * asked
+        assert [r.getMessage() for r in caplog.records] == [
+            f"503 overloaded: sending it again in {wait:.1f} s (retry {i} of 2)"
+            for i, wait in enumerate(waits, 1)]
         with Client(live.url, retries=1, max_wait_s=0.5) as impatient:
             impatient._sleep = waits.append  # type: ignore[method-assign]
             with socket.create_connection(("127.0.0.1", live.port), timeout=60) as held:
@@ -77,6 +86,65 @@ def test_retries_send_an_operation_again_after_the_wait_a_503_asks_for(
                 with pytest.raises(AeserveError):  # a longer wait than it takes: raised at once
                     impatient.denoise("mnist-dae", image_bytes())
         assert len(waits) == 2
+
+
+def test_waits_are_spread_so_clients_refused_together_come_back_apart() -> None:
+    client = Client(retries=3, max_wait_s=30)
+    firsts = {client._wait(1, 1.0) for _ in range(20)}
+    assert len(firsts) > 1 and all(1.0 <= wait <= 1.25 for wait in firsts)
+    assert client._wait(8, 1.0) == 30  # doubled up to max_wait_s, never over it
+    assert Client(max_wait_s=0.5)._wait(1, None) == 0.5
+    client.close()
+
+
+def test_a_service_restarting_is_waited_for_and_the_operation_sent_again(
+    tiny_checkpoints: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    """A script denoising a folder while the service restarts: nothing listens on its port for a
+    while. With retries the client waits (1 s, then longer) and sends it again, saying so; the
+    service is back on that port here when the first wait ends. (Retries covered 503s only:
+    the first refused connection raised httpx.ConnectError and the run stopped there.)"""
+    port = free_port()  # the service's, while it is down
+    url = f"http://127.0.0.1:{port}"
+    restarted: list[LiveServer] = []
+
+    def restart(wait: float) -> None:
+        monkeypatch.setattr("tests.app.live.free_port", lambda: port)
+        restarted.append(start_server(tiny_checkpoints, tmp_path / "server.log"))
+
+    try:
+        with Client(url, retries=2) as client:
+            client._sleep = restart  # type: ignore[method-assign]
+            with caplog.at_level(logging.WARNING, logger="app.client"):
+                assert decode_png(client.denoise("mnist-dae", image_bytes())).size == (28, 28)
+        (said,) = [r.getMessage() for r in caplog.records]
+        assert said.startswith(f"no answer from {url}")
+        assert "sending it again in 1." in said and said.endswith("(retry 1 of 2)")
+        with Client(url, retries=0) as once:  # no retries: the error is raised
+            stop_server(restarted[0])
+            with pytest.raises(httpx.ConnectError):
+                once.denoise("mnist-dae", image_bytes())
+    finally:
+        for server in restarted:
+            stop_server(server)
+
+
+def test_a_proxys_502_is_sent_again_as_a_restart_is(caplog: pytest.LogCaptureFixture) -> None:
+    """A proxy in front of a service that is not answering (restarting) says 502 Bad Gateway: with
+    retries, the operation is sent again after a wait, which is said."""
+    answers = [httpx.Response(502, text="<html>Bad Gateway</html>"),
+               httpx.Response(200, content=image_bytes(), headers={"Content-Type": "image/png"})]
+    waits: list[float] = []
+    with Client(retries=1) as client:
+        client.http = httpx.Client(base_url="http://proxy.test/aeserve",
+                                   transport=httpx.MockTransport(lambda _: answers.pop(0)))
+        client._sleep = waits.append  # type: ignore[method-assign]
+        with caplog.at_level(logging.WARNING, logger="app.client"):
+            assert client.denoise("mnist-dae", image_bytes()) == image_bytes()
+    assert len(waits) == 1 and 1 <= waits[0] <= 1.25
+    assert caplog.records[0].getMessage() == (
+        f"502 Bad Gateway: sending it again in {waits[0]:.1f} s (retry 1 of 1)")
 
 
 def test_an_answer_that_is_not_the_services_is_one_line_saying_so_and_where_from() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import app.client.__main__ as cli
-from app.client import AeserveError
+from app.client import AeserveError, log
 from app.client.__main__ import latents_from, main, parse_args
 
 
@@ -125,3 +125,19 @@ def test_a_401_says_how_to_give_the_token_on_the_command_line(
     assert cli.main(["sample", "-o", "s.png", *given]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line == f"aeserve: 401 unauthorized: missing or wrong API token {hint}"
+
+
+def test_each_retry_is_said_on_stderr_as_it_happens(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The client logs each retry (app.client); the command line prints those lines, so that a
+    run waiting on a busy or restarting service says why it waits (it waited silently)."""
+    def busy_then_done(args: argparse.Namespace) -> int:
+        log.warning("503 overloaded: sending it again in 1.1 s (retry 1 of 2)")
+        return 0
+
+    monkeypatch.setattr(cli, "run", busy_then_done)
+    assert cli.main(["sample", "-o", "s.png", "--retries", "2"]) == 0
+    assert capsys.readouterr().err == ("aeserve client: 503 overloaded: sending it again in 1.1 s "
+                                       "(retry 1 of 2)\n")
+    assert log.handlers == []  # the handler is gone with its run
