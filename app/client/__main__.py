@@ -1,6 +1,7 @@
 """``python -m app.client``: denoise, sample, encode, decode, score, interpolate from the command line.
 
     python -m app.client denoise noisy.png -o clean.png --url http://127.0.0.1:8000
+    python -m app.client denoise photos/* -o clean/ --model photo-denoiser --retries 5
     python -m app.client sample --model mnist-vae -n 16 --seed 0 -o samples.png
     python -m app.client encode digit.png --model mnist-vae > latents.json
     python -m app.client decode latents.json --model mnist-vae -o decoded.png
@@ -8,7 +9,8 @@
     python -m app.client interpolate three.png eight.png --steps 10 -o path.png
 
 The token comes from ``--token`` or ``AESERVE_API_TOKEN``. Exit status: 0 done, 1 the service
-answered with an error, 2 anything else (arguments, files, connection, timeout).
+answered with an error (denoising several images: refused one or more of them, each named, the
+others done), 2 anything else (arguments, files, connection, timeout).
 """
 
 from __future__ import annotations
@@ -44,9 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("denoise", parents=[common], help="denoise one image into a PNG")
-    p.add_argument("image", type=Path, help="PNG, JPEG, WebP, BMP or TIFF")
-    p.add_argument("-o", "--output", type=Path, required=True, help="the clean PNG")
+    p = sub.add_parser("denoise", parents=[common], help="denoise images into PNGs")
+    p.add_argument("images", type=Path, nargs="+", metavar="image",
+                   help="PNG, JPEG, WebP, BMP or TIFF")
+    p.add_argument("-o", "--output", required=True,
+                   help="the clean PNG; with several images, or a folder that exists (or ends in "
+                   "/), the folder that gets NAME.png for each image NAME.*, overwriting what is "
+                   "there; an image the service refuses is named and the others go on")
     p.add_argument("--model", default="mnist-dae", help="default: %(default)s; photo-denoiser for "
                    "photos of any size")
     p.add_argument("--resize", action="store_true", help="resize to the model's size and back")
@@ -150,15 +156,79 @@ def _vector(row: Any) -> bool:
                                          for v in row)
 
 
-def run(args: argparse.Namespace) -> None:
+IMAGE_REFUSED = {"unsupported_media_type", "too_many_pixels", "payload_too_large", "too_much_work",
+                 "wrong_size"}
+"""Error codes about one image of several: it is named and the others go on."""
+
+
+def targets(images: list[Path], output: str) -> tuple[list[tuple[Path, Path]], Path | None]:
+    """Each image and where its clean PNG goes, and the folder they go into (None: one image
+    into the file ``output``). A ``ValueError`` before anything is sent for an image that is no
+    file, two images that would be written to one file, and a PNG that would overwrite an image."""
+    for image in images:
+        if not image.is_file():
+            raise ValueError(f"{image}: {'not a file' if image.exists() else 'no such file'}")
+    folder = Path(output)
+    if len(images) == 1 and not (folder.is_dir() or output.endswith(("/", os.sep))):
+        return [(images[0], folder)], None
+    written: dict[Path, Path] = {}
+    for image in images:
+        target = folder / f"{image.stem}.png"
+        if target in written:
+            raise ValueError(f"{written[target]} and {image} would both be written to {target}: "
+                             "denoise them into different folders")
+        written[target] = image
+    sources = {image.resolve() for image in images}
+    for target in written:
+        if target.resolve() in sources:
+            raise ValueError(f"{target} would be written over the image itself: choose another -o")
+    return [(image, target) for target, image in written.items()], folder
+
+
+def denoise(client: Client, args: argparse.Namespace) -> int:
+    """Denoise each image into its PNG, saved as it comes; among several, an image the service
+    refuses is named and the others go on (exit status 1). Returns the exit status."""
+    jobs, folder = targets(args.images, args.output)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    done = refused = 0
+    for image, target in jobs:
+        try:
+            png, used = client.denoise_with_sigma(args.model, image, args.resize, args.sigma)
+        except AeserveError as exc:
+            if folder is None or exc.code not in IMAGE_REFUSED:
+                stopped(done, len(jobs), folder)
+                raise
+            print(f"aeserve: {image}: {exc}{hint(exc, args.token)}", file=sys.stderr)
+            refused += 1
+            continue
+        except (httpx.HTTPError, KeyboardInterrupt):
+            stopped(done, len(jobs), folder)
+            raise
+        target.write_bytes(png)
+        done += 1
+        if used is not None:
+            how = "given" if args.sigma is not None else "estimated"
+            named = "" if folder is None else f"{image}: "
+            print(f"{named}noise sigma: {used:g} ({how})", file=sys.stderr)
+    if folder is not None:
+        print(f"aeserve client: {done} of {len(jobs)} images denoised into "
+              f"{folder}{f'; {refused} refused (above)' if refused else ''}", file=sys.stderr)
+    return 1 if refused else 0
+
+
+def stopped(done: int, of: int, folder: Path | None) -> None:
+    """Among several images, how far a run came before the error that stops it (said next)."""
+    if folder is not None:
+        print(f"aeserve client: {done} of {of} images denoised into {folder}, then stopped by "
+              "this:", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command, done; its exit status."""
     with Client(args.url, args.token, args.timeout, args.retries) as client:
         if args.command == "denoise":
-            png, used = client.denoise_with_sigma(args.model, args.image, args.resize,
-                                                  args.sigma)
-            args.output.write_bytes(png)
-            if used is not None:
-                how = "given" if args.sigma is not None else "estimated"
-                print(f"noise sigma: {used:g} ({how})", file=sys.stderr)
+            return denoise(client, args)
         elif args.command == "sample":
             payload = {"n": args.n, "seed": args.seed, "temperature": args.temperature}
             grid = client.grid_answer(args.model, "sample", payload)
@@ -179,9 +249,10 @@ def run(args: argparse.Namespace) -> None:
             first, last = args.images  # sent under their file names
             path = client.interpolate_images(args.model, first, last, args.steps, args.resize)
             args.output.write_bytes(path.png)
+    return 0
 
 
-def token_hint(error: AeserveError, token: str | None) -> str:
+def hint(error: AeserveError, token: str | None) -> str:
     """What to do about a 401 from the command line: the service's message speaks of headers."""
     if error.status != 401:
         return ""
@@ -196,10 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     said.setFormatter(logging.Formatter("aeserve client: %(message)s"))
     log.addHandler(said)
     try:
-        run(args)
+        return run(args)
     except AeserveError as exc:
         wait = f" (retry after {exc.retry_after:g} s)" if exc.retry_after is not None else ""
-        print(f"aeserve: {exc}{wait}{token_hint(exc, args.token)}", file=sys.stderr)
+        print(f"aeserve: {exc}{wait}{hint(exc, args.token)}", file=sys.stderr)
         return 1
     except httpx.TimeoutException:
         print(f"aeserve client: no answer within {args.timeout:g} s (--timeout)", file=sys.stderr)
@@ -209,7 +280,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         log.removeHandler(said)
-    return 0
 
 
 if __name__ == "__main__":
