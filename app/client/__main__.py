@@ -1,4 +1,4 @@
-"""``python -m app.client``: denoise, sample, encode, decode, score, interpolate from the command line.
+"""python -m app.client: denoise, sample, encode, decode, score, interpolate from the command line.
 
     python -m app.client denoise noisy.png -o clean.png --url http://127.0.0.1:8000
     python -m app.client denoise photos/* -o clean/ --model photo-denoiser --retries 5
@@ -8,9 +8,9 @@
     python -m app.client score digit.png cat.png --model mnist-vae -k 200 > scores.json
     python -m app.client interpolate three.png eight.png --steps 10 -o path.png
 
-The token comes from ``--token`` or ``AESERVE_API_TOKEN``. Exit status: 0 done, 1 the service
+The token comes from --token or AESERVE_API_TOKEN. Exit status: 0 done, 1 the service
 answered with an error (denoising several images: refused one or more of them, each named, the
-others done), 2 anything else (arguments, files, connection, timeout).
+others done), 2 anything else (arguments, files, connection, timeout), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -253,7 +253,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def hint(error: AeserveError, token: str | None) -> str:
-    """What to do about a 401 from the command line: the service's message speaks of headers."""
+    """What to do about an error from the command line, where the service's message speaks of
+    HTTP: of its headers for a 401, of ``resize=true`` for an image of the wrong size."""
+    if error.code == "wrong_size":
+        return " (on the command line: --resize)"
     if error.status != 401:
         return ""
     if not (token or "").strip():
@@ -275,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     except httpx.TimeoutException:
         print(f"aeserve client: no answer within {args.timeout:g} s (--timeout)", file=sys.stderr)
         return 2
+    except httpx.ConnectError as exc:
+        print(f"aeserve client: cannot connect to {args.url} (--url): {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aeserve client: interrupted", file=sys.stderr)
+        return 130
     except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
         print(f"aeserve client: {exc}", file=sys.stderr)
         return 2

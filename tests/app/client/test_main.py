@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 import app.client.__main__ as cli
@@ -141,3 +142,33 @@ def test_each_retry_is_said_on_stderr_as_it_happens(
     assert capsys.readouterr().err == ("aeserve client: 503 overloaded: sending it again in 1.1 s "
                                        "(retry 1 of 2)\n")
     assert log.handlers == []  # the handler is gone with its run
+
+
+@pytest.mark.parametrize(("raised", "code", "line"), [
+    (AeserveError(422, "wrong_size", "model mnist-dae takes 28x28 images; this one is 64x48. Send "
+                  "resize=true to have it resized to fit"), 1,
+     "aeserve: 422 wrong_size: model mnist-dae takes 28x28 images; this one is 64x48. Send "
+     "resize=true to have it resized to fit (on the command line: --resize)"),
+    (httpx.ConnectError("[Errno 111] Connection refused"), 2,
+     "aeserve client: cannot connect to http://127.0.0.1:9 (--url): [Errno 111] Connection refused"),
+    (KeyboardInterrupt(), 130, "aeserve client: interrupted"),
+])
+def test_each_failure_is_one_line_saying_what_to_do_on_the_command_line(
+    raised: BaseException, code: int, line: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong size named the service's resize=true, not --resize; a refused connection did not
+    say which URL was tried ("[Errno 111] Connection refused"); Ctrl-C printed a traceback."""
+    def fails(args: argparse.Namespace) -> int:
+        raise raised
+
+    monkeypatch.setattr(cli, "run", fails)
+    assert cli.main(["sample", "-o", "s.png", "--url", "http://127.0.0.1:9"]) == code
+    assert capsys.readouterr().err.splitlines() == [line]
+
+
+def test_the_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and "130 interrupted" in " ".join(text.split())
