@@ -170,7 +170,7 @@ def targets(images: list[Path], output: str) -> tuple[list[tuple[Path, Path]], P
             raise ValueError(f"{image}: {'not a file' if image.exists() else 'no such file'}")
     folder = Path(output)
     if len(images) == 1 and not (folder.is_dir() or output.endswith(("/", os.sep))):
-        return [(images[0], folder)], None
+        return [(images[0], output_file(folder))], None
     written: dict[Path, Path] = {}
     for image in images:
         target = folder / f"{image.stem}.png"
@@ -183,6 +183,17 @@ def targets(images: list[Path], output: str) -> tuple[list[tuple[Path, Path]], P
         if target.resolve() in sources:
             raise ValueError(f"{target} would be written over the image itself: choose another -o")
     return [(image, target) for target, image in written.items()], folder
+
+
+def output_file(path: Path) -> Path:
+    """``-o``, checked before anything is sent, so that no answer is computed only to find that it
+    cannot be saved: a ``ValueError`` for a folder that does not exist, or a folder given as the
+    file."""
+    if path.is_dir():
+        raise ValueError(f"{path} (-o) is a folder: give the file to write")
+    if not path.parent.is_dir():
+        raise ValueError(f"{path.parent} (-o {path}): no such folder")
+    return path
 
 
 def denoise(client: Client, args: argparse.Namespace) -> int:
@@ -226,6 +237,8 @@ def stopped(done: int, of: int, folder: Path | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The command, done; its exit status."""
+    if args.command in ("sample", "decode", "interpolate"):
+        output_file(args.output)
     with Client(args.url, args.token, args.timeout, args.retries) as client:
         if args.command == "denoise":
             return denoise(client, args)

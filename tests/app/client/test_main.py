@@ -172,3 +172,30 @@ def test_the_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
         parse_args(["--help"])
     text = capsys.readouterr().out
     assert "``" not in text and "130 interrupted" in " ".join(text.split())
+
+
+COMMANDS = [["sample"], ["decode", "{z}"], ["interpolate", "{a}", "{a}"], ["denoise", "{a}"]]
+
+
+@pytest.mark.parametrize(("command", "folder"), [
+    *((command, False) for command in COMMANDS),
+    *((command, True) for command in COMMANDS[:-1]),  # denoise -o a folder writes into it
+])
+def test_an_output_that_cannot_be_written_is_refused_before_anything_is_sent(
+    command: list[str], folder: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-o in a folder that does not exist, or -o a folder: the answer was computed (seconds for
+    a large photo) and then lost to 'No such file or directory' or 'Is a directory' when saved.
+    Now it is refused before anything is sent."""
+    sent: list[str] = []
+    monkeypatch.setattr(cli.Client, "_post", lambda *args, **kw: sent.append("sent"))
+    (tmp_path / "z.json").write_text('{"z": [[0.5]]}')
+    (tmp_path / "a.png").write_bytes(b"an image")
+    given = [part.format(z=tmp_path / "z.json", a=tmp_path / "a.png") for part in command]
+    output = tmp_path if folder else tmp_path / "missing" / "out.png"
+    assert main([*given, "-o", str(output), "--url", "http://127.0.0.1:9"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (f"aeserve client: {tmp_path} (-o) is a folder: give the file to write" if folder
+                    else f"aeserve client: {output.parent} (-o {output}): no such folder")
+    assert sent == []
