@@ -21,6 +21,8 @@ import logging
 import math
 import os
 import sys
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +279,19 @@ def hint(error: AeserveError, token: str | None) -> str:
     return " (the token given by --token or AESERVE_API_TOKEN is not this service's)"
 
 
+def through(url: str) -> str:
+    """The proxy that the environment routes ``url`` through, as httpx reads it (``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY``, less the hosts in ``NO_PROXY``), said after the URL: a
+    connection it refuses is the proxy's, not the service's."""
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parts.netloc):
+        return ""
+    name = f"{parts.scheme.upper()}_PROXY" if parts.scheme in proxies else "ALL_PROXY"
+    return f" through the proxy {proxy} ({name}; NO_PROXY lists the hosts to reach directly)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     said = logging.StreamHandler(sys.stderr)  # each retry, as it happens
@@ -292,12 +307,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aeserve client: no answer within {args.timeout:g} s (--timeout)", file=sys.stderr)
         return 2
     except httpx.ConnectError as exc:
-        print(f"aeserve client: cannot connect to {args.url} (--url): {exc}", file=sys.stderr)
+        print(f"aeserve client: cannot connect to {args.url} (--url){through(args.url)}: {exc}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("aeserve client: interrupted", file=sys.stderr)
         return 130
-    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError, ImportError) as exc:
+        # ImportError: httpx's own message, for a SOCKS proxy (ALL_PROXY) without socksio
         print(f"aeserve client: {exc}", file=sys.stderr)
         return 2
     finally:

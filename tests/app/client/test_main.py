@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 
@@ -199,3 +200,36 @@ def test_an_output_that_cannot_be_written_is_refused_before_anything_is_sent(
     assert line == (f"aeserve client: {tmp_path} (-o) is a folder: give the file to write" if folder
                     else f"aeserve client: {output.parent} (-o {output}): no such folder")
     assert sent == []
+
+
+@pytest.mark.parametrize(("environ", "said"), [
+    ({"HTTP_PROXY": "http://127.0.0.1:1"}, " through the proxy http://127.0.0.1:1 (HTTP_PROXY; "
+                                           "NO_PROXY lists the hosts to reach directly)"),
+    ({"HTTP_PROXY": "http://127.0.0.1:1", "NO_PROXY": "127.0.0.1"}, ""),
+    ({}, ""),
+])
+def test_a_refused_connection_names_the_proxy_it_went_through(
+    environ: dict[str, str], said: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """httpx sends through the proxy in the environment: a proxy that is down said 'cannot
+    connect to <the service's URL>', which was up."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        for variant in (name, name.lower()):
+            monkeypatch.delenv(variant, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert main(["sample", "-o", "s.png", "--url", "http://127.0.0.1:9"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"aeserve client: cannot connect to http://127.0.0.1:9 (--url){said}: ")
+
+
+def test_a_socks_proxy_without_its_package_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if importlib.util.find_spec("socksio") is not None:
+        pytest.skip("socksio is installed: httpx can use the SOCKS proxy")
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:1")  # it was a traceback (ImportError)
+    assert main(["sample", "-o", "s.png", "--url", "http://127.0.0.1:9"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("aeserve client: Using SOCKS proxy, but the 'socksio' package")
