@@ -160,6 +160,11 @@ class Client:
                  timeout: float = 60.0, retries: int = 0, max_wait_s: float = 30.0) -> None:
         if retries < 0:
             raise ValueError(f"retries must be 0 or more, got {retries}")
+        parsed = httpx.URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            # else every request fails as a transport error, and ready() is False for ever
+            raise ValueError(f"{url!r} is not an http:// or https:// URL with a host, such as "
+                             "http://127.0.0.1:8000")
         self.http = httpx.Client(base_url=url, headers=bearer_headers(token), timeout=timeout)
         self.retries = retries
         self.max_wait_s = max_wait_s

@@ -51,6 +51,15 @@ def test_a_service_that_cannot_be_reached_is_not_ready() -> None:
         assert client.ready() is False
 
 
+@pytest.mark.parametrize("url", ["localhost:8000", "127.0.0.1:8000", "ftp://127.0.0.1", "http://",
+                                 "http:/127.0.0.1:8000"])
+def test_a_url_that_is_no_http_url_is_refused_at_once(url: str) -> None:
+    """It was taken, every request failed as a transport error, and ready() was False for ever:
+    a script waiting for the service to be ready waited on a typo."""
+    with pytest.raises(ValueError, match="is not an http:// or https:// URL with a host"):
+        Client(url)
+
+
 def test_retries_send_an_operation_again_after_the_wait_a_503_asks_for(
     tiny_checkpoints: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
