@@ -67,34 +67,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, help="same seed, same samples (default: a fresh one)")
     p.add_argument("--temperature", type=finite, default=1.0,
                    help="scale of the prior's std (default: %(default)s)")
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("-o", "--output", type=Path, required=True, help="the PNG grid (overwritten)")
 
     p = sub.add_parser("encode", parents=[common], help="print the latent codes as JSON")
-    p.add_argument("images", type=Path, nargs="+")
+    p.add_argument("images", type=Path, nargs="+", metavar="image",
+                   help="sent in one request: at most the service's AESERVE_MAX_IMAGES (64)")
     p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
-    p.add_argument("--resize", action="store_true")
+    p.add_argument("--resize", action="store_true", help="resize to the model's size")
     p.add_argument("--sample", action="store_true", help="VAE: add a reparameterized draw")
     p.add_argument("--seed", type=int, help="with --sample: the seed of that draw")
 
     p = sub.add_parser("decode", parents=[common], help="decode latents (JSON) into a PNG grid")
     p.add_argument("latents", type=Path, help='JSON {"z": [[...]]} or the output of encode')
     p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("-o", "--output", type=Path, required=True, help="the PNG grid (overwritten)")
 
     p = sub.add_parser("score", parents=[common], help="print anomaly scores (nats) as JSON")
-    p.add_argument("images", type=Path, nargs="+")
+    p.add_argument("images", type=Path, nargs="+", metavar="image",
+                   help="sent in one request: at most the service's AESERVE_MAX_IMAGES (64)")
     p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
     p.add_argument("-k", type=int, help="importance samples (default: the service's)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--resize", action="store_true")
+    p.add_argument("--seed", type=int,
+                   help="same seed, same scores (default: a fresh one, printed)")
+    p.add_argument("--resize", action="store_true", help="resize to the model's size")
 
     p = sub.add_parser("interpolate", parents=[common],
                        help="decode the path between two images into a PNG grid")
-    p.add_argument("images", type=Path, nargs=2, metavar="image")
+    p.add_argument("images", type=Path, nargs=2, metavar="image",
+                   help="the two ends of the path")
     p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
     p.add_argument("--steps", type=int, default=8, help="points on the path (default: %(default)s)")
-    p.add_argument("--resize", action="store_true")
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--resize", action="store_true", help="resize to the model's size")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the PNG grid (overwritten)")
     args = parser.parse_args(argv)
     if args.command == "encode" and args.seed is not None and not args.sample:
         parser.error("--seed seeds the draw that --sample adds: give both, or leave --seed out")

@@ -233,3 +233,18 @@ def test_a_socks_proxy_without_its_package_is_one_line(
     assert main(["sample", "-o", "s.png", "--url", "http://127.0.0.1:9"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("aeserve client: Using SOCKS proxy, but the 'socksio' package")
+
+
+@pytest.mark.parametrize("command", ["denoise", "sample", "encode", "decode", "score", "interpolate"])
+def test_every_argument_says_what_it_is_in_the_help(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """encode and score's images, -o of the grids, --resize and score's --seed had no help: the
+    help listed them bare, and nothing said that encode takes at most 64 images at a time."""
+    with pytest.raises(SystemExit):
+        parse_args([command, "--help"])
+    lines = capsys.readouterr().out.split("\n\n", 1)[1].splitlines()  # past the usage
+    bare = [line.strip() for line, after in zip(lines, [*lines[1:], ""], strict=True)
+            if line.startswith("  ") and not line.startswith("   ")  # an argument
+            and "  " not in line.strip() and not after.startswith("   ")]  # no help beside or under
+    assert bare == []
