@@ -28,6 +28,9 @@ __all__ = ["AeserveError", "Client", "Grid", "ImageIn"]
 log = logging.getLogger(__name__)
 """Each retry is a warning here (what was answered, the wait, which retry of how many)."""
 
+ANSWERED_IN = ("application/json", "image/png")
+"""The media types of the service's successful answers."""
+
 GONE = (httpx.ConnectError, httpx.RemoteProtocolError)
 """No answer at all: nothing listens (a service restarting), or the connection closed before an
 answer came. Every operation computes its answer from what is sent, so sending it again is safe."""
@@ -179,8 +182,14 @@ class Client:
         self.http.close()
 
     def _check(self, response: httpx.Response) -> httpx.Response:
-        if response.is_success:
+        """The answer, if it is a success in a type the service answers in; else an
+        ``AeserveError`` (a 200 HTML page is some other server's, a sign-in page say, and was
+        saved as the clean PNG)."""
+        kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if response.is_success and kind in ANSWERED_IN:
             return response
+        if response.is_success:
+            raise AeserveError(response.status_code, "http_error", _foreign(response))
         raise AeserveError(response.status_code, *_error(response), _retry_after(response))
 
     def _post(self, path: str, **request: Any) -> httpx.Response:

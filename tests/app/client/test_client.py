@@ -174,6 +174,23 @@ def test_an_answer_that_is_not_the_services_is_one_line_saying_so_and_where_from
         "service's, and the proxy in between up?)")
 
 
+@pytest.mark.parametrize("call", [lambda c: c.denoise("mnist-dae", image_bytes()),
+                                  lambda c: c.models(),
+                                  lambda c: c.grid("mnist-vae", "sample", {"n": 4})])
+def test_a_success_that_is_not_the_services_is_an_error_not_a_result(call: Any) -> None:
+    """Some other server at the URL (a sign-in page in front of the service) answers 200 with
+    HTML: it was saved as the clean PNG, or failed as 'Expecting value: line 1 column 1'."""
+    page = httpx.Response(200, text="<html>Sign in</html>", headers={"Content-Type": "text/html"})
+    with Client() as client:
+        client.http = httpx.Client(base_url="http://gateway.test",
+                                   transport=httpx.MockTransport(lambda _: page))
+        with pytest.raises(AeserveError) as refused:
+            call(client)
+    assert (refused.value.status, refused.value.code) == (200, "http_error")
+    assert refused.value.message.startswith("OK (not the service's answer: text/html from "
+                                            "http://gateway.test/v1/")
+
+
 def hold_the_room(sock: socket.socket, size: int) -> None:
     """An upload of ``size`` bytes that asks to send its body and never does: once the service says
     ``100 Continue``, its room is reserved."""
