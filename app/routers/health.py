@@ -10,8 +10,9 @@ from pydantic import BaseModel
 
 from app.deps import DrainDep, LoadedDep, MetricsDep, RegistryDep
 from app.errors import ApiError, responses
+from app.routers import operation_id
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], generate_unique_id_function=operation_id)
 
 
 class Health(BaseModel):

@@ -1,0 +1,44 @@
+"""``/openapi.json`` as a generated client reads it: an operation's ``operationId`` becomes a method
+name, and a schema's component name a type name. (Its errors and PNG answers: test_main.py; a
+fuzz against the real server: test_openapi_fuzz.py.)"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+OPERATIONS = {
+    ("post", "/v1/models/{name}/denoise"): "denoise",
+    ("post", "/v1/models/{name}/encode"): "encode",
+    ("post", "/v1/models/{name}/score"): "score",
+    ("post", "/v1/models/{name}/decode"): "decode",
+    ("post", "/v1/models/{name}/sample"): "sample",
+    ("post", "/v1/models/{name}/interpolate"): "interpolate",
+    ("get", "/v1/models"): "list_models",
+    ("get", "/v1/models/{name}"): "get_model",
+    ("post", "/v1/admin/reload"): "reload",
+    ("get", "/healthz"): "healthz",
+    ("get", "/readyz"): "readyz",
+    ("get", "/metrics"): "metrics",
+}
+
+
+def operations(schema: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in schema["paths"].items():
+        for method, op in item.items():
+            yield method, path, op
+
+
+def test_every_operation_id_is_its_routes_name_and_unique(
+    client: TestClient, app_with: Callable[..., TestClient]
+) -> None:
+    """``denoise``, not FastAPI's ``denoise_v1_models__name__denoise_post``: with or without a token
+    (whose dependency the routers get when the app includes them)."""
+    for schema in (client.get("/openapi.json").json(),
+                   app_with(api_token="s3cret").get("/openapi.json").json()):
+        ids = {(method, path): op["operationId"] for method, path, op in operations(schema)}
+        assert ids == OPERATIONS
+        assert len(set(ids.values())) == len(ids)
+
