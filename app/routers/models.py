@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
+from typing_extensions import TypeAliasType
 
 from app.deps import JSON_ONLY, JSON_ONLY_ERRORS, ModelDep, RegistryDep, SettingsDep
 from app.errors import responses
@@ -53,6 +54,11 @@ class ModelList(BaseModel):
     limits: Limits
 
 
+# a named schema (a component ``AnyModelCard``), where the bare union would be inlined under a
+# title made from the route, which a generated client takes for a type name
+AnyModelCard = TypeAliasType("AnyModelCard", AnyCard)
+
+
 @router.get("", response_model=ModelList)
 async def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelList:
     """The models served, and the limits every request is held to."""
@@ -75,7 +81,7 @@ async def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelList
     ])
 
 
-@router.get("/{name}", response_model=AnyCard, responses=responses(404))
+@router.get("/{name}", response_model=AnyModelCard, responses=responses(404))
 async def get_model(served: ModelDep) -> ModelCard:
     """The model's card: how to call it, and where it came from."""
     return served.card()

@@ -42,3 +42,20 @@ def test_every_operation_id_is_its_routes_name_and_unique(
         assert ids == OPERATIONS
         assert len(set(ids.values())) == len(ids)
 
+
+def test_every_json_answer_is_a_named_schema(client: TestClient) -> None:
+    """A JSON answer's schema is a component (``$ref``): a model's card too, a photo denoiser's or
+    another's, not an inline union that a generator names after the path."""
+    schema = client.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    for method, path, op in operations(schema):
+        for status, answer in op["responses"].items():
+            media = answer.get("content", {}).get("application/json")
+            if media is None:
+                continue
+            ref = media["schema"].get("$ref", "")
+            assert ref.startswith("#/components/schemas/"), (method, path, status, media["schema"])
+            assert ref.rsplit("/", 1)[-1] in components
+    card = components["AnyModelCard"]["anyOf"]
+    assert {ref["$ref"].rsplit("/", 1)[-1] for ref in card} == {"ModelCard", "PhotoCard"}
+    assert not [name for name in components if name.startswith(("Response", "Body_"))]
