@@ -9,6 +9,27 @@ whose headers are half read, or one that sends on its kept-alive connection at t
 protocol keeps such a connection open instead: its next request is served and answered with
 ``Connection: close``, and a connection that stays quiet closes at its keep-alive timeout (5 s) or,
 before a first request, at the header timeout.
+
+What is uvicorn's (0.54) is configured through ``uvicorn.Config``'s options where it has one: the
+protocol class (``http=``, ``app.protocol``), ``ws``, ``timeout_graceful_shutdown``,
+``timeout_worker_healthcheck``. The rest has no option or hook, and is overridden here:
+
+- ``Server.handle_exit``: a stop signal before the server serves ends the process at once; uvicorn
+  only sets ``should_exit``, which nothing reads while the lifespan loads the models.
+- ``Server.capture_signals``: uvicorn's restores the handlers found before and raises the signal
+  again once the server is done, which would end the process with the signal's status; ``serve``
+  returns its own exit status instead.
+- ``Server.serve``: records the running server (``_running``) for ``exit_for_a_fresh_process``,
+  which needs it from the lifespan's start, before ``startup`` returns.
+- ``Server.startup``: says where the server listens, which uvicorn logs only for a socket it bound
+  itself (``bind`` binds before the models load, so that an address in use fails at once).
+- ``_Worker`` and ``_workers_run_server``: uvicorn's supervisor builds each worker as its module's
+  ``Process``, which runs ``uvicorn.Server`` and has no option for another; and its parent keeps
+  the worker's end of the health check's pipe open, so a worker that dies is seen only after the
+  health check's whole timeout.
+
+``bind`` is not ``Config.bind_socket``, which logs that the server runs before the models load and
+exits with uvicorn's status 3 where ``python -m app`` says which address it cannot listen on.
 """
 
 from __future__ import annotations
