@@ -39,6 +39,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
@@ -128,8 +129,11 @@ class Server(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        for sig in HANDLED_SIGNALS:
-            signal.signal(sig, self.handle_exit)
+        # as uvicorn's: only the main thread may set a handler (a server run in another thread,
+        # by a program that embeds it, has none)
+        if threading.current_thread() is threading.main_thread():
+            for sig in HANDLED_SIGNALS:
+                signal.signal(sig, self.handle_exit)
         yield
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:

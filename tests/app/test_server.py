@@ -16,9 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from app import server as app_server
 from tests.app.helpers import error_code, files, image_bytes
 from tests.app.live import LiveServer, responses, start_server, stop_server
 
@@ -164,3 +166,35 @@ def test_one_process_whose_batch_worker_dies_drains_and_exits_1_to_be_started_ag
         stop_server(server)
     assert ("the batch worker of mnist-vae stopped: the service drains and exits with status 1, "
             "to be started again") in server.output()
+
+
+# ---- the server embedded ----------------------------------------------------------------------
+async def nothing(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app that is never called: the server below stops before any request."""
+
+
+def test_a_server_run_outside_the_main_thread_starts_and_stops_without_signal_handlers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As uvicorn's own server: Python sets signal handlers only from the main thread (elsewhere
+    it raises ``ValueError``), so a program that runs the server in a thread of its own gets a
+    server without them, its signals left to it."""
+    monkeypatch.setattr(app_server, "_running", None)  # which the run sets
+    embedded = app_server.Server(uvicorn.Config(nothing, lifespan="off", log_level="warning"))
+    embedded.should_exit = True  # started, then stopped at once: no main loop to wait for
+    failures: list[BaseException] = []
+
+    def run(sock: socket.socket) -> None:
+        try:
+            embedded.run(sockets=[sock])
+        except BaseException as exc:  # the test fails on it below
+            failures.append(exc)
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=run, args=(sock,))
+    thread.start()
+    thread.join(SOCKET_TIMEOUT_S)
+    sock.close()  # (the server's shutdown closes it too)
+    assert not thread.is_alive() and failures == [] and embedded.started
+    assert signal.getsignal(signal.SIGTERM) != embedded.handle_exit
