@@ -13,12 +13,12 @@ from app.auth import needs_a_token
 from app.deps import JSON_ONLY, JSON_ONLY_ERRORS, RegistryDep
 from app.errors import ApiError, responses
 from app.registry import StartupError
-from app.routers import operation_id
+from app.routers import SERVER_ERROR, operation_id
 from app.server import supervisor_pid
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], generate_unique_id_function=operation_id,
                    dependencies=[Depends(needs_a_token), *JSON_ONLY],
-                   responses={**JSON_ONLY_ERRORS, **responses(403)})
+                   responses={**JSON_ONLY_ERRORS, **responses(403), **SERVER_ERROR})
 log = logging.getLogger("aeserve")
 
 

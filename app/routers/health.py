@@ -10,9 +10,10 @@ from pydantic import BaseModel
 
 from app.deps import DrainDep, LoadedDep, MetricsDep, RegistryDep
 from app.errors import ApiError, responses
-from app.routers import operation_id
+from app.routers import SERVER_ERROR, operation_id
 
-router = APIRouter(tags=["health"], generate_unique_id_function=operation_id)
+router = APIRouter(tags=["health"], responses=SERVER_ERROR,
+                   generate_unique_id_function=operation_id)
 
 
 class Health(BaseModel):

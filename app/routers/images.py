@@ -15,12 +15,12 @@ from app.kinds import ServedModel
 from app.kinds.base import DenoiseParams, EncodeParams
 from app.kinds.schemas import LatentResult
 from app.negotiation import JSON, PNG, negotiate
-from app.routers import operation_id
+from app.routers import SERVER_ERROR, operation_id
 from app.routers.query import STRICT_QUERY, QueryModel
 from app.uploads import read_images
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["images"], dependencies=STRICT_QUERY,
-                   generate_unique_id_function=operation_id)
+                   responses=SERVER_ERROR, generate_unique_id_function=operation_id)
 
 IMAGE_ERRORS = responses(400, 404, 408, 413, 415, 422, 503)
 UPLOAD_BODY: dict[str, Any] = {

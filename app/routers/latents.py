@@ -17,13 +17,13 @@ from app.errors import ApiError, ErrorBody, limit_exceeded, png_answer, response
 from app.kinds import ServedModel
 from app.kinds.inline import inline_or_thread
 from app.negotiation import JSON, PNG, negotiate
-from app.routers import operation_id
+from app.routers import SERVER_ERROR, operation_id
 from app.routers.query import STRICT_QUERY, QueryModel
 from app.settings import Settings
 from app.uploads import media_type, read_images
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["latents"], dependencies=STRICT_QUERY,
-                   generate_unique_id_function=operation_id)
+                   responses=SERVER_ERROR, generate_unique_id_function=operation_id)
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 LATENT_ERRORS: dict[int | str, dict[str, Any]] = {

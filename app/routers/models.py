@@ -12,10 +12,11 @@ from app.deps import JSON_ONLY, JSON_ONLY_ERRORS, ModelDep, RegistryDep, Setting
 from app.errors import responses
 from app.images import MAX_SIDE
 from app.kinds import AnyCard, ModelCard
-from app.routers import operation_id
+from app.routers import SERVER_ERROR, operation_id
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=JSON_ONLY,
-                   responses=JSON_ONLY_ERRORS, generate_unique_id_function=operation_id)
+                   responses={**JSON_ONLY_ERRORS, **SERVER_ERROR},
+                   generate_unique_id_function=operation_id)
 
 
 class ModelSummary(BaseModel):

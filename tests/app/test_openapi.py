@@ -59,3 +59,12 @@ def test_every_json_answer_is_a_named_schema(client: TestClient) -> None:
     card = components["AnyModelCard"]["anyOf"]
     assert {ref["$ref"].rsplit("/", 1)[-1] for ref in card} == {"ModelCard", "PhotoCard"}
     assert not [name for name in components if name.startswith(("Response", "Body_"))]
+
+
+def test_every_operation_documents_the_500_answer_in_the_error_shape(client: TestClient) -> None:
+    """An error the service did not expect is answered 500 ``internal_error`` in the error shape,
+    on any route (test_unexpected.py): documented, a generated client reads its ``code`` too."""
+    schema = client.get("/openapi.json").json()
+    for method, path, op in operations(schema):
+        answer = op["responses"].get("500", {}).get("content", {}).get("application/json", {})
+        assert answer.get("schema") == {"$ref": "#/components/schemas/ErrorBody"}, (method, path)
