@@ -7,7 +7,8 @@ A checkpoint is a folder with two files:
   value range, the dataset and split, steps, seed, torch version, the exact training command, the
   sha256 of the weights, and the evaluation metrics with the command that measured them.
 
-``load_checkpoint`` rebuilds the model from ``config.json``, verifies the hash and each tensor's
+``load_checkpoint`` rebuilds the model from ``config.json``, checks that the fields at its top
+(``kind``, ``input_shape``, ...) are what the config builds, verifies the hash and each tensor's
 dtype and shape (never cast), and raises ``CheckpointError`` naming the folder, the file and the problem.
 """
 
@@ -123,6 +124,33 @@ def write_config(folder: Path, meta: dict[str, Any]) -> None:
     atomic_write_bytes(folder / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
 
 
+def summary(config: RunConfig) -> dict[str, Any]:
+    """The fields at the top of ``config.json`` that a client reads (the service's model card, its
+    input checks): what ``config`` builds, said again where it is easy to read."""
+    model = config.model
+    return {
+        "kind": model.kind,
+        "input_shape": list(model.input_shape),
+        "value_range": model.value_range,
+        "latent_dim": model.latent_dim if model.has_latent else None,
+        "likelihood": model.likelihood,
+    }
+
+
+def check_summary(folder: Path, meta: dict[str, Any], config: RunConfig) -> None:
+    """``CheckpointError`` naming the first top-level field of ``meta`` that is not what its
+    ``config`` builds: one of the two was edited by hand, and a service would check its inputs
+    against one and run the network of the other."""
+    for key, built in summary(config).items():
+        if key not in meta:
+            raise CheckpointError(folder, CONFIG_FILE, f"missing field {key!r} ({built!r} for this "
+                                  "'config')")
+        if meta[key] != built:
+            raise CheckpointError(folder, CONFIG_FILE, f"field {key!r} is {meta[key]!r}, but the "
+                                  f"network its 'config' builds has {built!r} (edited by hand? the "
+                                  "two must agree)")
+
+
 def save_checkpoint(
     folder: Path | str, model: nn.Module, config: RunConfig, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -131,11 +159,7 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "kind": config.model.kind,
-        "input_shape": list(config.model.input_shape),
-        "value_range": config.model.value_range,
-        "latent_dim": config.model.latent_dim if config.model.has_latent else None,
-        "likelihood": config.model.likelihood,
+        **summary(config),
         "config": config.to_dict(),
         "torch_version": torch.__version__,
         **(extra or {}),
@@ -221,6 +245,7 @@ def load_checkpoint(
         model = build_model(config.model)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(folder, CONFIG_FILE, f"invalid model config ({exc})") from exc
+    check_summary(folder, meta, config)
 
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():

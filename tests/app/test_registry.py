@@ -73,6 +73,22 @@ def test_an_unknown_kind_is_refused_naming_the_folder(tiny_checkpoints: Path, tm
     assert "odd" in str(err.value)
 
 
+def test_a_hand_edited_input_shape_is_refused_before_serving(tiny_checkpoints: Path,
+                                                             tmp_path: Path) -> None:
+    """config.json's ``input_shape`` disagreeing with its ``config`` (a hand edit) is a bad
+    checkpoint, named, not a service that checks inputs against one shape and runs a network of
+    another (its warm-up crashed inside torch)."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints / "mnist-dae", root / "edited")
+    config = root / "edited" / "config.json"
+    meta = json.loads(config.read_text())
+    meta["input_shape"] = [3, 28, 28]
+    config.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError) as err:
+        preflight(settings_for(root))
+    assert err.value.folder.name == "edited" and "field 'input_shape'" in err.value.problem
+
+
 @pytest.mark.parametrize(("name", "cls"), [("mnist-dae", Autoencoder),
                                            ("mnist-vae", VariationalAutoencoder)])
 def test_load_model_picks_the_class_of_the_kind(tiny_checkpoints: Path, name: str, cls: type) -> None:

@@ -87,7 +87,7 @@ def test_wrong_format_version_is_refused(saved: Path) -> None:
 
 def test_shape_mismatch_is_refused(saved: Path) -> None:
     meta = json.loads((saved / "config.json").read_text())
-    meta["config"]["model"]["latent_dim"] = 16
+    meta["config"]["model"]["latent_dim"] = meta["latent_dim"] = 16
     (saved / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError) as refused:
         load_checkpoint(saved)
@@ -183,6 +183,33 @@ def test_a_config_that_cannot_build_a_network_is_refused_naming_the_field(
         meta["config"] = [1, 2]
     else:
         meta["config"]["model"].update(edit)
+    (saved / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(saved)
+    assert refused.value.file == "config.json" and problem in refused.value.problem
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), [
+    ("input_shape", [3, 28, 28], "field 'input_shape' is [3, 28, 28], but the network its 'config' "
+                                 "builds has [1, 28, 28]"),
+    ("latent_dim", 999, "field 'latent_dim' is 999, but the network its 'config' builds has 64"),
+    ("kind", "dae", "field 'kind' is 'dae', but the network its 'config' builds has 'vae'"),
+    ("value_range", [0, 255], "field 'value_range' is [0, 255], but the network its 'config' builds "
+                              "has [0.0, 1.0]"),
+    ("likelihood", "gaussian", "field 'likelihood' is 'gaussian'"),
+    ("input_shape", None, "missing field 'input_shape' ([1, 28, 28] for this 'config')"),
+])
+def test_a_top_level_field_that_disagrees_with_the_config_is_refused(
+    saved: Path, key: str, value: object, problem: str
+) -> None:
+    """The fields a client reads (the service checks inputs against ``input_shape`` and
+    ``latent_dim``, picks the kind's adapter by ``kind``) must be what ``config`` builds: edited
+    by hand, they made the service's warm-up fail with a traceback from inside torch."""
+    meta = json.loads((saved / "config.json").read_text())
+    if value is None:
+        del meta[key]
+    else:
+        meta[key] = value
     (saved / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError) as refused:
         load_checkpoint(saved)
