@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
@@ -69,10 +70,28 @@ def data_fingerprint(folders: list[Path]) -> list[str]:
     return prints
 
 
+def read_info(folder: Path) -> dict[str, Any]:
+    """``folder``'s ``state.json``; ``UsageError`` naming the file when it is not a JSON object (a
+    copy cut short, a full disk, a hand edit)."""
+    path = folder / "state.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _damaged(path, str(exc)) from exc
+    if not isinstance(info, dict):
+        raise _damaged(path, "not a JSON object")
+    return info
+
+
+def _damaged(path: Path, problem: str) -> UsageError:
+    return UsageError(f"{path}: the training state is damaged ({problem}); train into another "
+                      f"--out, or delete {path.parent} to start the run over")
+
+
 def refuse_overwrite(folder: Path) -> None:
     """A fresh run must not replace the state of another one in the same ``--out``."""
     if (folder / "state.json").is_file():
-        step = json.loads((folder / "state.json").read_text()).get("step")
+        step = read_info(folder).get("step")
         raise UsageError(f"--out {folder.parent} already holds a run's training state (step {step}): "
                          "continue it with --resume, or train into another --out (or delete "
                          f"{folder} to start it over)")
@@ -83,7 +102,7 @@ def resume_info(folder: Path, run: dict[str, Any]) -> dict[str, Any]:
     sure that ``run`` (this command's config and set-up) continues that run."""
     if not (folder / "state.json").is_file():
         raise UsageError(f"--resume: no training state in {folder}")
-    info: dict[str, Any] = json.loads((folder / "state.json").read_text())
+    info = read_info(folder)
     if "run" not in info:
         raise UsageError(f"--resume: the state in {folder} was saved by an older model.train that did "
                          "not record its config; train into another --out")
@@ -110,8 +129,11 @@ def load_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: 
     """Restore the tensors ``save_state`` wrote: weights, optimiser and this rank's RNG. Weights of
     another dtype or shape than ``model``'s are a ``CheckpointError`` naming the tensor, as in a
     checkpoint, never a silent cast."""
-    info: dict[str, Any] = json.loads((folder / "state.json").read_text())
-    tensors = load_file(folder / "state.safetensors")
+    info = read_info(folder)
+    try:
+        tensors = load_file(folder / "state.safetensors")
+    except (SafetensorError, OSError) as exc:  # FileNotFoundError included
+        raise _damaged(folder / "state.safetensors", str(exc)) from exc
     weights = {k: v for k, v in tensors.items() if k.startswith("model.")}
     check_tensors(folder, weights, {f"model.{k}": v for k, v in model.state_dict().items()},
                   file="state.safetensors", config="state.json")

@@ -133,3 +133,31 @@ def test_resumed_weights_of_another_dtype_or_shape_are_refused_not_cast(
     assert refused.value.problem == ("tensor model.weight: expected float32 (2, 3) (what state.json builds), "
                                      f"found {found}")
     assert torch.equal(other.weight, before)
+
+
+@pytest.mark.parametrize("damage", ["cut short", "not an object", "no weights", "weights cut short"])
+def test_a_damaged_state_is_a_usage_error_naming_the_file(tmp_path: Path, damage: str) -> None:
+    """A state whose files were cut short (a copy interrupted, a full disk) or removed answers in
+    one line naming the file, for ``--resume`` and for a fresh run over it alike; it was a
+    traceback from the JSON or safetensors reader."""
+    model = nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    run = {"config": get_preset("mnist-dae").to_dict(), "limit": 0, "world_size": 1, "device": "cpu"}
+    save_state(tmp_path, model, opt, {"step": 1, "run": run}, torch.Generator().get_state()[None])
+    state_json, weights = tmp_path / "state.json", tmp_path / "state.safetensors"
+    if damage == "cut short":
+        state_json.write_text(state_json.read_text()[:40])
+    elif damage == "not an object":
+        state_json.write_text("[1, 2]")
+    elif damage == "no weights":
+        weights.unlink()
+    else:
+        weights.write_bytes(weights.read_bytes()[:100])
+    damaged = state_json if damage in ("cut short", "not an object") else weights
+    said = rf"{damaged}: the training state is damaged \(.*\); train into another --out, or delete"
+    with pytest.raises(UsageError, match=said):
+        resume_info(tmp_path, run)
+        load_state(tmp_path, model, opt, torch.Generator(), 0)
+    if damaged == state_json:
+        with pytest.raises(UsageError, match=said):
+            refuse_overwrite(tmp_path)
