@@ -67,7 +67,7 @@ def load_image_folder(
     for path in paths:
         try:
             with Image.open(path) as src:
-                img = src.convert("L" if channels == 1 else "RGB")
+                img = eight_bit(src).convert("L" if channels == 1 else "RGB")
         except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
             raise DataError(f"{path}: not a readable image ({exc})") from exc
         if size is not None:
@@ -75,6 +75,24 @@ def load_image_folder(
         arr = np.asarray(img, dtype=np.uint8)
         images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
     return images
+
+
+def eight_bit(img: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float gray image as 8-bit gray ("L"), its white made 255; any other
+    image as it is. Pillow's ``convert`` clips such values at 255 instead, which makes a 16-bit
+    photo white. The white, as the service reads these images: 65535 for 16 bits (and for any
+    values above 255), 1.0 for float values that all lie in [0, 1], else 255."""
+    if not (img.mode.startswith("I") or img.mode == "F"):
+        return img
+    arr = np.asarray(img, dtype=np.float64)
+    top = arr.max(initial=0)
+    if img.mode.startswith("I;16") or top > 255:
+        white = 65535.0
+    elif img.mode == "F" and top <= 1.0 and arr.min(initial=0) >= 0.0:
+        white = 1.0
+    else:
+        white = 255.0
+    return Image.fromarray(np.clip(arr / white * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
 def load_torchvision(name: str, root: Path, train: bool) -> np.ndarray:
