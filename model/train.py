@@ -19,6 +19,7 @@ that does not match) answer in one line and exit code 2.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from model.cli import (
@@ -85,11 +86,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def train(argv: list[str] | None = None) -> int:
     """Parse, then: set up the processes, load the data, build the network, fit, report."""
     args = parse_args(argv)  # no torch yet: --help and flag mistakes answer at once
-    from model.trainer import Trainer  # torch from here on
+    try:
+        from model.trainer import Trainer  # torch from here on
 
-    trainer = Trainer.set_up(args, argv)  # device, processes, threads, the run's config
-    trainer.load_data()  # the task: its batches, its loss, its validation
-    trainer.build()  # the network (fresh, --init-from or --resume) and its optimiser
+        trainer = Trainer.set_up(args, argv)  # device, processes, threads, the run's config
+        trainer.load_data()  # the task: its batches, its loss, its validation
+        trainer.build()  # the network (fresh, --init-from or --resume) and its optimiser
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before the first step: nothing to save
+        print(f"{PROG}: interrupted before training started; nothing was written", file=sys.stderr)
+        return 130
     return trainer.fit()  # the loop: steps, budget, validation, best checkpoint, state
 
 

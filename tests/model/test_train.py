@@ -4,13 +4,21 @@
 from __future__ import annotations
 
 import gzip
+import os
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 
 from model.train import main
-from tests.model.commands import assert_one_line_mistake, modules_loaded_by_help, run_main, run_module
+from tests.model.commands import (
+    assert_one_line_mistake,
+    modules_loaded_by_help,
+    run_main,
+    run_module,
+    train_tiny_flags,
+)
 
 
 def test_help_answers_without_loading_torch() -> None:
@@ -100,3 +108,27 @@ def test_cuda_without_a_gpu(tmp_path: Path) -> None:
     result = run_main(main, "--preset", "mnist-dae", "--data-dir", str(tmp_path),
                       "--out", str(tmp_path / "o"), "--device", "cuda")
     assert_one_line_mistake(result, "--device cuda", "no CUDA device")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupt_before_training_starts_says_so_in_one_line(
+    tiny_mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: signal.Signals
+) -> None:
+    """Ctrl-C while the data loads (seconds on a large set) ended with a KeyboardInterrupt
+    traceback through torch's imports; it is one line and exit status 130, as an interrupt during
+    training, and nothing is written."""
+    from model.trainer import Trainer
+
+    load_data = Trainer.load_data
+
+    def interrupted_while_loading(trainer: Trainer) -> None:
+        load_data(trainer)
+        os.kill(os.getpid(), sig)
+
+    monkeypatch.setattr(Trainer, "load_data", interrupted_while_loading)
+    out = tmp_path / "run"
+    result = run_main(main, *train_tiny_flags("mnist-dae", tiny_mnist_dir, out))
+    assert result.returncode == 130, result.stderr[-2000:]
+    said = "python -m model.train: interrupted before training started; nothing was written\n"
+    assert result.stderr == said
+    assert not out.exists()
