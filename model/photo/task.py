@@ -78,8 +78,9 @@ class PhotoTask:
             "train": len(self.train),
             "val": len(self.val),
             "test": None,
-            "split": f"validation = first {n_val} of a permutation of the images "
-            f"(numpy seed {SPLIT_SEED})",
+            "split": (f"validation = first {n_val} of a permutation of the images "
+                      f"(numpy seed {SPLIT_SEED})" if n_val else
+                      "validation = the training image itself (a single image: none held out)"),
             "patches": f"{self.patch}x{self.patch}, random crop + flip/rotation, "
             f"{cfg.train.patches_per_epoch} per epoch",
         }

@@ -52,6 +52,17 @@ def test_task_batches_and_validation(tmp_path: Path) -> None:
     assert metrics["psnr_15_8bit"] > metrics["psnr_25_8bit"] > metrics["psnr_50_8bit"]
 
 
+def test_a_single_image_is_validated_on_and_the_split_says_so(tmp_path: Path) -> None:
+    """With one image there is nothing to hold out: validation measures the training image, and
+    the checkpoint's ``dataset.split`` says so (it said 'validation = first 0 of a permutation'
+    beside 'val': 1)."""
+    data = make_photos(tmp_path / "photos", 1, 60, 1)
+    task = PhotoTask(photo_preset(), data, torch.device("cpu"))
+    assert len(task.train) == len(task.val) == 1 and torch.equal(task.train[0], task.val[0])
+    assert task.data_description["split"] == ("validation = the training image itself (a single "
+                                              "image: none held out)")
+
+
 def test_stacked_patches_equal_the_one_by_one_cut(tmp_path: Path) -> None:
     data = make_photos(tmp_path / "photos", 6, 60, 1)  # all 60x60: the stacked path
     cfg = photo_preset()
