@@ -64,7 +64,38 @@ def check_sigmas(args: argparse.Namespace, kind: str) -> None:
                              f"{scale.examples}){hint}")
 
 
+# the flags (by dest) that only some kinds of checkpoint read: given to another kind, they would
+# change nothing (BM3D would run after --no-bm3d on a DAE) and be recorded in its command
+ONLY_FOR = {
+    "bm3d_limit": ("dae", "photo"),
+    **dict.fromkeys(("k", "k_big", "k_big_images"), ("vae",)),
+    **dict.fromkeys(("color_data_dir", "protocols", "bm3d", "known_sigma", "bm3d_workers",
+                     "bm3d_cache", "speed_size"), ("photo",)),
+}
+
+
+def check_kind_flags(args: argparse.Namespace, kind: str) -> None:
+    """``UsageError`` naming the first flag given (a value other than its default) that a ``kind``
+    checkpoint does not read (``ONLY_FOR``)."""
+    parser = make_parser()
+    for dest, kinds in ONLY_FOR.items():
+        value = getattr(args, dest)
+        if kind in kinds or value == parser.get_default(dest):
+            continue
+        flag = "--" + ("no-" if value is False else "") + dest.replace("_", "-")
+        raise UsageError(f"{flag} does not apply to a {kind} checkpoint; it is for "
+                         f"{' and '.join(kinds)} checkpoints")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = make_parser()
+    args = p.parse_args(argv)
+    if args.data_dir is None and not args.speed_only:
+        p.error("the following argument is required: --data-dir")
+    return args
+
+
+def make_parser() -> Parser:
     p = Parser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--data-dir", type=Path,
@@ -77,7 +108,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "0.5), photo 0-255 (1 to 255, default 15 25 50); a level off that scale is "
                    "refused, not converted; a VAE takes none")
     p.add_argument("--bm3d-limit", type=nonnegative_int,
-                   help="BM3D on the first N images; default 300 (DAE), 0 = all (photo)")
+                   help="BM3D on the first N images; DAE: default 300, 0 = none; photo: default "
+                   "and 0 = all")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"],
                    help="default: auto (DAE, VAE), cpu (photo: its speed is that device's)")
     p.add_argument("--threads", type=nonnegative_int, default=0)
@@ -106,10 +138,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="time the model on --device and add that to --out/metrics.json (the "
                        "quality figures of an earlier run stay; the earlier speed moves to "
                        "speed_elsewhere)")
-    args = p.parse_args(argv)
-    if args.data_dir is None and not args.speed_only:
-        p.error("the following argument is required: --data-dir")
-    return args
+    return p
 
 
 def evaluate(argv: list[str] | None = None) -> int:
@@ -123,6 +152,7 @@ def evaluate(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         raise UsageError(f"{args.checkpoint}: {exc}") from exc
     check_sigmas(args, kind)
+    check_kind_flags(args, kind)
     output_folder(args.out)
     evaluate_kind: Callable[[argparse.Namespace, str], int] = resolve(spec.evaluate)
     return evaluate_kind(args, command)

@@ -119,3 +119,41 @@ def test_noise_levels_are_checked_on_the_scale_of_the_checkpoints_kind(
         with pytest.raises(UsageError) as error:
             check_sigmas(args, kind)
         assert str(error.value) == refused
+
+
+@pytest.mark.parametrize(("kind", "flags", "refused"), [
+    ("dae", ["--no-bm3d"], "--no-bm3d does not apply to a dae checkpoint; it is for photo checkpoints"),
+    ("dae", ["--protocols", "8bit"], "--protocols does not apply to a dae checkpoint; it is for photo "
+     "checkpoints"),
+    ("dae", ["--k", "10"], "--k does not apply to a dae checkpoint; it is for vae checkpoints"),
+    ("vae", ["--bm3d-limit", "5"], "--bm3d-limit does not apply to a vae checkpoint; it is for dae and "
+     "photo checkpoints"),
+    ("photo", ["--k-big-images", "5"], "--k-big-images does not apply to a photo checkpoint; it is for "
+     "vae checkpoints"),
+    ("dae", ["--bm3d-limit", "0", "--bm3d"], None),  # --bm3d is the default: it changes nothing
+    ("vae", ["--k", "10", "--k-big", "20", "--k-big-images", "5"], None),
+    ("photo", ["--no-bm3d", "--protocols", "8bit", "--bm3d-limit", "3", "--bm3d-workers", "2"], None),
+])
+def test_a_flag_of_another_kind_of_checkpoint_is_refused(
+    kind: str, flags: list[str], refused: str | None
+) -> None:
+    """``--no-bm3d`` given for a DAE left BM3D running (a DAE reads ``--bm3d-limit``), ``--k`` for a
+    photo denoiser changed nothing: each was silently ignored, and recorded in the command that
+    ``--update-checkpoint`` stores."""
+    from model.cli import UsageError
+    from model.evaluate import check_kind_flags, parse_args
+
+    args = parse_args(["--checkpoint", "c", "--data-dir", "d", "--out", "o", *flags])
+    if refused is None:
+        check_kind_flags(args, kind)
+    else:
+        with pytest.raises(UsageError) as error:
+            check_kind_flags(args, kind)
+        assert str(error.value) == refused
+
+
+def test_a_flag_of_another_kind_is_refused_in_one_line(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    result = run_main(main, "--checkpoint", str(tiny_checkpoints / "mnist-dae"), "--data-dir",
+                      str(tmp_path), "--out", str(tmp_path / "o"), "--no-bm3d")
+    assert_one_line_mistake(result, "--no-bm3d does not apply to a dae checkpoint")
+    assert not (tmp_path / "o").exists()
