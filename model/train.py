@@ -1,6 +1,6 @@
 """Train a preset and write a checkpoint folder the service loads unchanged.
 
-    python -m model.train --preset mnist-dae --data-dir "$DATA/mnist" --out checkpoints/mnist-dae
+    python -m model.train --preset mnist-dae --data-dir "$DATA/mnist" --out runs/mnist-dae
     python -m model.train --preset photo-color --data-dir "$DATA/cbsd432" "$DATA/train400" \
         --init-from checkpoints/photo-denoiser --out runs/photo-color
     torchrun --nproc_per_node=2 -m model.train --preset mnist-vae ...   # DistributedDataParallel
@@ -8,7 +8,7 @@
 ``--out`` receives the best model (by validation loss) as ``config.json`` + ``model.safetensors``;
 ``--out/.state/`` holds the last training state (weights, optimiser, step, each rank's RNG, and the
 run's config and command) for ``--resume``, which refuses to continue it with another config; a run
-without ``--resume`` refuses an ``--out`` that holds a state.
+without ``--resume`` refuses an ``--out`` that holds a state or a checkpoint.
 ``--init-from CHECKPOINT`` starts from a checkpoint's weights (a gray photo checkpoint can start a
 colour network) and the new config.json records the chain of runs and their steps.
 Every write is atomic and Ctrl-C is held back while writing, so an interrupt never tears a file.

@@ -89,12 +89,18 @@ def _damaged(path: Path, problem: str) -> UsageError:
 
 
 def refuse_overwrite(folder: Path) -> None:
-    """A fresh run must not replace the state of another one in the same ``--out``."""
+    """A fresh run must not replace the state of another one in the same ``--out`` (``folder``
+    is its ``.state``), nor a checkpoint there: its first validation would overwrite it, and a
+    checkpoint without its state (a shipped one, one copied from a GPU window) has no other copy."""
     if (folder / "state.json").is_file():
         step = read_info(folder).get("step")
         raise UsageError(f"--out {folder.parent} already holds a run's training state (step {step}): "
                          "continue it with --resume, or train into another --out (or delete "
                          f"{folder} to start it over)")
+    if (folder.parent / "config.json").is_file():
+        raise UsageError(f"--out {folder.parent} already holds a checkpoint, which this run would "
+                         "replace at its first validation: train into another --out (and copy the "
+                         "result over it if it is better), or move it away first")
 
 
 def resume_info(folder: Path, run: dict[str, Any]) -> dict[str, Any]:

@@ -161,3 +161,15 @@ def test_a_damaged_state_is_a_usage_error_naming_the_file(tmp_path: Path, damage
     if damaged == state_json:
         with pytest.raises(UsageError, match=said):
             refuse_overwrite(tmp_path)
+
+
+def test_a_fresh_run_refuses_an_out_that_holds_a_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint without its training state (a shipped one, one unpacked from a GPU window) was
+    overwritten by a fresh run's first validation, a smoke run's included: it had no other copy."""
+    out = tmp_path / "mnist-dae"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    with pytest.raises(UsageError, match=r"--out .*mnist-dae already holds a checkpoint, which this "
+                       r"run would replace at its first validation: train into another --out"):
+        refuse_overwrite(out / ".state")
+    refuse_overwrite(tmp_path / "empty" / ".state")  # an empty or new folder is fine
