@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from model.checkpoint import load_checkpoint, read_meta
+from model.checkpoint import CONFIG_FILE, load_checkpoint, read_meta
 from model.cli import UsageError
 from model.photo.pair import COLOUR_DIR, load_photo
+from model.train_state import STATE_DIR
 
 HEAD, TAIL = "head.0.weight", ("tail.weight", "tail.bias")
 
@@ -29,6 +30,10 @@ def warm_start(model: nn.Module, folder: Path, channels: int) -> dict[str, Any]:
     The record: the checkpoint's path and weights' sha256, and its chain of runs, oldest first:
     each run's command, steps and the sha256 of the weights it started from (None: fresh).
     """
+    if not (folder / CONFIG_FILE).is_file() and (folder / STATE_DIR / "state.json").is_file():
+        raise UsageError(f"--init-from {folder}: no checkpoint there yet, only a training state (its "
+                         "run stopped before its first validation): continue that run with "
+                         f"--resume --out {folder}")
     folder = network_folder(folder, channels)
     ck = load_checkpoint(folder)
     state = ck.model.state_dict()

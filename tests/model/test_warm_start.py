@@ -106,3 +106,15 @@ def test_a_colour_run_from_a_paired_checkpoint_starts_from_its_colour_network(tm
         assert torch.equal(value, colour_ck.model.state_dict()[key]), key
     gray_net = build_model(load_checkpoint(gray).config.model)
     assert warm_start(gray_net, gray, 1)["weights_sha256"] == load_checkpoint(gray).sha256
+
+
+def test_init_from_a_run_that_has_only_its_state_says_to_resume_it(tmp_path: Path) -> None:
+    """A run stopped before its first validation leaves ``.state/`` and no checkpoint: ``--init-from``
+    it said only 'config.json: file is missing', as for a folder that is no run at all."""
+    run = tmp_path / "run"
+    (run / ".state").mkdir(parents=True)
+    (run / ".state" / "state.json").write_text("{}")
+    net = build_model(photo_color_preset().model)
+    with pytest.raises(UsageError, match=rf"--init-from {run}: no checkpoint there yet, only a "
+                       rf"training state .*: continue that run with --resume --out {run}"):
+        warm_start(net, run, 3)
