@@ -56,6 +56,11 @@ INIT_COLOR=${INIT_COLOR:-$(last color "$SHIPPED_COLOR")}
 INIT_GRAY=${INIT_GRAY:-$(last gray "$SHIPPED_GRAY")}
 for name in $NETS; do
     case $name in color|gray) ;; *) echo "NETS: no network '$name' (color, gray)" >&2; exit 2 ;; esac
+    # model.train would refuse it (a checkpoint it would overwrite): say so before any GPU time
+    if [ -e "$RUNS/$name" ]; then
+        echo "$RUNS/$name: an earlier window's run is there; move it away or set RUNS to another folder" >&2
+        exit 2
+    fi
 done
 # shellcheck source=scripts/gpu-runs.sh
 source "$(dirname "$0")/gpu-runs.sh"
