@@ -36,6 +36,7 @@ from model.cli import UsageError, output_folder
 from model.config import RunConfig
 from model.device import resolve_device
 from model.networks import build_model
+from model.photo.pair import pin_kept
 from model.presets import get_preset
 from model.schedule import lr_at, planned_steps, recorded_command
 from model.tasks import Task, make_task
@@ -395,4 +396,5 @@ class Trainer:
                 "best_val": metrics, "history": self.info["history"],
             },
             "evaluation": {"metrics": {}, "command": None},
+            **pin_kept(self.args.out),  # a colour network paired with the run since stays paired
         })

@@ -111,6 +111,16 @@ def colour_sha256(meta: dict[str, object]) -> str | None:
     return str(pin["weights_sha256"]) if isinstance(pin, dict) and "weights_sha256" in pin else None
 
 
+def pin_kept(folder: Path) -> dict[str, Any]:
+    """``{"colour": pin}`` when the checkpoint in ``folder`` pins a colour network, else ``{}``: what
+    a new gray checkpoint written over it keeps (a ``--resume`` of a run paired since), so that the
+    folder still serves both networks instead of leaving ``colour/`` unpinned and unserved."""
+    if not (folder / CONFIG_FILE).is_file():
+        return {}
+    pin = read_meta(folder).get(COLOUR_DIR)
+    return {} if pin is None else {COLOUR_DIR: pin}
+
+
 def pair(checkpoint: Path, colour_run: Path) -> Checkpoint:
     """Copy ``colour_run``'s checkpoint into ``checkpoint/colour/`` and pin it; returns the pair.
 

@@ -124,3 +124,33 @@ def test_a_pairing_refused_for_its_noise_range_leaves_the_checkpoint_as_it_was(
     after = {p.relative_to(paired): p.read_bytes() for p in paired.rglob("*") if p.is_file()}
     assert after == before
     load_photo(paired)  # the old pair still loads
+
+
+def test_a_resumed_run_that_was_paired_since_stays_paired(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gray run paired with a colour network (``model.photo.pair RUN --colour ...``) and then
+    resumed: its next best checkpoint rewrote config.json without the pin, leaving ``colour/``
+    unpinned and the folder serving colour through the gray network, without a word."""
+    from model.photo.task import PhotoTask
+    from model.train import main
+    from tests.conftest import make_photos
+    from tests.model.commands import run_main, train_tiny_flags
+
+    data, out = make_photos(tmp_path / "photos", 6, 64, 0), tmp_path / "run"
+    small = ("--hidden", "8", "16", "32", "64", "--batch-size", "4", "--threads", "1")
+    first = run_main(main, *train_tiny_flags("photo-gray", data, out, "--max-steps", "1", *small))
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert pair_module.main([str(out), "--colour", str(save_photo_net(tmp_path / "colour", 3, 1))]) == 0
+    validate = PhotoTask.validate
+
+    def better(task: PhotoTask, model: torch.nn.Module) -> dict[str, float]:
+        return {**validate(task, model), "val_loss": -1e9}  # the resumed run's checkpoint is the best
+
+    monkeypatch.setattr(PhotoTask, "validate", better)
+    resumed = run_main(main, *train_tiny_flags("photo-gray", data, out, "--max-steps", "2", "--resume",
+                                               *small))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    ckpt = load_photo(out)
+    assert ckpt.meta["training"]["steps"] == 2  # the new checkpoint
+    assert isinstance(ckpt.model, PhotoPair) and colour_sha256(ckpt.meta) is not None
