@@ -115,8 +115,8 @@ def pin_kept(folder: Path) -> dict[str, Any]:
     """``{"colour": pin}`` when the checkpoint in ``folder`` pins a colour network, else ``{}``: what
     a new gray checkpoint written over it keeps (a ``--resume`` of a run paired since), so that the
     folder still serves both networks instead of leaving ``colour/`` unpinned and unserved."""
-    if not (folder / CONFIG_FILE).is_file():
-        return {}
+    if not (folder / COLOUR_DIR).is_dir() or not (folder / CONFIG_FILE).is_file():
+        return {}  # nothing paired: config.json is not read
     pin = read_meta(folder).get(COLOUR_DIR)
     return {} if pin is None else {COLOUR_DIR: pin}
 
