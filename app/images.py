@@ -30,6 +30,7 @@ from PIL import BmpImagePlugin, Image, ImageOps, UnidentifiedImageError
 
 from app import png
 from app.errors import ApiError
+from model.image_depth import eight_bit
 
 BmpImagePlugin.USE_RAW_ALPHA = True
 
@@ -241,22 +242,8 @@ def normalize_mode(img: Image.Image) -> Image.Image:
     if img.mode == "1":
         return img.convert("L")
     if img.mode.startswith("I") or img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        return Image.fromarray(np.clip(arr / _gray_top(img.mode, arr) * 255.0 + 0.5, 0, 255)
-                               .astype(np.uint8), "L")
+        return eight_bit(img)  # scaled, as the models were trained on such images
     return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV
-
-
-def _gray_top(mode: str, arr: np.ndarray) -> float:
-    """The white of a 16-bit, 32-bit or float gray image: 65535 for 16 bits (and for any values
-    above 255), 1.0 for float values that all lie in [0, 1] (float TIFFs from numpy, GIMP or
-    Photoshop are 0-1), else 255."""
-    top = arr.max(initial=0)
-    if mode.startswith("I;16") or top > 255:
-        return 65535.0
-    if mode == "F" and top <= 1.0 and arr.min(initial=0) >= 0.0:
-        return 1.0
-    return 255.0
 
 
 def split_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from model.image_depth import eight_bit
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 MNIST_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
 SPLIT_SEED = 12345  # the validation split does not move with the training seed
@@ -75,24 +77,6 @@ def load_image_folder(
         arr = np.asarray(img, dtype=np.uint8)
         images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
     return images
-
-
-def eight_bit(img: Image.Image) -> Image.Image:
-    """A 16-bit, 32-bit or float gray image as 8-bit gray ("L"), its white made 255; any other
-    image as it is. Pillow's ``convert`` clips such values at 255 instead, which makes a 16-bit
-    photo white. The white, as the service reads these images: 65535 for 16 bits (and for any
-    values above 255), 1.0 for float values that all lie in [0, 1], else 255."""
-    if not (img.mode.startswith("I") or img.mode == "F"):
-        return img
-    arr = np.asarray(img, dtype=np.float64)
-    top = arr.max(initial=0)
-    if img.mode.startswith("I;16") or top > 255:
-        white = 65535.0
-    elif img.mode == "F" and top <= 1.0 and arr.min(initial=0) >= 0.0:
-        white = 1.0
-    else:
-        white = 255.0
-    return Image.fromarray(np.clip(arr / white * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
 def load_torchvision(name: str, root: Path, train: bool) -> np.ndarray:

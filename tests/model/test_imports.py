@@ -18,7 +18,7 @@ SERVING = ["model.checkpoint", "model.photo.inference", "model.photo.pair", "mod
 # all that loading and serving a checkpoint may bring in: anything else (training, evaluation, data,
 # noise, metrics, the command line) is kept out of the service
 SERVING_MAY_LOAD = {*SERVING, "model", "model.config", "model.kinds", "model.photo", "model.photo.colour",
-                    "model.photo.network", "model.photo.noise_level"}
+                    "model.photo.network", "model.photo.noise_level", "model.image_depth"}
 
 
 def module_name(path: Path) -> str:
