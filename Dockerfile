@@ -10,9 +10,9 @@
 # Every Python package installs from a hashed lock (pip install --require-hashes), so a file whose
 # sha256 the lock does not name fails the build: requirements.lock for the service,
 # requirements-train.lock for `train`, requirements-torch.lock for torch, the CPU build of
-# TORCH_VERSION (deploy/lock-requirements.sh writes all three). With a TORCH_INDEX_URL that is not a
-# CPU index (…/cu128), torch==TORCH_VERSION comes from that index instead, with the nvidia-* and
-# triton it pins, unhashed.
+# TORCH_VERSION for CPython 3.11 on x86_64 (deploy/lock-requirements.sh writes all three). Elsewhere
+# (a CUDA index such as …/cu128 with the nvidia-* and triton torch pins, another CPU or Python)
+# torch==TORCH_VERSION comes from TORCH_INDEX_URL unhashed, and the build says so.
 #
 # Stages: `deps` (venv with torch and the runtime dependencies, cached until the locks or the torch
 # arguments change), `build` (the package as a wheel), `train` (deps + the training extras + package
@@ -42,18 +42,22 @@ ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 WORKDIR /src
 COPY requirements-torch.lock requirements.lock requirements-train.lock ./
-# torch first (from a CPU index, the locked file, which must be TORCH_VERSION; from another, after
-# the locked packages, with the nvidia-* and triton it pins), then the service's packages; nothing
-# in the locks asks for torch, so nothing replaces it. Serving needs neither torch's C++ headers
-# nor its test binaries
+# torch first, then the service's packages; nothing in the locks asks for torch, so nothing replaces
+# it. From a CPU index on the lock's platform (CPython 3.11, x86_64) torch is the locked file, which
+# must be TORCH_VERSION; elsewhere (another CPU or Python, a CUDA index with the nvidia-* and triton
+# it pins) torch==TORCH_VERSION comes from the index after the locked packages, without a hash, and
+# the build says so. Serving needs neither torch's C++ headers nor its test binaries
 RUN python3 -m venv "$VIRTUAL_ENV" \
- && if [ "${TORCH_INDEX_URL%/cpu}" != "$TORCH_INDEX_URL" ]; then \
+ && index=${TORCH_INDEX_URL%/} \
+ && if [ "${index%/cpu}" != "$index" ] && python3 -c 'import platform, sys; \
+sys.exit(sys.version_info[:2] != (3, 11) or platform.machine() != "x86_64")'; then \
       { grep -q "^torch==$TORCH_VERSION+cpu " requirements-torch.lock \
         || { echo "requirements-torch.lock is not torch $TORCH_VERSION: run deploy/lock-requirements.sh" >&2; exit 1; }; } \
       && pip install --require-hashes --no-deps --index-url "$TORCH_INDEX_URL" -r requirements-torch.lock \
       && pip install --require-hashes -r requirements.lock; \
     else \
-      pip install --require-hashes -r requirements.lock \
+      echo "torch $TORCH_VERSION from $TORCH_INDEX_URL without a hash (requirements-torch.lock: CPython 3.11 on x86_64, a CPU index)" \
+      && pip install --require-hashes -r requirements.lock \
       && pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"; \
     fi \
  && pip check \
