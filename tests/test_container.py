@@ -340,7 +340,11 @@ def test_the_gpu_service_has_the_gpu_overlays_work_caps_and_its_own_limits(tmp_p
     setting in .env still overrides them."""
     overlay = yaml.safe_load((ROOT / "deploy/k8s/overlays/gpu/kustomization.yaml").read_text())
     literals = dict(item.split("=", 1) for gen in overlay["configMapGenerator"] for item in gen["literals"])
-    config = compose_config("--profile", "gpu")
+    # a copy of the compose file, so that a .env of the checkout's own cannot change what is read
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path)
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(ROOT / "deploy" / "compose-gpu.env", tmp_path / "deploy")
+    config = compose_config("--profile", "gpu", file=tmp_path / "docker-compose.yml")
     gpu, cpu = config["services"]["api-gpu"], config["services"]["api"]
     for name in ("AESERVE_DEVICE", "AESERVE_MAX_WORK", "AESERVE_QUEUE_WORK", "AESERVE_TORCH_THREADS"):
         assert gpu["environment"].get(name) == literals[name], name
@@ -349,10 +353,7 @@ def test_the_gpu_service_has_the_gpu_overlays_work_caps_and_its_own_limits(tmp_p
     assert (float(limits["cpus"]), int(limits["memory"])) == (4, 6 * GiB)
     assert int(gpu["environment"]["AESERVE_TORCH_THREADS"]) + 1 < float(limits["cpus"])
     assert (gpu["healthcheck"]["start_period"], cpu["healthcheck"]["start_period"]) == ("5m0s", "1m0s")
-    # a copy of the compose file with a .env beside it: .env comes after the GPU defaults
-    shutil.copy(ROOT / "docker-compose.yml", tmp_path)
-    (tmp_path / "deploy").mkdir()
-    shutil.copy(ROOT / "deploy" / "compose-gpu.env", tmp_path / "deploy")
+    # with a .env beside it: .env comes after the GPU defaults
     (tmp_path / ".env").write_text("AESERVE_MAX_WORK=24\n")
     mine = compose_config("--profile", "gpu", file=tmp_path / "docker-compose.yml")
     assert mine["services"]["api-gpu"]["environment"]["AESERVE_MAX_WORK"] == "24"

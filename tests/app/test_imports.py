@@ -1,4 +1,5 @@
-"""The layout of app/: no import cycle; from model/ only the loader, networks and inference; one way
+"""The layout of app/: no import cycle; from model/ only what serving may load (``SERVING_MAY_LOAD``:
+the loader, the networks, inference, the gray-depth scaling of uploads); one way
 (bench -> app -> model); the routers on top, imported only by the app that includes them."""
 
 from __future__ import annotations

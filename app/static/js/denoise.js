@@ -183,7 +183,7 @@ async function run() {
       onProgress: (f) => current() && progress(f, sent.size),
     });
     const took = performance.now() - started;
-    if (current()) await showResult(answer, m, src, sent, input, noisy ? src.image : null, took);
+    if (current()) await showResult(answer, m, src, sent, input, noisy ? src.image : null, took, current);
   } catch (err) {
     if (current()) {
       showError($("denoise-error"), err); // an alert
@@ -203,9 +203,10 @@ async function run() {
   }
 }
 
-async function showResult(answer, m, src, sent, input, clean, took) {
+async function showResult(answer, m, src, sent, input, clean, took, current) {
   // an input this browser cannot show (a TIFF): the answer alone, at the answer's shape
   const shape = input || (await decode(answer.blob));
+  if (!current()) return; // another image or run took over while the answer was decoded
   const small = isDigitSized(shape);
   const compare = $("compare");
   compare.style.setProperty("--ar", String(shape.width / shape.height));
@@ -229,6 +230,7 @@ async function showResult(answer, m, src, sent, input, clean, took) {
   $("stat-psnr-out").textContent = "–";
   if (clean) {
     const out = await decode(answer.blob);
+    if (!current()) return;
     $("stat-psnr-in").textContent = `${psnr(clean, input).toFixed(2)} dB`;
     $("stat-psnr-out").textContent = `${psnr(clean, out).toFixed(2)} dB`;
   }
