@@ -64,27 +64,18 @@ def check_sigmas(args: argparse.Namespace, kind: str) -> None:
                              f"{scale.examples}){hint}")
 
 
-# the flags (by dest) that only some kinds of checkpoint read: given to another kind, they would
-# change nothing (BM3D would run after --no-bm3d on a DAE) and be recorded in its command
-ONLY_FOR = {
-    "bm3d_limit": ("dae", "photo"),
-    **dict.fromkeys(("k", "k_big", "k_big_images"), ("vae",)),
-    **dict.fromkeys(("color_data_dir", "protocols", "bm3d", "known_sigma", "bm3d_workers",
-                     "bm3d_cache", "speed_size"), ("photo",)),
-}
-
-
 def check_kind_flags(args: argparse.Namespace, kind: str) -> None:
     """``UsageError`` naming the first flag given (a value other than its default) that a ``kind``
-    checkpoint does not read (``ONLY_FOR``)."""
+    checkpoint does not read (``KindSpec.evaluate_flags``)."""
     parser = make_parser()
-    for dest, kinds in ONLY_FOR.items():
+    for dest in dict.fromkeys(dest for spec in KINDS.values() for dest in spec.evaluate_flags):
         value = getattr(args, dest)
-        if kind in kinds or value == parser.get_default(dest):
+        if dest in KINDS[kind].evaluate_flags or value == parser.get_default(dest):
             continue
         flag = "--" + ("no-" if value is False else "") + dest.replace("_", "-")
+        takers = [other for other, spec in KINDS.items() if dest in spec.evaluate_flags]
         raise UsageError(f"{flag} does not apply to a {kind} checkpoint; it is for "
-                         f"{' and '.join(kinds)} checkpoints")
+                         f"{' and '.join(takers)} checkpoints")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -41,6 +41,9 @@ class KindSpec:
     # the flags of ``model.train`` that only some kinds read: those this kind reads (the others refuse
     # them, as they would be recorded in the checkpoint's command and change nothing)
     train_flags: tuple[str, ...]
+    # the same for ``model.evaluate`` (by dest): given to another kind, BM3D would run after
+    # --no-bm3d on a DAE, say, and the flag be recorded in its command
+    evaluate_flags: tuple[str, ...]
 
 
 KINDS: dict[str, KindSpec] = {
@@ -51,6 +54,7 @@ KINDS: dict[str, KindSpec] = {
         evaluate="model.evaluate_autoencoder:evaluate_dae_checkpoint",
         noise_scale=NoiseScale("[0, 1]", 0.0, 1.0, "0.1 0.3 0.5", ("--sigmas",), ("0-255", 1 / 255)),
         train_flags=("--extra-convs", "--latent-dim"),
+        evaluate_flags=("bm3d_limit",),
     ),
     "vae": KindSpec(
         network="model.networks:VAE",
@@ -59,6 +63,7 @@ KINDS: dict[str, KindSpec] = {
         evaluate="model.evaluate_autoencoder:evaluate_vae_checkpoint",
         noise_scale=None,
         train_flags=("--extra-convs", "--latent-dim"),
+        evaluate_flags=("k", "k_big", "k_big_images"),
     ),
     "photo": KindSpec(
         network="model.photo.network:PhotoDenoiser",
@@ -68,6 +73,8 @@ KINDS: dict[str, KindSpec] = {
         noise_scale=NoiseScale("0-255", 1.0, 255.0, "15 25 50", ("--sigmas", "--color-sigmas"),
                                ("[0, 1]", 255.0)),
         train_flags=("--patches-per-epoch", "--sigma-weight-floor"),
+        evaluate_flags=("bm3d_limit", "color_data_dir", "protocols", "bm3d", "known_sigma",
+                        "bm3d_workers", "bm3d_cache", "speed_size"),
     ),
 }
 
