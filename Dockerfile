@@ -41,7 +41,7 @@ FROM base AS deps
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 WORKDIR /src
-COPY requirements-torch.lock requirements.lock requirements-train.lock ./
+COPY requirements-torch.lock requirements.lock ./
 # torch first, then the service's packages; nothing in the locks asks for torch, so nothing replaces
 # it. From a CPU index on the lock's platform (CPython 3.11, x86_64) torch is the locked file, which
 # must be TORCH_VERSION; elsewhere (another CPU or Python, a CUDA index with the nvidia-* and triton
@@ -72,6 +72,7 @@ RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # training: listed before `runtime` so that a plain `docker build .` gives the service image
 FROM deps AS train
+COPY requirements-train.lock ./
 RUN pip install --require-hashes -r requirements-train.lock && pip check
 COPY --from=build /wheels/ /tmp/wheels/
 RUN pip install --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels \
