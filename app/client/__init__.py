@@ -83,11 +83,13 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _retried(response: httpx.Response, asked: float | None, max_wait_s: float) -> bool:
-    """Whether an answer is one to send the operation again after: a 503 that asks for a wait of
-    at most ``max_wait_s`` (``Retry-After``), or a proxy's 502 (the service behind it is not
-    answering: restarting, say; the service itself never answers 502)."""
+    """Whether an answer is one to send the operation again after: a 503 with ``Retry-After``, or
+    a proxy's 502 (the service behind it is not answering: restarting, say; the service itself
+    never answers 502); neither when it asks for a wait over ``max_wait_s``."""
+    if asked is not None and asked > max_wait_s:
+        return False
     if response.status_code == 503:
-        return asked is not None and asked <= max_wait_s
+        return asked is not None
     return response.status_code == 502
 
 
@@ -153,7 +155,7 @@ class Client:
     it answered 502 Bad Gateway). The first wait is
     the one the service asks for (1 s when it got no answer), each further one twice the last,
     each plus up to a quarter at random so that clients refused together do not all come back
-    together, and none over ``max_wait_s`` (a 503 that asks for more is raised at once). Each
+    together, and none over ``max_wait_s`` (an answer that asks for more is raised at once). Each
     retry is logged as a warning (logger ``app.client``). 0: every error is raised."""
 
     _sleep = staticmethod(time.sleep)
@@ -219,10 +221,9 @@ class Client:
     def _wait(self, attempt: int, asked: float | None) -> float:
         """The wait before retry ``attempt`` (1, 2, ...): what the service asked for (1 s when it
         did not answer) doubled on each retry after the first, plus up to a quarter at random;
-        never over ``max_wait_s``, never under what was asked."""
+        never over ``max_wait_s`` (an answer that asks for more is not retried)."""
         first = 1.0 if asked is None else asked
-        wait = first * 2 ** (attempt - 1) * (1 + self._random.random() / 4)
-        return max(asked or 0.0, min(wait, self.max_wait_s))
+        return min(first * 2 ** (attempt - 1) * (1 + self._random.random() / 4), self.max_wait_s)
 
     def _images_in(self, name: str, op: str, images: Sequence[ImageIn], params: dict[str, Any],
                    accept: str = "application/json") -> httpx.Response:

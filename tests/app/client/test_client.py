@@ -156,6 +156,21 @@ def test_a_proxys_502_is_sent_again_as_a_restart_is(caplog: pytest.LogCaptureFix
         f"502 Bad Gateway: sending it again in {waits[0]:.1f} s (retry 1 of 1)")
 
 
+def test_a_502_asking_for_a_wait_over_max_wait_s_is_raised_at_once() -> None:
+    """A proxy's 502 with ``Retry-After: 60`` and ``max_wait_s=30``: it was sent again after 60 s,
+    a wait over ``max_wait_s``. Now it is raised at once, as a 503 asking for that much is."""
+    answers = [httpx.Response(502, text="<html>Bad Gateway</html>", headers={"Retry-After": "60"}),
+               httpx.Response(200, content=image_bytes(), headers={"Content-Type": "image/png"})]
+    waits: list[float] = []
+    with Client(retries=1, max_wait_s=30) as client:
+        client.http = httpx.Client(base_url="http://proxy.test/aeserve",
+                                   transport=httpx.MockTransport(lambda _: answers.pop(0)))
+        client._sleep = waits.append  # type: ignore[method-assign]
+        with pytest.raises(AeserveError) as refused:
+            client.denoise("mnist-dae", image_bytes())
+    assert (refused.value.status, refused.value.retry_after, waits) == (502, 60.0, [])
+
+
 def test_an_answer_that_is_not_the_services_is_one_line_saying_so_and_where_from() -> None:
     """A proxy in front of the service answers its own HTML page (502 when the service is down,
     404 for a wrong path prefix): the error is one line that says it is not the service's answer
