@@ -170,13 +170,16 @@ IMAGE_REFUSED = {"unsupported_media_type", "too_many_pixels", "payload_too_large
 def targets(images: list[Path], output: str) -> tuple[list[tuple[Path, Path]], Path | None]:
     """Each image and where its clean PNG goes, and the folder they go into (None: one image
     into the file ``output``). A ``ValueError`` before anything is sent for an image that is no
-    file, two images that would be written to one file, and a PNG that would overwrite an image."""
+    file, a folder ``output`` that is a file, two images that would be written to one file, and
+    a PNG that would overwrite an image."""
     for image in images:
         if not image.is_file():
             raise ValueError(f"{image}: {'not a file' if image.exists() else 'no such file'}")
     folder = Path(output)
     if len(images) == 1 and not (folder.is_dir() or output.endswith(("/", os.sep))):
         return [(images[0], output_file(folder))], None
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} (-o) is a file: give the folder to write the PNGs into")
     written: dict[Path, Path] = {}
     for image in images:
         target = folder / f"{image.stem}.png"
