@@ -177,7 +177,7 @@ def targets(images: list[Path], output: str) -> tuple[list[tuple[Path, Path]], P
             raise ValueError(f"{image}: {'not a file' if image.exists() else 'no such file'}")
     folder = Path(output)
     if len(images) == 1 and not (folder.is_dir() or output.endswith(("/", os.sep))):
-        return [(images[0], output_file(folder))], None
+        return [(images[0], output_file(folder, images[0]))], None
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder} (-o) is a file: give the folder to write the PNGs into")
     written: dict[Path, Path] = {}
@@ -194,14 +194,16 @@ def targets(images: list[Path], output: str) -> tuple[list[tuple[Path, Path]], P
     return [(image, target) for target, image in written.items()], folder
 
 
-def output_file(path: Path) -> Path:
+def output_file(path: Path, image: Path | None = None) -> Path:
     """``-o``, checked before anything is sent, so that no answer is computed only to find that it
-    cannot be saved: a ``ValueError`` for a folder that does not exist, or a folder given as the
-    file."""
+    cannot be saved: a ``ValueError`` for a folder that does not exist, a folder given as the
+    file, or the ``image`` sent itself, which it would overwrite."""
     if path.is_dir():
         raise ValueError(f"{path} (-o) is a folder: give the file to write")
     if not path.parent.is_dir():
         raise ValueError(f"{path.parent} (-o {path}): no such folder")
+    if image is not None and path.resolve() == image.resolve():
+        raise ValueError(f"{path} would be written over the image itself: choose another -o")
     return path
 
 

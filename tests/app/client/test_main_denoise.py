@@ -70,6 +70,7 @@ def test_one_image_into_a_folder_is_named_after_it(
     (["a.png", "b.png"], "{d}", "{d}/a.png would be written over the image itself"),
     (["a.png", "missing.png"], "clean", "{d}/missing.png: no such file"),
     (["a.png", "b.png"], "{d}/a.png", "{d}/a.png (-o) is a file: give the folder"),
+    (["a.png"], "a.png", "a.png would be written over the image itself"),
 ])
 def test_images_that_would_overwrite_each_other_or_themselves_are_refused_before_sending(
     names: list[str], out: str, why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
