@@ -301,6 +301,12 @@ def through(url: str) -> str:
     return f" through the proxy {proxy} ({name}; NO_PROXY lists the hosts to reach directly)"
 
 
+def socks_missing(error: ImportError) -> bool:
+    """Whether ``error`` is httpx's for a SOCKS proxy (``ALL_PROXY=socks5://...``) without the
+    ``socksio`` package: a setting to fix, said in one line; any other is a bug, raised."""
+    return error.name == "socksio" or "'socksio'" in str(error)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     said = logging.StreamHandler(sys.stderr)  # each retry, as it happens
@@ -322,9 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aeserve client: interrupted", file=sys.stderr)
         return 130
-    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError, ImportError) as exc:
-        # ImportError: httpx's own message, for a SOCKS proxy (ALL_PROXY) without socksio
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
         print(f"aeserve client: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        if not socks_missing(exc):
+            raise
+        print(f"aeserve client: {exc}", file=sys.stderr)  # httpx's message says what to install
         return 2
     finally:
         log.removeHandler(said)

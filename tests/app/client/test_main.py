@@ -235,6 +235,19 @@ def test_a_socks_proxy_without_its_package_is_one_line(
     assert line.startswith("aeserve client: Using SOCKS proxy, but the 'socksio' package")
 
 
+def test_an_import_error_other_than_socks_is_raised_not_one_line(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a SOCKS proxy without socksio is a one-line exit 2; any other ImportError is a bug,
+    and was hidden as one line too."""
+    def broken(args: argparse.Namespace) -> int:
+        raise ImportError("cannot import name 'gone' from 'somewhere'", name="somewhere")
+
+    monkeypatch.setattr(cli, "run", broken)
+    with pytest.raises(ImportError, match="gone"):
+        main(["sample", "-o", "s.png", "--url", "http://127.0.0.1:9"])
+
+
 @pytest.mark.parametrize("command", ["denoise", "sample", "encode", "decode", "score", "interpolate"])
 def test_every_argument_says_what_it_is_in_the_help(
     command: str, capsys: pytest.CaptureFixture[str]
