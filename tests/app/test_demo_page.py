@@ -370,48 +370,6 @@ def test_a_large_seed_goes_as_typed_and_the_button_keeps_the_focus(visit: Visit,
     visit.check()
 
 
-def test_each_result_is_told_to_screen_readers(visit: Visit) -> None:
-    """Keyboard only; what the page says in its live regions (role=status) once a result shows."""
-    page = visit.page
-    page.focus("button.example[data-name='digit-7.png']")
-    page.keyboard.press("Enter")
-    expect(page.locator("#denoise-run")).to_be_enabled()
-    page.focus("#denoise-run")
-    page.keyboard.press("Enter")
-    said = page.get_by_role("status").filter(has_text="Denoised")
-    expect(said).to_have_text(re.compile(r"^Denoised digit-7\.png with mnist-dae in (\d+ ms|\d\.\d\d s)\.$"))
-    page.focus("#tab-denoise")
-    page.keyboard.press("ArrowRight")
-    expect(page.locator("#panel-vae")).to_be_visible()
-    page.focus("#sample-run")
-    page.keyboard.press("Enter")
-    expect(page.get_by_role("status").filter(has_text="samples")).to_have_text(
-        "Drew 16 samples with seed 0.")
-    page.focus("#interp-run")
-    page.keyboard.press("Enter")
-    expect(page.get_by_role("status").filter(has_text="path")).to_have_text(
-        "Decoded the path between the two digits in 10 steps.")
-    visit.check()
-
-
-def test_a_model_list_that_cannot_be_fetched_is_not_asked_for_again_and_again(visit: Visit) -> None:
-    """The service is ready (/readyz answers) but the list cannot be fetched (a proxy or an
-    extension drops it): the page says so and offers Try again, without asking in a loop."""
-    page = visit.page
-    page.route("**/v1/models", lambda route: route.abort())
-
-    def lists() -> int:
-        return sum(r.url.endswith("/v1/models") for r in visit.requests)
-
-    before = lists()
-    page.reload()
-    expect(page.locator("#retry-button")).to_be_visible()
-    expect(page.locator("#service-status")).to_have_text("unavailable")
-    page.evaluate("fetch('/readyz')")  # one more round trip: any request the page queued is out
-    assert lists() == before + 1
-    assert not [e for e in visit.errors if e.startswith("uncaught")]
-
-
 def test_a_file_dropped_beside_the_dropzone_does_not_replace_the_page(visit: Visit) -> None:
     prevented = visit.page.evaluate("""() => ["dragover", "drop"].map((type) => {
         const e = new DragEvent(type, {cancelable: true, bubbles: true});
