@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import uvicorn
 from PIL import Image
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from app.main import create_app
 from app.routers import demo
@@ -214,6 +214,16 @@ def open_page(browser: Any, origin: str, width: int = 1360, height: int = 900,
     page.on("pageerror", lambda exc: visit.errors.append(f"uncaught: {exc}"))
     page.goto(origin + "/")
     return visit
+
+
+def ready_visit(browser: Any, site: Site) -> Iterator[Visit]:
+    """A tab on ``site`` once the page has its models (the site's recorded posts cleared first),
+    closed after the test: the ``visit`` fixture of the demo tests."""
+    site.recorder.posts.clear()
+    visit = open_page(browser, site.url)
+    expect(visit.page.locator("body")).to_have_attribute("data-ready", "true")
+    yield visit
+    visit.page.context.close()
 
 
 # ---- helpers ------------------------------------------------------------------------------------

@@ -14,7 +14,17 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.app.demo_site import ROOT, Site, Visit, download, launch_browser, open_page, serve, set_range
+from tests.app.demo_site import (
+    ROOT,
+    Site,
+    Visit,
+    download,
+    launch_browser,
+    open_page,
+    ready_visit,
+    serve,
+    set_range,
+)
 
 EXAMPLES = ROOT / "app" / "static" / "examples"
 
@@ -31,11 +41,7 @@ def site() -> Iterator[Site]:
 
 @pytest.fixture
 def visit(browser: Any, site: Site) -> Iterator[Visit]:
-    site.recorder.posts.clear()
-    v = open_page(browser, site.url)
-    expect(v.page.locator("body")).to_have_attribute("data-ready", "true")
-    yield v
-    v.page.context.close()
+    yield from ready_visit(browser, site)
 
 
 def with_alpha(mode: str) -> tuple[bytes, np.ndarray]:

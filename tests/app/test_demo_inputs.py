@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.app.demo_site import ROOT, Site, Visit, launch_browser, open_page, serve
+from tests.app.demo_site import ROOT, Site, Visit, launch_browser, ready_visit, serve
 from tests.app.helpers import image_bytes
 
 
@@ -30,11 +30,7 @@ def site() -> Iterator[Site]:
 
 @pytest.fixture
 def visit(browser: Any, site: Site) -> Iterator[Visit]:
-    site.recorder.posts.clear()
-    v = open_page(browser, site.url)
-    expect(v.page.locator("body")).to_have_attribute("data-ready", "true")
-    yield v
-    v.page.context.close()
+    yield from ready_visit(browser, site)
 
 
 def pick(page: Any, selector: str, name: str, data: bytes, mime: str = "image/png") -> None:

@@ -31,6 +31,7 @@ from tests.app.demo_site import (
     open_page,
     pixels,
     psnr,
+    ready_visit,
     serve,
     set_range,
 )
@@ -70,10 +71,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def visit(browser: Any, site: Site) -> Iterator[Visit]:
-    v = open_page(browser, site.url)
-    expect(v.page.locator("body")).to_have_attribute("data-ready", "true")
-    yield v
-    v.page.context.close()
+    yield from ready_visit(browser, site)
 
 
 # ---- denoise ------------------------------------------------------------------------------------
