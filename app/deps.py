@@ -9,14 +9,14 @@
   ``app.uploads.read_body``, so a body cut short ends as the 408 or the disconnect it was
   (FastAPI's own body parameter turns both into a 400). A route reads it inside its request's
   ticket (a model being reloaded then waits for the request) and documents it with
-  ``openapi_extra=json_request_body(DecodeBody)``.
+  ``openapi_extra=request_body({"application/json": DecodeBody})`` (``app.routers``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
@@ -149,8 +149,3 @@ async def read_json(request: Request, settings: Settings, model: type[BodyT],
         raise RequestValidationError([{**error, "loc": ("body", *error["loc"])}
                                       for error in exc.errors(include_url=False)]) from None
 
-
-def json_request_body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
-    """``openapi_extra`` documenting a ``read_json(..., model)`` body."""
-    return {"requestBody": {"required": required, "content": {
-        "application/json": {"schema": model.model_json_schema()}}}}

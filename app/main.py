@@ -21,7 +21,7 @@ from app.metrics import Metrics, RequestMetricsMiddleware
 from app.ranges import whole_static_mounts
 from app.registry import Registry, reload_in_background
 from app.request_ids import RequestIdMiddleware
-from app.routers import admin, demo, health, images, latents, models
+from app.routers import admin, demo, document_bodies, health, images, latents, models
 from app.server import exit_for_a_fresh_process, exits_on_a_dead_batch_worker
 from app.settings import Settings
 from app.signals import on_signals
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, dependencies=api, responses=api_errors)
     app.include_router(health.router)
     app.include_router(demo.router)
+    document_bodies(app, (*images.BODIES, *latents.BODIES))
     # middleware, innermost first: HEAD answered as GET where a GET route is, WebSocket
     # handshakes refused (the service has no WebSocket endpoint), unexpected errors (a logged 500,
     # the connection kept), body limit, CORS (answers preflights), metrics (counts all HTTP),

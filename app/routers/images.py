@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -15,7 +15,7 @@ from app.kinds import ServedModel
 from app.kinds.base import DenoiseParams, EncodeParams
 from app.kinds.schemas import LatentResult
 from app.negotiation import JSON, PNG, negotiate
-from app.routers import SERVER_ERROR, operation_id
+from app.routers import SERVER_ERROR, operation_id, request_body
 from app.routers.query import STRICT_QUERY, QueryModel
 from app.uploads import read_images
 
@@ -23,24 +23,21 @@ router = APIRouter(prefix="/v1/models/{name}", tags=["images"], dependencies=STR
                    responses=SERVER_ERROR, generate_unique_id_function=operation_id)
 
 IMAGE_ERRORS = responses(400, 404, 408, 413, 415, 422, 503)
-UPLOAD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image"],
-                    "properties": {
-                        "image": {"type": "array", "items": {"type": "string", "format": "binary"},
-                                  "description": "one or more images (repeat the field)"}
-                    },
-                }
-            },
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}
+
+
+class ImageUpload(BaseModel):
+    """Images as a multipart/form-data upload (one image may also come as the raw body, with
+    Content-Type ``image/*``). The form's schema, for the OpenAPI document: ``read_images`` reads
+    the form itself."""
+
+    image: list[bytes] = Field(description="one or more images (repeat the field)")
+
+
+# the bodies these routes read themselves, documented as components (``request_body``)
+BODIES = (ImageUpload,)
+UPLOAD_BODY = request_body({"multipart/form-data": ImageUpload,
+                            "image/*": {"type": "string", "format": "binary"}})
+
 
 class DenoiseQuery(QueryModel):
     resize: bool = Field(default=False, description="fixed-size models: resize other sizes "

@@ -12,12 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from app import images
 from app.admission import Ticket
-from app.deps import ModelFor, SettingsDep, is_json, json_request_body, read_json
+from app.deps import ModelFor, SettingsDep, is_json, read_json
 from app.errors import ApiError, ErrorBody, limit_exceeded, png_answer, responses
 from app.kinds import ServedModel
 from app.kinds.inline import inline_or_thread
 from app.negotiation import JSON, PNG, negotiate
-from app.routers import SERVER_ERROR, operation_id
+from app.routers import SERVER_ERROR, operation_id, request_body
 from app.routers.query import STRICT_QUERY, QueryModel
 from app.settings import Settings
 from app.uploads import media_type, read_images
@@ -68,6 +68,18 @@ class SampleBody(Body):
 class InterpolateBody(Body):
     z: list[list[StrictFloat]] = Field(description="exactly two latent vectors: start and end")
     steps: int = Field(default=8, ge=2, strict=True)
+
+
+class InterpolateUpload(BaseModel):
+    """The two ends of an interpolation as images: a multipart/form-data upload. The form's
+    schema, for the OpenAPI document: ``read_images`` reads the form itself."""
+
+    image: list[bytes] = Field(min_length=2, max_length=2,
+                               description="two images: the start and the end (the field twice)")
+
+
+# the bodies these routes read themselves, documented as components (``request_body``)
+BODIES = (DecodeBody, SampleBody, InterpolateBody, InterpolateUpload)
 
 
 class InterpolateQuery(QueryModel):
@@ -123,7 +135,7 @@ async def image_answer(served: ServedModel, out: torch.Tensor, media: str,
 
 @router.post("/decode", response_model=ImagesAnswer, response_model_exclude_none=True,
              responses={**png_answer(PNG_OR_JSON), **LATENT_ERRORS},
-             openapi_extra=json_request_body(DecodeBody))
+             openapi_extra=request_body({"application/json": DecodeBody}))
 async def decode(
     served: Annotated[ServedModel, Depends(ModelFor("decode"))],
     media: Answer,
@@ -142,7 +154,7 @@ async def decode(
              responses={**png_answer(PNG_OR_JSON, **{"X-Seed": "PNG answers: the seed used, the "
                                                               "one given or the one drawn"}),
                         **LATENT_ERRORS},
-             openapi_extra=json_request_body(SampleBody, required=False))
+             openapi_extra=request_body({"application/json": SampleBody}, required=False))
 async def sample(
     served: Annotated[ServedModel, Depends(ModelFor("sample"))],
     media: Answer,
@@ -168,13 +180,8 @@ async def sample(
                **responses(400, 404, 406, 408, 413, 422, 503),
                415: {"model": ErrorBody, "description": "Neither JSON latents nor an image upload, "
                                                         "or not an image this service decodes"}},
-    openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": InterpolateBody.model_json_schema()},
-        "multipart/form-data": {"schema": {
-            "type": "object", "required": ["image"],
-            "properties": {"image": {"type": "array", "minItems": 2, "maxItems": 2,
-                                     "items": {"type": "string", "format": "binary"}}}}},
-    }}},
+    openapi_extra=request_body({"application/json": InterpolateBody,
+                                "multipart/form-data": InterpolateUpload}),
 )
 async def interpolate(
     served: Annotated[ServedModel, Depends(ModelFor("interpolate"))],
