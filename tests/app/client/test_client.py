@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.client import AeserveError, Client, bearer_headers
+from app.client.calls import check
 from app.main import create_app
 from tests.app.conftest import make_settings
 from tests.app.helpers import decode_png, image_bytes
@@ -31,19 +32,17 @@ def test_a_token_no_header_can_carry_is_refused_without_showing_it() -> None:
 
 
 def test_an_error_answer_carries_its_code_message_and_retry_after() -> None:
-    client = Client()
     answer = httpx.Response(503, headers={"Retry-After": "3"},
                             json={"error": {"code": "overloaded", "message": "busy"}})
     with pytest.raises(AeserveError) as error:
-        client._check(answer)
+        check(answer)
     assert (error.value.status, error.value.code, error.value.message) == (503, "overloaded", "busy")
     assert error.value.retry_after == 3.0
     proxy = httpx.Response(502, text="<html>Bad Gateway</html>",  # not the service's answer
                            request=httpx.Request("POST", "http://proxy.test/"))
     with pytest.raises(AeserveError) as error:
-        client._check(proxy)
+        check(proxy)
     assert (error.value.code, error.value.retry_after) == ("http_error", None)
-    client.close()
 
 
 def test_a_service_that_cannot_be_reached_is_not_ready() -> None:
@@ -99,10 +98,10 @@ def test_retries_send_an_operation_again_after_the_wait_a_503_asks_for(
 
 def test_waits_are_spread_so_clients_refused_together_come_back_apart() -> None:
     client = Client(retries=3, max_wait_s=30)
-    firsts = {client._wait(1, 1.0) for _ in range(20)}
+    firsts = {client.retry.wait(1, 1.0) for _ in range(20)}
     assert len(firsts) > 1 and all(1.0 <= wait <= 1.25 for wait in firsts)
-    assert client._wait(8, 1.0) == 30  # doubled up to max_wait_s, never over it
-    assert Client(max_wait_s=0.5)._wait(1, None) == 0.5
+    assert client.retry.wait(8, 1.0) == 30  # doubled up to max_wait_s, never over it
+    assert Client(max_wait_s=0.5).retry.wait(1, None) == 0.5
     client.close()
 
 

@@ -190,7 +190,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_anything_is_sent(
     a large photo) and then lost to 'No such file or directory' or 'Is a directory' when saved.
     Now it is refused before anything is sent."""
     sent: list[str] = []
-    monkeypatch.setattr(cli.Client, "_post", lambda *args, **kw: sent.append("sent"))
+    monkeypatch.setattr(cli.Client, "_send", lambda *args, **kw: sent.append("sent"))
     (tmp_path / "z.json").write_text('{"z": [[0.5]]}')
     (tmp_path / "a.png").write_bytes(b"an image")
     given = [part.format(z=tmp_path / "z.json", a=tmp_path / "a.png") for part in command]

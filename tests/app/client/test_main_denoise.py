@@ -3,22 +3,15 @@ service; an image it refuses is named and the others go on."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.client.__main__ import main
 from tests.app.helpers import decode_png, image_bytes
-from tests.app.live import LiveServer, running_server
+from tests.app.live import LiveServer
 
 NOWHERE = "http://127.0.0.1:9"  # the discard port: nothing listens
-
-
-@pytest.fixture(scope="module")
-def server(tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with running_server(tiny_checkpoints, tmp_path_factory.mktemp("denoise") / "server.log") as live:
-        yield live
 
 
 def test_a_folder_of_mixed_images_is_denoised_into_a_folder_naming_each_one_refused(
