@@ -1,7 +1,7 @@
 """python -m app.client: denoise, sample, encode, decode, score, interpolate from the command line.
 
     python -m app.client denoise noisy.png -o clean.png --url http://127.0.0.1:8000
-    python -m app.client denoise photos/* -o clean/ --model photo-denoiser --retries 5
+    python -m app.client denoise photos/* -o clean/ --model photo-denoiser --retries 5 --jobs 8
     python -m app.client sample --model mnist-vae -n 16 --seed 0 -o samples.png
     python -m app.client encode digit.png --model mnist-vae > latents.json
     python -m app.client decode latents.json --model mnist-vae -o decoded.png
@@ -16,6 +16,8 @@ others done), 2 anything else (arguments, files, connection, timeout), 130 inter
 from __future__ import annotations
 
 import argparse
+import asyncio
+import itertools
 import json
 import logging
 import math
@@ -23,12 +25,13 @@ import os
 import sys
 import urllib.parse
 import urllib.request
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from app.client import AeserveError, Client, log
+from app.client import AeserveError, AsyncClient, Client, log
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,6 +62,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "photos of any size")
     p.add_argument("--resize", action="store_true", help="resize to the model's size and back")
     p.add_argument("--sigma", type=finite, help="photo models: noise σ (0-255)")
+    p.add_argument("--jobs", type=positive, default=4,
+                   help="images sent at a time, each in its own request, the clean PNGs still "
+                   "written (and named on stderr) in the order given; the service batches what "
+                   "arrives together (default: %(default)s)")
 
     p = sub.add_parser("sample", parents=[common],
                        help="draw samples into one PNG grid; prints the seed")
@@ -109,6 +116,13 @@ def retries(text: str) -> int:
     """A number of retries: an integer of 0 or more."""
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
+    return int(text)
+
+
+def positive(text: str) -> int:
+    """How many images at a time: a whole number of 1 or more."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
     return int(text)
 
 
@@ -207,32 +221,44 @@ def output_file(path: Path, image: Path | None = None) -> Path:
     return path
 
 
-def denoise(client: Client, args: argparse.Namespace) -> int:
-    """Denoise each image into its PNG, saved as it comes; among several, an image the service
+async def denoise(args: argparse.Namespace) -> int:
+    """Denoise each image into its PNG, ``--jobs`` images in flight at a time, each saved in the
+    order given as soon as it and those before it have come; among several, an image the service
     refuses is named and the others go on (exit status 1). Returns the exit status."""
-    jobs, folder = targets(args.images, args.output)
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-    done = refused = 0
-    for image, target in jobs:
+    async with AsyncClient(args.url, args.token, args.timeout, args.retries) as client:
+        jobs, folder = targets(args.images, args.output)
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        to_send = iter(jobs)
+        sent: deque[asyncio.Task[tuple[bytes, float | None]]] = deque()  # in flight, or answered
+        done = refused = 0
         try:
-            png, used = client.denoise_with_sigma(args.model, image, args.resize, args.sigma)
-        except AeserveError as exc:
-            if folder is None or exc.code not in IMAGE_REFUSED:
-                stopped(done, len(jobs), folder)
-                raise
-            print(f"aeserve: {image}: {exc}{hint(exc, args.token)}", file=sys.stderr)
-            refused += 1
-            continue
-        except (httpx.HTTPError, KeyboardInterrupt):
-            stopped(done, len(jobs), folder)
-            raise
-        target.write_bytes(png)
-        done += 1
-        if used is not None:
-            how = "given" if args.sigma is not None else "estimated"
-            named = "" if folder is None else f"{image}: "
-            print(f"{named}noise sigma: {used:g} ({how})", file=sys.stderr)
+            for image, target in jobs:
+                for later, _ in itertools.islice(to_send, args.jobs - len(sent)):
+                    sent.append(asyncio.create_task(
+                        client.denoise_with_sigma(args.model, later, args.resize, args.sigma)))
+                try:
+                    png, used = await sent.popleft()
+                except AeserveError as exc:
+                    if folder is None or exc.code not in IMAGE_REFUSED:
+                        stopped(done, len(jobs), folder)
+                        raise
+                    print(f"aeserve: {image}: {exc}{hint(exc, args.token)}", file=sys.stderr)
+                    refused += 1
+                    continue
+                except (httpx.HTTPError, asyncio.CancelledError):  # cancelled: Ctrl-C
+                    stopped(done, len(jobs), folder)
+                    raise
+                target.write_bytes(png)
+                done += 1
+                if used is not None:
+                    how = "given" if args.sigma is not None else "estimated"
+                    named = "" if folder is None else f"{image}: "
+                    print(f"{named}noise sigma: {used:g} ({how})", file=sys.stderr)
+        finally:  # what is left was sent after the image whose error stopped the run: dropped
+            for answer in sent:
+                answer.cancel()  # in flight: stopped; come: its answer or error, unread
+            await asyncio.gather(*sent, return_exceptions=True)  # each stopped before the client
     if folder is not None:
         print(f"aeserve client: {done} of {len(jobs)} images denoised into "
               f"{folder}{f'; {refused} refused (above)' if refused else ''}", file=sys.stderr)
@@ -248,12 +274,12 @@ def stopped(done: int, of: int, folder: Path | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The command, done; its exit status."""
+    if args.command == "denoise":
+        return asyncio.run(denoise(args))
     if args.command in ("sample", "decode", "interpolate"):
         output_file(args.output)
     with Client(args.url, args.token, args.timeout, args.retries) as client:
-        if args.command == "denoise":
-            return denoise(client, args)
-        elif args.command == "sample":
+        if args.command == "sample":
             payload = {"n": args.n, "seed": args.seed, "temperature": args.temperature}
             grid = client.grid_answer(args.model, "sample", payload)
             args.output.write_bytes(grid.png)

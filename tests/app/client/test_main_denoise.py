@@ -3,11 +3,18 @@ service; an image it refuses is named and the others go on."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import gc
+import re
 from pathlib import Path
 
+import httpx
 import pytest
 
-from app.client.__main__ import main
+import app.client.__main__ as cli
+from app.client import AsyncClient
+from app.client.__main__ import main, parse_args
 from tests.app.helpers import decode_png, image_bytes
 from tests.app.live import LiveServer
 
@@ -90,3 +97,105 @@ def test_a_run_stopped_by_an_error_says_how_far_it_came(
     said, error = capsys.readouterr().err.splitlines()
     assert said == f"aeserve client: 0 of 2 images denoised into {tmp_path / 'out'}, then stopped by this:"
     assert error.startswith("aeserve client: ")
+
+
+GUARD_S = 60.0  # only a run that never sends the images together waits this long, and fails
+
+
+class Gate(httpx.AsyncBaseTransport):
+    """The service, for the CLI's denoise: every answer is held until ``together`` images are in
+    flight at once (a run that sends one image at a time never gets there, and fails after
+    ``GUARD_S``), and ``a.png``'s until ``b.png``'s has come. It records the most images in flight
+    and the order answered; it refuses ``refused`` as no image."""
+
+    def __init__(self, together: int, refused: str) -> None:
+        self.together, self.refused = together, refused
+        self.in_flight = self.most = 0
+        self.answered: list[str] = []
+        self.full, self.b_answered = asyncio.Event(), asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        named = re.search(rb'filename="([^"]+)"', await request.aread())
+        assert named is not None
+        name = named[1].decode()
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        if self.in_flight == self.together:
+            self.full.set()
+        try:
+            await asyncio.wait_for(self.full.wait(), GUARD_S)
+            if name == "a.png":
+                await asyncio.wait_for(self.b_answered.wait(), GUARD_S)
+        finally:
+            self.in_flight -= 1
+        self.answered.append(name)
+        if name == "b.png":
+            self.b_answered.set()
+        if name == self.refused:
+            return httpx.Response(415, json={"error": {"code": "unsupported_media_type",
+                                                       "message": "not an image"}})
+        return httpx.Response(200, content=f"clean {name}".encode(),
+                              headers={"Content-Type": "image/png", "X-Noise-Sigma": "20"})
+
+
+def five_images(folder: Path) -> list[str]:
+    folder.mkdir()
+    for name in "abcde":
+        (folder / f"{name}.png").write_bytes(image_bytes())
+    return [str(folder / f"{name}.png") for name in "abcde"]
+
+
+def test_jobs_images_are_in_flight_at_once_and_written_in_order_past_a_refused_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--jobs 3: three images are in flight at once, never more; the answers come out of order
+    (b before a) and one is refused, yet each clean PNG is written, the lines name the images in
+    the order given and the refused one stops nothing (exit status 1). (Denoise sent one image,
+    waited for its answer, then sent the next: the service never had two to batch.)"""
+    gate = Gate(together=3, refused="c.png")
+    monkeypatch.setattr(cli, "AsyncClient", functools.partial(AsyncClient, transport=gate))
+    images, out = five_images(tmp_path / "noisy"), tmp_path / "clean"
+    assert main(["denoise", *images, "-o", str(out), "--jobs", "3", "--url", NOWHERE]) == 1
+    assert gate.most == 3 and gate.answered[:3] == ["b.png", "c.png", "a.png"]
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == {
+        f"{name}.png": f"clean {name}.png".encode() for name in "abde"}
+    a, b, c, d, e = images
+    assert capsys.readouterr().err.splitlines() == [
+        f"{a}: noise sigma: 20 (estimated)", f"{b}: noise sigma: 20 (estimated)",
+        f"aeserve: {c}: 415 unsupported_media_type: not an image",
+        f"{d}: noise sigma: 20 (estimated)", f"{e}: noise sigma: 20 (estimated)",
+        f"aeserve client: 4 of 5 images denoised into {out}; 1 refused (above)"]
+
+
+def test_an_error_that_stops_the_run_drops_the_images_sent_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    """b.png and every image after it are answered 401: the run stops at b, says how far it came
+    and why, and the answers already come for the images after b are dropped unwritten and
+    unsaid (asyncio logs no error of theirs that nobody read)."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        if b'filename="a.png"' in request.content:
+            return httpx.Response(200, content=b"clean", headers={"Content-Type": "image/png"})
+        return httpx.Response(401, json={"error": {"code": "unauthorized", "message": "no token"}})
+
+    transport = httpx.MockTransport(answer)
+    monkeypatch.delenv("AESERVE_API_TOKEN", raising=False)
+    monkeypatch.setattr(cli, "AsyncClient", functools.partial(AsyncClient, transport=transport))
+    images, out = five_images(tmp_path / "noisy"), tmp_path / "clean"
+    assert main(["denoise", *images, "-o", str(out), "--jobs", "4", "--url", NOWHERE]) == 1
+    assert [path.name for path in out.iterdir()] == ["a.png"]
+    assert capsys.readouterr().err.splitlines() == [
+        f"aeserve client: 1 of 5 images denoised into {out}, then stopped by this:",
+        "aeserve: 401 unauthorized: no token (this service needs its token: give it with --token "
+        "or AESERVE_API_TOKEN)"]
+    gc.collect()  # an answer's error that nobody read is logged when its task goes
+    assert [record.getMessage() for record in caplog.records] == []
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1", "two", "1.5"])
+def test_jobs_is_a_whole_number_of_1_or_more(jobs: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        parse_args(["denoise", "a.png", "-o", "out", "--jobs", jobs])
+    assert refused.value.code == 2 and "argument --jobs: " in capsys.readouterr().err
+    assert parse_args(["denoise", "a.png", "-o", "out"]).jobs == 4
