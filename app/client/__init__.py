@@ -42,7 +42,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-
 def _method(method: Callable[..., Any], build: Callable[..., Any]) -> None:
     """``method`` named, documented and signed as the operation ``build`` it sends (less the
     ``Call`` it returns), for ``help()``."""
