@@ -1,6 +1,6 @@
 """The demo page's routes: ``/`` and every file it names under ``/static/``, nothing else from
 there, and all of it open when the API needs a token. The page itself, in a browser, is
-tests/app/test_demo_page.py's."""
+tested in tests/app/demo/."""
 
 from __future__ import annotations
 

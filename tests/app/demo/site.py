@@ -23,7 +23,7 @@ from app.routers import demo
 from app.settings import Settings
 from tests.app.live import START_TIMEOUT_S, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = Path("/usr/bin/chromium")
 
 # ---- a real server in a thread ------------------------------------------------------------------

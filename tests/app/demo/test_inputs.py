@@ -7,30 +7,13 @@ fetch."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from playwright.sync_api import expect
 
-from tests.app.demo_site import ROOT, Site, Visit, launch_browser, open_page, ready_visit, serve
+from tests.app.demo.site import ROOT, Site, Visit, open_page
 from tests.app.helpers import image_bytes
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from launch_browser()
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    yield from serve()
-
-
-@pytest.fixture
-def visit(browser: Any, site: Site) -> Iterator[Visit]:
-    yield from ready_visit(browser, site)
 
 
 def pick(page: Any, selector: str, name: str, data: bytes, mime: str = "image/png") -> None:

@@ -14,15 +14,10 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.app.demo_site import Site, ThreadServer, Visit, launch_browser, only, open_page, serve
+from tests.app.demo.site import Site, ThreadServer, Visit, only, open_page, serve
 from tests.app.helpers import image_bytes
 
 EVERY_MS, DOWN_EVERY_MS = 15000, 3000  # app/static/js/health.js
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from launch_browser()
 
 
 def readiness_checks(requests: list[Any]) -> int:

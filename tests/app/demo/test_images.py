@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,34 +13,16 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.app.demo_site import (
+from tests.app.demo.site import (
     ROOT,
     Site,
     Visit,
     download,
-    launch_browser,
     open_page,
-    ready_visit,
-    serve,
     set_range,
 )
 
 EXAMPLES = ROOT / "app" / "static" / "examples"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from launch_browser()
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    yield from serve()
-
-
-@pytest.fixture
-def visit(browser: Any, site: Site) -> Iterator[Visit]:
-    yield from ready_visit(browser, site)
 
 
 def with_alpha(mode: str) -> tuple[bytes, np.ndarray]:

@@ -22,16 +22,14 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.app.demo_site import (
+from tests.app.demo.site import (
     ROOT,
     Site,
     Visit,
     download,
-    launch_browser,
     open_page,
     pixels,
     psnr,
-    ready_visit,
     serve,
     set_range,
 )
@@ -41,19 +39,8 @@ TOKEN = "demo-page-token-42"
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[Site]:
-    yield from serve()
-
-
-@pytest.fixture(scope="module")
 def locked_site() -> Iterator[str]:
     yield from (s.url for s in serve(api_token=TOKEN))
-
-
-@pytest.fixture
-def site(served: Site) -> Site:
-    served.recorder.posts.clear()
-    return served
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +49,6 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from launch_browser()
-
-
-@pytest.fixture
-def visit(browser: Any, site: Site) -> Iterator[Visit]:
-    yield from ready_visit(browser, site)
 
 
 # ---- denoise ------------------------------------------------------------------------------------
