@@ -72,7 +72,9 @@ function resetResult() {
   showError($("denoise-error"), null);
 }
 
-async function choose(blob, name) {
+/** Choose ``pending``: a file, or the promise of one (an example still being fetched). The last
+ * choice wins, whichever arrives or is read first. */
+async function choose(pending, name) {
   stopRun();
   resetResult();
   announce($("denoise-status"), "");
@@ -80,6 +82,16 @@ async function choose(blob, name) {
   source = null; // nothing to send until this one is read
   $("denoise-input-info").textContent = `Reading ${name}…`;
   checkFit();
+  let blob;
+  try {
+    blob = await pending;
+  } catch (err) {
+    if (mine !== choices) return; // a later choice took over: this one's failure is past news
+    $("denoise-input-info").textContent = `Could not load ${name}.`;
+    showError($("denoise-error"), err);
+    return;
+  }
+  if (mine !== choices) return; // another image was chosen while this one was fetched
   let image = null;
   try {
     image = await decode(blob);
@@ -277,13 +289,8 @@ export function initDenoise(allModels, serviceLimits = null) {
   describeModel();
   wireDrop();
   for (const button of document.querySelectorAll("#panel-denoise .example")) {
-    button.addEventListener("click", async () => {
-      try {
-        await choose(await exampleBlob(button.dataset.src), button.dataset.name);
-      } catch (err) {
-        showError($("denoise-error"), err);
-      }
-    });
+    // the choice counts from the click, not from when the example arrives
+    button.addEventListener("click", () => choose(exampleBlob(button.dataset.src), button.dataset.name));
   }
   $("denoise-model").addEventListener("change", () => {
     describeModel();

@@ -149,6 +149,69 @@ def test_an_image_still_being_read_gives_way_to_one_chosen_after_it(visit: Visit
     visit.check()
 
 
+def hold(page: Any, pattern: str) -> list[Any]:
+    """Requests to ``pattern`` are held until the test lets them go (``route.continue_()``)."""
+    held: list[Any] = []
+    page.route(pattern, lambda route: held.append(route))
+    return held
+
+
+def until_held(page: Any, held: list[Any]) -> None:
+    """Until a held request has reached the test (each call to the page lets its routes in)."""
+    for _ in range(500):
+        if held:
+            return
+        page.evaluate("() => new Promise((done) => setTimeout(done, 10))")
+    raise AssertionError("no request was held")
+
+
+WATCH_EXAMPLE = """(name) => {
+    // window.exampleDone settles once the page has done all it does with the example ``name``:
+    // its body read, then every decode the page had started by a task later ended, a task later
+    const realBlob = Response.prototype.blob;
+    const realDecode = window.createImageBitmap;
+    const decodes = [];
+    window.createImageBitmap = (...args) => {
+        const decoded = realDecode(...args);
+        decodes.push(decoded.catch(() => null));
+        return decoded;
+    };
+    let read;
+    const bodyRead = new Promise((resolve) => (read = resolve));
+    Response.prototype.blob = async function (...rest) {
+        try {
+            return await realBlob.apply(this, rest);
+        } finally {
+            if (this.url.endsWith("/" + name)) read();
+        }
+    };
+    const aTask = () => new Promise((done) => setTimeout(done, 0));
+    window.exampleDone = bodyRead.then(aTask).then(() => Promise.all(decodes)).then(aTask);
+}"""
+
+
+def test_an_example_still_being_fetched_gives_way_to_a_file_chosen_after_it(
+    visit: Visit, site: Site
+) -> None:
+    page = visit.page
+    digit = image_bytes((28, 28), "L")
+    page.evaluate(WATCH_EXAMPLE, "landscape.png")
+    held = hold(page, "**/static/examples/landscape.png")
+    page.click("button.example[data-name='landscape.png']")
+    until_held(page, held)
+    pick(page, "#denoise-file", "digit.png", digit)  # while the example is on its way
+    expect(page.locator("#denoise-input-info")).to_contain_text("digit.png · 28×28 gray")
+    held[0].continue_()  # the example arrives last
+    page.evaluate("window.exampleDone")
+    expect(page.locator("#denoise-input-info")).to_contain_text("digit.png · 28×28 gray")
+    expect(page.locator("#denoise-model")).to_have_value("mnist-dae")
+    page.click("#denoise-run")
+    expect(page.locator("#compare")).to_be_visible()
+    (sent,) = site.recorder.to("/denoise")
+    assert sent.image() == digit
+    visit.check()
+
+
 def test_a_noise_sigma_the_service_would_refuse_is_pointed_out_before_sending(
     visit: Visit, site: Site
 ) -> None:
@@ -211,22 +274,6 @@ def test_a_digit_picked_after_a_result_is_never_shown_beside_it(visit: Visit, si
     shown = page.locator("#latent-chart .dim").evaluate_all("gs => gs.map(g => Number(g.dataset.mu))")
     assert shown == code["mu"]
     visit.check()
-
-
-def hold(page: Any, pattern: str) -> list[Any]:
-    """Requests to ``pattern`` are held until the test lets them go (``route.continue_()``)."""
-    held: list[Any] = []
-    page.route(pattern, lambda route: held.append(route))
-    return held
-
-
-def until_held(page: Any, held: list[Any]) -> None:
-    """Until a held request has reached the test (each call to the page lets its routes in)."""
-    for _ in range(500):
-        if held:
-            return
-        page.evaluate("() => new Promise((done) => setTimeout(done, 10))")
-    raise AssertionError("no request was held")
 
 
 def test_an_answer_for_a_model_no_longer_chosen_is_not_shown(visit: Visit) -> None:

@@ -329,6 +329,16 @@ def test_a_vae_input_that_cannot_be_read_is_shown_as_an_error(visit: Visit) -> N
     assert not [e for e in visit.errors if e.startswith("uncaught")]
 
 
+def test_an_example_that_cannot_be_fetched_is_shown_as_an_error(visit: Visit) -> None:
+    page = visit.page
+    page.route("**/static/examples/landscape.png", lambda route: route.abort())
+    page.click("button.example[data-name='landscape.png']")
+    expect(page.locator("#denoise-error")).to_be_visible()
+    expect(page.locator("#denoise-input-info")).to_have_text("Could not load landscape.png.")
+    expect(page.locator("#denoise-run")).to_be_disabled()
+    assert not [e for e in visit.errors if e.startswith("uncaught")]
+
+
 def test_a_large_seed_goes_as_typed_and_the_button_keeps_the_focus(visit: Visit, site: Site) -> None:
     page = visit.page
     page.click("#tab-vae")
