@@ -114,14 +114,23 @@ async function choose(pending, name) {
   $("denoise-empty").textContent = "Ready: press Denoise.";
 }
 
-function progress(fraction, total) {
+/** Tell screen readers a step of the run once (its status region reads out every change). */
+function step(text) {
+  if ($("denoise-status").textContent !== text) announce($("denoise-status"), text);
+}
+
+/** The visible progress follows each tick; screen readers hear the upload start and the model
+ * start, not every percent. */
+function progress(fraction, total, name) {
   const bar = $("denoise-progress-bar");
   if (fraction === null) {
     bar.removeAttribute("value"); // indeterminate while the model works
     $("denoise-progress-text").textContent = "Denoising on the service…";
+    step("Denoising on the service…");
   } else {
     bar.value = Math.round(fraction * 100);
     $("denoise-progress-text").textContent = `Uploading ${Math.round(fraction * 100)} % of ${bytes(total)}`;
+    step(`Uploading ${name}, ${bytes(total)}…`);
   }
 }
 
@@ -166,6 +175,7 @@ async function run() {
       // a large image takes seconds: say what is going on, and let Cancel stop it
       $("denoise-progress-bar").removeAttribute("value");
       $("denoise-progress-text").textContent = "Adding noise in your browser…";
+      step("Adding noise in your browser…");
       await new Promise((shown) => setTimeout(shown)); // the words show before the work blocks
       input = addNoise(src.image, Number($("noise-sigma").value), NOISE_SEED);
       sent = await encodePng(input);
@@ -187,12 +197,12 @@ async function run() {
     if (sigma !== null) params.set("sigma", $("sigma").value);
     const form = new FormData();
     form.append("image", sent, noisy ? "noisy.png" : src.name);
-    progress(0, sent.size);
+    progress(0, sent.size, src.name);
     const started = performance.now();
     const query = params.size ? `?${params}` : "";
     const answer = await upload(`/v1/models/${encodeURIComponent(m.name)}/denoise${query}`, form, {
       signal: mine.signal,
-      onProgress: (f) => current() && progress(f, sent.size),
+      onProgress: (f) => current() && progress(f, sent.size, src.name),
     });
     const took = performance.now() - started;
     if (current()) await showResult(answer, m, src, sent, input, noisy ? src.image : null, took, current);

@@ -151,6 +151,42 @@ def test_cancel_aborts_the_request(visit: Visit) -> None:
     visit.check()
 
 
+WATCH_LIVE = """() => {
+    // window.said: each text the Denoise panel's live regions come to hold, in turn (a screen
+    // reader's announcements); window.shown: each text of the visible progress line
+    window.said = [];
+    window.shown = [];
+    const live = [...document.querySelectorAll("#panel-denoise [aria-live]:not([aria-live=off]), " +
+        "#panel-denoise [role=status], #panel-denoise [role=alert]")];
+    const last = new Map(live.map((el) => [el, el.textContent.trim()]));
+    new MutationObserver(() => {
+        for (const el of live) {
+            const text = el.textContent.trim();
+            if (text && last.get(el) !== text) window.said.push(text);
+            last.set(el, text);
+        }
+        const line = document.getElementById("denoise-progress-text").textContent;
+        if (line && window.shown.at(-1) !== line) window.shown.push(line);
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+}"""
+
+
+def test_a_run_tells_screen_readers_its_steps_not_each_percent(visit: Visit) -> None:
+    page = visit.page
+    page.click("button.example[data-name='landscape.png']")
+    expect(page.locator("#denoise-run")).to_be_enabled()
+    page.evaluate(WATCH_LIVE)
+    page.click("#denoise-run")
+    expect(page.locator("#denoise-download")).to_be_visible()
+    said, shown = page.evaluate("[window.said, window.shown]")
+    assert any(re.fullmatch(r"Uploading \d+ % of \d+ KiB", line) for line in shown), shown
+    assert len(said) == 3, said
+    assert re.fullmatch(r"Uploading landscape\.png, \d+ KiB…", said[0]), said
+    assert said[1] == "Denoising on the service…"
+    assert said[2].startswith("Denoised landscape.png with photo-denoiser in ")
+    visit.check()
+
+
 def test_an_api_error_is_shown_as_the_api_words_it(visit: Visit, site: Site) -> None:
     page = visit.page
     junk = b"this is not an image"
