@@ -1,0 +1,23 @@
+"""The model tests run torch on one thread.
+
+Their tensors are small: a parallel region costs more than it saves on them, and on a busy machine
+(the rest of the suite, its servers and training processes, other jobs) each one waits for the
+second thread to be scheduled, about 20 ms a convolution, which made a test of a few hundred small
+forwards take minutes instead of seconds. One thread also matches how the shipped figures were
+made (``--threads 1``). A test or command that sets its own count (``--threads``) still does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
