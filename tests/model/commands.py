@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -13,15 +14,16 @@ from pathlib import Path
 
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ONE_THREAD, ROOT
 
 # what Python's default warning filters hide from a command's stderr
 HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 
 
 def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m module args``, on one torch thread (``tests.conftest.ONE_THREAD``)."""
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, check=False)
+                          text=True, timeout=300, check=False, env={**os.environ, **ONE_THREAD})
 
 
 def train_tiny_flags(preset: str, data: Path, out: Path, *extra: str) -> list[str]:
