@@ -23,12 +23,23 @@ ROOT = Path(__file__).resolve().parents[1]
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def torch_threads_restored() -> Iterator[None]:
-    """Each test module starts with torch's own thread count: an app started in this process sets
-    it (``AESERVE_TORCH_THREADS``, 1 in the tests), and would otherwise leave every later module's
-    in-process training and evaluation on one thread."""
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_processes() -> Iterator[None]:
+    """Every process a test starts (``python -m app``, ``python -m model.train``, torchrun's ranks,
+    the evaluation's BM3D workers) runs torch on one thread unless told otherwise (``--threads``,
+    ``AESERVE_TORCH_THREADS``): they read ``OMP_NUM_THREADS``."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ONE_THREAD.items():
+            patch.setenv(name, value)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Each test starts on one torch thread in this process too, and leaves the count as it found
+    it: a test may set another (an app's ``torch_threads``, a command's ``--threads``)."""
     threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
