@@ -1,4 +1,4 @@
-"""The demo tests' fixtures: one Chromium for the whole run, one real server of the shipped
+"""The demo tests' fixtures: one Chromium per module, one real server of the shipped
 checkpoints for every test that only uses it (none stops it or changes its models or settings;
 each ``visit`` clears the POSTs it recorded), and a ready tab per test."""
 
@@ -12,8 +12,10 @@ import pytest
 from tests.app.demo.site import Site, Visit, launch_browser, ready_visit, serve
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Per module, not per run: while Playwright's sync API is started it keeps an asyncio loop
+    running in this thread, and every later test's ``asyncio.run`` would fail."""
     yield from launch_browser()
 
 
