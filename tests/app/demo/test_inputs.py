@@ -140,6 +140,13 @@ def test_an_image_still_being_read_gives_way_to_one_chosen_after_it(visit: Visit
     expect(page.locator("#denoise-input-info")).to_contain_text("digit.png · 28×28 gray")
     page.evaluate("window.release()")  # the photo's decode ends last
     page.evaluate(AFTER_SLOW_DECODE)
+    the_digit_is_what_is_denoised(visit, site, digit)
+
+
+def the_digit_is_what_is_denoised(visit: Visit, site: Site, digit: bytes) -> None:
+    """The input line names the digit chosen last, the digit model is chosen for it, and Denoise
+    sends that digit."""
+    page = visit.page
     expect(page.locator("#denoise-input-info")).to_contain_text("digit.png · 28×28 gray")
     expect(page.locator("#denoise-model")).to_have_value("mnist-dae")
     page.click("#denoise-run")
@@ -203,13 +210,7 @@ def test_an_example_still_being_fetched_gives_way_to_a_file_chosen_after_it(
     expect(page.locator("#denoise-input-info")).to_contain_text("digit.png · 28×28 gray")
     held[0].continue_()  # the example arrives last
     page.evaluate("window.exampleDone")
-    expect(page.locator("#denoise-input-info")).to_contain_text("digit.png · 28×28 gray")
-    expect(page.locator("#denoise-model")).to_have_value("mnist-dae")
-    page.click("#denoise-run")
-    expect(page.locator("#compare")).to_be_visible()
-    (sent,) = site.recorder.to("/denoise")
-    assert sent.image() == digit
-    visit.check()
+    the_digit_is_what_is_denoised(visit, site, digit)
 
 
 def test_a_noise_sigma_the_service_would_refuse_is_pointed_out_before_sending(
