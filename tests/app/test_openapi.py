@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from openapi_spec_validator import validate
 from pydantic import BaseModel, create_model
 
 from app.routers import document_bodies, request_body
@@ -50,6 +51,18 @@ def operations(schema: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any
     for path, item in schema["paths"].items():
         for method, op in item.items():
             yield method, path, op
+
+
+def test_the_document_is_valid_openapi_with_and_without_a_token(
+    client: TestClient, app_with: Callable[..., TestClient]
+) -> None:
+    """What a client generator reads: a valid OpenAPI 3.1 document (its paths, operations,
+    parameters, bodies, answers and the token's security scheme; that each body's ``$ref`` names a
+    component is the test below)."""
+    for schema in (client.get("/openapi.json").json(),
+                   app_with(api_token="s3cret").get("/openapi.json").json()):
+        assert schema["openapi"].startswith("3.1")
+        validate(schema)
 
 
 def test_every_operation_id_is_its_routes_name_and_unique(
