@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 import subprocess
 import sys
@@ -77,14 +76,13 @@ def tiny_mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def train_tiny(preset: str, data_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m model.train`` for a few steps on the tiny data set, as a user would.
 
-    On one torch thread (``ONE_THREAD``), which the recorded command does not show."""
+    On one torch thread (``one_thread_processes``), which the recorded command does not show."""
     cmd = [
         sys.executable, "-m", "model.train", "--preset", preset, "--data-dir", str(data_dir),
         "--out", str(out), "--max-steps", "20", "--batch-size", "32", "--epochs", "2",
         "--no-progress", "--device", "cpu", *extra,
     ]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, **ONE_THREAD})
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
 
 def train_tiny_at_once(*runs: tuple[Any, ...]) -> list[subprocess.CompletedProcess[str]]:

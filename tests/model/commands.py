@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import signal
 import subprocess
 import sys
@@ -14,16 +13,16 @@ from pathlib import Path
 
 import torch
 
-from tests.conftest import ONE_THREAD, ROOT
+from tests.conftest import ROOT
 
 # what Python's default warning filters hide from a command's stderr
 HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 
 
 def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m module args``, on one torch thread (``tests.conftest.ONE_THREAD``)."""
+    """``python -m module args`` (on one torch thread, as every process a test starts)."""
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, check=False, env={**os.environ, **ONE_THREAD})
+                          text=True, timeout=300, check=False)
 
 
 def train_tiny_flags(preset: str, data: Path, out: Path, *extra: str) -> list[str]:

@@ -23,7 +23,7 @@ from model.networks import build_model
 from model.presets import get_preset
 from model.schedule import recorded_command
 from model.train import main
-from tests.conftest import ONE_THREAD, ROOT
+from tests.conftest import ROOT
 from tests.model.commands import assert_one_line_mistake, run_main, run_module, train_tiny_flags
 
 TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
@@ -187,7 +187,7 @@ def test_interrupt_leaves_a_whole_checkpoint_and_resume_works(
            "--save-every", "5", "--no-progress", "--device", "cpu"]
     # started with SIGINT ignored, as a shell's background job would be: training must still stop
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **ONE_THREAD, "PYTHONUNBUFFERED": "1"},
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert proc.stdout is not None
     watchdog = threading.Timer(300, proc.kill)  # a run that never says it saved ends the wait below
