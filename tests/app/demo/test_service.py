@@ -159,13 +159,14 @@ def test_an_image_over_the_limits_is_warned_about_before_it_is_sent(browser: Any
     expect(warning).to_contain_text(suggestion)
     assert small.recorder.to("/denoise") == []  # nothing was sent
     page.click("#denoise-run")  # an estimate: the service has the last word
+    shown = page.locator("#denoise-error")
+    expect(shown.locator(".error-friendly")).to_have_text(  # the answer came: the request was recorded
+        "This image is too big for the service to process in one go. Crop or resize it, then try again.")
+    (sent,) = small.recorder.to("/denoise")
     direct = httpx.post(f"{small.url}/v1/models/photo-denoiser/denoise", timeout=60, files={
-        "image": ("still-life.png", small.recorder.to("/denoise")[0].image(), "image/png")})
+        "image": ("still-life.png", sent.image(), "image/png")})
     error = direct.json()["error"]
     assert error["code"] == "too_much_work"
-    shown = page.locator("#denoise-error")
-    expect(shown.locator(".error-friendly")).to_have_text(
-        "This image is too big for the service to process in one go. Crop or resize it, then try again.")
     expect(shown.locator(".error-message")).to_be_hidden()  # the API's words, folded away
     shown.locator("summary").click()
     expect(shown.locator(".error-message")).to_have_text(error["message"])
