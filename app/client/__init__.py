@@ -72,14 +72,15 @@ class Client:
     """One connection pool to one service; every method maps to one endpoint and waits for its
     answer (httpx's client is thread-safe: threads may share one).
 
-    ``retries``: how many times an operation is sent again when it was answered 503 with
-    ``Retry-After`` (overloaded, past its deadline, shutting down) or got no answer at all (nothing
-    listens, as while the service restarts, the connection closed first, or a proxy in front of it
-    answered 502 Bad Gateway). The first wait is the one the service asks for (1 s when it got no
-    answer), each further one twice the last, each plus up to a quarter at random so that clients
-    refused together do not all come back together, and none over ``max_wait_s`` (an answer that
-    asks for more is raised at once). Each retry is logged as a warning (logger ``app.client``).
-    0: every error is raised. ``transport``: httpx's, to send through (a mock in tests, say)."""
+    ``retries``: how many times a call (an operation, the model list or a model's card) is sent
+    again when it was answered 503 with ``Retry-After`` (overloaded, past its deadline, shutting
+    down) or got no answer at all (nothing listens, as while the service restarts, the connection
+    closed first, or a proxy in front of it answered 502 Bad Gateway). The first wait is the one
+    the service asks for (1 s when it got no answer), each further one twice the last, each plus
+    up to a quarter at random so that clients refused together do not all come back together, and
+    none over ``max_wait_s`` (an answer that asks for more is raised at once). Each retry is logged
+    as a warning (logger ``app.client``). 0: every error is raised. ``transport``: httpx's, to send
+    through (a mock in tests, say)."""
 
     _sleep = staticmethod(time.sleep)
 
@@ -108,7 +109,7 @@ class Client:
                 outcome = self.http.send(call.request(self.http))
             except GONE as error:
                 outcome = error
-            wait = self.retry.wait_before(attempt, call, outcome, self.http.base_url)
+            wait = self.retry.wait_before(attempt, outcome, self.http.base_url)
             if wait is None:
                 return call.answer(outcome)
             self._sleep(wait)
@@ -171,7 +172,7 @@ class AsyncClient:
                 outcome = await self.http.send(call.request(self.http))
             except GONE as error:
                 outcome = error
-            wait = self.retry.wait_before(attempt, call, outcome, self.http.base_url)
+            wait = self.retry.wait_before(attempt, outcome, self.http.base_url)
             if wait is None:
                 return call.answer(outcome)
             await self._sleep(wait)

@@ -27,7 +27,8 @@ ANSWERED_IN = ("application/json", "image/png")
 
 GONE = (httpx.ConnectError, httpx.RemoteProtocolError)
 """No answer at all: nothing listens (a service restarting), or the connection closed before an
-answer came. Every operation computes its answer from what is sent, so sending it again is safe."""
+answer came. Every call computes its answer from what is sent, and changes nothing on the service
+(a look-up reads, an operation computes), so sending it again is safe."""
 
 ImageIn = bytes | Path
 """An image to send: its bytes, or a file, read and sent under its own name (which the service's
@@ -148,8 +149,7 @@ def model_path(name: str, op: str | None = None) -> str:
 class Call(Generic[T]):
     """One call to the service, as data: its request, and how to read its checked answer into what
     the method returns. A JSON payload holding a NaN or an infinity is a ``ValueError`` naming it
-    when the call is made, so nothing is sent. ``retried``: whether ``Retry`` may send it again
-    (the operations; not the look-ups)."""
+    when the call is made, so nothing is sent."""
 
     method: str
     path: str
@@ -158,7 +158,6 @@ class Call(Generic[T]):
     files: list[tuple[str, tuple[str, bytes, str]]] | None = None
     json: Any = None
     accept: str | None = None
-    retried: bool = True
 
     def __post_init__(self) -> None:
         refuse_non_finite(self.json)
@@ -193,11 +192,11 @@ class Retry:
         self.retries = retries
         self.max_wait_s = max_wait_s
 
-    def wait_before(self, attempt: int, call: Call[Any],
-                    outcome: httpx.Response | httpx.TransportError, url: httpx.URL) -> float | None:
-        """The wait before sending ``call`` again after try ``attempt`` (1, 2, ...) came to
-        ``outcome`` (sent to ``url``), logged; None when the outcome is the call's."""
-        if attempt > self.retries or not call.retried:
+    def wait_before(self, attempt: int, outcome: httpx.Response | httpx.TransportError,
+                    url: httpx.URL) -> float | None:
+        """The wait before sending a call again after try ``attempt`` (1, 2, ...) came to
+        ``outcome`` (sent to ``url``), logged; None when the outcome is the call's answer."""
+        if attempt > self.retries:
             return None
         if isinstance(outcome, httpx.Response):
             asked = retry_after(outcome)

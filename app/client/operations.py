@@ -43,12 +43,12 @@ def _images_in(name: str, op: str, images: Sequence[ImageIn], params: dict[str, 
 # ---- service -------------------------------------------------------------------------------
 def models() -> Call[list[dict[str, Any]]]:
     """The models the service serves, each as ``GET /v1/models`` describes it."""
-    return Call("GET", "/v1/models", lambda response: list(response.json()["models"]), retried=False)
+    return Call("GET", "/v1/models", lambda response: list(response.json()["models"]))
 
 
 def model(name: str) -> Call[dict[str, Any]]:
     """One model, as ``GET /v1/models/{name}`` describes it."""
-    return Call("GET", model_path(name), _json, retried=False)
+    return Call("GET", model_path(name), _json)
 
 
 # ---- operations ----------------------------------------------------------------------------
