@@ -122,6 +122,7 @@ class Client:
             return False
 
     models = _waits_for(operations.models)
+    limits = _waits_for(operations.limits)
     model = _waits_for(operations.model)
     denoise = _waits_for(operations.denoise)
     denoise_with_sigma = _waits_for(operations.denoise_with_sigma)
@@ -185,6 +186,7 @@ class AsyncClient:
             return False
 
     models = _awaits(operations.models)
+    limits = _awaits(operations.limits)
     model = _awaits(operations.model)
     denoise = _awaits(operations.denoise)
     denoise_with_sigma = _awaits(operations.denoise_with_sigma)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -26,12 +27,20 @@ import sys
 import urllib.parse
 import urllib.request
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from app.client import AeserveError, AsyncClient, Client, log
+
+IN_REQUESTS = ("as many as the service takes in one request (its max_images, asked first: "
+               "AESERVE_MAX_IMAGES, 64 by default) go in each, the answers printed as one, in the "
+               "order given")
+SEEDED = ("; with several requests, request i (from 0) draws with this seed + i, and as a "
+          "request's draws depend on the images sent with it, the {} differ from what one request "
+          "of them all would give (the same seed and limit give the same again)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     common.add_argument("--timeout", type=seconds, default=60.0,
                         help="seconds to wait for each answer (default: %(default)s)")
     common.add_argument("--retries", type=retries, default=0,
-                        help="send an operation again, up to this many times, when the service "
+                        help="send a request again, up to this many times, when the service "
                         "answers 503 with Retry-After (busy) or does not answer (restarting); "
                         "waits as asked, then twice as long each time, at most 30 s; says so on "
                         "stderr (default: %(default)s)")
@@ -77,12 +86,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-o", "--output", type=Path, required=True, help="the PNG grid (overwritten)")
 
     p = sub.add_parser("encode", parents=[common], help="print the latent codes as JSON")
-    p.add_argument("images", type=Path, nargs="+", metavar="image",
-                   help="sent in one request: at most the service's AESERVE_MAX_IMAGES (64)")
+    p.add_argument("images", type=Path, nargs="+", metavar="image", help=IN_REQUESTS)
     p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
     p.add_argument("--resize", action="store_true", help="resize to the model's size")
     p.add_argument("--sample", action="store_true", help="VAE: add a reparameterized draw")
-    p.add_argument("--seed", type=int, help="with --sample: the seed of that draw")
+    p.add_argument("--seed", type=int, help="with --sample: the seed of that draw (default: a "
+                   "fresh one, printed)" + SEEDED.format("z"))
 
     p = sub.add_parser("decode", parents=[common], help="decode latents (JSON) into a PNG grid")
     p.add_argument("latents", type=Path, help='JSON {"z": [[...]]} or the output of encode')
@@ -90,12 +99,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-o", "--output", type=Path, required=True, help="the PNG grid (overwritten)")
 
     p = sub.add_parser("score", parents=[common], help="print anomaly scores (nats) as JSON")
-    p.add_argument("images", type=Path, nargs="+", metavar="image",
-                   help="sent in one request: at most the service's AESERVE_MAX_IMAGES (64)")
+    p.add_argument("images", type=Path, nargs="+", metavar="image", help=IN_REQUESTS)
     p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
     p.add_argument("-k", type=int, help="importance samples (default: the service's)")
-    p.add_argument("--seed", type=int,
-                   help="same seed, same scores (default: a fresh one, printed)")
+    p.add_argument("--seed", type=int, help="same seed, same scores (default: a fresh one, "
+                   "printed)" + SEEDED.format("scores"))
     p.add_argument("--resize", action="store_true", help="resize to the model's size")
 
     p = sub.add_parser("interpolate", parents=[common],
@@ -284,22 +292,44 @@ def run(args: argparse.Namespace) -> int:
             grid = client.grid_answer(args.model, "sample", payload)
             args.output.write_bytes(grid.png)
             print(f"seed: {grid.seed}", file=sys.stderr)  # the same seed draws the same samples
-        elif args.command == "encode":
-            answer = client.encode_answer(args.model, args.images,
-                                          args.resize, args.sample, args.seed)
+        elif args.command in ("encode", "score"):
+            at_most = client.limits()["max_images"] if len(args.images) > 1 else 1
+            answer = in_requests(functools.partial(answer_of, client, args), args.images, at_most,
+                                 args.seed)
             json.dump({"model": args.model, **answer}, sys.stdout)
             sys.stdout.write("\n")
         elif args.command == "decode":
             args.output.write_bytes(client.grid(args.model, "decode", {"z": latents_from(args.latents)}))
-        elif args.command == "score":
-            answer = client.score_answer(args.model, args.images, args.k, args.seed, args.resize)
-            json.dump({"model": args.model, **answer}, sys.stdout)
-            sys.stdout.write("\n")
         elif args.command == "interpolate":
             first, last = args.images  # sent under their file names
             path = client.interpolate_images(args.model, first, last, args.steps, args.resize)
             args.output.write_bytes(path.png)
     return 0
+
+
+def answer_of(client: Client, args: argparse.Namespace, images: list[Path],
+              seed: int | None) -> dict[str, Any]:
+    """One request's answer for ``encode`` or ``score`` of ``images``, drawn with ``seed``."""
+    if args.command == "encode":
+        return client.encode_answer(args.model, images, args.resize, args.sample, seed)
+    return client.score_answer(args.model, images, args.k, seed, args.resize)
+
+
+def in_requests(send: Callable[[list[Path], int | None], dict[str, Any]], images: list[Path],
+                at_most: int, seed: int | None) -> dict[str, Any]:
+    """The answers for ``images`` sent ``at_most`` at a time (the service's ``max_images``) as
+    one: the first's, with every ``results`` in the order given. Request ``i`` (from 0) is sent
+    with ``seed`` + i (None: the seed the service drew for the first), so that no two requests
+    draw the same noise, and the same seed and limit give the same answer again."""
+    first = send(images[:at_most], seed)
+    results, drawn = list(first["results"]), first.get("seed")
+    for i, start in enumerate(range(at_most, len(images), at_most), 1):
+        seeded = None if drawn is None else (drawn + i) % SEEDS
+        results.extend(send(images[start:start + at_most], seeded)["results"])
+    return {**first, "results": results}
+
+
+SEEDS = 2**63  # the service's seeds are 0 to 2**63 - 1
 
 
 def hint(error: AeserveError, token: str | None) -> str:

@@ -46,6 +46,12 @@ def models() -> Call[list[dict[str, Any]]]:
     return Call("GET", "/v1/models", lambda response: list(response.json()["models"]))
 
 
+def limits() -> Call[dict[str, int]]:
+    """The limits every request is held to, as ``GET /v1/models`` lists them: ``max_images`` (in
+    one request), ``max_pixels``, ``max_side``, ``max_upload_bytes``, ``max_work_pixels``."""
+    return Call("GET", "/v1/models", lambda response: dict(response.json()["limits"]))
+
+
 def model(name: str) -> Call[dict[str, Any]]:
     """One model, as ``GET /v1/models/{name}`` describes it."""
     return Call("GET", model_path(name), _json)

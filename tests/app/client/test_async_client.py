@@ -24,7 +24,8 @@ def test_the_async_client_answers_as_the_client_does(server: LiveServer, tmp_pat
     images = sorted(folder.iterdir())
     with Client(server.url) as ae:
         expected = ([ae.denoise("mnist-dae", image) for image in images],
-                    ae.models(), ae.model("mnist-vae"), ae.denoise_many("mnist-dae", images[:2]),
+                    ae.models(), ae.model("mnist-vae"), ae.limits(),
+                    ae.denoise_many("mnist-dae", images[:2]),
                     ae.encode_answer("mnist-vae", images[:2], sample=True, seed=3),
                     ae.score_answer("mnist-vae", images[:1], k=5, seed=1),
                     ae.sample_with_seed("mnist-vae", n=3, seed=2),
@@ -36,7 +37,7 @@ def test_the_async_client_answers_as_the_client_does(server: LiveServer, tmp_pat
         async with AsyncClient(server.url) as ae:
             assert await ae.ready()
             cleans = await asyncio.gather(*(ae.denoise("mnist-dae", image) for image in images))
-            return (cleans, await ae.models(), await ae.model("mnist-vae"),
+            return (cleans, await ae.models(), await ae.model("mnist-vae"), await ae.limits(),
                     await ae.denoise_many("mnist-dae", images[:2]),
                     await ae.encode_answer("mnist-vae", images[:2], sample=True, seed=3),
                     await ae.score_answer("mnist-vae", images[:1], k=5, seed=1),
