@@ -41,6 +41,7 @@ IN_REQUESTS = ("as many as the service takes in one request (its max_images, ask
 SEEDED = ("; with several requests, request i (from 0) draws with this seed + i, and as a "
           "request's draws depend on the images sent with it, the {} differ from what one request "
           "of them all would give (the same seed and limit give the same again)")
+SEEDS = 2**63  # the service's seeds are 0 to 2**63 - 1
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -328,8 +329,6 @@ def in_requests(send: Callable[[list[Path], int | None], dict[str, Any]], images
         results.extend(send(images[start:start + at_most], seeded)["results"])
     return {**first, "results": results}
 
-
-SEEDS = 2**63  # the service's seeds are 0 to 2**63 - 1
 
 
 def hint(error: AeserveError, token: str | None) -> str:
