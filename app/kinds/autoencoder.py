@@ -6,12 +6,17 @@ sees a gray image replicated; alpha is set aside and put back unchanged. Encode,
 interpolate need one row per image, so they convert to the model's channels instead. Rows of
 concurrent requests with the same operation and shape share a batch.
 
+A VAE's draws (``encode?sample=true``, ``score``) come, image by image, from a generator seeded
+by the request's seed and the image's pixels as the model sees them (``image_generators``): the
+same image and seed draw the same noise whatever else is in the request, and wherever it is.
+
 Cost: every decoded pixel plus every pixel the network produces (rows x height x width; a score
 decodes ``k`` samples per image).
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +37,21 @@ from model.distributions import DiagonalGaussian
 from model.scoring import iwae_nll
 
 SCORE_CHUNK = 100  # importance samples per step of a score; the deadline is checked between them
+
+
+def image_seed(seed: int, pixels: torch.Tensor) -> int:
+    """The seed of one image's draws: a 64-bit BLAKE2b hash of its uint8 pixels (a CPU tensor, the
+    image as the model sees it) keyed by the request's ``seed``."""
+    key = seed.to_bytes(8, "little")
+    digest = hashlib.blake2b(pixels.numpy().tobytes(), digest_size=8, key=key).digest()
+    return int.from_bytes(digest, "little")
+
+
+def image_generators(rows: torch.Tensor, seed: int,
+                     device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """A generator per image row (N, C, H, W uint8), seeded by ``image_seed``: an image's draws
+    depend on the seed and its pixels alone, not on the images sent beside it or its place."""
+    return [torch.Generator(device=device).manual_seed(image_seed(seed, row)) for row in rows]
 
 
 @dataclass(slots=True)
@@ -184,7 +204,9 @@ class Autoencoder(ServedModel):
                                      lambda: [self._to_png(p, o) for p, o in pairs])
 
     async def _encode_rows(self, datas: list[bytes], resize: bool, ticket: Ticket) -> Outputs:
-        rows = self._stack(await self._rows(datas, resize, False, ticket))
+        return await self._encode(self._stack(await self._rows(datas, resize, False, ticket)), ticket)
+
+    async def _encode(self, rows: torch.Tensor, ticket: Ticket) -> Outputs:
         return await self.batcher.run(self._run("encode"), rows, ("encode", *rows.shape[1:]),
                                       ticket)
 
@@ -227,13 +249,17 @@ class VariationalAutoencoder(Autoencoder):
         await self.batcher.call_on_thread(self._score, (x, 2, 0), lambda: None)
 
     async def encode(self, datas: list[bytes], params: EncodeParams, ticket: Ticket) -> Encoded:
-        posterior = DiagonalGaussian(*await self._encode_rows(datas, params.resize, ticket))
+        rows = self._stack(await self._rows(datas, params.resize, False, ticket))
+        posterior = DiagonalGaussian(*await self._encode(rows, ticket))
         results = [LatentResult(mu=m, sigma=s, logvar=lv) for m, s, lv in zip(
             posterior.mean.tolist(), posterior.std.tolist(), posterior.logvar.tolist(), strict=True)]
         if not params.sample:
             return Encoded(results)
         seed = secrets.randbits(63) if params.seed is None else params.seed
-        z = posterior.sample(torch.Generator().manual_seed(seed))  # on the CPU: same seed, same z
+        # on the CPU, each image's from its own generator: same image and seed, same z
+        eps = torch.cat([torch.randn(1, posterior.mean.shape[1], generator=gen)
+                         for gen in image_generators(rows, seed)])
+        z = posterior.mean + posterior.std * eps
         for item, row in zip(results, z.tolist(), strict=True):
             item.z = row
         return Encoded(results, seed)
@@ -250,10 +276,12 @@ class VariationalAutoencoder(Autoencoder):
         return await self.batcher.run_alone(self._sample, (n, seed, temperature), ticket)
 
     def _score(self, request: tuple[torch.Tensor, int, int], check: Check) -> Outputs:
-        x, k, seed = request
-        gen = torch.Generator(device=self.device).manual_seed(seed)
-        nll, neg_elbo = iwae_nll(self.model, to_unit(x.to(self.device)), k, chunk=SCORE_CHUNK,
-                                 generator=gen, check=check)
+        x, k, seed = request  # x: the images' rows on the CPU, one per image
+        # image by image, each with its own generator: an image's score is the one it gets alone
+        scores = [iwae_nll(self.model, to_unit(row[None].to(self.device)), k, chunk=SCORE_CHUNK,
+                           generator=gen, check=check)
+                  for row, gen in zip(x, image_generators(x, seed, self.device), strict=True)]
+        nll, neg_elbo = (torch.cat(values) for values in zip(*scores, strict=True))
         return nll.float().cpu(), neg_elbo.float().cpu()
 
     async def score(self, datas: list[bytes], resize: bool, k: int, seed: int,

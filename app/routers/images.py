@@ -58,7 +58,8 @@ class EncodeQuery(QueryModel):
     resize: bool = Field(default=False, description="fixed-size models: resize other sizes")
     sample: bool = Field(default=False, description="VAE: add a reparameterized draw z")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1,
-                             description="seed of that draw (with sample=true only)")
+                             description="seed of that draw (with sample=true only); an image's "
+                             "z depends on the seed and its pixels alone")
 
     @model_validator(mode="after")
     def seed_needs_a_draw(self) -> EncodeQuery:
@@ -73,7 +74,8 @@ class ScoreQuery(QueryModel):
     resize: bool = Field(default=False, description="fixed-size models: resize other sizes")
     k: int | None = Field(default=None, ge=1, description="importance samples (default 100)")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1,
-                             description="seed of the random draws")
+                             description="seed of the importance samples; an image's scores "
+                             "depend on the seed and its pixels alone")
 
 
 class DenoisedJson(BaseModel):

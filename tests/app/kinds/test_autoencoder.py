@@ -330,24 +330,6 @@ def test_a_few_pixels_behind_many_bytes_are_probed_and_decoded_off_the_loop(
     assert [t == loop for t in decoded] == [False, True]
 
 
-def test_a_seeded_encode_draw_is_mu_plus_sigma_times_the_seeds_normal_draw(client: TestClient) -> None:
-    """sample=true&seed=s: z = μ + σ·ε with ε the first draw of a CPU generator seeded s, so the
-    same seed gives the same z on any device; σ is exp(logvar / 2)."""
-    two = files(image_bytes(seed=1), image_bytes(seed=2))
-    answer = client.post(f"{VAE}/encode", params={"sample": "true", "seed": 7}, files=two).json()
-    assert answer["seed"] == 7
-    mu, sigma, logvar, z = (torch.tensor([r[k] for r in answer["results"]])
-                            for k in ("mu", "sigma", "logvar", "z"))
-    torch.testing.assert_close(sigma, torch.exp(0.5 * logvar))
-    eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(7))
-    torch.testing.assert_close(z, mu + sigma * eps)
-    again = client.post(f"{VAE}/encode", params={"sample": "true", "seed": 7}, files=two).json()
-    assert again == answer
-    plain = client.post(f"{VAE}/encode", files=two).json()
-    assert "seed" not in plain and [{k: r[k] for k in ("mu", "sigma", "logvar")}
-                                    for r in answer["results"]] == plain["results"]
-
-
 def test_a_kind_interpolates_by_decoding_the_straight_path_between_the_ends(
     client: TestClient,
 ) -> None:
