@@ -38,10 +38,9 @@ from app.client import AeserveError, AsyncClient, Client, log
 IN_REQUESTS = ("as many as the service takes in one request (its max_images, asked first: "
                "AESERVE_MAX_IMAGES, 64 by default) go in each, the answers printed as one, in the "
                "order given")
-SEEDED = ("; with several requests, request i (from 0) draws with this seed + i, and as a "
-          "request's draws depend on the images sent with it, the {} differ from what one request "
-          "of them all would give (the same seed and limit give the same again)")
-SEEDS = 2**63  # the service's seeds are 0 to 2**63 - 1
+SEEDED = ("; an image's {} depends on this seed and the image alone, so with several requests "
+          "each is sent with it (without --seed, the one the service drew for the first) and the "
+          "answer is what one request of them all would give")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -104,7 +103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", default="mnist-vae", help="default: %(default)s")
     p.add_argument("-k", type=int, help="importance samples (default: the service's)")
     p.add_argument("--seed", type=int, help="same seed, same scores (default: a fresh one, "
-                   "printed)" + SEEDED.format("scores"))
+                   "printed)" + SEEDED.format("score"))
     p.add_argument("--resize", action="store_true", help="resize to the model's size")
 
     p = sub.add_parser("interpolate", parents=[common],
@@ -319,14 +318,13 @@ def answer_of(client: Client, args: argparse.Namespace, images: list[Path],
 def in_requests(send: Callable[[list[Path], int | None], dict[str, Any]], images: list[Path],
                 at_most: int, seed: int | None) -> dict[str, Any]:
     """The answers for ``images`` sent ``at_most`` at a time (the service's ``max_images``) as
-    one: the first's, with every ``results`` in the order given. Request ``i`` (from 0) is sent
-    with ``seed`` + i (None: the seed the service drew for the first), so that no two requests
-    draw the same noise, and the same seed and limit give the same answer again."""
+    one: the first's, with every ``results`` in the order given. Every request is sent with
+    ``seed`` (None: the seed the service drew for the first); as the service draws each image's
+    noise from the seed and that image alone, the answer is the one a single request gives."""
     first = send(images[:at_most], seed)
     results, drawn = list(first["results"]), first.get("seed")
-    for i, start in enumerate(range(at_most, len(images), at_most), 1):
-        seeded = None if drawn is None else (drawn + i) % SEEDS
-        results.extend(send(images[start:start + at_most], seeded)["results"])
+    for start in range(at_most, len(images), at_most):
+        results.extend(send(images[start:start + at_most], drawn)["results"])
     return {**first, "results": results}
 
 
