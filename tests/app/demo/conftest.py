@@ -1,6 +1,10 @@
 """The demo tests' fixtures: one Chromium per module, one real server of the shipped
 checkpoints for every test that only uses it (none stops it or changes its models or settings;
-each ``visit`` clears the POSTs it recorded), and a ready tab per test."""
+each ``visit`` clears the POSTs it recorded), and a ready tab per test.
+
+Every ``expect`` waits up to ``EXPECT_TIMEOUT_MS`` instead of Playwright's 5 s: many wait on a
+model's answer (the photo model takes over a second on a 360×240 image on one thread), which a
+busy machine can make several times slower."""
 
 from __future__ import annotations
 
@@ -8,8 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.app.demo.site import Site, Visit, launch_browser, ready_visit, serve
+
+EXPECT_TIMEOUT_MS = 30_000
+
+expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")
