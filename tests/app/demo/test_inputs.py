@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 import httpx
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from tests.app.demo.site import ROOT, Site, Visit, open_page
@@ -20,11 +21,18 @@ def pick(page: Any, selector: str, name: str, data: bytes, mime: str = "image/pn
     page.set_input_files(selector, files=[{"name": name, "mimeType": mime, "buffer": data}])
 
 
-def broken_images(page: Any, scope: str) -> list[str]:
-    """The images shown in ``scope`` that the browser could not draw."""
-    return page.locator(f"{scope} img").evaluate_all(
-        "imgs => imgs.filter(i => i.checkVisibility() && !(i.complete && i.naturalWidth > 0))"
-        ".map(i => i.alt)")
+UNDRAWN = """(scope) => [...document.querySelectorAll(`${scope} img`)]
+    .filter((i) => i.checkVisibility() && !(i.complete && i.naturalWidth > 0)).map((i) => i.alt)"""
+
+
+def images_are_drawn(page: Any, scope: str) -> None:
+    """Until every image shown in ``scope`` is drawn; fails naming those that are not. An image
+    is not drawn at once (its blob or data URL loads after its ``src`` is set), and one the
+    browser cannot read is replaced by a stand-in (after its error event)."""
+    try:
+        page.wait_for_function(f"(scope) => ({UNDRAWN})(scope).length === 0", arg=scope)
+    except PlaywrightTimeoutError:
+        raise AssertionError(f"images not drawn: {page.evaluate(UNDRAWN, scope)}") from None
 
 
 # ---- denoise ------------------------------------------------------------------------------------
@@ -41,11 +49,11 @@ def test_an_image_the_browser_cannot_show_goes_to_the_photo_model_and_shows_its_
     page.click("#denoise-run")
     expect(page.locator("#compare-after")).to_be_visible()
     assert [p.path for p in site.recorder.posts] == ["/v1/models/photo-denoiser/denoise"]
-    assert page.locator("#compare-after").evaluate("img => img.naturalWidth") == 120
+    expect(page.locator("#compare-after")).to_have_js_property("naturalWidth", 120)  # once loaded
     assert page.locator("#compare").evaluate("el => el.style.getPropertyValue('--ar')") == "1.5"
     expect(page.locator("#compare-before")).to_be_hidden()  # no broken input beside it
     expect(page.locator("#compare-slider")).to_be_hidden()
-    assert broken_images(page, "#panel-denoise") == []
+    images_are_drawn(page, "#panel-denoise")
 
     pick(page, "#denoise-file", "small.png", image_bytes((50, 50), "RGB"))  # colour: not a digit
     expect(page.locator("#denoise-input-info")).to_contain_text("50×50 colour")
@@ -53,7 +61,7 @@ def test_an_image_the_browser_cannot_show_goes_to_the_photo_model_and_shows_its_
     page.click("#denoise-run")
     expect(page.locator("#compare-before")).to_be_visible()  # the slider is back
     expect(page.locator("#compare-slider")).to_be_visible()
-    assert broken_images(page, "#panel-denoise") == []
+    images_are_drawn(page, "#panel-denoise")
     visit.check()
 
 
@@ -251,7 +259,7 @@ def test_a_digit_the_browser_cannot_show_is_encoded_and_interpolated(visit: Visi
     expect(page.locator("#interp-error")).to_be_hidden()
     assert [p.query for p in site.recorder.posts] == ["resize=true", "resize=true&steps=10"]
     expect(page.locator("#interp-thumb-b")).to_have_attribute("alt", re.compile("^End digit: end.tiff"))
-    assert broken_images(page, "#panel-vae") == []  # a stand-in where the browser cannot show it
+    images_are_drawn(page, "#panel-vae")  # a stand-in where the browser cannot show it
     visit.check()
 
 

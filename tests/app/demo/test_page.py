@@ -219,8 +219,8 @@ def test_vae_samples_latents_and_interpolation(visit: Visit, site: Site, shots: 
     direct = httpx.post(f"{site.url}/v1/models/mnist-vae/sample", headers={"Accept": "image/png"},
                         json={"n": 16, "seed": 7, "temperature": 0.8}, timeout=60)
     assert grid == direct.content
-    assert page.locator("#sample-grid").evaluate("img => img.naturalWidth") == Image.open(
-        io.BytesIO(grid)).width
+    expect(page.locator("#sample-grid")).to_have_js_property(  # once loaded: a blob's image is not at once
+        "naturalWidth", Image.open(io.BytesIO(grid)).width)
 
     page.click("#encode-card .mini[data-src$='digit-0.png']")
     dims = page.locator("#latent-chart .dim")
@@ -351,7 +351,7 @@ def test_an_image_chosen_during_a_run_stops_it_and_is_what_the_next_run_shows(vi
     page.click("#denoise-run")
     expect(page.locator("#denoise-download")).to_have_attribute("download", "digit-7-denoised.png")
     expect(page.locator("#denoise-error")).to_be_hidden()
-    assert page.locator("#compare-after").evaluate("img => img.naturalWidth") == 28
+    expect(page.locator("#compare-after")).to_have_js_property("naturalWidth", 28)
 
 
 def test_a_vae_input_that_cannot_be_read_is_shown_as_an_error(visit: Visit) -> None:
