@@ -84,6 +84,11 @@ class Output:
         with self._changed:
             return "".join(self._lines)
 
+    def read_rest(self) -> None:
+        """Once the process has exited: until what it wrote last is read (the reader gets to the
+        end of its output a little after the exit, on its own thread)."""
+        self._reader.join(READ_REST_S)
+
     def wait_for(self, *lines: str, count: int = 1, timeout_s: float = WAIT_TIMEOUT_S) -> bool:
         """Until each of ``lines`` is in the output ``count`` times (True), or the process has
         exited or ``timeout_s`` passed without it (False)."""
@@ -94,7 +99,7 @@ class Output:
             self._changed.wait_for(lambda: seen() or self._exited, timeout_s)
             found = seen()
         if not found and self._exited:
-            self._reader.join(READ_REST_S)  # the rest of what it wrote, for the failure's message
+            self.read_rest()  # the rest of what it wrote, for the failure's message
         return found
 
 
@@ -181,7 +186,8 @@ def responses(raw: bytes) -> list[tuple[int, dict[str, str], bytes]]:
 
 
 def stop_server(server: LiveServer, timeout_s: float = 60.0) -> int:
-    """SIGTERM, then wait for the exit; killed (and the test failed) if it does not come."""
+    """SIGTERM, then wait for the exit; killed (and the test failed) if it does not come. Once it
+    returns, ``server.output()`` holds all that the server wrote."""
     if server.proc.poll() is None:
         server.proc.send_signal(signal.SIGTERM)
     try:
@@ -190,6 +196,7 @@ def stop_server(server: LiveServer, timeout_s: float = 60.0) -> int:
         if server.proc.poll() is None:
             server.proc.kill()
             server.proc.wait(timeout=30)
+        server.watched.read_rest()
 
 
 @contextmanager

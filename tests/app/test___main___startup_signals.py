@@ -134,7 +134,7 @@ def test_sigterm_while_starting_ends_the_process_with_143_before_it_serves(
         proc.send_signal(signal.SIGTERM)
     finally:
         code = _ended(proc)
-    watched.wait_for("never said: the rest of the output, once it has exited")
+    watched.read_rest()
     output = watched.text()
     assert code == 128 + signal.SIGTERM, output
     assert STOPPED in output, output

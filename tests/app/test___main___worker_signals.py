@@ -68,7 +68,7 @@ def _ended(watched: Output) -> str:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    watched.wait_for("never said: the rest of the output, once it has exited")
+    watched.read_rest()
     return f"{code}\n{watched.text()}"
 
 
