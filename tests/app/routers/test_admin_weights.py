@@ -47,4 +47,4 @@ def test_corrupt_weights_with_an_unchanged_config_are_refused_and_the_old_model_
     assert after["sha256"] == before["sha256"] and after["loaded_at"] == before["loaded_at"]
     assert denoised == 200
     assert 'aeserve_model_loads_total{model="mnist-dae",result="refused"} 1.0' in metrics
-    assert "reload refused mnist-dae, the old one keeps serving" in server.output()
+    assert server.wait_for("reload refused mnist-dae, the old one keeps serving"), server.output()[-3000:]
