@@ -1,6 +1,6 @@
 """The demo tests' fixtures: one Chromium per module, one real server of the shipped
 checkpoints for every test that only uses it (none stops it or changes its models or settings;
-each ``visit`` clears the POSTs it recorded), and a ready tab per test.
+each ``visit`` clears the POSTs it recorded), a ready tab per test, and the screenshots' folder.
 
 Every ``expect`` waits up to ``EXPECT_TIMEOUT_MS`` instead of Playwright's 5 s: many wait on a
 model's answer (the photo model takes over a second on a 360×240 image on one thread), which a
@@ -8,7 +8,9 @@ busy machine can make several times slower."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,3 +38,13 @@ def site() -> Iterator[Site]:
 @pytest.fixture
 def visit(browser: Any, site: Site) -> Iterator[Visit]:
     yield from ready_visit(browser, site)
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tests' screenshots go: ``AESERVE_SCREENSHOT_DIR`` when set (docs/screenshots/
+    holds the committed ones), else a temporary folder."""
+    folder = os.environ.get("AESERVE_SCREENSHOT_DIR")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
