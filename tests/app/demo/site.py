@@ -21,7 +21,7 @@ from playwright.sync_api import expect, sync_playwright
 from app.main import create_app
 from app.routers import demo
 from app.settings import Settings
-from tests.app.live import START_TIMEOUT_S, free_port
+from tests.app.live import START_TIMEOUT_S
 
 ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -111,28 +111,35 @@ class SaysStarted(uvicorn.Server):
 
 class ThreadServer:
     """A real uvicorn server in a thread, on one port for its life: ``stop`` it and ``start`` it
-    again (a fresh app, models loaded anew) and the page finds it where it was."""
+    again (a fresh app, models loaded anew) and the page finds it where it was. The first start
+    binds port 0, the system's pick, itself, and hands uvicorn the socket: a port picked first and
+    bound later, once the models have loaded, could be taken in between."""
 
     def __init__(self, checkpoints: Path | None = None, **overrides: Any) -> None:
         self.settings = Settings(checkpoint_dir=checkpoints or ROOT / "checkpoints", torch_threads=1,
                                  **overrides)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0  # until the first start
+        self.url = ""
         self.recorder: Recorder | None = None
         self.server: uvicorn.Server | None = None
         self.thread: threading.Thread | None = None
 
     def start(self) -> Site:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the same port after a stop
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         app = create_app(self.settings)
         if not any(getattr(route, "path", None) == "/" for route in app.routes):
             app.include_router(demo.router)
         self.recorder = Recorder(app)
-        config = uvicorn.Config(self.recorder, host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(self.recorder, log_level="warning")
         self.server = server = SaysStarted(config)
 
         def run() -> None:
             try:
-                server.run()
+                server.run(sockets=[sock])  # uvicorn listens on it, and closes it when it stops
             finally:  # a server that never got as far as its startup
                 server.startup_done.set()
 
