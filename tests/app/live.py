@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ READ_REST_S = 5.0  # for what an exited process wrote last
 # what uvicorn logs (at info) once the app has started and it listens, in either order: one process
 # binds its socket after the app starts, a supervisor of several workers before it starts them
 READY_LINES = ("Application startup complete", "Uvicorn running on")
+LISTENING = re.compile(r"Uvicorn running on http://\S+:(\d+) ")  # the port it listens on
 SAYS_READY = ("info", "debug", "trace")
 # the protocol limits of ``limited_server`` (tests/app/conftest.py): small, and short timeouts
 LIMITED_MAX_HEADER_BYTES = 4096
@@ -125,18 +127,25 @@ def start_server(checkpoints: Path, log: Path, command: tuple[str, ...] = ("-m",
     """Start ``python -m app`` (or ``python *command``) with ``settings`` (``AESERVE_*`` names)
     and wait until it is ready: uvicorn has said that the app has started (models loaded and
     warm) and that it listens, and ``/readyz`` then answers 200. The test fails, with the
-    server's output, if it exits first or is not ready within ``START_TIMEOUT_S``."""
-    settings = {"AESERVE_LOG_LEVEL": "info", **settings}  # where uvicorn says it is ready
+    server's output, if it exits first or is not ready within ``START_TIMEOUT_S``.
+
+    Unless ``settings`` name an ``AESERVE_PORT``, the server binds port 0, the system's pick, and
+    the port is read from its log: a port picked here and bound there later could be taken in
+    between (by another process of the machine's, such as a second test run beside this one)."""
+    settings = {"AESERVE_LOG_LEVEL": "info", "AESERVE_PORT": "0", **settings}  # info: it says it is ready
     level = settings["AESERVE_LOG_LEVEL"].lower()
     if level not in SAYS_READY:
         raise ValueError(f"AESERVE_LOG_LEVEL={level}: uvicorn says it is ready at info; use one "
                          f"of {', '.join(SAYS_READY)}")
-    port = free_port()
-    env = server_env(checkpoints, port, **settings)
+    env = server_env(checkpoints, int(settings["AESERVE_PORT"]), **settings)
     proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    server = LiveServer(proc, f"http://127.0.0.1:{port}", port, log, Output(proc, log))
-    if not server.watched.wait_for(*READY_LINES, timeout_s=START_TIMEOUT_S):
+    watched = Output(proc, log)
+    ready = watched.wait_for(*READY_LINES, timeout_s=START_TIMEOUT_S)
+    listening = LISTENING.search(watched.text())
+    port = int(listening[1]) if listening else 0
+    server = LiveServer(proc, f"http://127.0.0.1:{port}", port, log, watched)
+    if not ready:
         code = proc.poll()
         stop_server(server)
         why = f"exited ({code})" if code is not None else f"was not ready within {START_TIMEOUT_S:g} s"

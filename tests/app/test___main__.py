@@ -13,16 +13,15 @@ from pathlib import Path
 import pytest
 
 from app.settings import Settings
-from tests.app.live import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_app(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """``python -m app`` on a free port (it binds before it reads the checkpoints: a run that
-    stops at them must not depend on port 8000 being free)."""
+    """``python -m app`` on port 0, the system's pick (it binds before it reads the checkpoints: a
+    run that stops at them must not depend on port 8000, or a port picked beforehand, being free)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_")}
-    env = {**clean, "AESERVE_PORT": str(free_port()), **env}
+    env = {**clean, "AESERVE_PORT": "0", **env}
     return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.live import ROOT, WAIT_TIMEOUT_S, Output, free_port, server_env, start_server, stop_server
+from tests.app.live import ROOT, WAIT_TIMEOUT_S, Output, server_env, start_server, stop_server
 
 STOPPED = "stopped by SIGTERM while starting"
 
@@ -62,7 +62,7 @@ runpy.run_module("app", run_name="__main__", alter_sys=True)
 
 def _app(checkpoints: Path, *args: str, stdin: int | None = None,
          **settings: str) -> subprocess.Popen[bytes]:
-    env = server_env(checkpoints, free_port(), AESERVE_LOG_LEVEL="info", **settings)
+    env = server_env(checkpoints, 0, AESERVE_LOG_LEVEL="info", **settings)  # port 0: the system's pick
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdin=stdin,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.live import ROOT, WAIT_TIMEOUT_S, Output, free_port, server_env
+from tests.app.live import ROOT, WAIT_TIMEOUT_S, Output, server_env
 
 STOPPED = "stopped by SIGTERM while starting"
 
@@ -46,7 +46,7 @@ def supervisor(tiny_checkpoints: Path, tmp_path: Path) -> Output:
     site.mkdir()
     (site / "sitecustomize.py").write_text(PAUSE_WORKERS_LOADING)
     path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
-    env = server_env(tiny_checkpoints, free_port(), AESERVE_LOG_LEVEL="info", AESERVE_WORKERS="2",
+    env = server_env(tiny_checkpoints, 0, AESERVE_LOG_LEVEL="info", AESERVE_WORKERS="2",
                      AESERVE_RUNTIME="onnxruntime", PYTHONPATH=path)
     proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.app.helpers import decode_png, files, image_bytes, png_claiming
-from tests.app.live import ROOT, LiveServer, free_port, running_server, server_env, wire
+from tests.app.live import ROOT, LiveServer, running_server, server_env, wire
 
 TOKEN = "e2e-token-0123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -160,7 +160,7 @@ def test_work_over_the_queue_budget_answers_503_with_retry_after(live: LiveServe
 
 
 def run_app(checkpoints: Path) -> subprocess.CompletedProcess[str]:
-    env = server_env(checkpoints, free_port())
+    env = server_env(checkpoints, 0)  # port 0: the system's pick (it stops before serving)
     return subprocess.run([sys.executable, "-m", "app"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120, check=False)
 
@@ -263,7 +263,7 @@ def test_command_line_client(server: str, tmp_path: Path) -> None:
 
 
 def test_an_invalid_setting_stops_startup_with_one_line(tiny_checkpoints: Path) -> None:
-    env = server_env(tiny_checkpoints, free_port(), AESERVE_MAX_BATCH_SIZE="many")
+    env = server_env(tiny_checkpoints, 0, AESERVE_MAX_BATCH_SIZE="many")
     result = subprocess.run([sys.executable, "-m", "app"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 2

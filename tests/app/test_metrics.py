@@ -25,7 +25,7 @@ from starlette.types import Message
 from app.errors import ClientDisconnected, install_error_handlers
 from app.metrics import MULTIPROC_ENV, Metrics, RequestMetricsMiddleware, prepare_multiprocess
 from tests.app.helpers import image_bytes
-from tests.app.live import free_port
+from tests.app.live import LISTENING
 
 ROOT = Path(__file__).resolve().parents[2]
 DENOISE_ROUTE = "/v1/models/{name}/denoise"
@@ -248,8 +248,9 @@ def test_multiprocess_mode_sums_counters_of_all_workers_and_gauges_of_live_ones(
 # ------------------------------------------------------------------- the real server, 2 workers
 
 
-def wait_until_both_workers_serve(proc: subprocess.Popen[bytes], log: Path, url: str) -> None:
-    """Both workers have finished startup (a worker takes connections only then) and /readyz is 200."""
+def wait_until_both_workers_serve(proc: subprocess.Popen[bytes], log: Path) -> str:
+    """Both workers have finished startup (a worker takes connections only then) and /readyz is
+    200; the server's URL, on the port its log says it listens on."""
     deadline = time.monotonic() + 180
     while True:
         try:
@@ -258,10 +259,13 @@ def wait_until_both_workers_serve(proc: subprocess.Popen[bytes], log: Path, url:
             pass
         else:
             pytest.fail(f"the server exited with {code}:\n{log.read_text()[-3000:]}")
-        if log.read_text(errors="replace").count("Application startup complete") >= 2:
+        text = log.read_text(errors="replace")
+        listening = LISTENING.search(text)
+        if listening and text.count("Application startup complete") >= 2:
+            url = f"http://127.0.0.1:{listening[1]}"
             try:
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    return
+                if httpx.get(f"{url}/readyz", timeout=30).status_code == 200:
+                    return url
             except httpx.TransportError:
                 pass
         assert time.monotonic() < deadline, "two workers not ready within 180 s:\n" + log.read_text()[-3000:]
@@ -285,13 +289,13 @@ def requests_by_worker(directory: Path) -> list[float]:
 
 @pytest.fixture
 def two_worker_server(tiny_checkpoints: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """``python -m app`` with AESERVE_WORKERS=2; yields its URL and its metrics directory."""
-    port = free_port()
+    """``python -m app`` with AESERVE_WORKERS=2; yields its URL and its metrics directory. On port
+    0, the system's pick, read back from the log: a port picked here could be taken before it binds."""
     log = tmp_path / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_") and k != MULTIPROC_ENV}
     env.update(
         AESERVE_CHECKPOINT_DIR=str(tiny_checkpoints),
-        AESERVE_PORT=str(port),
+        AESERVE_PORT="0",
         AESERVE_WORKERS="2",
         AESERVE_LOG_LEVEL="info",
         AESERVE_TORCH_THREADS="1",
@@ -302,8 +306,7 @@ def two_worker_server(tiny_checkpoints: Path, tmp_path: Path) -> Iterator[tuple[
             [sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
         try:
-            url = f"http://127.0.0.1:{port}"
-            wait_until_both_workers_serve(proc, log, url)
+            url = wait_until_both_workers_serve(proc, log)
             (directory,) = tmp_path.glob("aeserve-metrics-*")
             yield url, directory
             proc.send_signal(signal.SIGTERM)

@@ -106,8 +106,7 @@ def test_waits_are_spread_so_clients_refused_together_come_back_apart() -> None:
 
 
 def test_a_service_restarting_is_waited_for_and_the_operation_sent_again(
-    tiny_checkpoints: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture
+    tiny_checkpoints: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A script denoising a folder while the service restarts: nothing listens on its port for a
     while. With retries the client waits (1 s, then longer) and sends it again, saying so; the
@@ -118,8 +117,7 @@ def test_a_service_restarting_is_waited_for_and_the_operation_sent_again(
     restarted: list[LiveServer] = []
 
     def restart(wait: float) -> None:
-        monkeypatch.setattr("tests.app.live.free_port", lambda: port)
-        restarted.append(start_server(tiny_checkpoints, tmp_path / "server.log"))
+        restarted.append(start_server(tiny_checkpoints, tmp_path / "server.log", AESERVE_PORT=str(port)))
 
     try:
         with Client(url, retries=2) as client:
