@@ -132,7 +132,9 @@ def test_the_proxys_own_413_is_json_in_the_services_shape(proxied: tuple[str, Li
 
 
 def logged_client(service: LiveServer, path: str) -> str:
-    """The client address of the access-log line of ``path`` (written before the answer is sent)."""
+    """The client address of the access-log line of ``path`` (written before the answer is sent;
+    read from the server's output on a thread of the test's, which may not have got to it yet)."""
+    assert service.wait_for(f'"{path}"'), service.output()[-3000:]
     lines = [json.loads(line) for line in service.output().splitlines() if line.startswith("{")]
     clients = [r["client"] for r in lines if r.get("path") == path]
     assert len(clients) == 1, lines[-5:]
