@@ -80,6 +80,9 @@ def test_retries_send_an_operation_again_after_the_wait_a_503_asks_for(
                 with (caplog.at_level(logging.WARNING, logger="app.client"),
                       pytest.raises(AeserveError) as refused):
                     client.denoise("mnist-dae", image_bytes())
+        # the held upload's room comes back once the service has seen its client go (and logged
+        # so, after): not when the socket closes here
+        assert live.wait_for("client went away: POST /v1/models/mnist-dae/denoise"), live.output()[-3000:]
         assert (refused.value.status, refused.value.code) == (503, "overloaded")
         asked = refused.value.retry_after
         assert asked is not None and asked >= 1 and len(waits) == 2
