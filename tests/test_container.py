@@ -19,7 +19,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -89,12 +88,6 @@ def compose_config(*args: str, env: dict[str, str] | None = None,
     return config
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 MOUNTED = {"mounted-dae": "mnist-dae", "mounted-vae": "mnist-vae"}  # served name -> source
 
 
@@ -139,7 +132,7 @@ def free_subnet() -> ipaddress.IPv4Network:
 class Stack:
     """One compose project: the repository's docker-compose.yml plus a test override."""
 
-    def __init__(self, override: Path, port: int) -> None:
+    def __init__(self, override: Path) -> None:
         self.project = f"aeserve-test-{os.getpid()}"
         self.base = [
             "docker",
@@ -154,17 +147,22 @@ class Stack:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AESERVE_")}
         subnet = free_subnet()
         self.proxy_ip = str(subnet[10])  # what the compose file makes of NETWORK_PREFIX
-        proxy_port = free_port()
-        self.env |= {"AESERVE_IMAGE": IMAGE, "AESERVE_API_PORT": str(port),
-                     "AESERVE_PROXY_PORT": str(proxy_port),
+        # host port 0: Docker's pick, free when it publishes it (a port picked here could be taken
+        # before ``up``, an image build later); ``published`` says which
+        self.env |= {"AESERVE_IMAGE": IMAGE, "AESERVE_API_PORT": "0", "AESERVE_PROXY_PORT": "0",
                      "NETWORK_PREFIX": str(subnet.network_address).rpartition(".")[0]}
-        self.url = f"http://127.0.0.1:{port}"
-        self.proxy_url = f"http://127.0.0.1:{proxy_port}"
+        self.url = ""  # the api's, once it is up
+        self.proxy_url = ""  # the proxy's, once it is up
 
     def compose(
         self, *args: str, timeout: float = 120, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         return run(*self.base, *args, env=self.env, timeout=timeout, check=check)
+
+    def published(self, service: str, port: int) -> str:
+        """The URL at which the host reaches ``service``'s ``port``, as Docker published it."""
+        address = self.compose("--profile", "proxy", "port", service, str(port)).stdout.strip()
+        return f"http://{address}"
 
     def container(self, service: str = "api") -> str:
         return self.compose("--profile", "proxy", "ps", "-a", "-q", service).stdout.strip()
@@ -198,7 +196,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
             }
         )
     )
-    stack = Stack(override, free_port())
+    stack = Stack(override)
     started = time.monotonic()
     stack.compose("build", "api", timeout=1200)
     print(f"image build: {time.monotonic() - started:.0f} s")
@@ -208,6 +206,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         if up.returncode != 0:
             logs = stack.compose("logs", "--no-color", "api", check=False).stdout
             raise AssertionError(f"compose up failed:\n{up.stderr[-2000:]}\n{logs[-4000:]}")
+        stack.url = stack.published("api", 8000)
         print(f"up and healthy: {time.monotonic() - started:.0f} s")
         yield stack
     finally:
@@ -382,10 +381,16 @@ def proxy_image(env: dict[str, str]) -> str:
 
 
 def access_log_client(stack: Stack, path: str) -> str:
-    """The client address (without its port) of the api's one access-log line for ``path``."""
-    lines = stack.compose("logs", "--no-color", "--no-log-prefix", "api").stdout.splitlines()
-    records = [json.loads(line) for line in lines if line.startswith("{")]
-    clients = [r["client"] for r in records if r.get("path") == path]
+    """The client address (without its port) of the api's one access-log line for ``path``. The
+    api writes it before it answers; Docker copies it to the container's log on its own time, so
+    the log is read again until the line is there (each read a ``docker compose logs``, bounded)."""
+    deadline = time.monotonic() + 60
+    while True:
+        lines = stack.compose("logs", "--no-color", "--no-log-prefix", "api").stdout.splitlines()
+        records = [json.loads(line) for line in lines if line.startswith("{")]
+        clients = [r["client"] for r in records if r.get("path") == path]
+        if clients or time.monotonic() > deadline:
+            break
     assert len(clients) == 1, (path, records[-5:])
     return str(clients[0]).rpartition(":")[0]
 
@@ -395,6 +400,7 @@ def test_behind_the_proxy_the_api_logs_the_clients_address_and_no_forged_one(sta
     up = stack.compose("--profile", "proxy", "up", "-d", "--wait", "--wait-timeout", "120", "proxy",
                        timeout=300, check=False)
     assert up.returncode == 0, up.stderr[-3000:]
+    stack.proxy_url = stack.published("proxy", 8080)
     assert int(stack.inspect("{{.HostConfig.Memory}}", "proxy")) == 256 * MiB
     assert int(stack.inspect("{{.HostConfig.NanoCpus}}", "proxy")) == 10**9
     address = stack.inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "proxy")
