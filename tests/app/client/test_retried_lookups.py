@@ -18,8 +18,7 @@ from tests.app.live import LiveServer, free_port, start_server, stop_server
 
 
 def test_the_model_list_waits_for_a_service_restarting(
-    tiny_checkpoints: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture
+    tiny_checkpoints: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Nothing listens on the service's port (restarting): with retries the list is sent again
     after the wait, the service is back by then, and its list is the answer; without, the error is
@@ -29,8 +28,7 @@ def test_the_model_list_waits_for_a_service_restarting(
     restarted: list[LiveServer] = []
 
     def restart(wait: float) -> None:
-        monkeypatch.setattr("tests.app.live.free_port", lambda: port)
-        restarted.append(start_server(tiny_checkpoints, tmp_path / "server.log"))
+        restarted.append(start_server(tiny_checkpoints, tmp_path / "server.log", AESERVE_PORT=str(port)))
 
     try:
         with Client(url, retries=2) as client:
