@@ -108,13 +108,22 @@ def test_waits_are_spread_so_clients_refused_together_come_back_apart() -> None:
     client.close()
 
 
-def test_a_service_restarting_is_waited_for_and_the_operation_sent_again(
-    tiny_checkpoints: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+RESTARTED_CALLS: dict[str, Any] = {  # each True when its answer is the service's
+    "an operation": lambda ae: decode_png(ae.denoise("mnist-dae", image_bytes())).size == (28, 28),
+    "the model list": lambda ae: "mnist-vae" in [model["name"] for model in ae.models()],
+}
+
+
+@pytest.mark.parametrize("call", RESTARTED_CALLS)
+def test_a_service_restarting_is_waited_for_and_the_call_sent_again(
+    call: str, tiny_checkpoints: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A script denoising a folder while the service restarts: nothing listens on its port for a
-    while. With retries the client waits (1 s, then longer) and sends it again, saying so; the
-    service is back on that port here when the first wait ends. (Retries covered 503s only:
-    the first refused connection raised httpx.ConnectError and the run stopped there.)"""
+    """A script denoising a folder (or listing the models first) while the service restarts:
+    nothing listens on its port for a while. With retries the client waits (1 s, then longer) and
+    sends it again, saying so; the service is back on that port here when the first wait ends.
+    (Retries covered 503s only: the first refused connection raised httpx.ConnectError and the run
+    stopped there; the model list was not retried at all.) Without retries the error is raised."""
+    answered = RESTARTED_CALLS[call]
     port = free_port()  # the service's, while it is down
     url = f"http://127.0.0.1:{port}"
     restarted: list[LiveServer] = []
@@ -126,14 +135,15 @@ def test_a_service_restarting_is_waited_for_and_the_operation_sent_again(
         with Client(url, retries=2) as client:
             client._sleep = restart  # type: ignore[method-assign]
             with caplog.at_level(logging.WARNING, logger="app.client"):
-                assert decode_png(client.denoise("mnist-dae", image_bytes())).size == (28, 28)
+                assert answered(client)
+        assert len(restarted) == 1
         (said,) = [r.getMessage() for r in caplog.records]
         assert said.startswith(f"no answer from {url}")
         assert "sending it again in 1." in said and said.endswith("(retry 1 of 2)")
         with Client(url, retries=0) as once:  # no retries: the error is raised
             stop_server(restarted[0])
             with pytest.raises(httpx.ConnectError):
-                once.denoise("mnist-dae", image_bytes())
+                answered(once)
     finally:
         for server in restarted:
             stop_server(server)

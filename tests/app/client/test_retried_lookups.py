@@ -1,49 +1,19 @@
 """The model list and a model's card (``models()``, ``model()``) are sent again as the operations
 are: they were sent once whatever ``retries`` said, so a script whose first call was the list
-failed at once while the service restarted, where each operation would have waited for it."""
+failed at once while the service restarted, where each operation would have waited for it. (The
+restart itself, nothing listening for a while, is in test_client.py, for an operation and the list.)"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from app.client import AeserveError, AsyncClient, Client
-from tests.app.live import LiveServer, free_port, start_server, stop_server
-
-
-def test_the_model_list_waits_for_a_service_restarting(
-    tiny_checkpoints: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Nothing listens on the service's port (restarting): with retries the list is sent again
-    after the wait, the service is back by then, and its list is the answer; without, the error is
-    raised at once."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    restarted: list[LiveServer] = []
-
-    def restart(wait: float) -> None:
-        restarted.append(start_server(tiny_checkpoints, tmp_path / "server.log", AESERVE_PORT=str(port)))
-
-    try:
-        with Client(url, retries=2) as client:
-            client._sleep = restart  # type: ignore[method-assign]
-            with caplog.at_level(logging.WARNING, logger="app.client"):
-                names = [model["name"] for model in client.models()]
-        assert "mnist-vae" in names and len(restarted) == 1
-        (said,) = [r.getMessage() for r in caplog.records]
-        assert said.startswith(f"no answer from {url}") and said.endswith("(retry 1 of 2)")
-        stop_server(restarted[0])
-        with Client(url, retries=0) as once, pytest.raises(httpx.ConnectError):
-            once.models()
-    finally:
-        for server in restarted:
-            stop_server(server)
+from tests.app.live import LiveServer
 
 
 class Proxy(httpx.BaseTransport, httpx.AsyncBaseTransport):
